@@ -1,0 +1,227 @@
+"""Decoded-video datasets and the LightningDataModule behind ``python -m trainer``.
+
+With no annotation files given, the data module writes the synthetic dataset (see
+:mod:`data.synthetic`) into ``cache_dir`` and uses its train/val/test splits: that is the
+embedded default, so ``fit`` works on a fresh machine with no downloads.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from data.decode import VideoDecodeError, decode_video
+from data.schema import AnnotationError, VideoSample, load_annotations
+from data.synthetic import SyntheticConfig, generate_dataset
+
+log = logging.getLogger(__name__)
+
+
+def default_cache_dir() -> Path:
+    """``$FRAME_SELECT_CACHE`` or ``~/.cache/frame-selectors``: generated data never lands in the source tree."""
+    env = os.environ.get("FRAME_SELECT_CACHE")
+    if env:
+        return Path(env).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")).expanduser() / "frame-selectors"
+
+
+class VideoCaptionDataset(Dataset):
+    """Decodes each sample's video at ``fps`` and ``frame_size``.
+
+    Args:
+        samples: Validated samples.
+        fps: Decoding rate: the candidate frames a selector chooses from.
+        frame_size: Longest edge of decoded frames.
+        max_frames: Cap on decoded frames per video.
+        min_frames: Videos with fewer decoded frames are bad samples (the frame budget ``K``).
+        skip_bad_samples: Log and skip undecodable/too-short videos instead of raising.
+    """
+
+    def __init__(
+        self,
+        samples: list[VideoSample],
+        fps: float,
+        frame_size: int,
+        max_frames: int | None = None,
+        min_frames: int = 1,
+        skip_bad_samples: bool = True,
+    ) -> None:
+        self.samples = samples
+        self.fps = fps
+        self.frame_size = frame_size
+        self.max_frames = max_frames
+        self.min_frames = min_frames
+        self.skip_bad_samples = skip_bad_samples
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict[str, Any] | None:
+        sample = self.samples[index]
+        try:
+            video = decode_video(sample.video, fps=self.fps, size=self.frame_size, max_frames=self.max_frames)
+            if len(video) < self.min_frames:
+                raise VideoDecodeError(
+                    f"{sample.video}: {len(video)} frames at {self.fps} fps, fewer than the frame budget "
+                    f"K={self.min_frames}"
+                )
+        except (FileNotFoundError, VideoDecodeError) as err:
+            if not self.skip_bad_samples:
+                raise
+            log.warning("skipping sample %s: %s", sample.video_id, err)
+            return None
+        return {
+            "video_id": sample.video_id,
+            "frames": video.frames,
+            "timestamps": video.timestamps,
+            "duration": sample.duration,
+            "events": [asdict(e) for e in sample.events],
+            "query": sample.query,
+            "extra": sample.extra,
+        }
+
+
+def collate_videos(items: list[dict[str, Any] | None]) -> dict[str, list[Any]]:
+    """Keeps variable-length videos as lists and drops skipped (``None``) samples."""
+    items = [x for x in items if x is not None]
+    keys = ("video_id", "frames", "timestamps", "duration", "events", "query", "extra")
+    return {k: [x[k] for x in items] for k in keys}
+
+
+class DenseCaptionDataModule(pl.LightningDataModule):
+    """Train/val/test/predict splits of dense-captioning videos.
+
+    Args:
+        train_file: ActivityNet-style annotation JSON for training (``None``: synthetic).
+        val_file: Validation annotations.
+        test_file: Test annotations.
+        predict_file: Annotations of the videos to caption in ``predict`` (default: ``test_file``).
+        video_root: Folder that relative video paths resolve against (default: each file's folder).
+        synthetic: Generator settings used when no annotation files are given.
+        cache_dir: Where generated data goes (default: :func:`default_cache_dir`).
+        fps: Candidate-frame decoding rate.
+        frame_size: Longest edge of decoded frames in pixels.
+        max_frames: Cap on candidate frames per video.
+        min_frames: Frame budget ``K`` (linked from ``model.num_frames``); shorter videos are bad samples.
+        batch_size: Videos per batch.
+        num_workers: DataLoader worker processes (decoding runs there).
+        skip_bad_samples: Skip bad videos with a logged warning (``False``: fail fast).
+    """
+
+    def __init__(
+        self,
+        train_file: str | None = None,
+        val_file: str | None = None,
+        test_file: str | None = None,
+        predict_file: str | None = None,
+        video_root: str | None = None,
+        synthetic: SyntheticConfig = SyntheticConfig(),
+        cache_dir: str | None = None,
+        fps: float = 2.0,
+        frame_size: int = 64,
+        max_frames: int | None = 128,
+        min_frames: int = 1,
+        batch_size: int = 2,
+        num_workers: int = 0,
+        skip_bad_samples: bool = True,
+    ) -> None:
+        super().__init__()
+        self.files = {"train": train_file, "val": val_file, "test": test_file, "predict": predict_file or test_file}
+        self.video_root = video_root
+        self.synthetic = synthetic
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+        self.fps = fps
+        self.frame_size = frame_size
+        self.max_frames = max_frames
+        self.min_frames = min_frames
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.skip_bad_samples = skip_bad_samples
+        self.datasets: dict[str, VideoCaptionDataset] = {}
+        self.skipped: list[tuple[str, str]] = []
+
+    @property
+    def uses_synthetic(self) -> bool:
+        return all(v is None for v in self.files.values())
+
+    def synthetic_root(self) -> Path:
+        return self.cache_dir / f"synthetic-{self.synthetic.fingerprint()}"
+
+    def prepare_data(self) -> None:
+        if self.uses_synthetic:
+            generate_dataset(self.synthetic_root(), self.synthetic)
+
+    def _resolve_files(self) -> dict[str, str | None]:
+        if not self.uses_synthetic:
+            return self.files
+        paths = generate_dataset(self.synthetic_root(), self.synthetic, progress=False)
+        return {"train": paths["train"], "val": paths["val"], "test": paths["test"], "predict": paths["test"]}
+
+    def _load(self, split: str, path: str | Path) -> VideoCaptionDataset:
+        samples = load_annotations(path, self.video_root)
+        kept = []
+        for s in samples:
+            if Path(s.video).is_file():
+                kept.append(s)
+                continue
+            reason = f"video file not found: {s.video} (listed in {path})"
+            if not self.skip_bad_samples:
+                raise FileNotFoundError(reason)
+            log.warning("skipping sample %s: %s", s.video_id, reason)
+            self.skipped.append((s.video_id, reason))
+        if not kept:
+            raise AnnotationError(f"{path}: no usable samples in split '{split}' (see warnings above)")
+        return VideoCaptionDataset(
+            kept, self.fps, self.frame_size, self.max_frames, self.min_frames, self.skip_bad_samples
+        )
+
+    def setup(self, stage: str | None = None) -> None:
+        files = self._resolve_files()
+        wanted = {
+            "fit": ["train", "val"],
+            "validate": ["val"],
+            "test": ["test"],
+            "predict": ["predict"],
+            None: ["train", "val", "test", "predict"],
+        }[stage]
+        for split in wanted:
+            if split in self.datasets:
+                continue
+            if files[split] is None:
+                if split == "val":
+                    continue  # training without validation is allowed
+                raise ValueError(f"data.{split}_file is required for stage '{stage}'")
+            self.datasets[split] = self._load(split, files[split])
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self.datasets[split],
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            collate_fn=collate_videos,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        return self._loader("val", shuffle=False) if "val" in self.datasets else []
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict", shuffle=False)
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        # Frames stay on the CPU: the processor resizes them there; the model moves its inputs.
+        return batch
