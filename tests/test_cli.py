@@ -1,0 +1,116 @@
+"""``python -m trainer``: every config parses, fit writes a resumable checkpoint, predict writes JSON."""
+
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+import yaml
+
+from trainer.__main__ import main
+from trainer.predictions import read_predictions, write_predictions
+
+CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
+def test_every_config_parses_and_opens_with_its_run_command(config, capsys):
+    first = config.read_text().splitlines()[0]
+    assert first == f"# python -m trainer fit --config configs/{config.name}"
+    with pytest.raises(SystemExit) as info:
+        main(["fit", "--config", str(config), "--print_config"])
+    assert info.value.code in (0, None)
+    printed = yaml.safe_load(capsys.readouterr().out)
+    written = yaml.safe_load(config.read_text())
+    assert printed["model"]["num_frames"] == written["model"]["num_frames"]
+    assert printed["model"]["vlm"]["init_args"]["model_name_or_path"] == (
+        written["model"]["vlm"]["init_args"]["model_name_or_path"]
+    )
+
+
+def test_unknown_config_key_is_rejected(tmp_path, capsys):
+    config = yaml.safe_load(CONFIGS[0].read_text())
+    config["model"]["vlm"]["init_args"]["lora"]["rank"] = 4  # the field is called `r`
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(SystemExit) as info:
+        main(["fit", "--config", str(path)])
+    assert info.value.code != 0
+    assert "rank" in capsys.readouterr().err
+
+
+def _args(tmp_path, tiny_model_dir, synthetic, *extra):
+    _, paths, _ = synthetic
+    return [
+        "--config", str(Path(__file__).parents[1] / "configs" / "smoke.yaml"),
+        "--model.vlm.init_args.model_name_or_path", str(tiny_model_dir),
+        "--data.train_file", str(paths["train"]),
+        "--data.val_file", str(paths["val"]),
+        "--data.test_file", str(paths["test"]),
+        "--trainer.logger.init_args.save_dir", str(tmp_path / "logs"),
+        "--trainer.enable_progress_bar", "false",
+        "--checkpoint.dirpath", str(tmp_path / "ckpt"),
+        "--checkpoint.every_n_train_steps", "1",
+        "--predictions.output", str(tmp_path / "pred.json"),
+        *extra,
+    ]  # fmt: skip
+
+
+class _AdapterAtStart(pl.Callback):
+    def on_train_start(self, trainer, pl_module):
+        self.step = trainer.global_step
+        self.weights = {k: v.detach().clone() for k, v in pl_module.vlm.trainable_state_dict().items()}
+
+
+def test_fit_writes_trainable_only_checkpoint_and_resumes(tmp_path, tiny_model_dir, synthetic):
+    cli = main(["fit", *_args(tmp_path, tiny_model_dir, synthetic, "--trainer.max_steps", "3")])
+    assert cli.trainer.global_step == 3
+    last = tmp_path / "ckpt" / "last.ckpt"
+    ckpt = torch.load(last, weights_only=True)
+    trainable = {f"vlm.{k}" for k in cli.model.vlm.trainable_state_dict()}
+    assert set(ckpt["state_dict"]) == trainable and all("lora_" in k for k in trainable)
+    assert ckpt["global_step"] == 3
+    # Self-describing: the checkpoint records the injected components by class_path.
+    assert ckpt["hyper_parameters"]["vlm"]["class_path"] == "models.vlm.SmolVLM"
+    saved = {k[len("vlm.") :]: v for k, v in ckpt["state_dict"].items()}
+    assert not all(torch.equal(v, torch.zeros_like(v)) for k, v in saved.items() if "lora_B" in k)
+
+    resumed = main(_args(tmp_path, tiny_model_dir, synthetic, "--trainer.max_steps", "5"), run=False)
+    probe = _AdapterAtStart()
+    resumed.trainer.callbacks.append(probe)
+    resumed.trainer.fit(resumed.model, datamodule=resumed.datamodule, ckpt_path=str(last))
+    assert probe.step == 3 and resumed.trainer.global_step == 5
+    for k, v in saved.items():
+        assert torch.equal(probe.weights[k], v), k
+
+
+def test_predict_writes_activitynet_json_that_round_trips(tmp_path, tiny_model_dir, synthetic):
+    cli = main(["fit", *_args(tmp_path, tiny_model_dir, synthetic, "--trainer.max_steps", "1")])
+    cli = main(_args(tmp_path, tiny_model_dir, synthetic), run=False)
+    outputs = cli.trainer.predict(cli.model, datamodule=cli.datamodule, ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"))
+    flat = [p for batch in outputs for p in batch]
+    _, paths, _ = synthetic
+    expected_ids = set(yaml.safe_load(Path(paths["test"]).read_text()))
+    results = read_predictions(tmp_path / "pred.json")
+    assert set(results) == expected_ids == {p["video_id"] for p in flat}
+    for p in flat:
+        assert results[p["video_id"]] == p["events"]
+        assert len(p["frame_times"]) == 4 and p["frame_times"] == sorted(p["frame_times"])
+
+
+def test_prediction_file_round_trip(tmp_path):
+    preds = [{"video_id": "v1", "events": [{"sentence": "a red circle moves left", "timestamp": [1.0, 3.0]}]},
+             {"video_id": "v2", "events": []}]
+    write_predictions(preds, tmp_path / "p.json")
+    assert read_predictions(tmp_path / "p.json") == {"v1": preds[0]["events"], "v2": []}
+
+
+def test_smoke_training_lowers_the_loss(tmp_path, tiny_model_dir, synthetic):
+    import csv
+
+    cli = main(["fit", *_args(tmp_path, tiny_model_dir, synthetic, "--trainer.max_steps", "16",
+                              "--trainer.log_every_n_steps", "1", "--trainer.limit_val_batches", "0")])  # fmt: skip
+    rows = list(csv.DictReader(open(Path(cli.trainer.logger.log_dir) / "metrics.csv")))
+    losses = [float(r["train/loss"]) for r in rows if r.get("train/loss")]
+    assert len(losses) == 16
+    assert sum(losses[-4:]) / 4 < 0.8 * sum(losses[:4]) / 4, losses

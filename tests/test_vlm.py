@@ -1,0 +1,124 @@
+"""SmolVLM wrapper: prompt with true timestamps, label masking, LoRA, prompting format."""
+
+import pytest
+import torch
+
+from models.prompting import format_dense_caption, format_timestamp, parse_dense_caption
+from models.selectors import UniformSelector, uniform_indices
+from models.vlm import IGNORE_INDEX, LoraSettings, SmolVLM
+
+
+@pytest.fixture()
+def vlm(tiny_model_dir):
+    torch.manual_seed(0)
+    return SmolVLM(str(tiny_model_dir), lora=LoraSettings(r=4, alpha=8, dropout=0.0))
+
+
+def _frames(k=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (k, 3, 48, 64), dtype=torch.uint8, generator=g)
+
+
+def test_prompt_carries_true_timestamps(vlm):
+    stamps = torch.tensor([0.4, 7.9, 65.2], dtype=torch.float64)
+    batch = vlm.build_batch([_frames()], [stamps], [70.0], ["00:01-00:02 a red circle moves left"])
+    text = vlm.processor.tokenizer.decode(batch["input_ids"][0])
+    assert "three frames from a 0:01:10 [H:MM:SS] video" in text
+    for label in ("Frame from 00:00:", "Frame from 00:07:", "Frame from 01:05:"):
+        assert label in text
+    assert text.index("Frame from 00:07:") < text.index("Frame from 01:05:")
+    assert batch["pixel_values"].shape[:2] == (1, 3)
+
+
+def test_labels_mask_everything_but_the_answer(vlm):
+    answers = ["00:01-00:03 a red circle moves left\n00:05-00:07 a blue square moves up", "00:02-00:04 x"]
+    batch = vlm.build_batch(
+        [_frames(3), _frames(2, seed=1)],
+        [torch.tensor([1.0, 2.0, 3.0]), torch.tensor([0.5, 4.0])],
+        [10.0, 5.0],
+        answers,
+    )
+    tok = vlm.processor.tokenizer
+    assistant = tok("Assistant:", add_special_tokens=False)["input_ids"]
+    image_id = tok.convert_tokens_to_ids("<image>")
+    for i, answer in enumerate(answers):
+        ids, labels = batch["input_ids"][i], batch["labels"][i]
+        supervised = (labels != IGNORE_INDEX).nonzero().squeeze(1)
+        first = int(supervised[0])
+        # Everything up to and including "Assistant:" is prompt; no prompt token carries loss.
+        assert ids[first - len(assistant) : first].tolist() == assistant
+        assert (labels[:first] == IGNORE_INDEX).all()
+        assert not (labels == image_id).any()
+        # The supervised span is exactly the answer plus end-of-utterance, then padding only.
+        assert tok.decode(labels[supervised]) == " " + answer + "<end_of_utterance>"
+        assert (supervised == torch.arange(first, first + len(supervised))).all()
+        assert (batch["attention_mask"][i, first + len(supervised) :] == 0).all()
+
+
+def test_lora_trains_only_the_adapter_and_changes_outputs(vlm):
+    trainable = {n for n, p in vlm.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+    assert all("text_model" in n for n in trainable)  # vision tower frozen by default
+    frozen_before = {n: p.detach().clone() for n, p in vlm.named_parameters() if not p.requires_grad}
+    batch = vlm.build_batch([_frames()], [torch.tensor([1.0, 2.0, 3.0])], [4.0], ["00:01-00:02 a red circle"])
+    vlm.eval()
+    with torch.no_grad():
+        before = vlm.sample_losses(dict(batch))
+    opt = torch.optim.SGD([p for p in vlm.parameters() if p.requires_grad], lr=0.5)
+    vlm.train()
+    for _ in range(3):
+        opt.zero_grad()
+        vlm(dict(batch)).backward()
+        opt.step()
+    vlm.eval()
+    with torch.no_grad():
+        after = vlm.sample_losses(dict(batch))
+    assert after.item() < before.item() - 1e-3
+    for n, p in vlm.named_parameters():
+        if n in frozen_before:
+            assert torch.equal(p, frozen_before[n]), n
+
+
+def test_lora_settings_scope_vision_and_disable(tiny_model_dir):
+    with_vision = SmolVLM(str(tiny_model_dir), lora=LoraSettings(include_vision=True))
+    names = [n for n, p in with_vision.named_parameters() if p.requires_grad]
+    assert any("vision_model" in n for n in names) and any("text_model" in n for n in names)
+    frozen = SmolVLM(str(tiny_model_dir), lora=LoraSettings(enabled=False))
+    assert not any(p.requires_grad for p in frozen.parameters())
+    with pytest.raises(ValueError, match="lora.r"):
+        LoraSettings(r=0)
+
+
+def test_sample_losses_match_the_token_mean(vlm):
+    vlm.eval()
+    batch = vlm.build_batch([_frames()], [torch.tensor([1.0, 2.0, 3.0])], [4.0], ["00:01-00:02 a red circle"])
+    with torch.no_grad():
+        assert vlm.sample_losses(dict(batch)).item() == pytest.approx(vlm(dict(batch)).item(), rel=1e-5)
+
+
+def test_generate_returns_text_per_video(vlm):
+    out = vlm.generate([_frames(), _frames(2)], [torch.tensor([1.0, 2, 3]), torch.tensor([1.0, 2])], [4.0, 3.0],
+                       max_new_tokens=5)
+    assert len(out) == 2 and all(isinstance(t, str) for t in out)
+
+
+def test_missing_local_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint folder"):
+        SmolVLM(str(tmp_path / "nope"))
+
+
+def test_dense_caption_format_round_trip():
+    events = [{"start": 65.7, "end": 70.2, "caption": "b"}, {"start": 1.2, "end": 3.9, "caption": "a red circle"}]
+    text = format_dense_caption(events)
+    assert text == "00:01-00:03 a red circle\n01:05-01:10 b"
+    parsed = parse_dense_caption(text + "\ngarbage line\n00:09-00:04 swapped")
+    assert [(p.start, p.end, p.caption) for p in parsed] == [(1, 3, "a red circle"), (65, 70, "b"), (4, 9, "swapped")]
+    assert format_timestamp(3599.9) == "59:59"
+
+
+def test_uniform_selector_and_budget_errors():
+    assert uniform_indices(10, 4).tolist() == [1, 3, 6, 8]
+    assert uniform_indices(4, 4).tolist() == [0, 1, 2, 3]
+    frames = torch.zeros(5, 3, 8, 8, dtype=torch.uint8)
+    with pytest.raises(ValueError, match="K=6 exceeds the 5 frames"):
+        UniformSelector().select(frames, torch.arange(5.0), 6)
