@@ -1,9 +1,12 @@
 """Frame selectors: score ``T`` candidate frames and choose ``K`` of them.
 
-Every selector is a plain ``nn.Module`` with the same two calls:
+Every selector is a plain ``nn.Module`` with the same calls:
 
 * ``scores(frames, timestamps) -> (T,)``: how much each frame is worth showing the VLM;
-* ``select(frames, timestamps, k) -> (K,)``: the chosen frame indices, ascending in time.
+* ``pairwise(frames, timestamps) -> (T, T) | None``: optional dissimilarity of any two frames,
+  used by decoders that reward novelty between consecutive chosen frames;
+* ``select(frames, timestamps, k) -> (K,)``: the chosen frame indices, ascending in time. By
+  default the selector's ``decoder`` (see :mod:`models.decoders`) turns scores into indices.
 
 ``frames`` are ``uint8`` ``(T, 3, H, W)`` RGB and ``timestamps`` are seconds ``(T,)``.
 """
@@ -32,16 +35,40 @@ def uniform_indices(num_frames: int, k: int) -> torch.Tensor:
 
 
 class FrameSelector(nn.Module):
-    """Base class: subclasses implement :meth:`scores`; :meth:`select` takes the top ``k``."""
+    """Base class: subclasses implement :meth:`scores`; :meth:`select` applies the decoder.
+
+    Args:
+        decoder: Turns scores into K indices (default: top-k). Any object with
+            ``decode(scores, k, pairwise=None) -> LongTensor`` works.
+    """
+
+    def __init__(self, decoder=None) -> None:
+        super().__init__()
+        if decoder is None:
+            from models.decoders import TopKDecoder
+
+            decoder = TopKDecoder()
+        self.decoder = decoder
 
     def scores(self, frames: torch.Tensor, timestamps: torch.Tensor) -> torch.Tensor:
         """Per-frame importance, shape ``(T,)``; higher is more worth showing."""
         raise NotImplementedError
 
+    def pairwise(self, frames: torch.Tensor, timestamps: torch.Tensor) -> torch.Tensor | None:
+        """Dissimilarity of every pair of frames ``(T, T)``, or ``None`` if this selector has none."""
+        return None
+
     def select(self, frames: torch.Tensor, timestamps: torch.Tensor, k: int) -> torch.Tensor:
-        """Indices of the ``k`` best-scoring frames, sorted in time order."""
+        """Indices of ``k`` frames, sorted in time order."""
         check_budget(k, frames.shape[0])
-        return self.scores(frames, timestamps).topk(k).indices.sort().values
+        scores = self.scores(frames, timestamps)
+        pairwise = self.pairwise(frames, timestamps) if getattr(self.decoder, "needs_pairwise", False) else None
+        return self.decoder.decode(scores, k, pairwise=pairwise)
+
+    def gather(self, frames: torch.Tensor, timestamps: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``k`` frames to show the VLM and their timestamps (default: the selected ones)."""
+        idx = self.select(frames, timestamps, k).cpu()
+        return frames[idx], timestamps[idx]
 
     def forward(self, frames: torch.Tensor, timestamps: torch.Tensor, k: int) -> torch.Tensor:
         return self.select(frames, timestamps, k)
@@ -55,3 +82,155 @@ class UniformSelector(FrameSelector):
 
     def select(self, frames: torch.Tensor, timestamps: torch.Tensor, k: int) -> torch.Tensor:
         return uniform_indices(frames.shape[0], k)
+
+
+def _small_gray(frames: torch.Tensor, size: int) -> torch.Tensor:
+    """``uint8 (T,3,H,W)`` -> float ``(T,1,size,size)`` luma in [0, 1] (area-averaged, so noise is damped)."""
+    x = frames.float() / 255.0
+    luma = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
+    return nn.functional.interpolate(luma, size=(size, size), mode="area")
+
+
+def _first_like_second(diffs: torch.Tensor) -> torch.Tensor:
+    """Frame 0 has no predecessor; give it its successor's change so it is neither forced in nor out."""
+    if diffs.numel() > 1:
+        diffs[0] = diffs[1]
+    return diffs
+
+
+class RandomSelector(FrameSelector):
+    """K frames drawn uniformly at random, reproducibly.
+
+    Args:
+        seed: Root seed; the draw also depends on the video (its frame count and pixels), so
+            different videos get different draws but a rerun gets the same ones.
+    """
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        self.seed = seed
+
+    def _generator(self, frames: torch.Tensor) -> torch.Generator:
+        step = max(1, frames.numel() // 4096)
+        fingerprint = int(frames.reshape(-1)[::step].long().sum()) + 7919 * frames.shape[0]
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + fingerprint)
+
+    def scores(self, frames: torch.Tensor, timestamps: torch.Tensor) -> torch.Tensor:
+        return torch.rand(frames.shape[0], generator=self._generator(frames))
+
+    def select(self, frames: torch.Tensor, timestamps: torch.Tensor, k: int) -> torch.Tensor:
+        check_budget(k, frames.shape[0])
+        return torch.randperm(frames.shape[0], generator=self._generator(frames))[:k].sort().values
+
+
+class PixelDiffSelector(FrameSelector):
+    """Frames that differ most from their predecessor in raw pixels (L1 or L2).
+
+    Args:
+        p: 1 for mean absolute difference, 2 for root-mean-square difference.
+        size: Working resolution (frames are area-downsampled to ``size x size`` grey first).
+        decoder: Scores-to-indices decoder.
+    """
+
+    def __init__(self, p: int = 1, size: int = 64, decoder=None) -> None:
+        super().__init__(decoder)
+        if p not in (1, 2):
+            raise ValueError(f"PixelDiffSelector.p must be 1 or 2, got {p}")
+        self.p = p
+        self.size = size
+
+    def _flat(self, frames: torch.Tensor) -> torch.Tensor:
+        return _small_gray(frames, self.size).flatten(1)
+
+    def scores(self, frames: torch.Tensor, timestamps: torch.Tensor) -> torch.Tensor:
+        x = self._flat(frames)
+        d = (x[1:] - x[:-1]).abs().pow(self.p).mean(1).pow(1.0 / self.p)
+        return _first_like_second(torch.cat([d[:1], d]))
+
+    def pairwise(self, frames: torch.Tensor, timestamps: torch.Tensor) -> torch.Tensor:
+        x = self._flat(frames)
+        return torch.cdist(x, x, p=float(self.p)) / x.shape[1] ** (1.0 / self.p)
+
+
+def horn_schunck(prev: torch.Tensor, nxt: torch.Tensor, alpha: float = 0.05, iterations: int = 60) -> torch.Tensor:
+    """Dense optical flow between frame pairs by Horn-Schunck, batched.
+
+    Args:
+        prev: ``(B, 1, H, W)`` float frames in [0, 1].
+        nxt: Next frames, same shape.
+        alpha: Smoothness weight (larger: smoother flow).
+        iterations: Jacobi iterations.
+
+    Returns:
+        Flow ``(B, 2, H, W)`` in pixels per frame (u: x, v: y).
+    """
+    kx = torch.tensor([[-1.0, 1.0], [-1.0, 1.0]]).view(1, 1, 2, 2) * 0.25
+    ky = torch.tensor([[-1.0, -1.0], [1.0, 1.0]]).view(1, 1, 2, 2) * 0.25
+    kt = torch.ones(1, 1, 2, 2) * 0.25
+    pad = lambda x: nn.functional.pad(x, (0, 1, 0, 1), mode="replicate")  # noqa: E731
+    ix = nn.functional.conv2d(pad(prev), kx) + nn.functional.conv2d(pad(nxt), kx)
+    iy = nn.functional.conv2d(pad(prev), ky) + nn.functional.conv2d(pad(nxt), ky)
+    it = nn.functional.conv2d(pad(nxt), kt) - nn.functional.conv2d(pad(prev), kt)
+    avg = torch.tensor([[1, 2, 1], [2, 0, 2], [1, 2, 1]], dtype=torch.float32).view(1, 1, 3, 3) / 12.0
+    u = torch.zeros_like(prev)
+    v = torch.zeros_like(prev)
+    denom = alpha**2 + ix**2 + iy**2
+    for _ in range(iterations):
+        u_bar = nn.functional.conv2d(nn.functional.pad(u, (1, 1, 1, 1), mode="replicate"), avg)
+        v_bar = nn.functional.conv2d(nn.functional.pad(v, (1, 1, 1, 1), mode="replicate"), avg)
+        common = (ix * u_bar + iy * v_bar + it) / denom
+        u = u_bar - ix * common
+        v = v_bar - iy * common
+    return torch.cat([u, v], dim=1)
+
+
+class OpticalFlowSelector(FrameSelector):
+    """Frames with the most motion: mean optical-flow magnitude from the previous frame.
+
+    Flow is Horn-Schunck in torch (no OpenCV needed), at a low working resolution.
+
+    Args:
+        size: Working resolution.
+        alpha: Horn-Schunck smoothness weight.
+        iterations: Horn-Schunck iterations.
+        decoder: Scores-to-indices decoder.
+    """
+
+    def __init__(self, size: int = 48, alpha: float = 0.05, iterations: int = 60, decoder=None) -> None:
+        super().__init__(decoder)
+        self.size = size
+        self.alpha = alpha
+        self.iterations = iterations
+
+    def scores(self, frames: torch.Tensor, timestamps: torch.Tensor) -> torch.Tensor:
+        if frames.shape[0] < 2:
+            return torch.zeros(frames.shape[0])
+        x = _small_gray(frames, self.size)
+        flow = horn_schunck(x[:-1], x[1:], self.alpha, self.iterations)
+        # Pixels per frame at the working size -> fraction of the frame width, resolution-free.
+        magnitude = flow.norm(dim=1).mean((1, 2)) / self.size
+        return _first_like_second(torch.cat([magnitude[:1], magnitude]))
+
+
+class FrameAveragingSelector(FrameSelector):
+    """SmolVLM-style temporal pooling: K frames, each the average of one of K equal time bins.
+
+    Unlike the other selectors this makes new frames: :meth:`gather` returns the bin averages
+    with the bins' mean timestamps. :meth:`select` returns each bin's centre frame (what the
+    averaged frame is labelled with), so index-based metrics still apply.
+    """
+
+    def scores(self, frames: torch.Tensor, timestamps: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(frames.shape[0])
+
+    def select(self, frames: torch.Tensor, timestamps: torch.Tensor, k: int) -> torch.Tensor:
+        return uniform_indices(frames.shape[0], k)
+
+    def gather(self, frames: torch.Tensor, timestamps: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        check_budget(k, frames.shape[0])
+        edges = (torch.arange(k + 1, dtype=torch.float64) * frames.shape[0] / k).floor().long()
+        pooled, stamps = [], []
+        for a, b in zip(edges[:-1].tolist(), edges[1:].tolist()):
+            pooled.append(frames[a:b].float().mean(0).round().to(torch.uint8))
+            stamps.append(timestamps[a:b].mean())
+        return torch.stack(pooled), torch.stack(stamps)

@@ -56,19 +56,18 @@ class DenseCaptioner(pl.LightningModule):
         self.strict_loading = False
 
     # ----------------------------------------------------------------------------- selection
-    def select_frames(self, batch: dict[str, list]) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
-        """Chosen frames, their timestamps and indices for every video in the batch."""
-        frames, stamps, indices = [], [], []
+    def select_frames(self, batch: dict[str, list]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """The frames shown to the VLM and their timestamps, for every video in the batch."""
+        frames, stamps = [], []
         with torch.no_grad():
             for f, t in zip(batch["frames"], batch["timestamps"]):
-                idx = self.selector.select(f, t, self.num_frames).cpu()
-                frames.append(f[idx])
-                stamps.append(t[idx])
-                indices.append(idx)
-        return frames, stamps, indices
+                shown, times = self.selector.gather(f, t, self.num_frames)
+                frames.append(shown)
+                stamps.append(times)
+        return frames, stamps
 
     def caption_loss(self, batch: dict[str, list]) -> torch.Tensor:
-        frames, stamps, _ = self.select_frames(batch)
+        frames, stamps = self.select_frames(batch)
         targets = [format_dense_caption(events) for events in batch["events"]]
         inputs = self.vlm.build_batch(frames, stamps, batch["duration"], targets, batch["query"])
         return self.vlm(inputs)
@@ -92,7 +91,7 @@ class DenseCaptioner(pl.LightningModule):
     def predict_step(self, batch: dict[str, list], batch_idx: int) -> list[dict[str, Any]]:
         if not batch["frames"]:
             return []
-        frames, stamps, _ = self.select_frames(batch)
+        frames, stamps = self.select_frames(batch)
         texts = self.vlm.generate(frames, stamps, batch["duration"], batch["query"])
         return [
             {
@@ -119,8 +118,11 @@ class DenseCaptioner(pl.LightningModule):
 
     # ----------------------------------------------------------------------------- checkpoints
     def _checkpoint_keys(self) -> set[str]:
+        # Trainable weights and persistent buffers; frozen encoders inside a selector are
+        # reloaded from their own checkpoints like the VLM base.
         keys = {f"vlm.{k}" for k, p in self.vlm.named_parameters() if p.requires_grad}
-        return keys | {f"selector.{k}" for k in self.selector.state_dict()}
+        keys |= {f"selector.{k}" for k, p in self.selector.named_parameters() if p.requires_grad}
+        return keys | {f"selector.{k}" for k, _ in self.selector.named_buffers() if k in self.selector.state_dict()}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Trainable weights only: the frozen base (hundreds of MB for real SmolVLMs) is reloaded
