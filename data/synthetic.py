@@ -188,7 +188,7 @@ def _plan_distractors(rng: np.random.Generator, cfg: SyntheticConfig, duration: 
                 t = float(rng.uniform(0.2, 0.8) * duration)
                 out.append({"type": "cut", "start": round(t, 3), "end": round(t, 3)})
             else:
-                length = float(rng.uniform(1.5, 3.0))
+                length = min(float(rng.uniform(1.5, 3.0)), duration / 2)  # short videos too
                 start = float(rng.uniform(0, duration - length))
                 out.append({"type": kind, "start": round(start, 3), "end": round(start + length, 3)})
     return out

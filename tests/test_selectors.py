@@ -103,3 +103,17 @@ def test_embedding_selector(which, tiny_model_dir, tiny_vit):
     assert torch.allclose(pw, pw.T, atol=1e-6) and pw.diagonal().abs().max() == 0
     assert pw[0, 3] == pytest.approx(s[3].item(), abs=1e-5)
     assert sel.select(frames, torch.arange(6.0), 2).tolist() == [3, 5]
+
+
+def test_bench_reports_fft_matching_direct_and_every_selector(capsys):
+    import re
+
+    from trainer.bench import main as bench
+
+    bench(["--frames", "24", "--size", "32", "--direct-pairs", "1", "--k", "4"])
+    out = capsys.readouterr().out
+    # Speeds are not asserted (noisy machines); the FFT must agree with the direct formula.
+    assert re.search(r"ratio\s+\d+x", out)
+    assert float(re.search(r"max \|diff\| ([0-9.e+-]+)", out).group(1)) < 1e-6
+    for name in ("uniform", "random", "pixel-L1", "optical-flow", "frame-averaging", "cross-correlation 32"):
+        assert re.search(rf"{name}\s+[0-9.]+ frames/s", out), name
