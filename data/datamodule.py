@@ -109,7 +109,8 @@ class DenseCaptionDataModule(pl.LightningDataModule):
         fps: Candidate-frame decoding rate.
         frame_size: Longest edge of decoded frames in pixels.
         max_frames: Cap on candidate frames per video.
-        min_frames: Frame budget ``K`` (linked from ``model.num_frames``); shorter videos are bad samples.
+        min_frames: Frame budget ``K``; shorter videos are bad samples. The captioner overrides it
+            with its ``num_frames`` at setup (:meth:`set_frame_budget`).
         batch_size: Videos per batch.
         num_workers: DataLoader worker processes (decoding runs there).
         skip_bad_samples: Skip bad videos with a logged warning (``False``: fail fast).
@@ -146,6 +147,18 @@ class DenseCaptionDataModule(pl.LightningDataModule):
         self.skip_bad_samples = skip_bad_samples
         self.datasets: dict[str, VideoCaptionDataset] = {}
         self.skipped: list[tuple[str, str]] = []
+
+    def set_frame_budget(self, k: int) -> None:
+        """Sets the frame budget ``K`` here and on datasets already built.
+
+        Called by the LightningModule's ``setup`` (which Lightning runs after this module's), so
+        videos too short for the model's budget are skipped; datasets read ``min_frames`` per item.
+        """
+        if k < 1:
+            raise ValueError(f"frame budget K must be >= 1, got {k}")
+        self.min_frames = k
+        for dataset in self.datasets.values():
+            dataset.min_frames = k
 
     @property
     def uses_synthetic(self) -> bool:

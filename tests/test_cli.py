@@ -22,15 +22,19 @@ def test_every_config_parses_and_opens_with_its_run_command(config, capsys):
     assert info.value.code in (0, None)
     printed = yaml.safe_load(capsys.readouterr().out)
     written = yaml.safe_load(config.read_text())
-    assert printed["model"]["num_frames"] == written["model"]["num_frames"]
-    assert printed["model"]["vlm"]["init_args"]["model_name_or_path"] == (
-        written["model"]["vlm"]["init_args"]["model_name_or_path"]
-    )
+    # Subclass mode: each config names its LightningModule and the YAML values reach it.
+    assert printed["model"]["class_path"] == written["model"]["class_path"]
+    args, wanted = printed["model"]["init_args"], written["model"]["init_args"]
+    for key, value in wanted.items():
+        if not isinstance(value, dict):
+            assert args[key] == value, key
+    if "vlm" in wanted:
+        assert args["vlm"]["init_args"]["model_name_or_path"] == wanted["vlm"]["init_args"]["model_name_or_path"]
 
 
 def test_unknown_config_key_is_rejected(tmp_path, capsys):
-    config = yaml.safe_load(CONFIGS[0].read_text())
-    config["model"]["vlm"]["init_args"]["lora"]["rank"] = 4  # the field is called `r`
+    config = yaml.safe_load((CONFIGS[0].parent / "smoke.yaml").read_text())
+    config["model"]["init_args"]["vlm"]["init_args"]["lora"]["rank"] = 4  # the field is called `r`
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(config))
     with pytest.raises(SystemExit) as info:
@@ -43,7 +47,7 @@ def _args(tmp_path, tiny_model_dir, synthetic, *extra):
     _, paths, _ = synthetic
     return [
         "--config", str(Path(__file__).parents[1] / "configs" / "smoke.yaml"),
-        "--model.vlm.init_args.model_name_or_path", str(tiny_model_dir),
+        "--model.init_args.vlm.init_args.model_name_or_path", str(tiny_model_dir),
         "--data.train_file", str(paths["train"]),
         "--data.val_file", str(paths["val"]),
         "--data.test_file", str(paths["test"]),
@@ -82,6 +86,45 @@ def test_fit_writes_trainable_only_checkpoint_and_resumes(tmp_path, tiny_model_d
     assert probe.step == 3 and resumed.trainer.global_step == 5
     for k, v in saved.items():
         assert torch.equal(probe.weights[k], v), k
+
+
+def test_cli_resume_reparses_checkpoint_hparams_in_subclass_mode(tmp_path, tiny_model_dir, synthetic):
+    main(["fit", *_args(tmp_path, tiny_model_dir, synthetic, "--trainer.max_steps", "1", "--trainer.limit_val_batches", "0")])
+    last = tmp_path / "ckpt" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["hyper_parameters"]["_class_path"] == "trainer.module.DenseCaptioner"
+    # Lightning re-parses the checkpoint's hparams (class_path + init args) before building the model.
+    cli = main(["fit", *_args(tmp_path, tiny_model_dir, synthetic, "--trainer.max_steps", "2",
+                              "--trainer.limit_val_batches", "0"), "--ckpt_path", str(last)])  # fmt: skip
+    assert type(cli.model).__name__ == "DenseCaptioner" and cli.model.num_frames == 4
+    assert cli.trainer.global_step == 2
+
+
+class _BudgetAtStart(pl.Callback):
+    def on_train_start(self, trainer, pl_module):
+        self.budgets = [trainer.datamodule.min_frames, *(d.min_frames for d in trainer.datamodule.datasets.values())]
+
+
+def test_frame_budget_reaches_the_data_module(tmp_path, tiny_model_dir, synthetic):
+    cli = main(_args(tmp_path, tiny_model_dir, synthetic, "--model.init_args.num_frames", "3",
+                     "--trainer.max_steps", "1", "--trainer.limit_val_batches", "0"), run=False)  # fmt: skip
+    assert cli.datamodule.min_frames == 1  # the data module's own default, before setup
+    probe = _BudgetAtStart()
+    cli.trainer.callbacks.append(probe)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    assert probe.budgets == [3, 3, 3]  # the module itself, then its train and val datasets
+
+
+def test_set_frame_budget_updates_built_datasets(synthetic):
+    from data.datamodule import DenseCaptionDataModule
+
+    _, paths, _ = synthetic
+    dm = DenseCaptionDataModule(train_file=str(paths["train"]), val_file=str(paths["val"]), min_frames=2)
+    dm.setup("fit")
+    dm.set_frame_budget(500)  # longer than any synthetic video at 2 fps
+    assert dm.datasets["train"].min_frames == dm.datasets["val"].min_frames == 500
+    assert dm.datasets["train"][0] is None  # now too short: skipped as a bad sample
+    with pytest.raises(ValueError, match="K must be >= 1"):
+        dm.set_frame_budget(0)
 
 
 def test_predict_writes_activitynet_json_that_round_trips(tmp_path, tiny_model_dir, synthetic):

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
 from data.datamodule import DenseCaptionDataModule
-from trainer.module import DenseCaptioner
 from trainer.predictions import DenseCaptionWriter
 
 
 class FrameSelectCLI(LightningCLI):
-    """Links arguments shared by the model and the data, and sets checkpoint defaults."""
+    """Sets checkpoint defaults and adds the prediction writer.
+
+    The LightningModule is chosen by the config (``model: {class_path, init_args}``), so one CLI
+    trains the captioner and the selectors alike. The frame budget reaches the data module at
+    runtime (:meth:`DenseCaptionDataModule.set_frame_budget`), not through an argument link,
+    because not every module has a ``num_frames``.
+    """
 
     def add_arguments_to_parser(self, parser) -> None:
-        # The data module drops videos with fewer decoded frames than the frame budget.
-        parser.link_arguments("model.num_frames", "data.min_frames")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         # One last.ckpt that each run overwrites: "resume from checkpoints/last.ckpt" stays true.
         parser.set_defaults(
@@ -27,8 +31,9 @@ class FrameSelectCLI(LightningCLI):
 def main(args: list[str] | None = None, run: bool = True) -> FrameSelectCLI:
     """Entry point; ``args``/``run`` let tests drive the CLI in-process."""
     return FrameSelectCLI(
-        DenseCaptioner,
+        pl.LightningModule,
         DenseCaptionDataModule,
+        subclass_mode_model=True,
         args=args,
         run=run,
     )

@@ -55,6 +55,13 @@ class DenseCaptioner(pl.LightningModule):
         # folder), so loading is non-strict and :meth:`on_load_checkpoint` checks keys itself.
         self.strict_loading = False
 
+    def setup(self, stage: str) -> None:
+        # Lightning sets the data module up first; telling it K here (rather than linking config
+        # arguments) lets it skip videos shorter than the budget for any LightningModule.
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if hasattr(datamodule, "set_frame_budget"):
+            datamodule.set_frame_budget(self.num_frames)
+
     # ----------------------------------------------------------------------------- selection
     def select_frames(self, batch: dict[str, list]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """The frames shown to the VLM and their timestamps, for every video in the batch."""
