@@ -27,13 +27,15 @@ import numpy as np
 
 from data.schema import Event, VideoSample, save_annotations
 
+# At most 200 per channel, like the textures below: flicker (x1.25) then never clips, so a
+# brightness change stays an affine change of the pixels, as it is for a real exposure change.
 COLORS: dict[str, tuple[int, int, int]] = {
-    "red": (230, 30, 30),
-    "green": (30, 200, 40),
-    "blue": (40, 60, 240),
-    "yellow": (235, 220, 20),
-    "magenta": (220, 30, 220),
-    "cyan": (20, 220, 230),
+    "red": (200, 30, 30),
+    "green": (30, 180, 40),
+    "blue": (40, 60, 200),
+    "yellow": (200, 190, 20),
+    "magenta": (190, 30, 190),
+    "cyan": (20, 190, 200),
 }
 SHAPES = ("circle", "square", "triangle")
 MOTIONS: dict[str, tuple[float, float]] = {
@@ -106,10 +108,10 @@ class SyntheticConfig:
 def _texture(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     """Smooth low-saturation texture (float32 HxWx3): sums of random low-frequency waves."""
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    base = np.full((height, width), rng.uniform(80, 150), np.float32)
+    base = np.full((height, width), rng.uniform(90, 130), np.float32)
     for _ in range(4):
         fx, fy = rng.uniform(-0.12, 0.12, size=2)
-        base += rng.uniform(10, 30) * np.sin(fx * x + fy * y + rng.uniform(0, 2 * np.pi))
+        base += rng.uniform(6, 16) * np.sin(fx * x + fy * y + rng.uniform(0, 2 * np.pi))
     tint = rng.uniform(-8, 8, size=3).astype(np.float32)  # grey with a faint tint: never a shape colour
     return np.clip(base[..., None] + tint, 0, 255)
 
@@ -188,7 +190,9 @@ def _plan_distractors(rng: np.random.Generator, cfg: SyntheticConfig, duration: 
                 t = float(rng.uniform(0.2, 0.8) * duration)
                 out.append({"type": "cut", "start": round(t, 3), "end": round(t, 3)})
             else:
-                length = min(float(rng.uniform(1.5, 3.0)), duration / 2)  # short videos too
+                # Pans are slow camera moves (half a frame over 3-5 s); flicker comes in bursts.
+                low, high = (3.0, 5.0) if kind == "pan" else (1.5, 3.0)
+                length = min(float(rng.uniform(low, high)), duration / 2)  # short videos too
                 start = float(rng.uniform(0, duration - length))
                 out.append({"type": kind, "start": round(start, 3), "end": round(start + length, 3)})
     return out
@@ -212,7 +216,7 @@ def render_frame(
         if d["type"] == "pan":
             # The camera slides over the (twice as wide) texture during the pan and stays there after.
             progress = min(max((t - d["start"]) / (d["end"] - d["start"]), 0.0), 1.0)
-            offset = int(round(progress * size * 0.9))
+            offset = int(round(progress * size * 0.5))
     frame = texture[:size, offset : offset + size].copy()
     for e in events:
         if e.start <= t <= e.end:
@@ -221,7 +225,7 @@ def render_frame(
     for d in distractors:
         if d["type"] == "flicker" and d["start"] <= t <= d["end"]:
             # Alternating bright/dark frames: big global pixel change, nothing happens.
-            frame *= 1.45 if int(t * 8) % 2 == 0 else 0.6
+            frame *= 1.25 if int(t * 8) % 2 == 0 else 0.75
     frame += noise
     return np.clip(frame, 0, 255).astype(np.uint8)
 
