@@ -8,10 +8,36 @@ from __future__ import annotations
 
 import torch
 
-from models.selectors import check_budget, uniform_indices
 
 
-class TopKDecoder:
+def check_budget(k: int, num_frames: int) -> None:
+    """Raises a clear error when the frame budget cannot be met."""
+    if k < 1:
+        raise ValueError(f"frame budget K must be >= 1, got {k}")
+    if k > num_frames:
+        raise ValueError(
+            f"frame budget K={k} exceeds the {num_frames} frames available; "
+            "lower the budget or decode at a higher fps"
+        )
+
+
+def uniform_indices(num_frames: int, k: int) -> torch.Tensor:
+    """Centre frame of each of ``k`` equal-length bins over ``num_frames`` frames."""
+    check_budget(k, num_frames)
+    return ((torch.arange(k, dtype=torch.float64) + 0.5) * num_frames / k).floor().long()
+
+
+class Decoder:
+    """Base class of decoders (the type selectors accept, so configs can pick one by ``class_path``)."""
+
+    needs_pairwise = False
+
+    def decode(self, scores: torch.Tensor, k: int, pairwise: torch.Tensor | None = None) -> torch.Tensor:
+        """``k`` distinct frame indices, ascending."""
+        raise NotImplementedError
+
+
+class TopKDecoder(Decoder):
     """The K highest-scoring frames."""
 
     needs_pairwise = False
@@ -26,7 +52,7 @@ def _descending_order(scores: torch.Tensor) -> torch.Tensor:
     return torch.sort(scores, descending=True, stable=True).indices
 
 
-class ThresholdDecoder:
+class ThresholdDecoder(Decoder):
     """Frames whose score clears a threshold, topped up with evenly spaced frames.
 
     Frames scoring above the threshold are "peaks". With more than K peaks the K highest win.
@@ -80,7 +106,7 @@ class ThresholdDecoder:
         return torch.tensor(sorted(chosen), dtype=torch.long, device=scores.device)
 
 
-class BinMaxDecoder:
+class BinMaxDecoder(Decoder):
     """The best-scoring frame of each of K contiguous, equal-length time bins.
 
     Bin ``i`` covers frames ``floor(i*T/K) .. floor((i+1)*T/K) - 1``, the same bins uniform sampling
@@ -100,7 +126,7 @@ class BinMaxDecoder:
         return torch.tensor(picks, dtype=torch.long, device=scores.device)
 
 
-class NoveltyDPDecoder:
+class NoveltyDPDecoder(Decoder):
     """The exact "N best of T" dynamic program: good frames that also differ from their neighbours.
 
     Chooses ``c_1 < ... < c_K`` with ``c_{i+1} - c_i >= min_gap`` maximising::

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageTextToText
 
+from models.decoders import Decoder
 from models.selectors import FrameSelector, _first_like_second
 
 _VLM_TYPES = ("smolvlm", "idefics3")
@@ -87,7 +88,7 @@ class EmbeddingSelector(FrameSelector):
         decoder: Scores-to-indices decoder.
     """
 
-    def __init__(self, encoder: FrameEncoder, decoder=None) -> None:
+    def __init__(self, encoder: FrameEncoder, decoder: Decoder | None = None) -> None:
         super().__init__(decoder)
         self.encoder = encoder
 

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_sequence, pad_packed_sequence
 
+from models.decoders import Decoder
 from models.selectors import FrameSelector
 
 
@@ -82,7 +83,7 @@ class SceneBoundarySelector(FrameSelector):
     """
 
     def __init__(
-        self, model: SceneBoundaryModel | None = None, checkpoint: str | None = None, decoder=None
+        self, model: SceneBoundaryModel | None = None, checkpoint: str | None = None, decoder: Decoder | None = None
     ) -> None:
         super().__init__(decoder)
         self.checkpoint = checkpoint

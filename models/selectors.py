@@ -16,39 +16,24 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from models.decoders import Decoder, TopKDecoder, check_budget, uniform_indices
 
-def check_budget(k: int, num_frames: int) -> None:
-    """Raises a clear error when the frame budget cannot be met."""
-    if k < 1:
-        raise ValueError(f"frame budget K must be >= 1, got {k}")
-    if k > num_frames:
-        raise ValueError(
-            f"frame budget K={k} exceeds the {num_frames} frames available; "
-            "lower the budget or decode at a higher fps"
-        )
-
-
-def uniform_indices(num_frames: int, k: int) -> torch.Tensor:
-    """Centre frame of each of ``k`` equal-length bins over ``num_frames`` frames."""
-    check_budget(k, num_frames)
-    return ((torch.arange(k, dtype=torch.float64) + 0.5) * num_frames / k).floor().long()
+__all__ = [
+    "FrameSelector", "UniformSelector", "RandomSelector", "PixelDiffSelector", "OpticalFlowSelector",
+    "FrameAveragingSelector", "horn_schunck", "check_budget", "uniform_indices",
+]  # fmt: skip
 
 
 class FrameSelector(nn.Module):
     """Base class: subclasses implement :meth:`scores`; :meth:`select` applies the decoder.
 
     Args:
-        decoder: Turns scores into K indices (default: top-k). Any object with
-            ``decode(scores, k, pairwise=None) -> LongTensor`` works.
+        decoder: Turns scores into K indices (default: top-k), see :mod:`models.decoders`.
     """
 
-    def __init__(self, decoder=None) -> None:
+    def __init__(self, decoder: Decoder | None = None) -> None:
         super().__init__()
-        if decoder is None:
-            from models.decoders import TopKDecoder
-
-            decoder = TopKDecoder()
-        self.decoder = decoder
+        self.decoder = decoder if decoder is not None else TopKDecoder()
 
     def scores(self, frames: torch.Tensor, timestamps: torch.Tensor) -> torch.Tensor:
         """Per-frame importance, shape ``(T,)``; higher is more worth showing."""
@@ -132,7 +117,7 @@ class PixelDiffSelector(FrameSelector):
         decoder: Scores-to-indices decoder.
     """
 
-    def __init__(self, p: int = 1, size: int = 64, decoder=None) -> None:
+    def __init__(self, p: int = 1, size: int = 64, decoder: Decoder | None = None) -> None:
         super().__init__(decoder)
         if p not in (1, 2):
             raise ValueError(f"PixelDiffSelector.p must be 1 or 2, got {p}")
@@ -196,7 +181,7 @@ class OpticalFlowSelector(FrameSelector):
         decoder: Scores-to-indices decoder.
     """
 
-    def __init__(self, size: int = 48, alpha: float = 0.05, iterations: int = 60, decoder=None) -> None:
+    def __init__(self, size: int = 48, alpha: float = 0.05, iterations: int = 60, decoder: Decoder | None = None) -> None:
         super().__init__(decoder)
         self.size = size
         self.alpha = alpha

@@ -32,6 +32,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from models.decoders import Decoder
 from models.selectors import FrameSelector
 
 NORMS = ("hw", "frobenius")
@@ -436,7 +437,7 @@ class CrossCorrelationSelector(FrameSelector):
         max_shift: int | None = None,
         norm: str = "hw",
         eps: float = 1e-6,
-        decoder=None,
+        decoder: Decoder | None = None,
     ) -> None:
         super().__init__(decoder)
         if isinstance(size, bool) or not isinstance(size, int) or size < 8:

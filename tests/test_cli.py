@@ -157,3 +157,40 @@ def test_smoke_training_lowers_the_loss(tmp_path, tiny_model_dir, synthetic):
     losses = [float(r["train/loss"]) for r in rows if r.get("train/loss")]
     assert len(losses) == 16
     assert sum(losses[-4:]) / 4 < 0.8 * sum(losses[:4]) / 4, losses
+
+
+SELECTORS = [
+    ("models.selectors.UniformSelector", {}),
+    ("models.selectors.RandomSelector", {"seed": 3}),
+    ("models.selectors.PixelDiffSelector", {"p": 2, "decoder": {"class_path": "models.decoders.BinMaxDecoder"}}),
+    ("models.selectors.OpticalFlowSelector", {"decoder": {"class_path": "models.decoders.ThresholdDecoder",
+                                                          "init_args": {"threshold": 1.5}}}),
+    ("models.selectors.FrameAveragingSelector", {}),
+    ("models.xcorr.CrossCorrelationSelector", {"size": 32, "grayscale": False, "max_shift": 4,
+                                               "decoder": {"class_path": "models.decoders.NoveltyDPDecoder",
+                                                           "init_args": {"min_gap": 2}}}),
+    ("models.encoders.EmbeddingSelector", {"encoder": {"class_path": "models.encoders.FrameEncoder",
+                                                       "init_args": {"model_name_or_path": "TINY"}}}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("class_path, init_args", SELECTORS, ids=[s[0].rsplit(".", 1)[1] for s in SELECTORS])
+def test_every_selector_and_decoder_is_injectable_and_trains(class_path, init_args, tmp_path, tiny_model_dir, synthetic):
+    import json
+
+    spec = json.dumps({"class_path": class_path, "init_args": init_args}).replace("TINY", str(tiny_model_dir))
+    cli = main(_args(tmp_path, tiny_model_dir, synthetic, "--model.init_args.selector", spec,
+                     "--trainer.max_steps", "1", "--trainer.limit_val_batches", "0"), run=False)  # fmt: skip
+    selector = cli.model.selector
+    assert type(selector).__module__ + "." + type(selector).__name__ == class_path
+    decoder = init_args.get("decoder", {}).get("class_path", "models.decoders.TopKDecoder")
+    if class_path.endswith(("UniformSelector", "RandomSelector", "FrameAveragingSelector")):
+        decoder = None  # these choose frames themselves
+    if decoder:
+        assert type(selector.decoder).__name__ == decoder.rsplit(".", 1)[1]
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    assert cli.trainer.global_step == 1
+    batch = next(iter(cli.datamodule.train_dataloader()))
+    frames, stamps = cli.model.select_frames(batch)
+    assert all(f.shape[0] == 4 and f.dtype == torch.uint8 for f in frames)
+    assert all(bool((t[1:] > t[:-1]).all()) for t in stamps)
