@@ -194,3 +194,12 @@ def test_every_selector_and_decoder_is_injectable_and_trains(class_path, init_ar
     frames, stamps = cli.model.select_frames(batch)
     assert all(f.shape[0] == 4 and f.dtype == torch.uint8 for f in frames)
     assert all(bool((t[1:] > t[:-1]).all()) for t in stamps)
+
+
+def test_validate_and_test_subcommands_log_losses(tmp_path, tiny_model_dir, synthetic):
+    main(["fit", *_args(tmp_path, tiny_model_dir, synthetic, "--trainer.max_steps", "2")])
+    last = str(tmp_path / "ckpt" / "last.ckpt")
+    for command, key in (("validate", "val/loss"), ("test", "test/loss")):
+        cli = main([command, *_args(tmp_path, tiny_model_dir, synthetic), "--ckpt_path", last])
+        value = cli.trainer.callback_metrics[key]
+        assert torch.isfinite(value) and 0 < value.item() < 20, (command, value)
