@@ -79,6 +79,7 @@ class VideoCaptionDataset(Dataset):
             return None
         return {
             "video_id": sample.video_id,
+            "video": sample.video,
             "frames": video.frames,
             "timestamps": video.timestamps,
             "duration": sample.duration,
@@ -91,7 +92,7 @@ class VideoCaptionDataset(Dataset):
 def collate_videos(items: list[dict[str, Any] | None]) -> dict[str, list[Any]]:
     """Keeps variable-length videos as lists and drops skipped (``None``) samples."""
     items = [x for x in items if x is not None]
-    keys = ("video_id", "frames", "timestamps", "duration", "events", "query", "extra")
+    keys = ("video_id", "video", "frames", "timestamps", "duration", "events", "query", "extra")
     return {k: [x[k] for x in items] for k in keys}
 
 

@@ -7,20 +7,11 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.cli import OptimizerCallable
-from torch import nn
 
 from models.prompting import format_dense_caption, parse_dense_caption
 from models.selectors import FrameSelector, UniformSelector
 from models.vlm import SmolVLM
-
-
-def _plain(value: Any) -> bool:
-    """True for config-like values that belong in checkpoint hyperparameters (no pickled objects)."""
-    if isinstance(value, dict):
-        return all(_plain(v) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        return all(_plain(v) for v in value)
-    return value is None or isinstance(value, (str, int, float, bool))
+from trainer.checkpointing import check_trainable_state, keep_trainable_state, plain_hparams
 
 
 class DenseCaptioner(pl.LightningModule):
@@ -46,7 +37,7 @@ class DenseCaptioner(pl.LightningModule):
         # Under LightningCLI these are the YAML's class_path/init_args, which makes checkpoints
         # self-describing; objects passed directly (tests, notebooks) are not pickled.
         self.save_hyperparameters()
-        self.remove_ignored_hparams([k for k, v in self.hparams.items() if not _plain(v)])
+        self.remove_ignored_hparams([k for k, v in self.hparams.items() if not plain_hparams(v)])
         self.vlm = vlm
         self.selector = selector if selector is not None else UniformSelector()
         self.num_frames = num_frames
@@ -124,34 +115,12 @@ class DenseCaptioner(pl.LightningModule):
         return self.optimizer(params)
 
     # ----------------------------------------------------------------------------- checkpoints
-    def _checkpoint_keys(self) -> set[str]:
-        # Trainable weights and persistent buffers; frozen encoders inside a selector are
-        # reloaded from their own checkpoints like the VLM base.
-        keys = {f"vlm.{k}" for k, p in self.vlm.named_parameters() if p.requires_grad}
-        keys |= {f"selector.{k}" for k, p in self.selector.named_parameters() if p.requires_grad}
-        return keys | {f"selector.{k}" for k, _ in self.selector.named_buffers() if k in self.selector.state_dict()}
-
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Trainable weights only: the frozen base (hundreds of MB for real SmolVLMs) is reloaded
         # from model_name_or_path, recorded here so the checkpoint says what it adapts.
-        keys = self._checkpoint_keys()
-        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keys}
+        keep_trainable_state(self, checkpoint)
         checkpoint["base_model"] = self.vlm.model_name_or_path
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        saved = set(checkpoint["state_dict"])
-        expected = self._checkpoint_keys()
-        unknown = sorted(saved - set(self.state_dict()))
-        missing = sorted(expected - saved)
-        if unknown or missing:
-            raise RuntimeError(
-                "checkpoint does not match this model "
-                f"(base {checkpoint.get('base_model')!r}): {len(missing)} trainable weights missing "
-                f"(e.g. {missing[:3]}), {len(unknown)} unknown (e.g. {unknown[:3]}); check the LoRA settings "
-                "and selector in the config"
-            )
-
-
-def trainable_parameter_names(module: nn.Module) -> list[str]:
-    """Names of parameters that receive gradients (used in tests and logs)."""
-    return [n for n, p in module.named_parameters() if p.requires_grad]
+        hint = f" (base {checkpoint.get('base_model')!r}); check the LoRA settings and selector in the config"
+        check_trainable_state(self, checkpoint, hint)

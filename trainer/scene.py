@@ -9,7 +9,7 @@ import torch
 from lightning.pytorch.cli import OptimizerCallable
 
 from models.scene import SceneBoundaryModel
-from trainer.module import _plain
+from trainer.checkpointing import plain_hparams
 
 
 def boundary_targets(timestamps: torch.Tensor, events: list[dict[str, Any]], tolerance: float) -> torch.Tensor:
@@ -53,7 +53,7 @@ class SceneBoundaryTrainer(pl.LightningModule):
         # As in DenseCaptioner: the YAML's class_path/init_args make checkpoints self-describing
         # (the selector rebuilds the model from them); directly passed objects are not pickled.
         self.save_hyperparameters()
-        self.remove_ignored_hparams([k for k, v in self.hparams.items() if not _plain(v)])
+        self.remove_ignored_hparams([k for k, v in self.hparams.items() if not plain_hparams(v)])
         self.model = model
         self.optimizer = optimizer
         self.tolerance = tolerance

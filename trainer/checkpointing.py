@@ -1,0 +1,54 @@
+"""Trainable-only checkpoints shared by the LightningModules.
+
+A LoRA run on SmolVLM2-2.2B would otherwise write gigabytes of frozen weights per checkpoint.
+Modules keep what trains (parameters with ``requires_grad`` and the persistent buffers of the
+submodules that own them) and reload the frozen rest from ``model_name_or_path``; loading is
+therefore non-strict, and :func:`check_trainable_state` does the key check strict loading
+would have done.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+
+def plain_hparams(value: Any) -> bool:
+    """True for config-like values that belong in checkpoint hyperparameters (no pickled objects)."""
+    if isinstance(value, dict):
+        return all(plain_hparams(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return all(plain_hparams(v) for v in value)
+    return value is None or isinstance(value, (str, int, float, bool))
+
+
+def trainable_keys(module: nn.Module) -> set[str]:
+    """``state_dict`` keys of trainable parameters and of persistent buffers next to them."""
+    keys = set()
+    for prefix, sub in module.named_modules():
+        own = list(sub.named_parameters(recurse=False))
+        if not any(p.requires_grad for _, p in own):
+            continue
+        dot = f"{prefix}." if prefix else ""
+        keys |= {dot + n for n, p in own if p.requires_grad}
+        keys |= {dot + n for n in sub._buffers if n not in sub._non_persistent_buffers_set}
+    return keys
+
+
+def keep_trainable_state(module: nn.Module, checkpoint: dict[str, Any]) -> None:
+    """Drops frozen weights from ``checkpoint["state_dict"]`` (call from ``on_save_checkpoint``)."""
+    keys = trainable_keys(module)
+    checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keys}
+
+
+def check_trainable_state(module: nn.Module, checkpoint: dict[str, Any], hint: str = "") -> None:
+    """Raises if a trainable-only checkpoint does not fit ``module`` (call from ``on_load_checkpoint``)."""
+    saved = set(checkpoint["state_dict"])
+    unknown = sorted(saved - set(module.state_dict()))
+    missing = sorted(trainable_keys(module) - saved)
+    if unknown or missing:
+        raise RuntimeError(
+            f"checkpoint does not match this model: {len(missing)} trainable weights missing "
+            f"(e.g. {missing[:3]}), {len(unknown)} unknown (e.g. {unknown[:3]}){hint}"
+        )
