@@ -1,24 +1,57 @@
-"""Selector speed benchmark: ``python -m trainer.bench [--frames 300] [--size 128]``.
+"""Selector speed and boundary benchmark: ``python -m trainer.bench [--frames 300] [--size 128]``.
 
-On one synthetic video it prints, in one run (so the ratios are meaningful on a noisy machine):
-the direct cross-correlation formula vs the FFT version on the same frame pairs and their
-ratio, decoding frames/s (the physical limit of any selector that reads pixels), and the
-frames/s of every selector. Speeds are wall-clock on whatever machine runs it.
+Everything is printed from one run, so the speed ratios are comparable even on a noisy machine.
+
+On one synthetic video it prints the direct cross-correlation formula against the FFT version
+on the same frame pairs, with their ratio; how many frames/s decoding manages (the physical
+limit of any selector that reads pixels); and the frames/s of every selector.
+
+It then compares boundary detection with PySceneDetect's ``ContentDetector`` on ``--f1-videos``
+more synthetic videos, generated with the same settings. The true boundaries are the start and
+end times of the events. Pans, flicker and hard cuts are distractors, so flagging one is a false
+positive. Our selectors predict a boundary at every local maximum of their scores above
+``mean + PEAK_THRESHOLD * std``. The table gives boundary precision, recall and F1 within
+``--tolerance`` seconds, with end-to-end frames/s. PySceneDetect is optional
+(``pip install -e '.[bench]'``); without it, its row is skipped.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import tempfile
 import time
+from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 
 from data.decode import decode_video
+from data.schema import VideoSample, load_annotations
 from data.synthetic import SyntheticConfig, generate_dataset
-from data.schema import load_annotations
-from models.selectors import FrameAveragingSelector, OpticalFlowSelector, PixelDiffSelector, RandomSelector, UniformSelector
+from models.decoders import ThresholdDecoder
+from models.selectors import (
+    FrameAveragingSelector,
+    FrameSelector,
+    OpticalFlowSelector,
+    PixelDiffSelector,
+    RandomSelector,
+    UniformSelector,
+)
 from models.xcorr import CrossCorrelationSelector, direct_similarity, normalize_frames, xcorr_fft
+
+# A frame is a predicted boundary when its score is a local maximum above mean + PEAK_THRESHOLD * std
+# of the video's scores (ThresholdDecoder's relative cut-off).
+PEAK_THRESHOLD = 2.0
+# The smallest scene PySceneDetect may report, in frames. Its default (15 frames) would merge
+# boundaries that are closer together than 1.5 s at 10 fps, such as an event's start and end.
+SCENEDETECT_MIN_SCENE_LEN = 2
+# The boundary videos use a different root seed from the speed video (seed 0), so they are
+# different videos made with the same settings.
+BOUNDARY_SEED = 1
+# Slack, in seconds, added to the match tolerance. Decoded timestamps are floats (3 * 0.1 is
+# 0.30000000000000004), and without it a prediction exactly one tolerance away could miss.
+_TIME_EPS = 1e-9
 
 
 def _timed(fn, repeat: int = 1) -> tuple[float, object]:
@@ -30,38 +63,142 @@ def _timed(fn, repeat: int = 1) -> tuple[float, object]:
     return best, out
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--frames", type=int, default=300, help="frames in the benchmark video")
-    parser.add_argument("--size", type=int, default=128, help="video side and cross-correlation working size")
-    parser.add_argument("--direct-pairs", type=int, default=3, help="pairs timed with the direct formula")
-    parser.add_argument("--k", type=int, default=8, help="frame budget for the selectors")
-    args = parser.parse_args(argv)
+def count_matches(pred_times: Sequence[float], true_times: Sequence[float], tolerance: float) -> int:
+    """Greedily matches predicted times to true times, one to one, and counts the matches.
 
+    A prediction and a truth may match if they are at most ``tolerance`` seconds apart. Every such
+    pair is considered from the closest to the farthest; ties go to the earlier prediction, then
+    the earlier truth. A pair is taken if neither time is already matched.
+    """
+    pairs = sorted(
+        (abs(p - t), i, j)
+        for i, p in enumerate(pred_times)
+        for j, t in enumerate(true_times)
+        if abs(p - t) <= tolerance + _TIME_EPS
+    )
+    used_pred, used_true = set(), set()
+    for _, i, j in pairs:
+        if i not in used_pred and j not in used_true:
+            used_pred.add(i)
+            used_true.add(j)
+    return len(used_pred)
+
+
+def precision_recall_f1(matches: int, num_pred: int, num_true: int) -> tuple[float, float, float]:
+    """Precision, recall and F1 from match counts.
+
+    With no predictions, precision is 1, because no prediction was wrong. With no truths, recall
+    is 1, because nothing was missed. F1 is their harmonic mean, or 0 when both are 0.
+    """
+    precision = matches / num_pred if num_pred else 1.0
+    recall = matches / num_true if num_true else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return precision, recall, f1
+
+
+def boundary_f1(
+    pred_times: Sequence[float], true_times: Sequence[float], tolerance: float
+) -> tuple[float, float, float]:
+    """Boundary precision, recall and F1 of predicted times against true times (all in seconds).
+
+    Predictions are matched to truths greedily and one to one (see :func:`count_matches`): a pair
+    matches if the two times are at most ``tolerance`` apart (inclusive), and the closest pairs
+    are taken first. A prediction can match only one truth, so a prediction between two nearby
+    truths counts once, and one of those truths is missed. Unmatched predictions are false
+    positives and unmatched truths are misses.
+
+    Returns:
+        ``(precision, recall, f1)``: matches / predictions, matches / truths, and their harmonic
+        mean. Empty inputs follow :func:`precision_recall_f1`: no predictions gives precision 1,
+        no truths gives recall 1, and both empty gives ``(1, 1, 1)``.
+
+    Example:
+        >>> boundary_f1([1.0, 5.0], [1.2, 3.0], tolerance=0.5)
+        (0.5, 0.5, 0.5)
+    """
+    matches = count_matches(pred_times, true_times, tolerance)
+    return precision_recall_f1(matches, len(pred_times), len(true_times))
+
+
+def true_boundaries(sample: VideoSample) -> list[float]:
+    """Every event start and end time of ``sample``, sorted. Distractors are not boundaries."""
+    return sorted(t for e in sample.events for t in (e.start, e.end))
+
+
+def peak_indices(scores: torch.Tensor, cutoff: float) -> list[int]:
+    """Indices of the local maxima of ``scores`` that are above ``cutoff``.
+
+    A flat top (equal neighbouring scores) counts once, at its first frame. A run is a peak if
+    it is strictly higher than the scores on both sides; the ends of the video count as minus
+    infinity.
+    """
+    values = scores.tolist()
+    peaks = []
+    start = 0
+    while start < len(values):
+        stop = start + 1  # values[start:stop] is a run of equal scores
+        while stop < len(values) and values[stop] == values[start]:
+            stop += 1
+        left = values[start - 1] if start > 0 else float("-inf")
+        right = values[stop] if stop < len(values) else float("-inf")
+        if values[start] > cutoff and values[start] > left and values[start] > right:
+            peaks.append(start)
+        start = stop
+    return peaks
+
+
+def selector_boundaries(selector: FrameSelector, frames: torch.Tensor, stamps: torch.Tensor) -> list[float]:
+    """Times (s) of the frames where ``selector`` predicts a boundary.
+
+    A score is high when a frame differs from the one before it. So a peak at frame ``i`` puts the
+    boundary at that frame's timestamp, the first frame after the change.
+    """
+    scores = selector.scores(frames, stamps)
+    cutoff = ThresholdDecoder(threshold=PEAK_THRESHOLD).cutoff(scores)
+    return [float(stamps[i]) for i in peak_indices(scores, cutoff)]
+
+
+def boundary_selectors(size: int) -> dict[str, FrameSelector]:
+    """The selectors whose score means "differs from the previous frame", so their peaks are boundaries."""
+    return {
+        "pixel-L1": PixelDiffSelector(p=1),
+        "pixel-L2": PixelDiffSelector(p=2),
+        "optical-flow": OpticalFlowSelector(),
+        f"cross-correlation {size}": CrossCorrelationSelector(size=size),
+        f"cross-correlation {size}, max_shift 8": CrossCorrelationSelector(size=size, max_shift=8),
+    }
+
+
+def benchmark_config(num_frames: int, size: int, num_videos: int, seed: int) -> SyntheticConfig:
+    """Synthetic videos of ``num_frames`` frames at 10 fps with every distractor on.
+
+    Event lengths and counts shrink so that short test videos still fit their events.
+    """
     fps = 10.0
-    duration = args.frames / fps
-    event_len = min(3.0, duration / 2 - 0.5)  # short benchmark videos still fit their events
-    cfg = SyntheticConfig(num_videos=1, min_duration=duration, max_duration=duration, fps=fps, size=args.size,
-                          min_events=1, max_events=max(1, min(3, int(duration // 4))),
-                          min_event_len=min(1.5, event_len), max_event_len=event_len,
-                          pan_prob=1.0, flicker_prob=1.0, cut_prob=1.0, seed=0)  # fmt: skip
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = generate_dataset(tmp, cfg, splits={"all": 1.0}, progress=False)
-        sample = load_annotations(paths["all"])[0]
-        decode_s, video = _timed(lambda: decode_video(sample.video), repeat=2)
+    duration = num_frames / fps
+    event_len = min(3.0, duration / 2 - 0.5)
+    return SyntheticConfig(num_videos=num_videos, min_duration=duration, max_duration=duration, fps=fps, size=size,
+                           min_events=1, max_events=max(1, min(3, int(duration // 4))),
+                           min_event_len=min(1.5, event_len), max_event_len=event_len,
+                           pan_prob=1.0, flicker_prob=1.0, cut_prob=1.0, seed=seed)  # fmt: skip
+
+
+def speed_report(sample: VideoSample, size: int, direct_pairs: int, k: int) -> None:
+    """Prints cross-correlation direct vs FFT, decoding speed and every selector's speed on one video."""
+    decode_s, video = _timed(lambda: decode_video(sample.video), repeat=2)
     frames, stamps = video.frames, video.timestamps
     t = len(frames)
-    print(f"video: {t} frames of {args.size}x{args.size}, torch threads: {torch.get_num_threads()}")
+    print(f"video: {t} frames of {size}x{size}, torch threads: {torch.get_num_threads()}")
     print(f"decode: {t / decode_s:10.1f} frames/s  (physical limit)")
 
-    # Direct formula vs FFT on the same consecutive pairs; the direct cost is per pair, so the
+    # Direct formula vs FFT on the same consecutive pairs. The direct cost is per pair, so the
     # full-video direct time is extrapolated from a few pairs (the research notes report 398 s).
-    x = normalize_frames(frames[: args.direct_pairs + 1], size=args.size).double()[:, 0]
-    direct_s, direct = _timed(lambda: [direct_similarity(x[i], x[i + 1]) for i in range(args.direct_pairs)])
+    x = normalize_frames(frames[: direct_pairs + 1], size=size).double()[:, 0]
+    direct_s, direct = _timed(lambda: [direct_similarity(x[i], x[i + 1]) for i in range(direct_pairs)])
     fft_s, fast = _timed(lambda: xcorr_fft(x[:-1], x[1:]), repeat=5)
     err = max(abs(float(d) - float(f)) for d, f in zip(direct, fast))
-    per_pair_direct = direct_s / args.direct_pairs
-    per_pair_fft = fft_s / args.direct_pairs
+    per_pair_direct = direct_s / direct_pairs
+    per_pair_fft = fft_s / direct_pairs
     print(
         f"cross-correlation per pair: direct {per_pair_direct * 1e3:9.2f} ms, FFT {per_pair_fft * 1e3:7.3f} ms, "
         f"ratio {per_pair_direct / per_pair_fft:8.0f}x, max |diff| {err:.1e}"
@@ -71,18 +208,117 @@ def main(argv: list[str] | None = None) -> None:
     selectors = {
         "uniform": UniformSelector(),
         "random": RandomSelector(),
-        "pixel-L1": PixelDiffSelector(p=1),
-        "pixel-L2": PixelDiffSelector(p=2),
-        "optical-flow": OpticalFlowSelector(),
         "frame-averaging": FrameAveragingSelector(),
-        f"cross-correlation {args.size}": CrossCorrelationSelector(size=args.size),
-        f"cross-correlation {args.size}, max_shift 8": CrossCorrelationSelector(size=args.size, max_shift=8),
+        **boundary_selectors(size),
     }
-    print(f"selectors (K={args.k}):")
+    print(f"selectors (K={k}), scoring only, frames already decoded:")
     for name, selector in selectors.items():
-        seconds, _ = _timed(lambda: selector.gather(frames, stamps, args.k), repeat=2)
+        seconds, _ = _timed(lambda: selector.gather(frames, stamps, k), repeat=2)
         note = "  < decode cost" if seconds < decode_s else ""
         print(f"  {name:40s} {t / seconds:12.1f} frames/s{note}")
+
+
+def scenedetect_method():
+    """``(boundaries, settings)`` for PySceneDetect's ContentDetector, or ``None`` if it is not installed.
+
+    ``boundaries(path)`` decodes the video itself (OpenCV backend) and returns the start time (s)
+    of every scene but the first.
+    """
+    try:
+        import scenedetect
+        from scenedetect import ContentDetector, detect
+    except ImportError:
+        return None
+
+    def boundaries(path: str) -> list[float]:
+        # A fresh detector per video: ContentDetector remembers the last frame it saw.
+        detector = ContentDetector(min_scene_len=SCENEDETECT_MIN_SCENE_LEN)
+        scenes = detect(path, detector, start_in_scene=True)
+        return [float(start.seconds) for start, _ in scenes[1:]]
+
+    default_threshold = inspect.signature(ContentDetector).parameters["threshold"].default
+    settings = (
+        f"PySceneDetect {scenedetect.__version__}: detect(video, ContentDetector(threshold={default_threshold} "
+        f"(its default), min_scene_len={SCENEDETECT_MIN_SCENE_LEN} frames)), OpenCV backend; "
+        "a boundary is the start of every scene but the first"
+    )
+    return boundaries, settings
+
+
+def boundary_report(root: Path, num_videos: int, num_frames: int, size: int, tolerance: float) -> None:
+    """Prints boundary precision/recall/F1 and end-to-end frames/s, for PySceneDetect and our selectors."""
+    cfg = benchmark_config(num_frames, size, num_videos=num_videos, seed=BOUNDARY_SEED)
+    samples = load_annotations(generate_dataset(root, cfg, splits={"all": 1.0}, progress=False)["all"])
+    selectors = boundary_selectors(size)
+    scenedetect_boundaries, scenedetect_settings = scenedetect_method() or (None, None)
+    scenedetect_name = "PySceneDetect ContentDetector"
+
+    # Per method: [matches, predictions, seconds], pooled over all videos, so precision, recall
+    # and F1 are micro-averages.
+    methods = ([scenedetect_name] if scenedetect_boundaries else []) + list(selectors)
+    totals = {name: [0, 0, 0.0] for name in methods}
+
+    def add(name: str, predicted: list[float], truth: list[float], seconds: float) -> None:
+        totals[name][0] += count_matches(predicted, truth, tolerance)
+        totals[name][1] += len(predicted)
+        totals[name][2] += seconds
+
+    num_true = total_frames = 0
+    for sample in samples:
+        truth = true_boundaries(sample)
+        num_true += len(truth)
+        decode_s, video = _timed(lambda: decode_video(sample.video))
+        total_frames += len(video)
+        if scenedetect_boundaries:
+            seconds, predicted = _timed(lambda: scenedetect_boundaries(sample.video))  # decodes the file itself
+            add(scenedetect_name, predicted, truth, seconds)
+        for name, selector in selectors.items():
+            seconds, predicted = _timed(lambda: selector_boundaries(selector, video.frames, video.timestamps))
+            add(name, predicted, truth, decode_s + seconds)  # each selector pays for decoding too
+
+    print(
+        f"boundary detection on {len(samples)} other synthetic videos (seed {BOUNDARY_SEED}, same settings, "
+        f"every distractor on), {num_true} true boundaries:"
+    )
+    print(
+        "  truth: every event start and end; pan/flicker/cut distractors are not boundaries "
+        "(flagging one is a false positive)"
+    )
+    print(f"  match: greedy one-to-one within {tolerance:g} s; precision/recall/F1 pooled over all videos")
+    print(
+        f"  ours: local maxima of scores above ThresholdDecoder(threshold={PEAK_THRESHOLD}).cutoff "
+        f"= mean + {PEAK_THRESHOLD} std per video, at the decoded frame timestamps"
+    )
+    if scenedetect_settings:
+        print(f"  {scenedetect_settings}")
+    else:
+        print("  PySceneDetect: skipped, not installed (install it with: pip install -e '.[bench]')")
+    print("  frames/s is end to end, decoding included: PySceneDetect decodes with OpenCV itself, ours with PyAV")
+    print(f"  {'method':36s} {'precision':>9s} {'recall':>7s} {'F1':>7s} {'frames/s':>10s}")
+    for name, (matches, num_pred, seconds) in totals.items():
+        precision, recall, f1 = precision_recall_f1(matches, num_pred, num_true)
+        print(f"  {name:36s} {precision:9.3f} {recall:7.3f} {f1:7.3f} {total_frames / seconds:10.1f}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--frames", type=int, default=300, help="frames per synthetic video")
+    parser.add_argument("--size", type=int, default=128, help="video side and cross-correlation working size")
+    parser.add_argument("--direct-pairs", type=int, default=3, help="pairs timed with the direct formula")
+    parser.add_argument("--k", type=int, default=8, help="frame budget for the selectors")
+    parser.add_argument("--f1-videos", type=int, default=8, help="synthetic videos for the boundary comparison")
+    parser.add_argument("--tolerance", type=float, default=0.5, help="boundary matching tolerance in seconds")
+    args = parser.parse_args(argv)
+    if args.f1_videos < 1:
+        parser.error(f"--f1-videos must be >= 1, got {args.f1_videos}")
+    if args.tolerance < 0:
+        parser.error(f"--tolerance must be >= 0, got {args.tolerance}")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = benchmark_config(args.frames, args.size, num_videos=1, seed=0)
+        paths = generate_dataset(Path(tmp) / "speed", cfg, splits={"all": 1.0}, progress=False)
+        speed_report(load_annotations(paths["all"])[0], args.size, args.direct_pairs, args.k)
+        boundary_report(Path(tmp) / "boundaries", args.f1_videos, args.frames, args.size, args.tolerance)
 
 
 if __name__ == "__main__":
