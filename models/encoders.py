@@ -11,6 +11,7 @@ from torch import nn
 from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageTextToText
 
 from models.decoders import Decoder
+from models.tiny import resolve_checkpoint
 from models.selectors import FrameSelector, _first_like_second
 
 _VLM_TYPES = ("smolvlm", "idefics3")
@@ -24,6 +25,7 @@ class FrameEncoder(nn.Module):
             Hugging Face vision model.
         pooling: ``mean`` over patch tokens, or ``cls``/``pooler`` where the model has one.
         batch_size: Frames per forward pass.
+        build_tiny: Build the tiny random SmolVLM at ``model_name_or_path`` if missing (smoke runs).
         trust_remote_code: Passed to ``from_pretrained``.
     """
 
@@ -32,9 +34,11 @@ class FrameEncoder(nn.Module):
         model_name_or_path: str = "HuggingFaceTB/SmolVLM2-256M-Video-Instruct",
         pooling: str = "mean",
         batch_size: int = 32,
+        build_tiny: bool = False,
         trust_remote_code: bool = False,
     ) -> None:
         super().__init__()
+        model_name_or_path = resolve_checkpoint(model_name_or_path, build_tiny)
         if pooling not in ("mean", "pooler"):
             raise ValueError(f"FrameEncoder.pooling must be 'mean' or 'pooler', got {pooling!r}")
         self.model_name_or_path = model_name_or_path

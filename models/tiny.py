@@ -201,6 +201,22 @@ def ensure_tiny_smolvlm(output: str | Path, settings: TinySettings | None = None
     return build_tiny_smolvlm(output, s)
 
 
+def resolve_checkpoint(model_name_or_path: str, build_tiny: bool = False) -> str:
+    """A Hub id or local folder ready for ``from_pretrained``.
+
+    ``~`` is expanded (YAML configs cannot); with ``build_tiny`` the tiny SmolVLM is built at
+    that folder first if missing; a local-looking path that does not exist is a clear error
+    here rather than a confusing Hub lookup later.
+    """
+    if model_name_or_path.startswith("~"):
+        model_name_or_path = str(Path(model_name_or_path).expanduser())
+    if build_tiny:
+        ensure_tiny_smolvlm(model_name_or_path)
+    elif model_name_or_path.startswith((".", "/")) and not Path(model_name_or_path).exists():
+        raise FileNotFoundError(f"model_name_or_path: no checkpoint folder at {model_name_or_path}")
+    return model_name_or_path
+
+
 def main(argv: list[str] | None = None) -> None:
     """CLI: ``python -m models.tiny --output DIR``."""
     parser = argparse.ArgumentParser(description="Build a tiny random SmolVLM checkpoint folder.")

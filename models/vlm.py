@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -26,6 +25,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 from transformers.video_utils import VideoMetadata
 
 from models.prompting import DEFAULT_INSTRUCTION
+from models.tiny import resolve_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -105,14 +105,7 @@ class SmolVLM(nn.Module):
         trust_remote_code: bool = False,
     ) -> None:
         super().__init__()
-        if model_name_or_path.startswith("~"):
-            model_name_or_path = str(Path(model_name_or_path).expanduser())
-        if build_tiny:
-            from models.tiny import ensure_tiny_smolvlm
-
-            ensure_tiny_smolvlm(model_name_or_path)
-        elif model_name_or_path.startswith((".", "/")) and not Path(model_name_or_path).exists():
-            raise FileNotFoundError(f"vlm.model_name_or_path: no checkpoint folder at {model_name_or_path}")
+        model_name_or_path = resolve_checkpoint(model_name_or_path, build_tiny)
         self.model_name_or_path = model_name_or_path
         self.instruction = instruction
         self.max_new_tokens = max_new_tokens
