@@ -1,0 +1,429 @@
+"""On-disk cache of per-frame vision features, so epochs and RL rollouts never re-run the encoder.
+
+Layout::
+
+    <root>/<slug(encoder_id)>/<decode_id>/<key>/    one Hugging Face ``datasets`` folder per video
+        data-00000-of-00001.arrow    one row per frame: ``features`` (D float32), ``timestamp`` (float64)
+        dataset_info.json            its ``description`` records the video path, key and ids
+        state.json
+
+* ``encoder_id`` names the encoder: its ``model_name_or_path`` (local folders resolved to an
+  absolute path) and pooling, plus the weights' dtype when it is not float32. The folder name is a
+  readable slug of it followed by a hash of the full id, so two ids never share a folder.
+* ``decode_id`` names the decoding settings, e.g. ``fps2_size64_max128``.
+* ``key`` is the sha1 of the video's resolved path, size and ``mtime_ns``.
+
+Invalidation: a re-encoded or touched video gets a new key; another encoder or other decode
+settings read and write other folders. On top of that :meth:`FeatureCache.get_or_compute` checks
+the cached timestamps against the decoded ones and recomputes on a mismatch (e.g. after a decoder
+change). Entries are written into a temporary sibling folder and renamed into place, so readers
+never see half an entry and concurrent writers (DataLoader workers, DDP ranks) can race safely;
+an unreadable entry (missing or truncated files) is a miss and is rewritten. Old entries are never
+deleted for you: weights changed in place under the same local path are not detected either.
+
+To clear the cache, delete ``<root>`` (or one encoder's or one decode setting's subfolder).
+
+CLI: ``python -m data.features --annotations FILE --encoder PATH_OR_ID [--cache-dir DIR]
+[--fps 2] [--frame-size 64]`` decodes and encodes every video once and prints a size/time report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import torch
+from torch import Tensor
+
+from data.decode import VideoDecodeError, decode_video
+from data.schema import VideoSample, load_annotations
+
+log = logging.getLogger(__name__)
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")  # no separators, no leading dot ("..")
+_TIMESTAMP_TOLERANCE = 1e-6  # seconds: far below a frame interval; absorbs a caller's float32 round-off
+
+
+def encoder_id(encoder: Any) -> str:
+    """Identity of an encoder's outputs: ``model_name_or_path`` and pooling (plus dtype if not float32).
+
+    Args:
+        encoder: A :class:`models.encoders.FrameEncoder` or anything with ``model_name_or_path``
+            (``pooling`` defaults to ``mean``).
+    """
+    name = str(encoder.model_name_or_path)
+    local = Path(name).expanduser()
+    if local.exists():  # the same folder reached from another working directory is the same encoder
+        name = str(local.resolve())
+    parts = [name, f"pooling={getattr(encoder, 'pooling', 'mean')}"]
+    param = next(encoder.parameters(), None) if isinstance(encoder, torch.nn.Module) else None
+    if param is not None and param.dtype != torch.float32:  # half-precision weights give other features
+        parts.append(f"dtype={str(param.dtype).removeprefix('torch.')}")
+    return "|".join(parts)
+
+
+def decode_id(fps: float | None, frame_size: int | None, max_frames: int | None) -> str:
+    """Folder name of the decoding settings, e.g. ``fps2_size64_max128`` (``None``: ``all``/``native``)."""
+    rate = "all" if fps is None else f"{fps:g}"
+    size = "native" if frame_size is None else str(frame_size)
+    cap = "all" if max_frames is None else str(max_frames)
+    return f"fps{rate}_size{size}_max{cap}"
+
+
+def _slug(text: str, keep: int = 60) -> str:
+    """A filesystem-safe folder name for ``text``: its readable tail plus a hash of all of it."""
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")[-keep:].strip("-.")
+    digest = hashlib.sha1(text.encode()).hexdigest()[:8]
+    return f"{readable}-{digest}" if readable else digest
+
+
+@contextlib.contextmanager
+def _quiet_datasets() -> Iterator[None]:
+    """Hides ``datasets``' own progress bars: one per saved video would flood training logs."""
+    was_disabled = datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not was_disabled:
+            datasets.enable_progress_bars()
+
+
+def _same_timestamps(cached: Tensor, decoded: Tensor) -> bool:
+    return cached.shape == decoded.shape and torch.allclose(
+        cached, decoded.to(torch.float64), rtol=0.0, atol=_TIMESTAMP_TOLERANCE
+    )
+
+
+def _folder_bytes(path: Path) -> int:
+    total = 0
+    for f in path.rglob("*"):
+        with contextlib.suppress(FileNotFoundError):  # another process may replace entries meanwhile
+            if f.is_file():
+                total += f.stat().st_size
+    return total
+
+
+class FeatureCache:
+    """Per-video frame features of one encoder at one decoding setting, stored under ``root``.
+
+    Args:
+        root: Cache root shared by all encoders and settings.
+        encoder_id: Identity of the encoder (see :func:`encoder_id`).
+        decode_id: Identity of the decoding settings (see :func:`decode_id`); a plain folder name.
+            Both ids are required: a cache filed under the wrong identity would serve wrong features.
+
+    Attributes:
+        directory: ``root/<slug(encoder_id)>/<decode_id>``, where this cache's entries live.
+        hits: Lookups answered from disk.
+        misses: Lookups that were not (absent, unreadable or stale entries).
+        compute_seconds: Time spent in the encode function on misses.
+    """
+
+    def __init__(self, root: str | Path, encoder_id: str, decode_id: str) -> None:
+        if not _SAFE_NAME.match(decode_id):
+            raise ValueError(f"decode_id must be a plain folder name (no separators or leading dot), got {decode_id!r}")
+        self.root = Path(root).expanduser()
+        self.encoder_id = encoder_id
+        self.decode_id = decode_id
+        self.directory = self.root / _slug(encoder_id) / decode_id
+        self.hits = 0
+        self.misses = 0
+        self.compute_seconds = 0.0
+
+    @classmethod
+    def for_encoder(
+        cls,
+        root: str | Path,
+        encoder: Any,
+        fps: float | None,
+        frame_size: int | None,
+        max_frames: int | None,
+    ) -> FeatureCache:
+        """The cache of ``encoder``'s features for videos decoded at these settings.
+
+        Args:
+            root: Cache root.
+            encoder: A :class:`models.encoders.FrameEncoder` (or anything with ``model_name_or_path``).
+            fps: Decoding rate, as passed to :func:`data.decode.decode_video`.
+            frame_size: Longest edge of decoded frames.
+            max_frames: Cap on decoded frames per video.
+        """
+        return cls(root, encoder_id(encoder), decode_id(fps, frame_size, max_frames))
+
+    def key(self, video: str | Path) -> str:
+        """Stable key of a video file: sha1 of its resolved path, size and ``mtime_ns``.
+
+        Raises:
+            FileNotFoundError: If the video does not exist.
+        """
+        path = Path(video).expanduser().resolve()
+        stat = path.stat()
+        return hashlib.sha1(f"{path}\n{stat.st_size}\n{stat.st_mtime_ns}".encode()).hexdigest()
+
+    def entry_path(self, video: str | Path) -> Path:
+        """Folder that holds (or would hold) ``video``'s entry."""
+        return self.directory / self.key(video)
+
+    def get(self, video: str | Path) -> tuple[Tensor, Tensor] | None:
+        """``(features (T, D) float32, timestamps (T,) float64)`` of a cached video, or ``None`` on a miss."""
+        entry = self._read(self.entry_path(video))
+        if entry is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return entry
+
+    def put(self, video: str | Path, features: Tensor, timestamps: Tensor) -> None:
+        """Stores a video's features atomically.
+
+        If another writer stored the same video first, its entry is kept and this one discarded
+        (same inputs, same features); a stale (other timestamps) or unreadable entry is replaced.
+
+        Args:
+            video: The video file the features were computed from.
+            features: ``(T, D)`` per-frame features.
+            timestamps: ``(T,)`` frame times in seconds.
+        """
+        features = features.detach().to("cpu", torch.float32)
+        timestamps = timestamps.detach().to("cpu", torch.float64)
+        if features.ndim != 2 or timestamps.ndim != 1 or not 0 < len(features) == len(timestamps):
+            raise ValueError(
+                f"expected features (T, D) and timestamps (T,) with T >= 1, got {tuple(features.shape)} "
+                f"and {tuple(timestamps.shape)}"
+            )
+        target = self.entry_path(video)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # A unique sibling: same filesystem (so the rename is atomic) and no clash between writers.
+        tmp = target.parent / f".tmp-{target.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        schema = datasets.Features(
+            {
+                "features": datasets.List(datasets.Value("float32"), length=features.shape[1]),
+                "timestamp": datasets.Value("float64"),
+            }
+        )
+        meta = {
+            "video": str(Path(video).expanduser().resolve()),
+            "key": target.name,
+            "encoder_id": self.encoder_id,
+            "decode_id": self.decode_id,
+        }
+        dataset = datasets.Dataset.from_dict(
+            {"features": features.numpy(), "timestamp": timestamps.numpy()},
+            info=datasets.DatasetInfo(description=json.dumps(meta), features=schema),
+        )
+        try:
+            with _quiet_datasets():
+                dataset.save_to_disk(str(tmp))
+            self._publish(tmp, target, timestamps)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)  # ours, if another writer's entry won
+
+    def get_or_compute(
+        self,
+        video: str | Path,
+        frames: Tensor,
+        timestamps: Tensor,
+        encode: Callable[[Tensor], Tensor],
+    ) -> Tensor:
+        """Cached features of ``video``, computed with ``encode(frames)`` and stored on a miss.
+
+        A cached entry whose timestamps differ from ``timestamps`` is stale (the decoder or its
+        settings changed under the same folder) and is recomputed and replaced.
+
+        Args:
+            video: The video file ``frames`` were decoded from.
+            frames: ``uint8 (T, 3, H, W)`` decoded frames.
+            timestamps: ``(T,)`` their times in seconds.
+            encode: Frames to ``(T, D)`` features, e.g. a :class:`models.encoders.FrameEncoder`.
+
+        Returns:
+            ``(T, D)`` float32 features on the CPU.
+        """
+        cached = self._read(self.entry_path(video))
+        if cached is not None and _same_timestamps(cached[1], timestamps):
+            self.hits += 1
+            return cached[0]
+        if cached is not None:
+            log.info("feature cache: %s was cached with other timestamps; recomputing", video)
+        self.misses += 1
+        return self._compute(video, frames, timestamps, encode)
+
+    def stats(self) -> dict[str, Any]:
+        """Entries and bytes on disk for this encoder and decode setting, and this instance's counters."""
+        entries = 0
+        if self.directory.is_dir():
+            entries = sum(1 for p in self.directory.iterdir() if p.is_dir() and not p.name.startswith("."))
+        return {
+            "directory": str(self.directory),
+            "entries": entries,
+            "bytes": _folder_bytes(self.directory) if self.directory.is_dir() else 0,
+            "hits": self.hits,
+            "misses": self.misses,
+            "compute_seconds": self.compute_seconds,
+        }
+
+    def _compute(
+        self, video: str | Path, frames: Tensor, timestamps: Tensor, encode: Callable[[Tensor], Tensor]
+    ) -> Tensor:
+        start = time.perf_counter()
+        with torch.no_grad():  # cached features are constants: no graph to keep
+            features = encode(frames).detach().to("cpu", torch.float32)
+        self.compute_seconds += time.perf_counter() - start
+        self.put(video, features, timestamps)
+        return features
+
+    def _read(self, entry: Path) -> tuple[Tensor, Tensor] | None:
+        if not entry.is_dir():
+            return None
+        try:
+            # numpy, not torch, format: the torch formatter would turn float64 timestamps into float32.
+            table = datasets.load_from_disk(str(entry)).with_format("numpy")[:]
+            features = torch.from_numpy(np.array(table["features"], dtype=np.float32))
+            timestamps = torch.from_numpy(np.array(table["timestamp"], dtype=np.float64))
+        except Exception as err:  # noqa: BLE001 - an unreadable entry is a miss, never a crash
+            log.warning("feature cache: unreadable entry %s (%s: %s); recomputing", entry, type(err).__name__, err)
+            return None
+        if len(features) != len(timestamps) or len(features) == 0:
+            log.warning("feature cache: malformed entry %s; recomputing", entry)
+            return None
+        return features, timestamps
+
+    def _publish(self, tmp: Path, target: Path, timestamps: Tensor) -> None:
+        """Renames ``tmp`` to ``target``; settles the race when ``target`` already exists."""
+        try:
+            os.rename(tmp, target)  # atomic; fails if a non-empty target is already there
+            return
+        except OSError:
+            pass
+        existing = self._read(target)
+        if existing is not None and _same_timestamps(existing[1], timestamps):
+            return  # another worker/rank stored this video first: keep theirs
+        # Stale or broken: move it aside (atomically, so readers see old-or-nothing), then publish ours.
+        trash = target.parent / f".old-{target.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(target, trash)
+        with contextlib.suppress(OSError):  # a concurrent writer published a fresh entry in between: fine
+            os.rename(tmp, target)
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+def precompute_features(
+    samples: Sequence[VideoSample],
+    cache: FeatureCache,
+    encoder: Callable[[Tensor], Tensor],
+    fps: float | None,
+    frame_size: int | None,
+    max_frames: int | None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Decodes and encodes every video not yet in ``cache``.
+
+    Videos already cached are not decoded again (their key covers the file and the decode
+    settings). Videos that fail to decode are logged, skipped and listed.
+
+    Args:
+        samples: Samples whose videos to encode (a video listed twice is encoded once).
+        cache: Cache to fill; its ``decode_id`` must match ``fps``/``frame_size``/``max_frames``.
+        encoder: Frames to features, e.g. a :class:`models.encoders.FrameEncoder`.
+        fps: Decoding rate.
+        frame_size: Longest edge of decoded frames.
+        max_frames: Cap on decoded frames per video.
+        progress: Show a progress bar.
+
+    Returns:
+        :meth:`FeatureCache.stats` plus ``videos`` (distinct videos), ``computed`` (videos encoded
+        now), ``seconds`` (wall time) and ``failed`` (a list of ``{"video_id", "video", "error"}``).
+
+    Raises:
+        ValueError: If the decode settings are not the cache's (features would be filed under the
+            wrong settings).
+    """
+    expected = decode_id(fps, frame_size, max_frames)
+    if cache.decode_id != expected:
+        raise ValueError(f"cache is for decode settings {cache.decode_id!r}, but decoding with {expected!r}")
+    from tqdm.auto import tqdm
+
+    start = time.perf_counter()
+    unique = list({str(s.video): s for s in reversed(samples)}.values())[::-1]  # first sample per video
+    failed: list[dict[str, str]] = []
+    computed = 0
+    for sample in tqdm(unique, desc="encoding videos", unit="video", disable=not progress):
+        try:
+            if cache.get(sample.video) is not None:
+                continue
+            video = decode_video(sample.video, fps=fps, size=frame_size, max_frames=max_frames)
+        except (FileNotFoundError, VideoDecodeError) as err:
+            log.warning("skipping %s: %s", sample.video_id, err)
+            failed.append({"video_id": sample.video_id, "video": str(sample.video), "error": str(err)})
+            continue
+        cache._compute(sample.video, video.frames, video.timestamps, encoder)
+        computed += 1
+    seconds = time.perf_counter() - start
+    return {**cache.stats(), "videos": len(unique), "computed": computed, "seconds": seconds, "failed": failed}
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB"):
+        if n < 1024:
+            return f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """CLI: ``python -m data.features --annotations FILE --encoder PATH_OR_ID [--cache-dir DIR] ...``."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--annotations", nargs="+", required=True, help="annotation JSON file(s)")
+    parser.add_argument("--encoder", required=True, help="SmolVLM checkpoint or vision model (name or folder)")
+    parser.add_argument("--cache-dir", default=None, help="cache root (default: <default_cache_dir>/features)")
+    parser.add_argument("--video-root", default=None, help="folder relative video paths resolve against")
+    parser.add_argument("--fps", type=float, default=2.0)
+    parser.add_argument("--frame-size", type=int, default=64)
+    parser.add_argument("--max-frames", type=int, default=128, help="match the training config (<= 0: no cap)")
+    parser.add_argument("--pooling", default="mean", choices=["mean", "pooler"])
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args(argv)
+
+    # Imported here: the data module pulls in Lightning and the encoder pulls in transformers,
+    # neither of which a DataLoader worker reading the cache needs.
+    from data.datamodule import default_cache_dir
+    from models.encoders import FrameEncoder
+
+    root = Path(args.cache_dir) if args.cache_dir else default_cache_dir() / "features"
+    max_frames = args.max_frames if args.max_frames > 0 else None
+    samples = [s for path in args.annotations for s in load_annotations(path, args.video_root)]
+    encoder = FrameEncoder(args.encoder, pooling=args.pooling, batch_size=args.batch_size).to(args.device)
+    cache = FeatureCache.for_encoder(root, encoder, args.fps, args.frame_size, max_frames)
+    stats = precompute_features(samples, cache, encoder, args.fps, args.frame_size, max_frames)
+    per_video = stats["compute_seconds"] / stats["computed"] if stats["computed"] else 0.0
+    print(f"cache: {stats['directory']}")
+    print(f"entries: {stats['entries']}  size: {_human_bytes(stats['bytes'])}")
+    print(
+        f"videos: {stats['videos']} distinct, {stats['hits']} already cached, {stats['computed']} computed, "
+        f"{len(stats['failed'])} failed"
+    )
+    print(
+        f"time: {stats['seconds']:.1f} s total, {stats['compute_seconds']:.1f} s encoding "
+        f"({per_video:.3f} s/video)"
+    )
+    for item in stats["failed"]:
+        print(f"failed: {item['video_id']} ({item['video']}): {item['error']}")
+
+
+if __name__ == "__main__":
+    main()
