@@ -15,6 +15,7 @@ from models.tiny import resolve_checkpoint
 from models.selectors import FrameSelector, _first_like_second
 
 _VLM_TYPES = ("smolvlm", "idefics3")
+POOLINGS = ("mean", "mean_max", "pooler")
 
 
 class FrameEncoder(nn.Module):
@@ -23,7 +24,9 @@ class FrameEncoder(nn.Module):
     Args:
         model_name_or_path: A SmolVLM/Idefics3 checkpoint (its vision tower is used) or any
             Hugging Face vision model.
-        pooling: ``mean`` over patch tokens, or ``cls``/``pooler`` where the model has one.
+        pooling: ``mean`` over patch tokens; ``mean_max`` concatenates mean and max (``2 D``
+            features: a small salient object, diluted in the mean, survives in the max);
+            ``pooler`` uses the model's pooled output where it has one.
         batch_size: Frames per forward pass.
         build_tiny: Build the tiny random SmolVLM at ``model_name_or_path`` if missing (smoke runs).
         trust_remote_code: Passed to ``from_pretrained``.
@@ -39,8 +42,8 @@ class FrameEncoder(nn.Module):
     ) -> None:
         super().__init__()
         model_name_or_path = resolve_checkpoint(model_name_or_path, build_tiny)
-        if pooling not in ("mean", "pooler"):
-            raise ValueError(f"FrameEncoder.pooling must be 'mean' or 'pooler', got {pooling!r}")
+        if pooling not in POOLINGS:
+            raise ValueError(f"FrameEncoder.pooling must be one of {POOLINGS}, got {pooling!r}")
         self.model_name_or_path = model_name_or_path
         self.pooling = pooling
         self.batch_size = batch_size
@@ -77,10 +80,13 @@ class FrameEncoder(nn.Module):
             x = nn.functional.interpolate(x, size=(self.size, self.size), mode="bilinear", antialias=True)
             x = ((x - self.mean.to(x.device)) / self.std.to(x.device)).to(param.dtype)
             hidden = self.vision(pixel_values=x)
+            tokens = hidden.last_hidden_state.float()
             if self.pooling == "pooler" and getattr(hidden, "pooler_output", None) is not None:
                 out.append(hidden.pooler_output.float())
+            elif self.pooling == "mean_max":
+                out.append(torch.cat([tokens.mean(1), tokens.amax(1)], dim=1))
             else:
-                out.append(hidden.last_hidden_state.float().mean(1))
+                out.append(tokens.mean(1))
         return torch.cat(out).cpu()
 
 

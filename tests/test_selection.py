@@ -1,0 +1,204 @@
+"""SelectorTrainer: policy gradient, teacher distillation, joint LoRA, checkpoints, configs."""
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from models.encoders import FrameEncoder
+from models.importance import FrameImportanceModel, subset_log_prob
+from models.vlm import LoraSettings, SmolVLM
+from trainer.__main__ import main
+from trainer.selection import ObjectiveSettings, SelectorTrainer
+
+CONFIGS = Path(__file__).parents[1] / "configs"
+
+
+def _batch(t=10, n=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    stamps = torch.arange(t, dtype=torch.float64) * 0.5
+    return {
+        "video_id": [f"v{i}" for i in range(n)],
+        "video": [f"v{i}.mp4" for i in range(n)],
+        "frames": [torch.randint(0, 256, (t, 3, 32, 32), dtype=torch.uint8, generator=g) for _ in range(n)],
+        "timestamps": [stamps.clone() for _ in range(n)],
+        "duration": [t * 0.5] * n,
+        "events": [[{"start": 1.0, "end": 1.6, "caption": "a red circle moves left"},
+                    {"start": 3.5, "end": 3.9, "caption": "a blue square moves up"}]] * n,
+        "query": [None] * n,
+        "extra": [{}] * n,
+    }  # fmt: skip
+
+
+@pytest.fixture()
+def trainer_module(tiny_model_dir):
+    torch.manual_seed(0)
+    encoder = FrameEncoder(str(tiny_model_dir))
+    model = FrameImportanceModel(feature_dim=32, d_model=32, layers=1, heads=2, dropout=0.0)
+    objective = ObjectiveSettings(group_size=16, entropy_weight=0.0, temperature_start=1.0, temperature_end=1.0)
+    return SelectorTrainer(model, encoder, num_frames=2, objective=objective, feature_cache_dir="")
+
+
+def _subset_prob(module, batch, subset):
+    with torch.no_grad():
+        logits, _, _ = module.policy_logits(batch)
+    return subset_log_prob(logits[0], torch.tensor(subset)).exp().item()
+
+
+def test_policy_gradient_moves_probability_to_the_rewarded_subset(trainer_module, monkeypatch):
+    batch = _batch()
+    good = [2, 7]
+    # Fixed reward: 1 for exactly the subset {2, 7}, 0 otherwise.
+    monkeypatch.setattr(
+        trainer_module,
+        "rewards",
+        lambda b, subsets: (subsets.sort(-1).values == torch.tensor(good)).all(-1).float(),
+    )
+    before = _subset_prob(trainer_module, batch, good)
+    # A small step size: a too-large one overshoots into a deterministic policy that never
+    # samples the good subset again (zero advantage everywhere), which is not what is tested here.
+    opt = torch.optim.Adam(trainer_module.selector.parameters(), lr=0.01)
+    torch.manual_seed(1)
+    for _ in range(30):
+        logits, _, mask = trainer_module.policy_logits(batch)
+        loss, info = trainer_module.rl_loss(batch, logits, mask)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = _subset_prob(trainer_module, batch, good)
+    assert before == pytest.approx(1 / 45, rel=1e-4)  # untrained policy: uniform over C(10, 2) subsets
+    assert after > 5 * before
+
+
+def test_coverage_reward_is_event_recall(trainer_module):
+    batch = _batch()
+    subsets = torch.tensor([[[2, 7], [0, 1]], [[3, 2], [9, 8]]])  # frame i is at i * 0.5 s
+    reward = trainer_module.rewards(batch, subsets)
+    assert reward.tolist() == [[1.0, 0.0], [0.5, 0.0]]
+
+
+def test_teacher_loss_pulls_scores_toward_the_teacher(trainer_module):
+    batch = _batch()
+    teacher = torch.linspace(-1, 1, 10).float()
+    for vid in batch["video_id"]:
+        trainer_module._teacher_scores[vid] = teacher
+    opt = torch.optim.Adam(trainer_module.selector.parameters(), lr=0.02)
+
+    def agreement():
+        with torch.no_grad():
+            logits, _, _ = trainer_module.policy_logits(batch)
+        return torch.corrcoef(torch.stack([logits[0], teacher]))[0, 1].item()
+
+    losses = []
+    for _ in range(40):
+        logits, _, mask = trainer_module.policy_logits(batch)
+        loss = trainer_module.teacher_loss(batch, logits, mask)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] - 0.1
+    assert agreement() > 0.9
+
+
+def test_schedules_anneal():
+    objective = ObjectiveSettings(temperature_start=2.0, temperature_end=0.5, temperature_steps=100,
+                                  teacher_weight=1.0, teacher_anneal_steps=50)  # fmt: skip
+    module = SelectorTrainer.__new__(SelectorTrainer)
+    torch.nn.Module.__init__(module)
+    module.objective = objective
+    for step, temp, weight in ((0, 2.0, 1.0), (50, 1.25, 0.0), (100, 0.5, 0.0), (500, 0.5, 0.0)):
+        type(module).global_step = property(lambda self, s=step: s)
+        assert module.temperature() == pytest.approx(temp)
+        assert module.teacher_weight() == pytest.approx(weight)
+    del type(module).global_step
+    with pytest.raises(ValueError, match="group_size"):
+        ObjectiveSettings(group_size=1)
+    with pytest.raises(ValueError, match="nothing to train"):
+        ObjectiveSettings(train_selector=False, train_lora=False)
+
+
+def test_objectives_that_need_a_vlm_refuse_to_run_without_one(tiny_model_dir):
+    encoder = FrameEncoder(str(tiny_model_dir))
+    with pytest.raises(ValueError, match="vlm is not set"):
+        SelectorTrainer(FrameImportanceModel(), encoder, objective=ObjectiveSettings(caption_weight=1.0))
+
+
+def test_ranking_loss_prefers_the_subset_the_vlm_likes(tiny_model_dir, monkeypatch):
+    torch.manual_seed(0)
+    vlm = SmolVLM(str(tiny_model_dir), lora=LoraSettings(enabled=False))
+    module = SelectorTrainer(
+        FrameImportanceModel(feature_dim=32, d_model=32, layers=1, heads=2, dropout=0.0),
+        FrameEncoder(str(tiny_model_dir)), vlm=vlm, num_frames=2, feature_cache_dir="",
+        objective=ObjectiveSettings(rl_weight=0.0, rank_weight=1.0, rank_candidates=8),
+    )  # fmt: skip
+    batch = _batch(n=1)
+    # A VLM whose caption loss is low exactly when frame 5 is shown.
+    monkeypatch.setattr(module, "caption_nll", lambda b, subsets: 3.0 - 2.0 * (subsets == 5).any(-1).float())
+    opt = torch.optim.Adam(module.selector.parameters(), lr=0.05)
+    for _ in range(25):
+        logits, _, _ = module.policy_logits(batch)
+        loss = module.rank_loss(batch, logits)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        logits, _, _ = module.policy_logits(batch)
+    assert logits[0].argmax().item() == 5
+
+
+def _tiny_args(tmp_path, tiny_model_dir, synthetic, config):
+    _, paths, _ = synthetic
+    args = [
+        "--config", str(CONFIGS / config),
+        "--model.init_args.encoder.init_args.model_name_or_path", str(tiny_model_dir),
+        "--data.train_file", str(paths["train"]),
+        "--data.val_file", str(paths["val"]),
+        "--data.test_file", str(paths["test"]),
+        "--data.cache_dir", str(tmp_path / "cache"),
+        "--trainer.logger.init_args.save_dir", str(tmp_path / "logs"),
+        "--trainer.enable_progress_bar", "false",
+        "--trainer.max_steps", "2",
+        "--trainer.check_val_every_n_epoch", "1",
+        "--trainer.log_every_n_steps", "1",
+        "--model.init_args.eval_budgets", "[2, 4]",
+        "--checkpoint.dirpath", str(tmp_path / "ckpt"),
+    ]  # fmt: skip
+    if "vlm" in yaml.safe_load((CONFIGS / config).read_text())["model"]["init_args"]:
+        args += ["--model.init_args.vlm.init_args.model_name_or_path", str(tiny_model_dir)]
+    return args
+
+
+@pytest.mark.parametrize("config", ["smoke_rl.yaml", "smoke_ranking.yaml", "smoke_joint.yaml"])
+def test_selector_configs_train_cache_features_and_resume(config, tmp_path, tiny_model_dir, synthetic):
+    cli = main(["fit", *_tiny_args(tmp_path, tiny_model_dir, synthetic, config)])
+    module = cli.model
+    assert cli.trainer.global_step == 2
+    metrics = cli.trainer.callback_metrics
+    for k in (2, 4):
+        assert 0.0 <= metrics[f"val/recall@{k}"].item() <= 1.0
+        assert f"val_baseline/xcorr_recall@{k}" in metrics and f"val_baseline/uniform_recall@{k}" in metrics
+    if module.vlm is not None:
+        assert torch.isfinite(metrics["val/caption_loss"]) and torch.isfinite(metrics["val_baseline/uniform_caption_loss"])
+    # Features were computed once per video and then read back from the on-disk cache.
+    stats = module.cache.stats()
+    seen = len(cli.datamodule.datasets["train"]) + len(cli.datamodule.datasets["val"])
+    assert stats["entries"] == seen and stats["hits"] > 0
+    # The checkpoint holds only what trains; a fresh module restores the same policy.
+    ckpt = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)
+    assert ckpt["state_dict"] and all(k.startswith("selector.") or "lora_" in k for k in ckpt["state_dict"])
+    batch = next(iter(cli.datamodule.val_dataloader()))
+    module.eval()
+    with torch.no_grad():
+        expected, _, _ = module.policy_logits(batch)
+    fresh = main(_tiny_args(tmp_path, tiny_model_dir, synthetic, config), run=False)
+    fresh.model.on_load_checkpoint(ckpt)
+    fresh.model.load_state_dict(ckpt["state_dict"], strict=False)
+    fresh.model.eval()
+    with torch.no_grad():
+        got, _, _ = fresh.model.policy_logits(batch)
+    assert torch.allclose(got, expected, atol=1e-6)
+    rows = list(csv.DictReader(open(Path(cli.trainer.logger.log_dir) / "metrics.csv")))
+    assert any(r.get("train/loss") for r in rows)

@@ -1,0 +1,424 @@
+"""Training the learned frame-importance mask, alone or jointly with the VLM's LoRA adapter.
+
+One LightningModule with a configurable loss mix (:class:`ObjectiveSettings`), because the
+objectives share everything expensive: cached frame features, the policy's logits, and VLM
+forward passes. Each term is off when its weight is 0:
+
+* **RL** (``rl_weight``): per video, sample ``group_size`` K-frame subsets from the policy
+  (Plackett-Luce via Gumbel-top-k), reward each with annotated-event coverage and/or the VLM's
+  caption log-likelihood given those frames, normalise rewards within the group (group-relative
+  advantage) and take the policy gradient of each subset's exact log-probability. An entropy
+  bonus and a temperature annealed from ``temperature_start`` to ``temperature_end`` keep early
+  exploration broad.
+* **Ranking** (``rank_weight``, Frame-Voyager style): sample ``rank_candidates`` subsets, rank
+  them by the VLM's caption loss, and fit the policy's subset scores (sum of frame logits) to
+  that ranking with a listwise softmax cross-entropy. With a text query the policy sees the
+  query tokens, so it learns query-frame matching from the same signal.
+* **Teacher** (``teacher_weight``): distil the cross-correlation selector's diff scores (as a
+  softmax target over frames); the weight anneals linearly to 0 over ``teacher_anneal_steps``.
+* **Caption** (``caption_weight``): the VLM's caption loss on the frames the policy chooses
+  (top-k), which trains the LoRA adapter in the same run.
+
+``train_selector`` / ``train_lora`` freeze either side; ``alternate_every`` > 0 trains one side
+at a time, switching every that many steps (the notes' "train separately" schedule).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.cli import OptimizerCallable
+
+from data.features import FeatureCache
+from models.decoders import Decoder, TopKDecoder
+from models.encoders import FrameEncoder
+from models.importance import FrameImportanceModel, gumbel_topk, plackett_luce_log_prob
+from models.prompting import format_dense_caption
+from models.selectors import FrameSelector, PixelDiffSelector, UniformSelector, uniform_indices
+from models.vlm import SmolVLM
+from models.xcorr import CrossCorrelationSelector
+from trainer.checkpointing import check_trainable_state, keep_trainable_state, plain_hparams
+from trainer.metrics import event_recall
+
+
+@dataclass
+class ObjectiveSettings:
+    """Loss mix and schedules of :class:`SelectorTrainer` (a weight of 0 switches a term off).
+
+    Attributes:
+        rl_weight: Policy-gradient loss weight.
+        group_size: Subsets sampled per video for the group-relative advantage.
+        coverage_reward: Reward weight of annotated-event coverage (fraction of events hit).
+        likelihood_reward: Reward weight of the caption log-likelihood under the VLM (needs ``vlm``).
+        entropy_weight: Bonus on the entropy of the policy's first-draw distribution.
+        temperature_start: Sampling temperature at step 0.
+        temperature_end: Sampling temperature after ``temperature_steps`` (cosine schedule).
+        temperature_steps: Length of the temperature schedule in optimizer steps.
+        rank_weight: Frame-Voyager ranking loss weight (needs ``vlm``).
+        rank_candidates: Candidate subsets ranked per video.
+        rank_temperature: Softness of the target ranking, in nats of caption loss.
+        teacher_weight: Initial weight of distillation from the teacher selector.
+        teacher_anneal_steps: Steps over which the teacher weight falls linearly to 0 (0: constant).
+        teacher_temperature: Temperature of the teacher's target distribution (on standardised scores).
+        caption_weight: Caption loss on the chosen frames, training the LoRA adapter (needs ``vlm``).
+        train_selector: Update the importance model.
+        train_lora: Update the VLM's LoRA adapter.
+        alternate_every: If > 0, update only one side at a time, switching every that many steps.
+    """
+
+    rl_weight: float = 1.0
+    group_size: int = 8
+    coverage_reward: float = 1.0
+    likelihood_reward: float = 0.0
+    entropy_weight: float = 0.01
+    temperature_start: float = 1.0
+    temperature_end: float = 0.3
+    temperature_steps: int = 500
+    rank_weight: float = 0.0
+    rank_candidates: int = 6
+    rank_temperature: float = 0.1
+    teacher_weight: float = 0.0
+    teacher_anneal_steps: int = 200
+    teacher_temperature: float = 0.5
+    caption_weight: float = 0.0
+    train_selector: bool = True
+    train_lora: bool = False
+    alternate_every: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("rl_weight", "coverage_reward", "likelihood_reward", "entropy_weight", "rank_weight",
+                     "teacher_weight", "caption_weight"):  # fmt: skip
+            if getattr(self, name) < 0:
+                raise ValueError(f"model.init_args.objective.{name} must be >= 0, got {getattr(self, name)}")
+        if self.group_size < 2:
+            raise ValueError("model.init_args.objective.group_size must be >= 2 (advantages are relative to the group)")
+        if self.rank_candidates < 2:
+            raise ValueError("model.init_args.objective.rank_candidates must be >= 2")
+        if min(self.temperature_start, self.temperature_end, self.teacher_temperature, self.rank_temperature) <= 0:
+            raise ValueError("temperatures must be positive")
+        if not (self.train_selector or self.train_lora):
+            raise ValueError("nothing to train: set objective.train_selector or objective.train_lora")
+
+    @property
+    def needs_vlm(self) -> bool:
+        return self.likelihood_reward > 0 or self.rank_weight > 0 or self.caption_weight > 0
+
+
+class SelectorTrainer(pl.LightningModule):
+    """Trains :class:`FrameImportanceModel` (and optionally the VLM's LoRA) on cached frame features.
+
+    Args:
+        selector: The importance model being trained (its ``feature_dim`` must match the encoder).
+        encoder: Frozen vision encoder whose pooled features the selector reads.
+        vlm: SmolVLM for likelihood rewards, ranking and joint caption training (optional).
+        teacher: Distillation teacher (default: per-channel cross-correlation).
+        decoder: Turns the policy's scores into K frames at validation/inference; the
+            score-based baselines (pixel difference, cross-correlation) are evaluated with the
+            same decoder so recall compares scores, not decoders (default: top-k).
+        num_frames: Frame budget K used for training.
+        eval_budgets: Budgets at which validation reports event recall (``val/recall@K``;
+            default: 4 and 8).
+        objective: Loss mix and schedules.
+        selector_optimizer: Optimizer factory for the importance model.
+        lora_optimizer: Optimizer factory for the LoRA adapter.
+        feature_cache_dir: Where per-frame features are cached (default: the data module's
+            cache folder under ``features/``); ``""`` disables the cache.
+        reward_batch_size: Videos per VLM forward pass when scoring sampled subsets.
+    """
+
+    def __init__(
+        self,
+        selector: FrameImportanceModel,
+        encoder: FrameEncoder,
+        vlm: SmolVLM | None = None,
+        teacher: FrameSelector | None = None,
+        decoder: Decoder | None = None,
+        num_frames: int = 4,
+        eval_budgets: list[int] | None = None,
+        objective: ObjectiveSettings = ObjectiveSettings(),
+        selector_optimizer: OptimizerCallable = torch.optim.AdamW,
+        lora_optimizer: OptimizerCallable = torch.optim.AdamW,
+        feature_cache_dir: str | None = None,
+        reward_batch_size: int = 16,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.remove_ignored_hparams([k for k, v in self.hparams.items() if not plain_hparams(v)])
+        if num_frames < 1:
+            raise ValueError(f"model.init_args.num_frames must be >= 1, got {num_frames}")
+        if objective.needs_vlm and vlm is None:
+            raise ValueError("objective uses the VLM (likelihood_reward, rank_weight or caption_weight) but vlm is not set")
+        if objective.train_lora and (vlm is None or not vlm.lora_settings.enabled):
+            raise ValueError("objective.train_lora needs a vlm with lora.enabled: true")
+        self.selector = selector
+        self.encoder = encoder
+        self.vlm = vlm
+        self.teacher = teacher if teacher is not None else CrossCorrelationSelector(size=64, grayscale=False)
+        self.num_frames = num_frames
+        self.eval_budgets = sorted(set(eval_budgets or [4, 8]))
+        self.objective = objective
+        self.selector_optimizer = selector_optimizer
+        self.lora_optimizer = lora_optimizer
+        self.feature_cache_dir = feature_cache_dir
+        self.reward_batch_size = reward_batch_size
+        self.cache: FeatureCache | None = None
+        self.decoder = decoder if decoder is not None else TopKDecoder()
+        self.baselines = {
+            "uniform": UniformSelector(),
+            "pixel_l1": PixelDiffSelector(p=1, decoder=self.decoder),
+            "xcorr": CrossCorrelationSelector(size=64, grayscale=False, decoder=self.decoder),
+        }
+        self._teacher_scores: dict[str, torch.Tensor] = {}
+        self._baseline_recall: dict[tuple[str, str, int], float] = {}
+        # Two optimizers and steps that may update only one side: manual optimisation.
+        self.automatic_optimization = False
+        if vlm is not None and not objective.train_lora:
+            vlm.requires_grad_(False)
+        if not objective.train_selector:
+            selector.requires_grad_(False)
+        self.strict_loading = False
+
+    # ----------------------------------------------------------------------------- features
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if hasattr(datamodule, "set_frame_budget"):
+            datamodule.set_frame_budget(max([self.num_frames, *self.eval_budgets]))
+        if self.feature_cache_dir == "" or datamodule is None:
+            return
+        root = self.feature_cache_dir or str(datamodule.cache_dir / "features")
+        self.cache = FeatureCache.for_encoder(
+            root, self.encoder, datamodule.fps, datamodule.frame_size, datamodule.max_frames
+        )
+
+    def video_features(self, batch: dict[str, list]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Padded features ``(B, T, D)``, timestamps ``(B, T)`` and validity mask ``(B, T)``."""
+        feats = []
+        for video, frames, stamps in zip(batch["video"], batch["frames"], batch["timestamps"]):
+            if self.cache is not None:
+                feats.append(self.cache.get_or_compute(video, frames, stamps, self.encoder))
+            else:
+                feats.append(self.encoder(frames))
+        lengths = [f.shape[0] for f in feats]
+        b, t, d = len(feats), max(lengths), feats[0].shape[1]
+        features = torch.zeros(b, t, d)
+        stamps = torch.zeros(b, t)
+        mask = torch.zeros(b, t, dtype=torch.bool)
+        for i, (f, s) in enumerate(zip(feats, batch["timestamps"])):
+            features[i, : len(f)] = f
+            stamps[i, : len(f)] = s.float()
+            mask[i, : len(f)] = True
+        return features.to(self.device), stamps.to(self.device), mask.to(self.device)
+
+    def policy_logits(self, batch: dict[str, list]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Importance logits ``(B, T)`` (``-inf`` on padding), timestamps and mask."""
+        features, stamps, mask = self.video_features(batch)
+        return self.selector(features, stamps, mask), stamps, mask
+
+    # ----------------------------------------------------------------------------- rewards
+    def temperature(self) -> float:
+        o = self.objective
+        progress = min(self.global_step / max(o.temperature_steps, 1), 1.0)
+        return o.temperature_end + 0.5 * (o.temperature_start - o.temperature_end) * (1 + math.cos(math.pi * progress))
+
+    def teacher_weight(self) -> float:
+        o = self.objective
+        if o.teacher_anneal_steps <= 0:
+            return o.teacher_weight
+        return o.teacher_weight * max(0.0, 1.0 - self.global_step / o.teacher_anneal_steps)
+
+    @torch.no_grad()
+    def caption_nll(self, batch: dict[str, list], subsets: torch.Tensor) -> torch.Tensor:
+        """VLM caption loss ``(B, G)`` of each video's reference dense caption given each subset."""
+        b, g, _ = subsets.shape
+        jobs = [(i, j) for i in range(b) for j in range(g)]
+        out = torch.zeros(b, g)
+        for start in range(0, len(jobs), self.reward_batch_size):
+            chunk = jobs[start : start + self.reward_batch_size]
+            frames, stamps, durations, targets, queries = [], [], [], [], []
+            for i, j in chunk:
+                idx = subsets[i, j].sort().values.cpu()
+                frames.append(batch["frames"][i][idx])
+                stamps.append(batch["timestamps"][i][idx])
+                durations.append(batch["duration"][i])
+                targets.append(format_dense_caption(batch["events"][i]))
+                queries.append(batch["query"][i])
+            inputs = self.vlm.build_batch(frames, stamps, durations, targets, queries)
+            losses = self.vlm.sample_losses(inputs).float().cpu()
+            for (i, j), loss in zip(chunk, losses):
+                out[i, j] = loss
+        return out
+
+    @torch.no_grad()
+    def rewards(self, batch: dict[str, list], subsets: torch.Tensor) -> torch.Tensor:
+        """Reward ``(B, G)`` of each sampled subset ``(B, G, K)``."""
+        o = self.objective
+        reward = torch.zeros(subsets.shape[:2])
+        if o.coverage_reward > 0:
+            for i, events in enumerate(batch["events"]):
+                times = batch["timestamps"][i][subsets[i].cpu()]
+                reward[i] += o.coverage_reward * event_recall(times, events).float()
+        if o.likelihood_reward > 0:
+            reward -= o.likelihood_reward * self.caption_nll(batch, subsets)
+        return reward.to(self.device)
+
+    # ----------------------------------------------------------------------------- losses
+    def rl_loss(self, batch, logits, mask) -> tuple[torch.Tensor, dict[str, float]]:
+        o = self.objective
+        temp = self.temperature()
+        g = o.group_size
+        z = logits.repeat_interleave(g, dim=0)
+        ordered = gumbel_topk(z.detach(), self.num_frames, temperature=temp)
+        log_prob = plackett_luce_log_prob(z, ordered, temperature=temp)
+        reward = self.rewards(batch, ordered.view(len(logits), g, -1))
+        advantage = (reward - reward.mean(1, keepdim=True)) / (reward.std(1, keepdim=True) + 1e-6)
+        loss = -(advantage.flatten().detach() * log_prob).mean()
+        log_p = torch.log_softmax(logits / temp, dim=-1)
+        entropy = -(log_p.exp() * log_p.masked_fill(~mask, 0.0)).sum(-1).mean()
+        return loss - o.entropy_weight * entropy, {"reward": reward.mean().item(), "entropy": entropy.item()}
+
+    def rank_loss(self, batch, logits) -> torch.Tensor:
+        o = self.objective
+        b = len(logits)
+        candidates = gumbel_topk(
+            logits.detach().repeat_interleave(o.rank_candidates, 0), self.num_frames, temperature=self.temperature()
+        ).view(b, o.rank_candidates, -1)
+        nll = self.caption_nll(batch, candidates).to(self.device)
+        target = torch.softmax(-nll / o.rank_temperature, dim=1)
+        subset_scores = logits.gather(1, candidates.flatten(1)).view_as(candidates.float()).sum(-1)
+        return -(target * torch.log_softmax(subset_scores, dim=1)).sum(1).mean()
+
+    def teacher_loss(self, batch, logits, mask) -> torch.Tensor:
+        o = self.objective
+        target = torch.zeros_like(logits)
+        for i, (vid, frames, stamps) in enumerate(zip(batch["video_id"], batch["frames"], batch["timestamps"])):
+            if vid not in self._teacher_scores:
+                self._teacher_scores[vid] = self.teacher.scores(frames, stamps).float()
+            s = self._teacher_scores[vid]
+            s = (s - s.mean()) / (s.std() + 1e-6)
+            target[i, : len(s)] = s.to(self.device)
+        target = torch.softmax((target / o.teacher_temperature).masked_fill(~mask, float("-inf")), dim=-1)
+        log_p = torch.log_softmax(logits, dim=-1).masked_fill(~mask, 0.0)
+        return -(target * log_p).sum(-1).mean()
+
+    def chosen_frames(self, batch, logits, k: int) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
+        """The decoder's K frames per video (what inference shows the VLM), their times and indices."""
+        frames, stamps, indices = [], [], []
+        for i, (f, t) in enumerate(zip(batch["frames"], batch["timestamps"])):
+            idx = self.decoder.decode(logits[i, : len(t)].detach().cpu(), k)
+            frames.append(f[idx])
+            stamps.append(t[idx])
+            indices.append(idx)
+        return frames, stamps, indices
+
+    def caption_loss(self, batch, logits) -> torch.Tensor:
+        frames, stamps, _ = self.chosen_frames(batch, logits, self.num_frames)
+        targets = [format_dense_caption(e) for e in batch["events"]]
+        return self.vlm(self.vlm.build_batch(frames, stamps, batch["duration"], targets, batch["query"]))
+
+    # ----------------------------------------------------------------------------- steps
+    def _sides(self) -> tuple[bool, bool]:
+        """Which of (selector, LoRA) steps now."""
+        o = self.objective
+        sel, lora = o.train_selector, o.train_lora
+        if o.alternate_every > 0 and sel and lora:
+            selector_turn = (self.global_step // o.alternate_every) % 2 == 0
+            return selector_turn, not selector_turn
+        return sel, lora
+
+    def training_step(self, batch: dict[str, list], batch_idx: int) -> torch.Tensor | None:
+        if not batch["frames"]:
+            return None
+        o = self.objective
+        train_sel, train_lora = self._sides()
+        logits, _, mask = self.policy_logits(batch)
+        total = logits.new_zeros(())
+        logs: dict[str, float] = {"train/temperature": self.temperature()}
+        if train_sel and o.rl_weight > 0:
+            loss, info = self.rl_loss(batch, logits, mask)
+            total = total + o.rl_weight * loss
+            logs.update({"train/rl_loss": loss.item(), "train/reward": info["reward"], "train/entropy": info["entropy"]})
+        if train_sel and o.rank_weight > 0:
+            loss = self.rank_loss(batch, logits)
+            total = total + o.rank_weight * loss
+            logs["train/rank_loss"] = loss.item()
+        weight = self.teacher_weight()
+        if train_sel and weight > 0:
+            loss = self.teacher_loss(batch, logits, mask)
+            total = total + weight * loss
+            logs.update({"train/teacher_loss": loss.item(), "train/teacher_weight": weight})
+        if train_lora and o.caption_weight > 0:
+            loss = self.caption_loss(batch, logits)
+            total = total + o.caption_weight * loss
+            logs["train/caption_loss"] = loss.item()
+        self.log_dict(logs, prog_bar=False, batch_size=len(batch["frames"]))
+        self.log("train/loss", total.detach(), prog_bar=True, batch_size=len(batch["frames"]))
+        optimizers = self.optimizers()
+        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+        for opt in optimizers:
+            opt.zero_grad()
+        if total.requires_grad:
+            self.manual_backward(total)
+            for opt, side in zip(optimizers, self._optimizer_sides):
+                if (side == "selector" and train_sel) or (side == "lora" and train_lora):
+                    opt.step()
+        return total.detach()
+
+    def validation_step(self, batch: dict[str, list], batch_idx: int) -> None:
+        self.evaluate(batch, "val")
+
+    def test_step(self, batch: dict[str, list], batch_idx: int) -> None:
+        self.evaluate(batch, "test")
+
+    def evaluate(self, batch: dict[str, list], stage: str) -> None:
+        """Logs ``{stage}/recall@K`` of the decoded policy and ``{stage}_baseline/...`` at equal budgets."""
+        if not batch["frames"]:
+            return
+        n = len(batch["frames"])
+        logits, _, _ = self.policy_logits(batch)
+        for k in self.eval_budgets:
+            recalls = []
+            for i, events in enumerate(batch["events"]):
+                t = batch["timestamps"][i]
+                if k > len(t):
+                    continue
+                idx = self.decoder.decode(logits[i, : len(t)].detach().cpu(), k)
+                recalls.append(event_recall(t[idx], events).item())
+                for name, selector in self.baselines.items():
+                    key = (batch["video_id"][i], name, k)
+                    if key not in self._baseline_recall:
+                        chosen = selector.select(batch["frames"][i], t, k).cpu()
+                        self._baseline_recall[key] = event_recall(t[chosen], events).item()
+                    self.log(f"{stage}_baseline/{name}_recall@{k}", self._baseline_recall[key], batch_size=1)
+            if recalls:
+                prog = k == self.num_frames
+                self.log(f"{stage}/recall@{k}", sum(recalls) / len(recalls), prog_bar=prog, batch_size=len(recalls))
+        if self.vlm is not None:
+            self.log(f"{stage}/caption_loss", self.caption_loss(batch, logits), batch_size=n)
+            frames = [f[uniform_indices(len(f), self.num_frames)] for f in batch["frames"]]
+            stamps = [t[uniform_indices(len(t), self.num_frames)] for t in batch["timestamps"]]
+            targets = [format_dense_caption(e) for e in batch["events"]]
+            inputs = self.vlm.build_batch(frames, stamps, batch["duration"], targets, batch["query"])
+            self.log(f"{stage}_baseline/uniform_caption_loss", self.vlm(inputs), batch_size=n)
+
+    # ----------------------------------------------------------------------------- optimisation
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        optimizers, self._optimizer_sides = [], []
+        if self.objective.train_selector:
+            optimizers.append(self.selector_optimizer(self.selector.parameters()))
+            self._optimizer_sides.append("selector")
+        if self.objective.train_lora:
+            params = [p for p in self.vlm.parameters() if p.requires_grad]
+            optimizers.append(self.lora_optimizer(params))
+            self._optimizer_sides.append("lora")
+        return optimizers
+
+    # ----------------------------------------------------------------------------- checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        keep_trainable_state(self, checkpoint)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        check_trainable_state(self, checkpoint, "; check the selector, LoRA and objective settings in the config")
