@@ -183,6 +183,31 @@ def benchmark_config(num_frames: int, size: int, num_videos: int, seed: int) -> 
                            pan_prob=1.0, flicker_prob=1.0, cut_prob=1.0, seed=seed)  # fmt: skip
 
 
+def learned_selectors() -> dict[str, FrameSelector]:
+    """Selectors with networks, untrained (speed does not depend on the weights).
+
+    The encoder is the tiny random SmolVLM built locally (nothing is downloaded), so the
+    embedding and importance rows measure the pipeline, not a real SigLIP tower; for those,
+    benchmark with the real checkpoint on the hardware you train on.
+    """
+    from models.encoders import EmbeddingSelector, FrameEncoder
+    from models.importance import FrameImportanceModel, ImportanceSelector
+    from models.scene import SceneBoundaryModel, SceneBoundarySelector
+    from models.tiny import build_tiny_smolvlm
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # the tiny model's save/load bars would interleave with the table
+    with tempfile.TemporaryDirectory() as tmp:
+        encoder = FrameEncoder(str(build_tiny_smolvlm(tmp)), pooling="mean_max")
+    features = encoder(torch.zeros(1, 3, 8, 8, dtype=torch.uint8)).shape[1]
+    return {
+        "embedding (tiny SmolVLM tower)": EmbeddingSelector(encoder),
+        "scene-boundary BiLSTM": SceneBoundarySelector(SceneBoundaryModel()),
+        "learned importance (tiny tower)": ImportanceSelector(FrameImportanceModel(feature_dim=features), encoder),
+    }
+
+
 def speed_report(sample: VideoSample, size: int, direct_pairs: int, k: int) -> None:
     """Prints cross-correlation direct vs FFT, decoding speed and every selector's speed on one video."""
     decode_s, video = _timed(lambda: decode_video(sample.video), repeat=2)
@@ -210,6 +235,7 @@ def speed_report(sample: VideoSample, size: int, direct_pairs: int, k: int) -> N
         "random": RandomSelector(),
         "frame-averaging": FrameAveragingSelector(),
         **boundary_selectors(size),
+        **learned_selectors(),
     }
     print(f"selectors (K={k}), scoring only, frames already decoded:")
     for name, selector in selectors.items():
