@@ -1,4 +1,8 @@
-"""``python -m trainer fit|validate|test|predict --config configs/<name>.yaml``."""
+"""``python -m trainer fit|validate|test|predict --config configs/<name>.yaml``.
+
+``python -m trainer evaluate ...`` (see :mod:`trainer.evaluate`) and ``python -m trainer export ...``
+(see :mod:`trainer.export`) are plain argparse commands next to the Lightning ones.
+"""
 
 from __future__ import annotations
 
@@ -40,4 +44,12 @@ def main(args: list[str] | None = None, run: bool = True) -> FrameSelectCLI:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    command = sys.argv[1] if len(sys.argv) > 1 else ""
+    if command in ("evaluate", "export"):
+        import importlib
+
+        importlib.import_module(f"trainer.{command}").main(sys.argv[2:])
+    else:
+        main()
