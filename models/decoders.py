@@ -148,14 +148,17 @@ class NoveltyDPDecoder(Decoder):
     Ties are broken deterministically (towards earlier frames at each step).
     """
 
-    needs_pairwise = True
-
     def __init__(self, unary_weight: float = 1.0, pairwise_weight: float = 1.0, min_gap: int = 1) -> None:
         if min_gap < 1:
             raise ValueError(f"min_gap must be >= 1 (chosen frames are distinct), got {min_gap}")
         self.unary_weight = unary_weight
         self.pairwise_weight = pairwise_weight
         self.min_gap = min_gap
+
+    @property
+    def needs_pairwise(self) -> bool:
+        # With no pairwise term the (T, T) matrix is not worth computing (O(T^2) FFTs for xcorr).
+        return self.pairwise_weight != 0
 
     def decode(self, scores: torch.Tensor, k: int, pairwise: torch.Tensor | None = None) -> torch.Tensor:
         num_frames = scores.shape[0]

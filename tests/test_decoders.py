@@ -210,3 +210,8 @@ def test_output_contract(decoder):
         scores, pairwise = random_case(seed, num_frames)
         indices = decoder.decode(scores.float(), k, pairwise.float() if decoder.needs_pairwise else None)
         assert_valid_indices(indices, k, num_frames)
+
+
+def test_dp_asks_for_pairwise_only_when_it_uses_it():
+    assert NoveltyDPDecoder().needs_pairwise
+    assert not NoveltyDPDecoder(pairwise_weight=0.0).needs_pairwise
