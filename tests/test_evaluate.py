@@ -9,6 +9,7 @@ import torch
 from data.decode import decode_video
 from data.schema import load_annotations
 from models.selectors import uniform_indices
+from trainer.caption_metrics import evaluate_dense_captions
 from trainer.evaluate import main as evaluate
 from trainer.metrics import event_recall
 
@@ -52,16 +53,27 @@ def test_evaluate_writes_tables_and_plots_with_correct_recall(tmp_path, tiny_mod
     assert result["output"] == str(out)
 
 
-def test_evaluate_with_vlm_reports_caption_nll(tmp_path, tiny_model_dir, synthetic):
+def test_evaluate_with_vlm_reports_caption_nll_and_caption_scores(tmp_path, tiny_model_dir, synthetic):
     out = tmp_path / "eval"
     evaluate([
         "--config", str(CONFIGS / "smoke.yaml"), "--split", "test", "--selectors", "uniform", "xcorr",
-        "--budgets", "4", "--output", str(out), "--plot-videos", "0",
+        "--budgets", "4", "--output", str(out), "--plot-videos", "0", "--generate", "--no-java",
         "--set", *_sets(tmp_path, tiny_model_dir, synthetic, vlm=True),
     ])  # fmt: skip
-    summary = json.loads((out / "results.json").read_text())["summary"]
+    payload = json.loads((out / "results.json").read_text())
+    summary = payload["summary"]
     assert {s["selector"] for s in summary} == {"uniform", "xcorr"}
+    # The table's caption scores are the densevid-style scores of the captions it generated.
+    for s in summary:
+        generated = payload["captions"][f"{s['selector']}@4"]
+        assert set(generated["pred"]) == set(generated["ref"]) == {r["video_id"] for r in payload["videos"]}
+        expected = evaluate_dense_captions(generated["pred"], generated["ref"], meteor=False, ptb=False)
+        assert s["bleu4"] == pytest.approx(expected["bleu4"]) and s["recall"] == pytest.approx(expected["recall"])
     assert all(torch.isfinite(torch.tensor(s["nll"])) and s["nll"] > 0 for s in summary)
+    for s in summary:  # an untrained tiny VLM writes nothing parseable: every score is a real 0..1 number
+        for key in ("precision", "recall", "bleu4", "rouge_l", "cider"):
+            assert 0.0 <= s[key] <= 10.0, (key, s[key])
+        assert "meteor" not in s  # --no-java
 
 
 def test_unknown_selector_is_a_clear_error(tmp_path, tiny_model_dir, synthetic):

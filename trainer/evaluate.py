@@ -143,7 +143,7 @@ def evaluate_selectors(
     return rows, captions
 
 
-def aggregate(rows: list[dict[str, Any]], captions: dict, meteor: bool = True) -> list[dict[str, Any]]:
+def aggregate(rows: list[dict[str, Any]], captions: dict, java: bool = True) -> list[dict[str, Any]]:
     """Mean metrics per (selector, K); frames/s is candidate frames scored per second of selection."""
     groups: dict[tuple[str, int], list[dict]] = defaultdict(list)
     for row in rows:
@@ -165,16 +165,22 @@ def aggregate(rows: list[dict[str, Any]], captions: dict, meteor: bool = True) -
         if (name, k) in captions:
             from trainer.caption_metrics import evaluate_dense_captions
 
-            scores = evaluate_dense_captions(captions[(name, k)]["pred"], captions[(name, k)]["ref"], meteor=meteor)
+            scores = evaluate_dense_captions(
+                captions[(name, k)]["pred"], captions[(name, k)]["ref"], meteor=java, ptb=java
+            )
             summary.update({key: value for key, value in scores.items() if value is not None})
         out.append(summary)
     return sorted(out, key=lambda s: (s["K"], s["selector"]))
 
 
-def write_tables(summary: list[dict[str, Any]], rows: list[dict[str, Any]], output: Path, meta: dict) -> None:
-    """``results.json`` (everything), ``results.csv`` and ``results.md`` (the aggregate table)."""
+def write_tables(
+    summary: list[dict[str, Any]], rows: list[dict[str, Any]], captions: dict, output: Path, meta: dict
+) -> None:
+    """``results.json`` (everything, generated captions included), ``results.csv`` and ``results.md``."""
     columns = list(dict.fromkeys(key for s in summary for key in s))
-    (output / "results.json").write_text(json.dumps({"meta": meta, "summary": summary, "videos": rows}, indent=1))
+    generated = {f"{name}@{k}": value for (name, k), value in captions.items()}
+    payload = {"meta": meta, "summary": summary, "videos": rows, "captions": generated}
+    (output / "results.json").write_text(json.dumps(payload, indent=1))
     with open(output / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
@@ -275,7 +281,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--output", default=None, help="folder (default outputs/eval/<config name>)")
     parser.add_argument("--no-vlm", action="store_true", help="skip caption NLL even if the config has a VLM")
     parser.add_argument("--generate", action="store_true", help="generate captions and score them (slow)")
-    parser.add_argument("--no-meteor", action="store_true", help="skip METEOR (needs Java)")
+    parser.add_argument("--no-java", action="store_true",
+                        help="skip METEOR and the PTB tokenizer (both run in Java; fast, pure-Python scores)")  # fmt: skip
     parser.add_argument("--plot-videos", type=int, default=3, help="videos to draw score curves for")
     parser.add_argument("--share-decoder", action="store_true",
                         help="score-based baselines use the learned selector's decoder (equal decoders)")  # fmt: skip
@@ -307,13 +314,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.generate and vlm is None:
         parser.error("--generate needs a config with a VLM")
     rows, captions = evaluate_selectors(items, selectors, sorted(set(args.budgets)), vlm, args.generate, args.seed)
-    summary = aggregate(rows, captions, meteor=not args.no_meteor)
+    summary = aggregate(rows, captions, java=not args.no_java)
     output = Path(args.output or f"outputs/eval/{Path(args.config).stem}")
     output.mkdir(parents=True, exist_ok=True)
     meta = {"config": args.config, "ckpt": args.ckpt, "split": args.split, "videos": len(items), "seed": args.seed,
             "budgets": sorted(set(args.budgets)), "selectors": args.selectors,
             "shared_decoder": args.share_decoder}  # fmt: skip
-    write_tables(summary, rows, output, meta)
+    write_tables(summary, rows, captions, output, meta)
     plot_recall_vs_budget(summary, output / "recall_vs_budget.png")
     k_plot = min(args.budgets)
     for item in items[: args.plot_videos]:
