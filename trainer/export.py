@@ -1,0 +1,768 @@
+"""``python -m trainer export``: a trained checkpoint as a Hugging Face Hub model folder, optionally pushed.
+
+::
+
+    python -m trainer export --ckpt checkpoints/smoke/last.ckpt --output exports/smoke
+    python -m trainer export --ckpt checkpoints/smoke/last.ckpt --output exports/smoke-lora --adapter-only
+    python -m trainer export --ckpt ... --output exports/NAME --push-to-hub ORG/NAME [--private]
+
+The LightningModule is rebuilt from the checkpoint's hyperparameters (``_class_path`` + init
+args, as Lightning's CLI does) and its trainable-only state dict is loaded on top of the frozen
+base, which is reloaded from ``model_name_or_path``. The export folder then holds::
+
+    README.md                      model card: Hub YAML metadata, LoRA and selector settings,
+                                   evaluation table (evaluation.md), a usage snippet that runs
+    config.json, generation_config.json, model.safetensors
+                                   the SmolVLM with the LoRA adapter merged in (default), or
+    adapter_config.json, adapter_model.safetensors
+                                   the adapter alone (--adapter-only); base model in adapter_config
+    processor_config.json, tokenizer.json, tokenizer_config.json, chat_template.jinja, ...
+                                   the processor (the model's tokenizer + image/video processors)
+    selector/config.json, selector/model.safetensors
+                                   the frame selector: ``FrameImportanceModel.save_pretrained`` for the
+                                   learned mask; ``{class_path, init_args}`` (+ weights if it has any)
+                                   for the other selectors
+    selector/frame_selection.json  how frames are chosen: selector, encoder, decoder, budget K
+                                   (:func:`load_selector` rebuilds a ready selector from it)
+    training.json                  the checkpoint's hyperparameters, step and epoch
+
+A checkpoint without a VLM (``SelectorTrainer`` with ``vlm: null``) exports the selector, card and
+``training.json`` only.
+
+The folder is built next to ``--output`` in a hidden temporary folder and renamed into place when
+complete, so a failed export leaves nothing behind (and an existing folder replaced with
+``--overwrite`` stays intact until the new one is ready). Nothing token-like is ever written: the
+finished folder is scanned for the Hub token of the environment / login and for ``hf_...``
+strings before it is moved into place. ``--push-to-hub`` uploads with ``HfApi`` using that same
+ambient token (``HF_TOKEN`` or ``huggingface-cli login``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import importlib
+import inspect
+import json
+import logging
+import os
+import re
+import shutil
+import sys
+import uuid
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+#: Hub tags of every export ("lora" only where a LoRA adapter was trained).
+TAGS = ("smolvlm", "video", "dense-captioning", "frame-selection", "lora")
+SELECTOR_DIR = "selector"
+SELECTION_FILE = "frame_selection.json"
+TRAINING_FILE = "training.json"
+CARD_FILE = "README.md"
+EVALUATION_FILE = "evaluation.md"
+
+# Packages whose classes a checkpoint or an export may name (nothing else is imported from them).
+_ALLOWED_PACKAGES = ("trainer.", "models.", "data.")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_TOKEN_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HUGGINGFACE_HUB_TOKEN", "HF_API_TOKEN")
+_TOKEN_PATTERN = re.compile(rb"hf_[A-Za-z0-9]{30,}")  # the shape of a Hugging Face access token
+_TEXT_SUFFIXES = (".json", ".md", ".txt", ".jinja", ".yaml", ".yml", ".model")
+
+
+class ExportError(RuntimeError):
+    """The checkpoint cannot be exported as asked (the message says why and what to do)."""
+
+
+# --------------------------------------------------------------------------------------- loading
+def _import_class(class_path: str, base: type) -> type:
+    """The class at ``class_path``, which must live in this project and subclass ``base``."""
+    module_name, _, name = class_path.rpartition(".")
+    if not module_name.startswith(_ALLOWED_PACKAGES):
+        raise ExportError(
+            f"refusing to import {class_path!r}: only classes from {', '.join(p + '*' for p in _ALLOWED_PACKAGES)} "
+            "are rebuilt from checkpoints and exports"
+        )
+    cls = getattr(importlib.import_module(module_name), name, None)
+    if not isinstance(cls, type) or not issubclass(cls, base):
+        raise ExportError(f"{class_path!r} is not a {base.__module__}.{base.__qualname__}")
+    return cls
+
+
+def build_from_spec(spec: dict[str, Any], base: type = nn.Module) -> Any:
+    """Instantiates ``{"class_path": ..., "init_args": {...}}`` the way the CLI does (nested specs included)."""
+    from jsonargparse import ArgumentParser
+
+    cls = _import_class(spec["class_path"], base)
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(cls, "obj", fail_untyped=False)
+    cfg = parser.parse_object({"obj": dict(spec.get("init_args") or {})})
+    return parser.instantiate_classes(cfg).obj
+
+
+def load_module(ckpt_path: str | Path, map_location: str | torch.device = "cpu") -> tuple[Any, dict[str, Any]]:
+    """Rebuilds the LightningModule of a ``python -m trainer fit`` checkpoint and loads its weights.
+
+    The module is instantiated from the checkpoint's ``hyper_parameters`` (``_class_path`` + init
+    args) with :func:`lightning.pytorch.cli.instantiate_module`; the frozen base comes from
+    ``model_name_or_path`` and the trainable-only state dict is loaded non-strictly after the
+    module's own ``on_load_checkpoint`` key check.
+
+    Returns:
+        The module (eval mode, on the CPU) and the checkpoint dict.
+    """
+    import lightning.pytorch as pl
+    from lightning.pytorch.cli import instantiate_module
+
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--ckpt: no checkpoint file at {path}")
+    checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    hparams = dict(checkpoint.get("hyper_parameters") or {})
+    hparams.pop("_instantiator", None)
+    class_path = hparams.get("_class_path")
+    if not class_path:
+        raise ExportError(
+            f"{path}: the checkpoint's hyper_parameters have no _class_path; export needs a checkpoint "
+            "written by `python -m trainer fit` (the LightningCLI records the module's class and init args)"
+        )
+    cls = _import_class(class_path, pl.LightningModule)
+    log.info("loading %s (%s, step %s)", path, class_path, checkpoint.get("global_step"))
+    with warnings.catch_warnings():
+        # Built outside the CLI, save_hyperparameters sees the injected modules (and drops them).
+        warnings.filterwarnings("ignore", message=r"Attribute '\w+' is an instance of `nn.Module`")
+        module = instantiate_module(cls, hparams)
+    module.on_load_checkpoint(checkpoint)
+    module.load_state_dict(checkpoint["state_dict"], strict=False)
+    module.eval()
+    return module, checkpoint
+
+
+# --------------------------------------------------------------------------------------- helpers
+def is_hub_id(name: str | None) -> bool:
+    """True for ``org/name`` Hub ids (not for local folders, which the Hub metadata cannot name)."""
+    if not name or name.startswith((".", "/", "~")) or Path(name).exists():
+        return False
+    return bool(_HUB_ID.match(name))
+
+
+def _spec_of(obj: Any, recorded: Any) -> dict[str, Any]:
+    """``{class_path, init_args}`` of ``obj``: the recorded config when it names this class."""
+    class_path = f"{type(obj).__module__}.{type(obj).__qualname__}"
+    if isinstance(recorded, dict) and recorded.get("class_path") == class_path:
+        return {"class_path": class_path, "init_args": dict(recorded.get("init_args") or {})}
+    log.warning("no recorded init args for %s; its spec holds the class path only", class_path)
+    return {"class_path": class_path, "init_args": {}}
+
+
+def _json_dump(path: Path, payload: Any) -> None:
+    path.write_text(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+
+def _report(folder: Path, before: set[str], what: str) -> None:
+    new = [f for f in _files(folder) if f not in before]
+    total = sum((folder / f).stat().st_size for f in new)
+    log.info("wrote %s: %s (%s)", what, ", ".join(new), _size(total))
+
+
+# --------------------------------------------------------------------------------------- VLM
+def _find_vlm(module: Any) -> Any | None:
+    """The module's SmolVLM if it is part of what trained (None for selector-only runs)."""
+    vlm = getattr(module, "vlm", None)
+    if vlm is None:
+        return None
+    objective = getattr(module, "objective", None)
+    if objective is not None and not getattr(objective, "train_lora", True):
+        log.info("the VLM was frozen in this run (objective.train_lora: false); exporting the selector only")
+        return None
+    return vlm
+
+
+def _save_vlm(vlm: Any, folder: Path, adapter_only: bool, base_model: str) -> None:
+    before = set(_files(folder))
+    if adapter_only:
+        # adapter_config.json + adapter_model.safetensors (peft also writes a README; the card replaces it).
+        vlm.model.save_pretrained(str(folder))
+        config_path = folder / "adapter_config.json"
+        config = json.loads(config_path.read_text())
+        config["base_model_name_or_path"] = base_model
+        _json_dump(config_path, config)
+        (folder / CARD_FILE).unlink(missing_ok=True)
+        _report(folder, before, f"LoRA adapter (base {base_model})")
+    else:
+        model = vlm.model
+        if vlm.is_peft:
+            # A copy: the caller's model keeps its (unmerged) adapter and stays trainable.
+            with torch.no_grad():
+                model = copy.deepcopy(model).merge_and_unload()
+        kwargs = {}
+        if "safe_serialization" in inspect.signature(model.save_pretrained).parameters:
+            kwargs["safe_serialization"] = True  # transformers 4.x; 5.x always writes safetensors
+        model.save_pretrained(str(folder), **kwargs)
+        _report(folder, before, "merged model" if vlm.is_peft else "model (no LoRA adapter)")
+    before = set(_files(folder))
+    vlm.processor.save_pretrained(str(folder))
+    _report(folder, before, "processor")
+
+
+# --------------------------------------------------------------------------------------- selector
+def _selector_info(module: Any, hparams: dict[str, Any]) -> dict[str, Any]:
+    """What ``selector/frame_selection.json`` records (and the card shows) about frame choice."""
+    from models.decoders import TopKDecoder
+    from models.importance import FrameImportanceModel, ImportanceSelector
+
+    selector = module.selector
+    default_decoder = {"class_path": f"{TopKDecoder.__module__}.TopKDecoder", "init_args": {}}
+    if isinstance(selector, FrameImportanceModel):  # SelectorTrainer: the policy, its encoder and decoder
+        spec = _spec_of(selector, hparams.get("selector"))
+        encoder = _spec_of(module.encoder, hparams.get("encoder"))
+        decoder = _spec_of(module.decoder, hparams.get("decoder")) if hparams.get("decoder") else default_decoder
+        return {"selector": spec, "importance_model": True, "encoder": encoder, "decoder": decoder}
+    recorded = hparams.get("selector")
+    if recorded is None and "selector" in hparams:  # the module's own default
+        recorded = {"class_path": f"{type(selector).__module__}.{type(selector).__qualname__}", "init_args": {}}
+    spec = _spec_of(selector, recorded)
+    decoder = (spec["init_args"].get("decoder") or default_decoder) if hasattr(selector, "decoder") else None
+    if isinstance(selector, ImportanceSelector):  # a learned mask used by the captioner
+        encoder = spec["init_args"].get("encoder")
+        return {"selector": spec, "importance_model": True, "encoder": encoder, "decoder": decoder}
+    return {"selector": spec, "importance_model": False, "encoder": None, "decoder": decoder}
+
+
+def _save_selector(module: Any, info: dict[str, Any], folder: Path) -> None:
+    from models.importance import FrameImportanceModel
+
+    target = folder / SELECTOR_DIR
+    target.mkdir()
+    selector = module.selector
+    if info["importance_model"]:
+        model = selector if isinstance(selector, FrameImportanceModel) else selector.model
+        model.save_pretrained(target)  # config.json (init args) + model.safetensors
+        (target / CARD_FILE).unlink(missing_ok=True)  # the mixin's generic card; the export's card documents it
+        info["weights"] = "model.safetensors"
+    else:
+        _json_dump(target / "config.json", info["selector"])
+        info["weights"] = None
+        if selector.state_dict():
+            from safetensors.torch import save_model
+
+            save_model(selector, str(target / "model.safetensors"))
+            info["weights"] = "model.safetensors"
+    _json_dump(target / SELECTION_FILE, {"format_version": 1, **info, "num_frames": int(module.num_frames)})
+    log.info("wrote selector: %s", ", ".join(f"{SELECTOR_DIR}/{f}" for f in _files(target)))
+
+
+def load_selector(folder: str | Path) -> nn.Module:
+    """The trained frame selector of an export folder, ready to ``select``/``gather`` frames.
+
+    For the learned mask this is an :class:`models.importance.ImportanceSelector` around
+    ``FrameImportanceModel.from_pretrained(folder / "selector")`` with the recorded frame encoder
+    and decoder; other selectors are rebuilt from their class path and init args (and weights).
+
+    Args:
+        folder: The export folder (or its ``selector/`` subfolder).
+    """
+    folder = Path(folder)
+    target = folder / SELECTOR_DIR if (folder / SELECTOR_DIR).is_dir() else folder
+    info = json.loads((target / SELECTION_FILE).read_text())
+    from models.decoders import Decoder
+
+    decoder = build_from_spec(info["decoder"], Decoder) if info.get("decoder") else None
+    if info["importance_model"]:
+        from models.importance import FrameImportanceModel, ImportanceSelector
+
+        model = FrameImportanceModel.from_pretrained(target, strict=True)
+        encoder = build_from_spec(info["encoder"]) if info.get("encoder") else None
+        selector = ImportanceSelector(model=model, encoder=encoder, decoder=decoder)
+    else:
+        selector = build_from_spec(info["selector"])
+        if info.get("weights"):
+            from safetensors.torch import load_model
+
+            load_model(selector, str(target / info["weights"]))
+    return selector.eval()
+
+
+# --------------------------------------------------------------------------------------- card
+def _yaml_block(payload: Any) -> str:
+    return yaml.safe_dump(payload, sort_keys=False, default_flow_style=False).rstrip()
+
+
+def _cell(value: Any) -> str:
+    """A markdown table cell value (``|`` would end the cell, even inside backticks)."""
+    return str(value).replace("|", "\\|")
+
+
+def _usage(info: dict[str, Any]) -> list[str]:
+    """Python blocks of the card's Usage section (tests execute them with ``folder`` substituted)."""
+    if info["repo_id"]:
+        folder_line = (
+            f'from huggingface_hub import snapshot_download\n\nfolder = snapshot_download("{info["repo_id"]}")'
+        )
+    else:
+        folder_line = f"folder = {str(info['output'])!r}  # this export folder"
+    k = info["num_frames"]
+    t = max(16, 2 * k)
+    video = (
+        "# One video as uint8 frames (T, 3, H, W) and their times in seconds, e.g.\n"
+        '#   from data.decode import decode_video; video = decode_video("video.mp4", fps=2.0)\n'
+        "#   frames, timestamps, duration = video.frames, video.timestamps, video.duration\n"
+        f"frames = torch.randint(0, 256, ({t}, 3, 64, 64), dtype=torch.uint8)\n"
+        f"timestamps = torch.arange({t}, dtype=torch.float64) * 0.5\n"
+        f"duration = {t * 0.5}\n"
+    )
+    blocks = []
+    vlm = info["vlm"]
+    if vlm and not info["adapter_only"]:
+        blocks.append(
+            "from transformers import AutoModelForImageTextToText, AutoProcessor\n\n"
+            f"{folder_line}\n"
+            "model = AutoModelForImageTextToText.from_pretrained(folder)  # SmolVLM with the LoRA adapter merged in\n"
+            "processor = AutoProcessor.from_pretrained(folder)\n"
+        )
+    elif vlm:
+        blocks.append(
+            "from peft import PeftConfig, PeftModel\n"
+            "from transformers import AutoModelForImageTextToText, AutoProcessor\n\n"
+            f"{folder_line}\n"
+            f"base = PeftConfig.from_pretrained(folder).base_model_name_or_path  # {info['base_model']}\n"
+            "model = PeftModel.from_pretrained(AutoModelForImageTextToText.from_pretrained(base), folder)\n"
+            "processor = AutoProcessor.from_pretrained(folder)\n"
+        )
+    if info["selection"]["importance_model"]:
+        dim = info["feature_dim"]
+        blocks.append(
+            "import torch\n"
+            "from models.importance import FrameImportanceModel  # this repository (pip install -e .)\n\n"
+            f"{folder_line}\n"
+            'mask = FrameImportanceModel.from_pretrained(f"{folder}/selector").eval()\n'
+            f"features = torch.randn(1, {t}, {dim})  # per-frame features of the encoder in selector/{SELECTION_FILE}\n"
+            f"times = torch.arange({t}, dtype=torch.float32)[None] * 0.5  # their timestamps in seconds\n"
+            "with torch.no_grad():\n"
+            f"    logits = mask(features, times)  # (1, {t}): one importance logit per frame\n"
+        )
+    if vlm:
+        if info["adapter_only"]:
+            load = (
+                "from peft import PeftConfig, PeftModel\n\n"
+                "base = PeftConfig.from_pretrained(folder).base_model_name_or_path\n"
+                f"vlm = SmolVLM(base, lora=LoraSettings(enabled=False), dtype={vlm['dtype']!r},\n"
+                f"              instruction={vlm['instruction']!r}, max_new_tokens={vlm['max_new_tokens']})\n"
+                "vlm.model = PeftModel.from_pretrained(vlm.model, folder)\n"
+                "vlm.eval()\n"
+            )
+        else:
+            load = (
+                f"vlm = SmolVLM(folder, lora=LoraSettings(enabled=False), dtype={vlm['dtype']!r},\n"
+                f"              instruction={vlm['instruction']!r}, max_new_tokens={vlm['max_new_tokens']}).eval()\n"
+            )
+        blocks.append(
+            "# Dense captions from the frames the trained selector picks, shown with their true timestamps.\n"
+            "import torch\n"
+            "from models.vlm import LoraSettings, SmolVLM  # this repository (pip install -e .)\n"
+            "from trainer.export import load_selector\n\n"
+            f"{folder_line}\n"
+            "selector = load_selector(folder)\n"
+            f"{load}\n{video}\n"
+            f"shown, times = selector.gather(frames, timestamps, {k})\n"
+            "print(vlm.generate([shown], [times], [duration])[0])  # one event per line: MM:SS-MM:SS caption\n"
+        )
+    else:
+        blocks.append(
+            "import torch\n"
+            "from trainer.export import load_selector  # this repository (pip install -e .)\n\n"
+            f"{folder_line}\n"
+            "selector = load_selector(folder)\n\n"
+            f"{video}\n"
+            f"chosen = selector.select(frames, timestamps, {k})  # indices of the {k} frames to show the VLM\n"
+            "print(timestamps[chosen])\n"
+        )
+    return blocks
+
+
+def model_card(info: dict[str, Any]) -> str:
+    """The export's ``README.md``: Hub YAML metadata, settings, evaluation and usage."""
+    vlm, selection = info["vlm"], info["selection"]
+    meta: dict[str, Any] = {}
+    lora_trained = bool(vlm and vlm["lora"]["enabled"])
+    if is_hub_id(info["base_model"]):
+        meta["base_model"] = info["base_model"]
+        if lora_trained:
+            meta["base_model_relation"] = "adapter" if info["adapter_only"] else "finetune"
+    if info["datasets"]:
+        meta["datasets"] = list(info["datasets"])
+    meta["library_name"] = ("peft" if info["adapter_only"] else "transformers") if vlm else "pytorch"
+    if vlm:
+        meta["pipeline_tag"] = "image-text-to-text"
+    meta["tags"] = [t for t in TAGS if t != "lora" or lora_trained]
+
+    name = info["repo_id"] or Path(info["output"]).name
+    lines = ["---", _yaml_block(meta), "---", "", f"# {name}", ""]
+    k = info["num_frames"]
+    if vlm:
+        tuned = "fine-tuned with a LoRA adapter" if lora_trained else "(no LoRA adapter trained)"
+        what = (
+            f"SmolVLM (`{info['base_model']}`) {tuned} for **dense video captioning**, together with the "
+            f"**frame selector** that picks the {k} frames per video it sees, each shown with its true timestamp "
+            "(`Frame from MM:SS:`); the model answers one event per line, `MM:SS-MM:SS caption`."
+        )
+    else:
+        what = (
+            f"A learned **frame selector** for dense video captioning: it scores a video's candidate frames from "
+            f"their `{info['base_model']}` vision features and timestamps and picks the {k} a small VLM should see."
+        )
+    lines += [
+        f"{what} Trained with the frame-selectors framework (`python -m trainer fit`).",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| exported from | `{info['source']}` (step {info['global_step']}, epoch {info['epoch']}) |",
+        f"| training module | `{info['class_path']}` |",
+    ]
+    if vlm:
+        form = "LoRA adapter only (peft)" if info["adapter_only"] else "LoRA merged into the weights"
+        form = form if lora_trained else "the base model's (no LoRA adapter)"
+        lines += [f"| VLM weights | {form} |", f"| base model | `{info['base_model']}` |"]
+    lines += [f"| frame budget K | {info['num_frames']} |", ""]
+    lines += ["## Training data", ""]
+    if info["datasets"]:
+        lines += [", ".join(f"`{d}`" for d in info["datasets"]), ""]
+    else:
+        lines += [
+            (
+                "Not recorded in the checkpoint. Without annotation files the framework trains on its synthetic "
+                "videos (`data.synthetic`: coloured shapes as events, pans, flicker and cuts as distractors); "
+                "`--dataset ORG/NAME` at export records a Hub dataset here."
+            ),
+            "",
+        ]
+    if vlm:
+        lora = vlm["lora"]
+        lines += ["## LoRA settings", "", "| setting | value |", "|---|---|"]
+        lines += [f"| `{k}` | `{_cell(v)}` |" for k, v in lora.items()]
+        if lora["enabled"]:
+            lines.append(f"| peft `target_modules` | `{_cell(vlm['target_regex'])}` |")
+        lines += [
+            f"| `dtype` | `{vlm['dtype']}` |",
+            "",
+            f"Prompt instruction: {vlm['instruction']!r}",
+            "",
+        ]
+    lines += ["## Frame selector", "", f"Files in `{SELECTOR_DIR}/`; `{SELECTOR_DIR}/{SELECTION_FILE}` records:", ""]
+    shown = {k: selection[k] for k in ("selector", "encoder", "decoder") if selection.get(k)}
+    lines += ["```yaml", _yaml_block({**shown, "num_frames": info["num_frames"]}), "```", ""]
+    if selection["importance_model"]:
+        lines += [
+            (
+                "The learned importance mask is a `models.importance.FrameImportanceModel` (Hub mixin): load it with "
+                '`FrameImportanceModel.from_pretrained(folder / "selector")`; it scores the encoder\'s per-frame features '
+                "and the decoder picks K frames. `trainer.export.load_selector(folder)` builds the whole selector "
+                "(encoder + mask + decoder)."
+            ),
+            "",
+        ]
+    else:
+        lines += [
+            (
+                f"`{SELECTOR_DIR}/config.json` holds its class path and init args; "
+                "`trainer.export.load_selector(folder)` rebuilds it."
+            ),
+            "",
+        ]
+    if info["evaluation"]:
+        lines += ["## Evaluation", "", info["evaluation"].strip(), ""]
+    lines += ["## Usage", ""]
+    for block in _usage(info):
+        lines += ["```python", block.rstrip(), "```", ""]
+    lines += ["## Files", ""]
+    lines += [f"- `{f}` ({_size(s)})" for f, s in info["files"]]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------------------- tokens
+def _secrets() -> list[str]:
+    """Hub tokens this process could see (environment, ``huggingface-cli login``)."""
+    values = [os.environ.get(k, "") for k in _TOKEN_ENV]
+    try:
+        from huggingface_hub import get_token
+
+        values.append(get_token() or "")
+    except Exception as err:  # noqa: BLE001 - no login or an unreadable token file: nothing to look for
+        log.debug("no saved Hub token to look for (%s)", err)
+    return sorted({v for v in values if len(v) >= 8})
+
+
+def check_no_tokens(folder: Path) -> None:
+    """Raises if any file under ``folder`` contains a Hub token (the ambient one, or any ``hf_...``)."""
+    secrets = [s.encode() for s in _secrets()]
+    for rel in _files(folder):
+        data = (folder / rel).read_bytes()
+        if any(s in data for s in secrets) or (rel.endswith(_TEXT_SUFFIXES) and _TOKEN_PATTERN.search(data)):
+            raise ExportError(f"{rel} contains a Hugging Face token; refusing to write it (the export was discarded)")
+
+
+# --------------------------------------------------------------------------------------- export
+def _check_output(output: Path, overwrite: bool) -> None:
+    if output.exists() and not overwrite:
+        raise FileExistsError(f"{output} already exists; pass --overwrite to replace it")
+    if output.exists() and not output.is_dir():
+        raise FileExistsError(f"{output} exists and is not a folder")
+
+
+def _check_repo_id(repo_id: str | None) -> None:
+    if repo_id is not None and not _HUB_ID.match(repo_id):
+        raise ExportError(f"--push-to-hub takes ORG/NAME, got {repo_id!r}")
+
+
+def _normalise_permissions(folder: Path) -> None:
+    """Ordinary file modes (some writers leave 0600 temp-file modes behind), as the umask allows."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
+
+
+def _replace(tmp: Path, output: Path, overwrite: bool) -> None:
+    """Moves the finished folder into place (the old one, if replaced, goes only once the new one is there)."""
+    _check_output(output, overwrite)
+    old = None
+    if output.exists():
+        old = output.with_name(f".{output.name}.old-{uuid.uuid4().hex[:8]}")
+        output.rename(old)
+    try:
+        tmp.rename(output)
+    except BaseException:
+        if old is not None:
+            old.rename(output)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def export_module(
+    module: Any,
+    output: str | Path,
+    *,
+    hparams: dict[str, Any] | None = None,
+    adapter_only: bool = False,
+    overwrite: bool = False,
+    push_to_hub: str | None = None,
+    private: bool = False,
+    evaluation: str | Path | None = None,
+    base_model: str | None = None,
+    datasets: list[str] | None = None,
+    source: dict[str, Any] | None = None,
+) -> Path:
+    """Writes ``module`` (a ``DenseCaptioner`` or ``SelectorTrainer``) as a Hub folder at ``output``.
+
+    The module itself is not changed: the LoRA adapter is merged on a copy.
+
+    Args:
+        module: The LightningModule (trained in memory, or from :func:`load_module`).
+        output: Folder to create (atomically; refused if it exists unless ``overwrite``).
+        hparams: The module's config (``_class_path`` and init args as ``class_path``/``init_args``
+            dicts); default ``module.hparams`` (what the CLI recorded).
+        adapter_only: Save the LoRA adapter alone instead of the merged model.
+        overwrite: Replace an existing ``output``.
+        push_to_hub: ``ORG/NAME`` to create (if needed) and upload the folder to.
+        private: Create the Hub repo private.
+        evaluation: Markdown file with the evaluation table for the card (default: none).
+        base_model: Base model id to record (default: the VLM's ``model_name_or_path``); use it
+            when training used a local copy of a Hub model.
+        datasets: Hub dataset ids trained on (card metadata).
+        source: ``{"checkpoint", "global_step", "epoch"}`` of where the weights came from.
+
+    Returns:
+        The export folder.
+    """
+    output = Path(output)
+    hparams = dict(hparams if hparams is not None else module.hparams)
+    hparams.pop("_instantiator", None)
+    _check_output(output, overwrite)
+    _check_repo_id(push_to_hub)
+    if not hasattr(module, "selector"):
+        raise ExportError(
+            f"{type(module).__name__} has no frame selector or VLM to export "
+            "(export supports trainer.module.DenseCaptioner and trainer.selection.SelectorTrainer)"
+        )
+    vlm = _find_vlm(module)
+    if adapter_only and (vlm is None or not vlm.lora_settings.enabled):
+        raise ExportError("--adapter-only: this checkpoint has no trained LoRA adapter (vlm.lora.enabled / train_lora)")
+    evaluation_text = None
+    if evaluation is not None:
+        evaluation = Path(evaluation)
+        if not evaluation.is_file():
+            raise FileNotFoundError(f"--evaluation: no file at {evaluation}")
+        evaluation_text = evaluation.read_text()
+    if vlm is not None:
+        base = base_model or vlm.model_name_or_path
+    else:
+        base = base_model or getattr(getattr(module, "encoder", None), "model_name_or_path", None) or "unknown"
+    source = source or {}
+    selection = _selector_info(module, hparams)
+    info: dict[str, Any] = {
+        "output": str(output),
+        "repo_id": push_to_hub,
+        "adapter_only": adapter_only,
+        "base_model": base,
+        "datasets": list(datasets or []),
+        "class_path": hparams.get("_class_path") or f"{type(module).__module__}.{type(module).__qualname__}",
+        "source": source.get("checkpoint", "(in memory)"),
+        "global_step": source.get("global_step", getattr(getattr(module, "_trainer", None), "global_step", "?")),
+        "epoch": source.get("epoch", "?"),
+        "num_frames": int(getattr(module, "num_frames", 0)),
+        "evaluation": evaluation_text,
+        "selection": selection,
+        "feature_dim": getattr(getattr(module.selector, "model", module.selector), "feature_dim", None),
+        "vlm": None,
+    }
+    if vlm is not None:
+        vlm_args = (hparams.get("vlm") or {}).get("init_args") or {}
+        lora = vlm.lora_settings
+        info["vlm"] = {
+            "lora": dataclasses.asdict(lora),
+            "target_regex": lora.module_regex(),
+            "dtype": vlm_args.get("dtype", str(next(vlm.parameters()).dtype).removeprefix("torch.")),
+            "instruction": vlm.instruction,
+            "max_new_tokens": vlm.max_new_tokens,
+        }
+    if not is_hub_id(base):
+        log.warning(
+            "base model %r is not a Hub id: the card's base_model metadata is left out "
+            "(pass --base-model ORG/NAME when training used a local copy of a Hub model)",
+            base,
+        )
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(f".{output.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir()
+    log.info("building %s in %s", output, tmp)
+    try:
+        if vlm is not None:
+            _save_vlm(vlm, tmp, adapter_only, base)
+        _save_selector(module, selection, tmp)
+        training = {"class_path": info["class_path"], "hyper_parameters": hparams, **source}
+        _json_dump(tmp / TRAINING_FILE, training)
+        log.info("wrote %s", TRAINING_FILE)
+        info["files"] = [(f, (tmp / f).stat().st_size) for f in _files(tmp)]
+        (tmp / CARD_FILE).write_text(model_card(info))
+        log.info("wrote model card %s", CARD_FILE)
+        check_no_tokens(tmp)
+        _normalise_permissions(tmp)
+        _replace(tmp, output, overwrite)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    files = _files(output)
+    total = sum((output / f).stat().st_size for f in files)
+    log.info("exported %s: %d files, %s", output, len(files), _size(total))
+    if push_to_hub is not None:
+        push_folder(output, push_to_hub, private=private)
+    return output
+
+
+def export_checkpoint(ckpt_path: str | Path, output: str | Path, **kwargs: Any) -> Path:
+    """:func:`load_module` + :func:`export_module`; ``evaluation`` defaults to ``evaluation.md`` beside the checkpoint."""
+    output = Path(output)
+    _check_output(output, kwargs.get("overwrite", False))  # before the (slow) model load
+    _check_repo_id(kwargs.get("push_to_hub"))
+    if kwargs.get("evaluation") is None:
+        default = Path(ckpt_path).parent / EVALUATION_FILE
+        kwargs["evaluation"] = default if default.is_file() else None
+    module, checkpoint = load_module(ckpt_path)
+    source = {
+        "checkpoint": str(ckpt_path),
+        "global_step": checkpoint.get("global_step"),
+        "epoch": checkpoint.get("epoch"),
+    }
+    return export_module(module, output, hparams=checkpoint["hyper_parameters"], source=source, **kwargs)
+
+
+def push_folder(folder: str | Path, repo_id: str, private: bool = False) -> str:
+    """Creates ``repo_id`` on the Hub (if needed) and uploads ``folder``; the token comes from the environment/login."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()  # token: HF_TOKEN or the saved login, never passed around or written down
+    url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+    log.info("pushing %s to %s%s", folder, url, " (private)" if private else "")
+    api.upload_folder(
+        repo_id=repo_id,
+        folder_path=str(folder),
+        repo_type="model",
+        commit_message=f"Upload {Path(folder).name} (python -m trainer export)",
+    )
+    log.info("uploaded %d files to %s", len(_files(Path(folder))), repo_id)
+    return str(url)
+
+
+# --------------------------------------------------------------------------------------- CLI
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m trainer export",
+        description="Export a trained checkpoint as a Hugging Face Hub model folder (merged SmolVLM or LoRA "
+        "adapter, processor, frame selector, model card), optionally pushing it to the Hub.",
+    )
+    parser.add_argument("--ckpt", required=True, help="checkpoint written by `python -m trainer fit` (e.g. last.ckpt)")
+    parser.add_argument("--output", required=True, help="folder to create, e.g. exports/NAME")
+    parser.add_argument("--adapter-only", action="store_true", help="save the LoRA adapter instead of the merged model")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output folder")
+    parser.add_argument("--push-to-hub", metavar="ORG/NAME", help="create this Hub repo (if needed) and upload")
+    parser.add_argument("--private", action="store_true", help="with --push-to-hub: create the repo private")
+    parser.add_argument(
+        "--evaluation", metavar="FILE", help=f"markdown evaluation table for the card (default: {EVALUATION_FILE} "
+        "beside the checkpoint, if there is one)"
+    )  # fmt: skip
+    parser.add_argument(
+        "--base-model", metavar="ID", help="base model id to record (default: the VLM's model_name_or_path)"
+    )
+    parser.add_argument("--dataset", action="append", metavar="ID", help="Hub dataset id trained on (repeatable)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> Path:
+    """``python -m trainer export --ckpt PATH --output exports/NAME [...]``."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.private and not args.push_to_hub:
+        parser.error("--private needs --push-to-hub")
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    if log.getEffectiveLevel() > logging.INFO:
+        log.setLevel(logging.INFO)
+    try:
+        return export_checkpoint(
+            args.ckpt,
+            args.output,
+            adapter_only=args.adapter_only,
+            overwrite=args.overwrite,
+            push_to_hub=args.push_to_hub,
+            private=args.private,
+            evaluation=args.evaluation,
+            base_model=args.base_model,
+            datasets=args.dataset,
+        )
+    except (ExportError, FileExistsError, FileNotFoundError) as err:
+        parser.exit(2, f"{parser.prog}: error: {err}\n")
+
+
+if __name__ == "__main__":
+    main()
