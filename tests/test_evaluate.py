@@ -80,3 +80,19 @@ def test_unknown_selector_is_a_clear_error(tmp_path, tiny_model_dir, synthetic):
     with pytest.raises(ValueError, match="unknown selector 'nope'"):
         evaluate(["--config", str(CONFIGS / "smoke_rl.yaml"), "--selectors", "nope", "--output", str(tmp_path),
                   "--set", *_sets(tmp_path, tiny_model_dir, synthetic, vlm=False)])  # fmt: skip
+
+
+def test_evaluate_is_reproducible_with_a_seed(tmp_path, tiny_model_dir, synthetic):
+    def run(name, seed):
+        out = tmp_path / name
+        evaluate(["--config", str(CONFIGS / "smoke_rl.yaml"), "--split", "val", "--selectors", "random", "uniform",
+                  "--budgets", "2", "3", "--output", str(out), "--plot-videos", "0", "--seed", str(seed),
+                  "--set", *_sets(tmp_path, tiny_model_dir, synthetic, vlm=False)])  # fmt: skip
+        rows = json.loads((out / "results.json").read_text())["videos"]
+        return [(r["video_id"], r["selector"], r["K"], r["chosen_times"], r["recall"]) for r in rows]
+
+    first = run("a", 0)
+    assert first == run("b", 0)
+    other = run("c", 1)
+    assert [r for r in first if r[1] == "uniform"] == [r for r in other if r[1] == "uniform"]
+    assert [r for r in first if r[1] == "random"] != [r for r in other if r[1] == "random"]

@@ -303,6 +303,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if not items:
         raise RuntimeError(f"no decodable videos in the {args.split} split")
     selectors = {name: build_selector(name, module) for name in args.selectors}
+    for selector in selectors.values():
+        if isinstance(selector, RandomSelector):
+            selector.seed = args.seed  # --seed decides the random baseline's draws too
     if args.share_decoder:
         shared = getattr(module, "decoder", None) or getattr(getattr(module, "selector", None), "decoder", None)
         if shared is None:
