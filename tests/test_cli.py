@@ -203,3 +203,21 @@ def test_validate_and_test_subcommands_log_losses(tmp_path, tiny_model_dir, synt
         cli = main([command, *_args(tmp_path, tiny_model_dir, synthetic), "--ckpt_path", last])
         value = cli.trainer.callback_metrics[key]
         assert torch.isfinite(value) and 0 < value.item() < 20, (command, value)
+
+
+@pytest.mark.parametrize("config", [c for c in CONFIGS if "strategy" in yaml.safe_load(c.read_text())["trainer"]],
+                         ids=lambda p: p.name)  # fmt: skip
+def test_distributed_strategies_in_configs_instantiate(config):
+    from jsonargparse import ArgumentParser
+    from lightning.pytorch.strategies import Strategy
+
+    parser = ArgumentParser()
+    parser.add_argument("--strategy", type=Strategy)
+    spec = yaml.safe_load(config.read_text())["trainer"]["strategy"]
+    strategy = parser.instantiate(parser.parse_object({"strategy": spec})).strategy
+    assert type(strategy).__name__ == spec["class_path"].rsplit(".", 1)[1]
+    if "auto_wrap_policy" in spec.get("init_args", {}):
+        from transformers.models.llama.modeling_llama import LlamaDecoderLayer
+
+        assert LlamaDecoderLayer in strategy.kwargs["auto_wrap_policy"]._module_classes
+        assert strategy.kwargs["use_orig_params"]
