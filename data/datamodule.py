@@ -2,7 +2,9 @@
 
 With no annotation files given, the data module writes the synthetic dataset (see
 :mod:`data.synthetic`) into ``cache_dir`` and uses its train/val/test splits: that is the
-embedded default, so ``fit`` works on a fresh machine with no downloads.
+embedded default, so ``fit`` works on a fresh machine with no downloads. Real datasets are read
+by the loaders in :mod:`data.sources` (``annotation_format``: ActivityNet Captions, YouCook2 or a
+Hugging Face ``datasets`` dataset; its docstring has a config snippet for each).
 """
 
 from __future__ import annotations
@@ -11,17 +13,25 @@ import logging
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from data.decode import VideoDecodeError, decode_video
-from data.schema import AnnotationError, VideoSample, load_annotations
+from data.schema import AnnotationError, VideoSample
+from data.sources import HFColumns, LoadResult, load_activitynet, load_hf_dataset, load_youcook2
 from data.synthetic import SyntheticConfig, generate_dataset
 
 log = logging.getLogger(__name__)
+
+AnnotationFormat = Literal["activitynet", "youcook2", "hf"]
+ANNOTATION_FORMATS: tuple[str, ...] = ("activitynet", "youcook2", "hf")
+# Which part of the source each split reads when the config does not say. YouCook2's test
+# annotations are not public, so test/predict fall back to its validation subset.
+DEFAULT_YOUCOOK2_SUBSETS = {"train": "training", "val": "validation", "test": "validation", "predict": "validation"}
+DEFAULT_HF_SPLITS = {"train": "train", "val": "validation", "test": "test", "predict": "test"}
 
 
 def default_cache_dir() -> Path:
@@ -100,7 +110,8 @@ class DenseCaptionDataModule(pl.LightningDataModule):
     """Train/val/test/predict splits of dense-captioning videos.
 
     Args:
-        train_file: ActivityNet-style annotation JSON for training (``None``: synthetic).
+        train_file: Annotations for training (``None``: synthetic): a JSON file in
+            ``annotation_format``; for ``"hf"`` a dataset folder, data file or Hub id.
         val_file: Validation annotations.
         test_file: Test annotations.
         predict_file: Annotations of the videos to caption in ``predict`` (default: ``test_file``).
@@ -114,7 +125,16 @@ class DenseCaptionDataModule(pl.LightningDataModule):
             with its ``num_frames`` at setup (:meth:`set_frame_budget`).
         batch_size: Videos per batch.
         num_workers: DataLoader worker processes (decoding runs there).
-        skip_bad_samples: Skip bad videos with a logged warning (``False``: fail fast).
+        skip_bad_samples: Skip bad samples (malformed annotation rows, missing or undecodable
+            videos) with a logged warning and a record in :attr:`skipped` (``False``: fail fast).
+        annotation_format: ``"activitynet"`` (:func:`~data.sources.load_activitynet`),
+            ``"youcook2"`` (:func:`~data.sources.load_youcook2`) or ``"hf"``
+            (:func:`~data.sources.load_hf_dataset`).
+        youcook2_subsets: YouCook2 subset each split reads (default
+            :data:`DEFAULT_YOUCOOK2_SUBSETS`; missing splits keep the default).
+        hf_columns: Column mapping of a Hugging Face dataset.
+        hf_splits: Dataset split each split reads (default :data:`DEFAULT_HF_SPLITS`).
+        hf_streaming: Read Hugging Face rows lazily (see :func:`~data.sources.iter_hf_samples`).
     """
 
     def __init__(
@@ -133,8 +153,15 @@ class DenseCaptionDataModule(pl.LightningDataModule):
         batch_size: int = 2,
         num_workers: int = 0,
         skip_bad_samples: bool = True,
+        annotation_format: AnnotationFormat = "activitynet",
+        youcook2_subsets: dict[str, str] | None = None,
+        hf_columns: HFColumns = HFColumns(),
+        hf_splits: dict[str, str] | None = None,
+        hf_streaming: bool = False,
     ) -> None:
         super().__init__()
+        if annotation_format not in ANNOTATION_FORMATS:
+            raise ValueError(f"annotation_format must be one of {ANNOTATION_FORMATS}, got {annotation_format!r}")
         self.files = {"train": train_file, "val": val_file, "test": test_file, "predict": predict_file or test_file}
         self.video_root = video_root
         self.synthetic = synthetic
@@ -146,6 +173,11 @@ class DenseCaptionDataModule(pl.LightningDataModule):
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.skip_bad_samples = skip_bad_samples
+        self.annotation_format = annotation_format
+        self.youcook2_subsets = {**DEFAULT_YOUCOOK2_SUBSETS, **(youcook2_subsets or {})}
+        self.hf_columns = hf_columns
+        self.hf_splits = {**DEFAULT_HF_SPLITS, **(hf_splits or {})}
+        self.hf_streaming = hf_streaming
         self.datasets: dict[str, VideoCaptionDataset] = {}
         self.skipped: list[tuple[str, str]] = []
 
@@ -178,18 +210,25 @@ class DenseCaptionDataModule(pl.LightningDataModule):
         paths = generate_dataset(self.synthetic_root(), self.synthetic, progress=False)
         return {"train": paths["train"], "val": paths["val"], "test": paths["test"], "predict": paths["test"]}
 
+    def _read(self, split: str, path: str | Path) -> LoadResult:
+        """Samples of one split via the :mod:`data.sources` loader of ``annotation_format``."""
+        skip = self.skip_bad_samples
+        # The generated synthetic data is ActivityNet-style whatever the configured format.
+        fmt = "activitynet" if self.uses_synthetic else self.annotation_format
+        if fmt == "youcook2":
+            subset = self.youcook2_subsets.get(split, split)
+            return load_youcook2(path, self.video_root, subset=subset, skip_bad_samples=skip)
+        if fmt == "hf":
+            return load_hf_dataset(
+                path, self.hf_splits.get(split, split), **asdict(self.hf_columns), streaming=self.hf_streaming,
+                video_root=self.video_root, skip_bad_samples=skip,
+            )  # fmt: skip
+        return load_activitynet(path, self.video_root, skip_bad_samples=skip)
+
     def _load(self, split: str, path: str | Path) -> VideoCaptionDataset:
-        samples = load_annotations(path, self.video_root)
-        kept = []
-        for s in samples:
-            if Path(s.video).is_file():
-                kept.append(s)
-                continue
-            reason = f"video file not found: {s.video} (listed in {path})"
-            if not self.skip_bad_samples:
-                raise FileNotFoundError(reason)
-            log.warning("skipping sample %s: %s", s.video_id, reason)
-            self.skipped.append((s.video_id, reason))
+        # The loaders validate every row and check that its video exists; skipped rows are logged there.
+        kept, skipped = self._read(split, path)
+        self.skipped.extend(skipped)
         if not kept:
             raise AnnotationError(f"{path}: no usable samples in split '{split}' (see warnings above)")
         return VideoCaptionDataset(
