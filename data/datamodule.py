@@ -11,17 +11,25 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 from data.decode import VideoDecodeError, decode_video
 from data.schema import AnnotationError, VideoSample
-from data.sources import HFColumns, LoadResult, load_activitynet, load_hf_dataset, load_youcook2
+from data.sources import (
+    HFColumns,
+    LoadResult,
+    load_activitynet,
+    load_hf_dataset,
+    load_youcook2,
+)
 from data.synthetic import SyntheticConfig, generate_dataset
 
 log = logging.getLogger(__name__)
@@ -97,6 +105,70 @@ class VideoCaptionDataset(Dataset):
             "query": sample.query,
             "extra": sample.extra,
         }
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """Shuffled order that depends only on the run's seed and the epoch (Lightning calls ``set_epoch``).
+
+    A plain shuffling sampler draws each epoch's order from a generator whose state a resumed run
+    does not have. Here epoch ``e``'s order is rebuilt from ``(seed, e)``, and the iterator's
+    state (epoch, position), which the stateful loader stores in every checkpoint, puts a resumed
+    run at the same batch of the same order as the unbroken run.
+    """
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size = size
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def order(self, epoch: int) -> list[int]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return torch.randperm(self.size, generator=generator).tolist()
+
+    def __iter__(self) -> _EpochShuffleIterator:
+        return _EpochShuffleIterator(self)
+
+    def __len__(self) -> int:
+        return self.size
+
+
+class _EpochShuffleIterator:
+    """Iterator over one epoch's order; ``state_dict``/``load_state_dict`` make it resumable."""
+
+    def __init__(self, sampler: EpochShuffleSampler) -> None:
+        self.sampler = sampler
+        self.epoch = sampler.epoch
+        self.order = sampler.order(self.epoch)
+        self.position = 0
+
+    def __iter__(self) -> _EpochShuffleIterator:
+        return self
+
+    def __next__(self) -> int:
+        if self.position >= len(self.order):
+            raise StopIteration
+        self.position += 1
+        return self.order[self.position - 1]
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        # Restored before Lightning calls set_epoch, so the epoch comes from the checkpoint.
+        self.epoch, self.position = state["epoch"], state["position"]
+        self.sampler.epoch = self.epoch
+        self.order = self.sampler.order(self.epoch)
+
+
+def _reason_kind(reason: str) -> str:
+    """A short category for a skip reason, for the counted report."""
+    for kind in ("not found", "end=", "empty", "beyond", "duration", "decode", "frames"):
+        if kind in reason:
+            return {"end=": "end before start", "beyond": "event past the duration"}.get(kind, kind)
+    return "other"
 
 
 def collate_videos(items: list[dict[str, Any] | None]) -> dict[str, list[Any]]:
@@ -252,12 +324,19 @@ class DenseCaptionDataModule(pl.LightningDataModule):
                     continue  # training without validation is allowed
                 raise ValueError(f"data.{split}_file is required for stage '{stage}'")
             self.datasets[split] = self._load(split, files[split])
+        if self.skipped:
+            reasons = Counter(_reason_kind(reason) for _, reason in self.skipped)
+            summary = ", ".join(f"{count} {kind}" for kind, count in reasons.most_common())
+            log.warning("skipped %d bad samples so far (%s); see data.skipped for the list", len(self.skipped), summary)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            self.datasets[split],
+        # A stateful loader: Lightning saves its position (and the shuffle order) in every
+        # checkpoint, so a run killed mid-epoch resumes at the same batch with the same data order.
+        dataset = self.datasets[split]
+        return StatefulDataLoader(
+            dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=EpochShuffleSampler(len(dataset), torch.initial_seed()) if shuffle else None,
             num_workers=self.num_workers,
             collate_fn=collate_videos,
             persistent_workers=self.num_workers > 0,

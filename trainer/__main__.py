@@ -27,7 +27,13 @@ class FrameSelectCLI(LightningCLI):
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         # One last.ckpt that each run overwrites: "resume from checkpoints/last.ckpt" stays true.
         parser.set_defaults(
-            {"checkpoint.dirpath": "checkpoints", "checkpoint.save_last": True, "checkpoint.enable_version_counter": False}
+            {
+                "checkpoint.dirpath": "checkpoints",
+                "checkpoint.save_last": True,
+                "checkpoint.enable_version_counter": False,
+                # SIGTERM (preemption, Ctrl-C) or a crash writes last.ckpt before the process exits.
+                "checkpoint.save_on_exception": True,
+            }
         )
         parser.add_lightning_class_args(DenseCaptionWriter, "predictions")
 
