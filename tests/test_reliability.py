@@ -100,3 +100,4 @@ def test_killed_fit_resumes_from_last_ckpt(sig, tmp_path, tiny_model_dir, synthe
     assert resumed.trainer.global_step == stopped_at + 2
     losses = _losses(tmp_path / "logs" / "killed")
     assert stopped_at in losses and stopped_at + 1 in losses  # the resumed run logged the steps after the kill
+

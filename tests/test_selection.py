@@ -188,6 +188,9 @@ def test_selector_configs_train_cache_features_and_resume(config, tmp_path, tiny
     assert stats["entries"] == seen and stats["hits"] > 0
     # The checkpoint holds only what trains; a fresh module restores the same policy.
     ckpt = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)
+    # last.ckpt is the final state even though training stopped on max_steps after the last
+    # top-k save (trainer.checkpointing.FinalCheckpoint).
+    assert ckpt["global_step"] == cli.trainer.global_step == 2
     assert ckpt["state_dict"] and all(k.startswith("selector.") or "lora_" in k for k in ckpt["state_dict"])
     batch = next(iter(cli.datamodule.val_dataloader()))
     module.eval()

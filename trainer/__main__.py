@@ -11,6 +11,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
 from data.datamodule import DenseCaptionDataModule
+from trainer.checkpointing import FinalCheckpoint
 from trainer.predictions import DenseCaptionWriter
 
 
@@ -36,6 +37,7 @@ class FrameSelectCLI(LightningCLI):
             }
         )
         parser.add_lightning_class_args(DenseCaptionWriter, "predictions")
+        parser.add_lightning_class_args(FinalCheckpoint, "final_checkpoint")
 
 
 def main(args: list[str] | None = None, run: bool = True) -> FrameSelectCLI:

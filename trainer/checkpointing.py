@@ -9,8 +9,10 @@ would have done.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import lightning.pytorch as pl
 from torch import nn
 
 
@@ -52,3 +54,25 @@ def check_trainable_state(module: nn.Module, checkpoint: dict[str, Any], hint: s
             f"checkpoint does not match this model: {len(missing)} trainable weights missing "
             f"(e.g. {missing[:3]}), {len(unknown)} unknown (e.g. {unknown[:3]}){hint}"
         )
+
+
+class FinalCheckpoint(pl.Callback):
+    """Makes sure ``last.ckpt`` holds the final weights when training ends.
+
+    Lightning (2.6) refreshes ``last.ckpt`` only together with a top-k save, so a run that stops on
+    ``max_steps`` between validations would leave an older ``last.ckpt`` behind; resuming or
+    exporting it would silently drop the last steps.
+    """
+
+    def __init__(self) -> None:
+        self.saved_step = -1
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        self.saved_step = checkpoint["global_step"]
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        callback = trainer.checkpoint_callback
+        if callback is None or callback.dirpath is None or not callback.save_last:
+            return
+        if self.saved_step != trainer.global_step:
+            trainer.save_checkpoint(Path(callback.dirpath) / f"{callback.CHECKPOINT_NAME_LAST}{callback.FILE_EXTENSION}")
