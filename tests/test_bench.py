@@ -7,7 +7,13 @@ import pytest
 import torch
 
 from data.schema import Event, VideoSample
-from trainer.bench import boundary_f1, boundary_report, main, peak_indices, true_boundaries
+from trainer.bench import (
+    boundary_f1,
+    boundary_report,
+    main,
+    peak_indices,
+    true_boundaries,
+)
 
 OUR_METHODS = (
     "pixel-L1",

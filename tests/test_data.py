@@ -6,9 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from data.datamodule import VideoCaptionDataset, collate_videos, DenseCaptionDataModule
+from data.datamodule import DenseCaptionDataModule, VideoCaptionDataset, collate_videos
 from data.decode import VideoDecodeError, decode_video
-from data.schema import AnnotationError, Event, VideoSample, load_annotations, save_annotations
+from data.schema import (
+    AnnotationError,
+    Event,
+    VideoSample,
+    load_annotations,
+    save_annotations,
+)
 from data.synthetic import COLORS, SyntheticConfig, generate_dataset
 
 

@@ -5,7 +5,12 @@ import itertools
 import pytest
 import torch
 
-from models.decoders import BinMaxDecoder, NoveltyDPDecoder, ThresholdDecoder, TopKDecoder
+from models.decoders import (
+    BinMaxDecoder,
+    NoveltyDPDecoder,
+    ThresholdDecoder,
+    TopKDecoder,
+)
 from models.selectors import uniform_indices
 
 

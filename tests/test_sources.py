@@ -17,7 +17,12 @@ import yaml
 import data.sources
 from data.datamodule import DenseCaptionDataModule
 from data.schema import AnnotationError, load_annotations
-from data.sources import iter_hf_samples, load_activitynet, load_hf_dataset, load_youcook2
+from data.sources import (
+    iter_hf_samples,
+    load_activitynet,
+    load_hf_dataset,
+    load_youcook2,
+)
 from trainer.__main__ import main
 
 datasets.disable_progress_bars()

@@ -38,7 +38,12 @@ from models.selectors import (
     RandomSelector,
     UniformSelector,
 )
-from models.xcorr import CrossCorrelationSelector, direct_similarity, normalize_frames, xcorr_fft
+from models.xcorr import (
+    CrossCorrelationSelector,
+    direct_similarity,
+    normalize_frames,
+    xcorr_fft,
+)
 
 # A frame is a predicted boundary when its score is a local maximum above mean + PEAK_THRESHOLD * std
 # of the video's scores (ThresholdDecoder's relative cut-off).
@@ -190,12 +195,12 @@ def learned_selectors() -> dict[str, FrameSelector]:
     embedding and importance rows measure the pipeline, not a real SigLIP tower; for those,
     benchmark with the real checkpoint on the hardware you train on.
     """
+    from transformers.utils import logging as hf_logging
+
     from models.encoders import EmbeddingSelector, FrameEncoder
     from models.importance import FrameImportanceModel, ImportanceSelector
     from models.scene import SceneBoundaryModel, SceneBoundarySelector
     from models.tiny import build_tiny_smolvlm
-
-    from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # the tiny model's save/load bars would interleave with the table
     with tempfile.TemporaryDirectory() as tmp:

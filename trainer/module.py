@@ -11,7 +11,11 @@ from lightning.pytorch.cli import OptimizerCallable
 from models.prompting import format_dense_caption, parse_dense_caption
 from models.selectors import FrameSelector, UniformSelector
 from models.vlm import SmolVLM
-from trainer.checkpointing import check_trainable_state, keep_trainable_state, plain_hparams
+from trainer.checkpointing import (
+    check_trainable_state,
+    keep_trainable_state,
+    plain_hparams,
+)
 
 
 class DenseCaptioner(pl.LightningModule):

@@ -38,10 +38,19 @@ from models.decoders import Decoder, TopKDecoder
 from models.encoders import FrameEncoder
 from models.importance import FrameImportanceModel, gumbel_topk, plackett_luce_log_prob
 from models.prompting import format_dense_caption
-from models.selectors import FrameSelector, PixelDiffSelector, UniformSelector, uniform_indices
+from models.selectors import (
+    FrameSelector,
+    PixelDiffSelector,
+    UniformSelector,
+    uniform_indices,
+)
 from models.vlm import SmolVLM
 from models.xcorr import CrossCorrelationSelector
-from trainer.checkpointing import check_trainable_state, keep_trainable_state, plain_hparams
+from trainer.checkpointing import (
+    check_trainable_state,
+    keep_trainable_state,
+    plain_hparams,
+)
 from trainer.metrics import event_recall
 
 
