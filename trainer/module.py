@@ -84,11 +84,13 @@ class DenseCaptioner(pl.LightningModule):
 
     def validation_step(self, batch: dict[str, list], batch_idx: int) -> None:
         if batch["frames"]:
-            self.log("val/loss", self.caption_loss(batch), prog_bar=True, batch_size=len(batch["frames"]))
+            # sync_dist: every rank reports the mean over all ranks' videos, not its own shard's.
+            loss = self.caption_loss(batch)
+            self.log("val/loss", loss, prog_bar=True, batch_size=len(batch["frames"]), sync_dist=True)
 
     def test_step(self, batch: dict[str, list], batch_idx: int) -> None:
         if batch["frames"]:
-            self.log("test/loss", self.caption_loss(batch), batch_size=len(batch["frames"]))
+            self.log("test/loss", self.caption_loss(batch), batch_size=len(batch["frames"]), sync_dist=True)
 
     def predict_step(self, batch: dict[str, list], batch_idx: int) -> list[dict[str, Any]]:
         if not batch["frames"]:

@@ -401,17 +401,17 @@ class SelectorTrainer(pl.LightningModule):
                     if key not in self._baseline_recall:
                         chosen = selector.select(batch["frames"][i], t, k).cpu()
                         self._baseline_recall[key] = event_recall(t[chosen], events).item()
-                    self.log(f"{stage}_baseline/{name}_recall@{k}", self._baseline_recall[key], batch_size=1)
+                    self.log(f"{stage}_baseline/{name}_recall@{k}", self._baseline_recall[key], batch_size=1, sync_dist=True)
             if recalls:
                 prog = k == self.num_frames
-                self.log(f"{stage}/recall@{k}", sum(recalls) / len(recalls), prog_bar=prog, batch_size=len(recalls))
+                self.log(f"{stage}/recall@{k}", sum(recalls) / len(recalls), prog_bar=prog, batch_size=len(recalls), sync_dist=True)
         if self.vlm is not None:
-            self.log(f"{stage}/caption_loss", self.caption_loss(batch, logits), batch_size=n)
+            self.log(f"{stage}/caption_loss", self.caption_loss(batch, logits), batch_size=n, sync_dist=True)
             frames = [f[uniform_indices(len(f), self.num_frames)] for f in batch["frames"]]
             stamps = [t[uniform_indices(len(t), self.num_frames)] for t in batch["timestamps"]]
             targets = [format_dense_caption(e) for e in batch["events"]]
             inputs = self.vlm.build_batch(frames, stamps, batch["duration"], targets, batch["query"])
-            self.log(f"{stage}_baseline/uniform_caption_loss", self.vlm(inputs), batch_size=n)
+            self.log(f"{stage}_baseline/uniform_caption_loss", self.vlm(inputs), batch_size=n, sync_dist=True)
 
     # ----------------------------------------------------------------------------- optimisation
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
