@@ -6,6 +6,7 @@ import lightning.pytorch as pl
 import pytest
 import torch
 import yaml
+from helpers import fit_args
 
 from trainer.__main__ import main
 from trainer.predictions import read_predictions, write_predictions
@@ -44,20 +45,7 @@ def test_unknown_config_key_is_rejected(tmp_path, capsys):
 
 
 def _args(tmp_path, tiny_model_dir, synthetic, *extra):
-    _, paths, _ = synthetic
-    return [
-        "--config", str(Path(__file__).parents[1] / "configs" / "smoke.yaml"),
-        "--model.init_args.vlm.init_args.model_name_or_path", str(tiny_model_dir),
-        "--data.train_file", str(paths["train"]),
-        "--data.val_file", str(paths["val"]),
-        "--data.test_file", str(paths["test"]),
-        "--trainer.logger.init_args.save_dir", str(tmp_path / "logs"),
-        "--trainer.enable_progress_bar", "false",
-        "--checkpoint.dirpath", str(tmp_path / "ckpt"),
-        "--checkpoint.every_n_train_steps", "1",
-        "--predictions.output", str(tmp_path / "pred.json"),
-        *extra,
-    ]  # fmt: skip
+    return fit_args("smoke.yaml", tmp_path, tiny_model_dir, synthetic, "--checkpoint.every_n_train_steps", "1", *extra)
 
 
 class _AdapterAtStart(pl.Callback):

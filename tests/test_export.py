@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from helpers import fit_args
 
 from trainer.__main__ import main as cli_main
 from trainer.export import TAGS, ExportError, export_module, load_selector
@@ -19,38 +20,12 @@ EVALUATION = "| event recall | learned mask | uniform |\n|---|---|---|\n| @K=4 |
 
 
 def _args(tmp_path, tiny_model_dir, synthetic, *extra):
-    _, paths, _ = synthetic
-    return [
-        "--config", str(CONFIGS / "smoke.yaml"),
-        "--model.init_args.vlm.init_args.model_name_or_path", str(tiny_model_dir),
-        "--data.train_file", str(paths["train"]),
-        "--data.val_file", str(paths["val"]),
-        "--data.test_file", str(paths["test"]),
-        "--trainer.logger.init_args.save_dir", str(tmp_path / "logs"),
-        "--trainer.enable_progress_bar", "false",
-        "--checkpoint.dirpath", str(tmp_path / "ckpt"),
-        "--checkpoint.every_n_train_steps", "1",
-        "--predictions.output", str(tmp_path / "pred.json"),
-        *extra,
-    ]  # fmt: skip
+    return fit_args("smoke.yaml", tmp_path, tiny_model_dir, synthetic, "--checkpoint.every_n_train_steps", "1", *extra)
 
 
 def _selector_args(tmp_path, tiny_model_dir, synthetic):
-    _, paths, _ = synthetic
-    return [
-        "--config", str(CONFIGS / "smoke_rl.yaml"),
-        "--model.init_args.encoder.init_args.model_name_or_path", str(tiny_model_dir),
-        "--data.train_file", str(paths["train"]),
-        "--data.val_file", str(paths["val"]),
-        "--data.test_file", str(paths["test"]),
-        "--data.cache_dir", str(tmp_path / "cache"),
-        "--trainer.logger.init_args.save_dir", str(tmp_path / "logs"),
-        "--trainer.enable_progress_bar", "false",
-        "--trainer.max_steps", "2",
-        "--trainer.check_val_every_n_epoch", "1",
-        "--model.init_args.eval_budgets", "[2, 4]",
-        "--checkpoint.dirpath", str(tmp_path / "ckpt"),
-    ]  # fmt: skip
+    return fit_args("smoke_rl.yaml", tmp_path, tiny_model_dir, synthetic, "--trainer.max_steps", "2",
+                    "--trainer.check_val_every_n_epoch", "1", "--model.init_args.eval_budgets", "[2, 4]")  # fmt: skip
 
 
 def _files(folder: Path) -> set[str]:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import fit_args
 
 from trainer.__main__ import main
 
@@ -17,20 +18,9 @@ ROOT = Path(__file__).parents[1]
 
 
 def _args(tmp_path, tiny_model_dir, synthetic, name, *extra):
-    _, paths, _ = synthetic
-    return [
-        "--config", str(ROOT / "configs" / "smoke.yaml"),
-        "--model.init_args.vlm.init_args.model_name_or_path", str(tiny_model_dir),
-        "--data.train_file", str(paths["train"]),
-        "--data.val_file", str(paths["val"]),
-        "--trainer.logger.init_args.save_dir", str(tmp_path / "logs"),
-        "--trainer.logger.init_args.name", name,
-        "--trainer.enable_progress_bar", "false",
-        "--trainer.log_every_n_steps", "1",
-        "--checkpoint.dirpath", str(tmp_path / name),
-        "--checkpoint.every_n_train_steps", "1",
-        *extra,
-    ]  # fmt: skip
+    return fit_args("smoke.yaml", tmp_path, tiny_model_dir, synthetic, "--trainer.logger.init_args.name", name,
+                    "--trainer.log_every_n_steps", "1", "--checkpoint.dirpath", str(tmp_path / name),
+                    "--checkpoint.every_n_train_steps", "1", *extra)  # fmt: skip
 
 
 def _losses(log_dir: Path) -> dict[int, float]:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
+from helpers import fit_args
 
 from models.encoders import FrameEncoder
 from models.importance import FrameImportanceModel, subset_log_prob
@@ -150,25 +150,9 @@ def test_ranking_loss_prefers_the_subset_the_vlm_likes(tiny_model_dir, monkeypat
 
 
 def _tiny_args(tmp_path, tiny_model_dir, synthetic, config):
-    _, paths, _ = synthetic
-    args = [
-        "--config", str(CONFIGS / config),
-        "--model.init_args.encoder.init_args.model_name_or_path", str(tiny_model_dir),
-        "--data.train_file", str(paths["train"]),
-        "--data.val_file", str(paths["val"]),
-        "--data.test_file", str(paths["test"]),
-        "--data.cache_dir", str(tmp_path / "cache"),
-        "--trainer.logger.init_args.save_dir", str(tmp_path / "logs"),
-        "--trainer.enable_progress_bar", "false",
-        "--trainer.max_steps", "2",
-        "--trainer.check_val_every_n_epoch", "1",
-        "--trainer.log_every_n_steps", "1",
-        "--model.init_args.eval_budgets", "[2, 4]",
-        "--checkpoint.dirpath", str(tmp_path / "ckpt"),
-    ]  # fmt: skip
-    if "vlm" in yaml.safe_load((CONFIGS / config).read_text())["model"]["init_args"]:
-        args += ["--model.init_args.vlm.init_args.model_name_or_path", str(tiny_model_dir)]
-    return args
+    return fit_args(config, tmp_path, tiny_model_dir, synthetic, "--trainer.max_steps", "2",
+                    "--trainer.check_val_every_n_epoch", "1", "--trainer.log_every_n_steps", "1",
+                    "--model.init_args.eval_budgets", "[2, 4]")  # fmt: skip
 
 
 @pytest.mark.parametrize("config", ["smoke_rl.yaml", "smoke_ranking.yaml", "smoke_joint.yaml"])

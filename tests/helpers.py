@@ -1,0 +1,33 @@
+"""Command lines for in-process ``python -m trainer`` runs on the tiny model and small synthetic data."""
+
+from pathlib import Path
+
+import yaml
+
+CONFIGS = Path(__file__).parents[1] / "configs"
+
+
+def fit_args(config: str, tmp_path: Path, tiny_model_dir: Path, synthetic, *extra: str) -> list[str]:
+    """CLI arguments that point ``configs/<config>`` at the tiny model, the fixture data and ``tmp_path``.
+
+    Every model folder the config names (the VLM, the frame encoder) becomes the tiny model, and
+    logs, checkpoints, caches and predictions go under ``tmp_path``; ``extra`` comes last and wins.
+    """
+    _, paths, _ = synthetic
+    init = yaml.safe_load((CONFIGS / config).read_text())["model"]["init_args"]
+    args = ["--config", str(CONFIGS / config)]
+    for key in ("vlm", "encoder"):
+        if key in init:
+            args += [f"--model.init_args.{key}.init_args.model_name_or_path", str(tiny_model_dir)]
+    return [
+        *args,
+        "--data.train_file", str(paths["train"]),
+        "--data.val_file", str(paths["val"]),
+        "--data.test_file", str(paths["test"]),
+        "--data.cache_dir", str(tmp_path / "cache"),
+        "--trainer.logger.init_args.save_dir", str(tmp_path / "logs"),
+        "--trainer.enable_progress_bar", "false",
+        "--checkpoint.dirpath", str(tmp_path / "ckpt"),
+        "--predictions.output", str(tmp_path / "pred.json"),
+        *extra,
+    ]  # fmt: skip
