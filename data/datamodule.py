@@ -5,6 +5,10 @@ With no annotation files given, the data module writes the synthetic dataset (se
 embedded default, so ``fit`` works on a fresh machine with no downloads. Real datasets are read
 by the loaders in :mod:`data.sources` (``annotation_format``: ActivityNet Captions, YouCook2 or a
 Hugging Face ``datasets`` dataset; its docstring has a config snippet for each).
+
+Decoding long videos can dominate an epoch: ``frame_cache: true`` keeps each video's decoded
+frames in ``<cache_dir>/frames/<decode settings>/`` (a :class:`~data.features.FrameCache`), shared
+by later epochs, later runs and all DataLoader workers.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchdata.stateful_dataloader import StatefulDataLoader
 
-from data.decode import VideoDecodeError, decode_video
+from data.decode import DecodedVideo, VideoDecodeError, decode_video
+from data.features import FrameCache, decode_id
 from data.schema import AnnotationError, VideoSample
 from data.sources import (
     HFColumns,
@@ -60,6 +65,8 @@ class VideoCaptionDataset(Dataset):
         max_frames: Cap on decoded frames per video.
         min_frames: Videos with fewer decoded frames are bad samples (the frame budget ``K``).
         skip_bad_samples: Log and skip undecodable/too-short videos instead of raising.
+        frame_cache: Cache of decoded frames at these same ``fps``/``frame_size``/``max_frames``
+            (``None``: decode every time).
     """
 
     def __init__(
@@ -70,21 +77,34 @@ class VideoCaptionDataset(Dataset):
         max_frames: int | None = None,
         min_frames: int = 1,
         skip_bad_samples: bool = True,
+        frame_cache: FrameCache | None = None,
     ) -> None:
+        settings = decode_id(fps, frame_size, max_frames)
+        if frame_cache is not None and frame_cache.decode_id != settings:  # frames would be filed wrongly
+            raise ValueError(f"frame cache is for decode settings {frame_cache.decode_id!r}, not {settings!r}")
         self.samples = samples
         self.fps = fps
         self.frame_size = frame_size
         self.max_frames = max_frames
         self.min_frames = min_frames
         self.skip_bad_samples = skip_bad_samples
+        self.frame_cache = frame_cache
 
     def __len__(self) -> int:
         return len(self.samples)
 
+    def decode(self, video: str) -> DecodedVideo:
+        """``video`` decoded at this dataset's settings, through the frame cache when there is one."""
+
+        def run() -> DecodedVideo:
+            return decode_video(video, fps=self.fps, size=self.frame_size, max_frames=self.max_frames)
+
+        return run() if self.frame_cache is None else self.frame_cache.get_or_decode(video, run)
+
     def __getitem__(self, index: int) -> dict[str, Any] | None:
         sample = self.samples[index]
         try:
-            video = decode_video(sample.video, fps=self.fps, size=self.frame_size, max_frames=self.max_frames)
+            video = self.decode(sample.video)
             if len(video) < self.min_frames:
                 raise VideoDecodeError(
                     f"{sample.video}: {len(video)} frames at {self.fps} fps, fewer than the frame budget "
@@ -207,6 +227,14 @@ class DenseCaptionDataModule(pl.LightningDataModule):
         hf_columns: Column mapping of a Hugging Face dataset.
         hf_splits: Dataset split each split reads (default :data:`DEFAULT_HF_SPLITS`).
         hf_streaming: Read Hugging Face rows lazily (see :func:`~data.sources.iter_hf_samples`).
+        frame_cache: Cache decoded frames in ``<cache_dir>/frames/<decode settings>/`` (a
+            :class:`~data.features.FrameCache`): each video is decoded once at these ``fps``,
+            ``frame_size`` and ``max_frames``, then read from disk by every epoch, run and worker.
+            Costs ``3 * frame_size**2`` bytes per frame (about 1.5 MiB per 128-frame video at 64 px).
+
+    Attributes:
+        frame_cache: The :class:`~data.features.FrameCache` the datasets share, or ``None``.
+        skipped: ``(video_id, reason)`` of every bad sample dropped so far.
     """
 
     def __init__(
@@ -230,6 +258,7 @@ class DenseCaptionDataModule(pl.LightningDataModule):
         hf_columns: HFColumns = HFColumns(),
         hf_splits: dict[str, str] | None = None,
         hf_streaming: bool = False,
+        frame_cache: bool = False,
     ) -> None:
         super().__init__()
         if annotation_format not in ANNOTATION_FORMATS:
@@ -250,6 +279,7 @@ class DenseCaptionDataModule(pl.LightningDataModule):
         self.hf_columns = hf_columns
         self.hf_splits = {**DEFAULT_HF_SPLITS, **(hf_splits or {})}
         self.hf_streaming = hf_streaming
+        self.frame_cache = FrameCache(self.cache_dir / "frames", fps, frame_size, max_frames) if frame_cache else None
         self.datasets: dict[str, VideoCaptionDataset] = {}
         self.skipped: list[tuple[str, str]] = []
 
@@ -304,7 +334,7 @@ class DenseCaptionDataModule(pl.LightningDataModule):
         if not kept:
             raise AnnotationError(f"{path}: no usable samples in split '{split}' (see warnings above)")
         return VideoCaptionDataset(
-            kept, self.fps, self.frame_size, self.max_frames, self.min_frames, self.skip_bad_samples
+            kept, self.fps, self.frame_size, self.max_frames, self.min_frames, self.skip_bad_samples, self.frame_cache
         )
 
     def setup(self, stage: str | None = None) -> None:
@@ -328,6 +358,9 @@ class DenseCaptionDataModule(pl.LightningDataModule):
             reasons = Counter(_reason_kind(reason) for _, reason in self.skipped)
             summary = ", ".join(f"{count} {kind}" for kind, count in reasons.most_common())
             log.warning("skipped %d bad samples so far (%s); see data.skipped for the list", len(self.skipped), summary)
+        if self.frame_cache is not None:
+            # Hits and misses are this process's: DataLoader workers count theirs in their own copies.
+            log.info("%s (this process)", self.frame_cache.summary())
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         # A stateful loader: Lightning saves its position (and the shuffle order) in every

@@ -82,8 +82,10 @@ def decode_video(
             time_base = float(stream.time_base)
             w, h = _target_size(stream.codec_context.width, stream.codec_context.height, size)
             next_time = 0.0
+            last_time = 0.0  # of any decoded frame, kept or skipped
             for frame in container.decode(stream):
                 t = frame.pts * time_base if frame.pts is not None else len(stamps) / max(native_fps, 1.0)
+                last_time = max(last_time, t)
                 if fps is not None and t + 1e-6 < next_time:
                     continue
                 frames.append(frame.to_ndarray(format="rgb24", width=w, height=h))
@@ -104,5 +106,8 @@ def decode_video(
         raise VideoDecodeError(f"{path}: video has zero decodable frames")
     if duration is None:
         duration = stamps[-1] + (1.0 / native_fps if native_fps else 0.0)
+    # MP4 headers measure duration in decode order: with B-frames and a variable frame rate it
+    # can end before the last frame is shown. A duration never ends before a frame it holds.
+    duration = max(duration, last_time)
     array = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).contiguous()
     return DecodedVideo(array, torch.tensor(stamps, dtype=torch.float64), float(duration), native_fps)

@@ -1,10 +1,15 @@
-"""On-disk cache of per-frame vision features, so epochs and RL rollouts never re-run the encoder.
+"""On-disk caches of per-frame tensors, so epochs and RL rollouts never re-decode or re-encode a video.
 
-Layout::
+Two caches share one machinery (:class:`PerFrameCache`: keys, atomic publish, corruption handling
+and stats): :class:`FeatureCache` holds an encoder's per-frame features, :class:`FrameCache` the
+decoded frames themselves. Layout::
 
-    <root>/<slug(encoder_id)>/<decode_id>/<key>/    one Hugging Face ``datasets`` folder per video
-        data-00000-of-00001.arrow    one row per frame: ``features`` (D float32), ``timestamp`` (float64)
-        dataset_info.json            its ``description`` records the video path, key and ids
+    <root>/<slug(encoder_id)>/<decode_id>/<key>/    FeatureCache: one Hugging Face ``datasets`` folder per video
+    <root>/<decode_id>/<key>/                       FrameCache (the data module's root: <cache_dir>/frames)
+        data-00000-of-00001.arrow    one row per frame: the flattened tensor (``features`` or ``frames``)
+                                     and ``timestamp`` (float64)
+        dataset_info.json            its ``description`` records the video path, key, ids, the tensor's
+                                     dtype and per-frame shape, and extras (a video's duration and fps)
         state.json
 
 * ``encoder_id`` names the encoder: its ``model_name_or_path`` (local folders resolved to an
@@ -19,9 +24,10 @@ the cached timestamps against the decoded ones and recomputes on a mismatch (e.g
 change). Entries are written into a temporary sibling folder and renamed into place, so readers
 never see half an entry and concurrent writers (DataLoader workers, DDP ranks) can race safely;
 an unreadable entry (missing or truncated files) is a miss and is rewritten. Old entries are never
-deleted for you: weights changed in place under the same local path are not detected either.
+deleted for you: weights changed in place under the same local path are not detected either, nor
+is a change of the decoder's code under the same settings for cached frames.
 
-To clear the cache, delete ``<root>`` (or one encoder's or one decode setting's subfolder).
+To clear a cache, delete ``<root>`` (or one encoder's or one decode setting's subfolder).
 
 CLI: ``python -m data.features --annotations FILE --encoder PATH_OR_ID [--cache-dir DIR]
 [--fps 2] [--frame-size 64]`` decodes and encodes every video once and prints a size/time report.
@@ -34,21 +40,24 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import datasets
 import numpy as np
+import pyarrow as pa
 import torch
 from torch import Tensor
 
-from data.decode import VideoDecodeError, decode_video
+from data.decode import DecodedVideo, VideoDecodeError, decode_video
 from data.schema import VideoSample, load_annotations
 
 log = logging.getLogger(__name__)
@@ -117,7 +126,207 @@ def _folder_bytes(path: Path) -> int:
     return total
 
 
-class FeatureCache:
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB"):
+        if n < 1024:
+            return f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def _arrow_dtype(dtype: torch.dtype) -> str:
+    """The numpy/Arrow name of a torch dtype, e.g. ``uint8``; bfloat16 has none and is refused."""
+    try:
+        return str(torch.empty(0, dtype=dtype).numpy().dtype)
+    except TypeError as err:
+        raise ValueError(f"cannot cache tensors of dtype {dtype}: no numpy/Arrow equivalent") from err
+
+
+@dataclass
+class _Entry:
+    """One video's cached rows: ``values (T, *shape)``, ``timestamps (T,)`` float64 and the ``extra`` dict."""
+
+    values: Tensor
+    timestamps: Tensor
+    extra: dict[str, Any]
+
+
+class PerFrameCache:
+    """Per-video tensors with one row per decoded frame, plus each frame's timestamp: the shared machinery.
+
+    A stored tensor may have any dtype with a numpy/Arrow equivalent and any per-frame shape: each
+    row is stored flattened (a fixed-length Arrow list) and the dtype and per-frame shape are
+    recorded in the entry, so ``(T, D)`` float32 features and ``(T, 3, H, W)`` uint8 frames go
+    through the same code. Subclasses give it a typed ``get``/``put``.
+
+    Args:
+        directory: Folder of this cache's entries (one subfolder per video key).
+        decode_id: Identity of the decoding settings (see :func:`decode_id`); a plain folder name.
+        identity: Ids recorded in every entry (for people inspecting the cache; lookups use the folder).
+
+    Attributes:
+        directory: Where this cache's entries live.
+        hits: Lookups answered from disk (counted per instance, so per process).
+        misses: Lookups that were not (absent, unreadable or stale entries).
+        compute_seconds: Time spent computing the values on misses.
+    """
+
+    name = "cache"  # for logs
+    column = "values"  # name of the tensor's column in the Arrow table
+    required_extra: tuple[str, ...] = ()  # keys an entry's extra must hold to be readable
+    work = "computing"  # what compute_seconds measures, for summary()
+
+    def __init__(self, directory: str | Path, decode_id: str, identity: dict[str, str]) -> None:
+        if not _SAFE_NAME.match(decode_id):
+            raise ValueError(f"decode_id must be a plain folder name (no separators or leading dot), got {decode_id!r}")
+        self.directory = Path(directory).expanduser()
+        self.decode_id = decode_id
+        self.identity = identity
+        self.hits = 0
+        self.misses = 0
+        self.compute_seconds = 0.0
+
+    def key(self, video: str | Path) -> str:
+        """Stable key of a video file: sha1 of its resolved path, size and ``mtime_ns``.
+
+        Raises:
+            FileNotFoundError: If the video does not exist.
+        """
+        path = Path(video).expanduser().resolve()
+        stat = path.stat()
+        return hashlib.sha1(f"{path}\n{stat.st_size}\n{stat.st_mtime_ns}".encode()).hexdigest()
+
+    def entry_path(self, video: str | Path) -> Path:
+        """Folder that holds (or would hold) ``video``'s entry."""
+        return self.directory / self.key(video)
+
+    def stats(self) -> dict[str, Any]:
+        """Entries and bytes on disk for this cache's folder, and this instance's counters."""
+        entries = 0
+        if self.directory.is_dir():
+            entries = sum(1 for p in self.directory.iterdir() if p.is_dir() and not p.name.startswith("."))
+        return {
+            "directory": str(self.directory),
+            "entries": entries,
+            "bytes": _folder_bytes(self.directory) if self.directory.is_dir() else 0,
+            "hits": self.hits,
+            "misses": self.misses,
+            "compute_seconds": self.compute_seconds,
+        }
+
+    def summary(self) -> str:
+        """:meth:`stats` as one line, e.g. for a log."""
+        s = self.stats()
+        return (
+            f"{self.name} {s['directory']}: {s['entries']} entries, {_human_bytes(s['bytes'])}; {s['hits']} hits, "
+            f"{s['misses']} misses, {s['compute_seconds']:.1f} s {self.work}"
+        )
+
+    def _lookup(self, video: str | Path) -> _Entry | None:
+        """The video's entry, counted as a hit, or ``None``, counted as a miss."""
+        entry = self._read(self.entry_path(video))
+        if entry is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return entry
+
+    def _store(self, video: str | Path, values: Tensor, timestamps: Tensor, extra: dict[str, Any]) -> None:
+        """Stores a video's rows atomically.
+
+        If another writer stored the same video first, its entry is kept and this one discarded
+        (same inputs, same values); a stale (other timestamps) or unreadable entry is replaced.
+        """
+        values = values.detach().cpu().contiguous()
+        timestamps = timestamps.detach().to("cpu", torch.float64)
+        if values.ndim < 1 or timestamps.ndim != 1 or not 0 < len(values) == len(timestamps):
+            raise ValueError(
+                f"expected values (T, ...) and timestamps (T,) with T >= 1, got {tuple(values.shape)} "
+                f"and {tuple(timestamps.shape)}"
+            )
+        dtype = _arrow_dtype(values.dtype)
+        row_shape = list(values.shape[1:])
+        row_size = math.prod(row_shape)
+        target = self.entry_path(video)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # A unique sibling: same filesystem (so the rename is atomic) and no clash between writers.
+        tmp = target.parent / f".tmp-{target.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        schema = datasets.Features(
+            {
+                self.column: datasets.List(datasets.Value(dtype), length=row_size),
+                "timestamp": datasets.Value("float64"),
+            }
+        )
+        meta = {
+            "video": str(Path(video).expanduser().resolve()),
+            "key": target.name,
+            **self.identity,
+            "decode_id": self.decode_id,
+            "dtype": dtype,
+            "shape": row_shape,
+            "extra": extra,
+        }
+        # The Arrow table wraps the tensor's memory (no copy); Dataset.from_dict would convert frames
+        # row by row, about 70x slower for a video's worth of uint8 frames.
+        flat = pa.array(values.numpy().reshape(-1))
+        table = pa.table(
+            {
+                self.column: pa.FixedSizeListArray.from_arrays(flat, row_size),
+                "timestamp": pa.array(timestamps.numpy()),
+            }
+        )
+        info = datasets.DatasetInfo(description=json.dumps(meta), features=schema)
+        # A random fingerprint: the default one hashes the whole table, and nothing here uses it.
+        dataset = datasets.Dataset(table, info=info, fingerprint=uuid.uuid4().hex)
+        try:
+            with _quiet_datasets():
+                dataset.save_to_disk(str(tmp))
+            self._publish(tmp, target, timestamps)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)  # ours, if another writer's entry won
+
+    def _read(self, entry: Path) -> _Entry | None:
+        if not entry.is_dir():
+            return None
+        try:
+            dataset = datasets.load_from_disk(str(entry))
+            meta = json.loads(dataset.info.description or "{}")
+            # numpy, not torch, format: the torch formatter would turn float64 timestamps into float32.
+            table = dataset.with_format("numpy")[:]
+            # Entries written before dtype and shape were recorded hold (T, D) float32 features.
+            flat = np.array(table[self.column], dtype=np.dtype(meta.get("dtype", "float32")))
+            shape = meta.get("shape", list(flat.shape[1:]))
+            values = torch.from_numpy(flat.reshape(len(flat), *shape))
+            timestamps = torch.from_numpy(np.array(table["timestamp"], dtype=np.float64))
+            extra = meta.get("extra", {})
+        except Exception as err:  # noqa: BLE001 - an unreadable entry is a miss, never a crash
+            log.warning("%s: unreadable entry %s (%s: %s); recomputing", self.name, entry, type(err).__name__, err)
+            return None
+        if len(values) != len(timestamps) or len(values) == 0 or any(k not in extra for k in self.required_extra):
+            log.warning("%s: malformed entry %s; recomputing", self.name, entry)
+            return None
+        return _Entry(values, timestamps, extra)
+
+    def _publish(self, tmp: Path, target: Path, timestamps: Tensor) -> None:
+        """Renames ``tmp`` to ``target``; settles the race when ``target`` already exists."""
+        try:
+            os.rename(tmp, target)  # atomic; fails if a non-empty target is already there
+            return
+        except OSError:
+            pass
+        existing = self._read(target)
+        if existing is not None and _same_timestamps(existing.timestamps, timestamps):
+            return  # another worker/rank stored this video first: keep theirs
+        # Stale or broken: move it aside (atomically, so readers see old-or-nothing), then publish ours.
+        trash = target.parent / f".old-{target.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(target, trash)
+        with contextlib.suppress(OSError):  # a concurrent writer published a fresh entry in between: fine
+            os.rename(tmp, target)
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+class FeatureCache(PerFrameCache):
     """Per-video frame features of one encoder at one decoding setting, stored under ``root``.
 
     Args:
@@ -133,16 +342,14 @@ class FeatureCache:
         compute_seconds: Time spent in the encode function on misses.
     """
 
+    name = "feature cache"
+    column = "features"
+    work = "encoding"
+
     def __init__(self, root: str | Path, encoder_id: str, decode_id: str) -> None:
-        if not _SAFE_NAME.match(decode_id):
-            raise ValueError(f"decode_id must be a plain folder name (no separators or leading dot), got {decode_id!r}")
         self.root = Path(root).expanduser()
         self.encoder_id = encoder_id
-        self.decode_id = decode_id
-        self.directory = self.root / _slug(encoder_id) / decode_id
-        self.hits = 0
-        self.misses = 0
-        self.compute_seconds = 0.0
+        super().__init__(self.root / _slug(encoder_id) / decode_id, decode_id, {"encoder_id": encoder_id})
 
     @classmethod
     def for_encoder(
@@ -164,28 +371,10 @@ class FeatureCache:
         """
         return cls(root, encoder_id(encoder), decode_id(fps, frame_size, max_frames))
 
-    def key(self, video: str | Path) -> str:
-        """Stable key of a video file: sha1 of its resolved path, size and ``mtime_ns``.
-
-        Raises:
-            FileNotFoundError: If the video does not exist.
-        """
-        path = Path(video).expanduser().resolve()
-        stat = path.stat()
-        return hashlib.sha1(f"{path}\n{stat.st_size}\n{stat.st_mtime_ns}".encode()).hexdigest()
-
-    def entry_path(self, video: str | Path) -> Path:
-        """Folder that holds (or would hold) ``video``'s entry."""
-        return self.directory / self.key(video)
-
     def get(self, video: str | Path) -> tuple[Tensor, Tensor] | None:
         """``(features (T, D) float32, timestamps (T,) float64)`` of a cached video, or ``None`` on a miss."""
-        entry = self._read(self.entry_path(video))
-        if entry is None:
-            self.misses += 1
-        else:
-            self.hits += 1
-        return entry
+        entry = self._lookup(video)
+        return None if entry is None else (entry.values, entry.timestamps)
 
     def put(self, video: str | Path, features: Tensor, timestamps: Tensor) -> None:
         """Stores a video's features atomically.
@@ -195,42 +384,13 @@ class FeatureCache:
 
         Args:
             video: The video file the features were computed from.
-            features: ``(T, D)`` per-frame features.
+            features: ``(T, D)`` per-frame features (stored as float32).
             timestamps: ``(T,)`` frame times in seconds.
         """
         features = features.detach().to("cpu", torch.float32)
-        timestamps = timestamps.detach().to("cpu", torch.float64)
-        if features.ndim != 2 or timestamps.ndim != 1 or not 0 < len(features) == len(timestamps):
-            raise ValueError(
-                f"expected features (T, D) and timestamps (T,) with T >= 1, got {tuple(features.shape)} "
-                f"and {tuple(timestamps.shape)}"
-            )
-        target = self.entry_path(video)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # A unique sibling: same filesystem (so the rename is atomic) and no clash between writers.
-        tmp = target.parent / f".tmp-{target.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        schema = datasets.Features(
-            {
-                "features": datasets.List(datasets.Value("float32"), length=features.shape[1]),
-                "timestamp": datasets.Value("float64"),
-            }
-        )
-        meta = {
-            "video": str(Path(video).expanduser().resolve()),
-            "key": target.name,
-            "encoder_id": self.encoder_id,
-            "decode_id": self.decode_id,
-        }
-        dataset = datasets.Dataset.from_dict(
-            {"features": features.numpy(), "timestamp": timestamps.numpy()},
-            info=datasets.DatasetInfo(description=json.dumps(meta), features=schema),
-        )
-        try:
-            with _quiet_datasets():
-                dataset.save_to_disk(str(tmp))
-            self._publish(tmp, target, timestamps)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)  # ours, if another writer's entry won
+        if features.ndim != 2:
+            raise ValueError(f"expected features (T, D), got {tuple(features.shape)}")
+        self._store(video, features, timestamps, extra={})
 
     def get_or_compute(
         self,
@@ -254,27 +414,13 @@ class FeatureCache:
             ``(T, D)`` float32 features on the CPU.
         """
         cached = self._read(self.entry_path(video))
-        if cached is not None and _same_timestamps(cached[1], timestamps):
+        if cached is not None and _same_timestamps(cached.timestamps, timestamps):
             self.hits += 1
-            return cached[0]
+            return cached.values
         if cached is not None:
             log.info("feature cache: %s was cached with other timestamps; recomputing", video)
         self.misses += 1
         return self._compute(video, frames, timestamps, encode)
-
-    def stats(self) -> dict[str, Any]:
-        """Entries and bytes on disk for this encoder and decode setting, and this instance's counters."""
-        entries = 0
-        if self.directory.is_dir():
-            entries = sum(1 for p in self.directory.iterdir() if p.is_dir() and not p.name.startswith("."))
-        return {
-            "directory": str(self.directory),
-            "entries": entries,
-            "bytes": _folder_bytes(self.directory) if self.directory.is_dir() else 0,
-            "hits": self.hits,
-            "misses": self.misses,
-            "compute_seconds": self.compute_seconds,
-        }
 
     def _compute(
         self, video: str | Path, frames: Tensor, timestamps: Tensor, encode: Callable[[Tensor], Tensor]
@@ -286,39 +432,83 @@ class FeatureCache:
         self.put(video, features, timestamps)
         return features
 
-    def _read(self, entry: Path) -> tuple[Tensor, Tensor] | None:
-        if not entry.is_dir():
-            return None
-        try:
-            # numpy, not torch, format: the torch formatter would turn float64 timestamps into float32.
-            table = datasets.load_from_disk(str(entry)).with_format("numpy")[:]
-            features = torch.from_numpy(np.array(table["features"], dtype=np.float32))
-            timestamps = torch.from_numpy(np.array(table["timestamp"], dtype=np.float64))
-        except Exception as err:  # noqa: BLE001 - an unreadable entry is a miss, never a crash
-            log.warning("feature cache: unreadable entry %s (%s: %s); recomputing", entry, type(err).__name__, err)
-            return None
-        if len(features) != len(timestamps) or len(features) == 0:
-            log.warning("feature cache: malformed entry %s; recomputing", entry)
-            return None
-        return features, timestamps
 
-    def _publish(self, tmp: Path, target: Path, timestamps: Tensor) -> None:
-        """Renames ``tmp`` to ``target``; settles the race when ``target`` already exists."""
+class FrameCache(PerFrameCache):
+    """Decoded frames of each video at one decoding setting, stored under ``root/<decode_id>``.
+
+    Shared by runs and by DataLoader worker processes (each counts its own hits and misses).
+    Frames are stored as decoded (``uint8``), so a cached video costs ``T * 3 * H * W`` bytes,
+    e.g. 1.5 MiB for 128 frames of 64 x 64.
+
+    Args:
+        root: Cache root of decoded frames, e.g. ``<data.cache_dir>/frames``.
+        fps: Decoding rate, as passed to :func:`data.decode.decode_video`.
+        frame_size: Longest edge of decoded frames.
+        max_frames: Cap on decoded frames per video.
+
+    Attributes:
+        directory: ``root/<decode_id>``, where this cache's entries live.
+        hits: Lookups answered from disk.
+        misses: Lookups that were not (absent or unreadable entries).
+        compute_seconds: Time spent decoding on misses (in :meth:`get_or_decode`).
+    """
+
+    name = "frame cache"
+    column = "frames"
+    required_extra = ("duration", "native_fps")
+    work = "decoding"
+
+    def __init__(self, root: str | Path, fps: float | None, frame_size: int | None, max_frames: int | None) -> None:
+        self.root = Path(root).expanduser()
+        self.fps = fps
+        self.frame_size = frame_size
+        self.max_frames = max_frames
+        settings = decode_id(fps, frame_size, max_frames)
+        super().__init__(self.root / settings, settings, {"kind": "decoded frames"})
+
+    def get(self, video: str | Path) -> DecodedVideo | None:
+        """The cached decoding of ``video``, or ``None`` on a miss."""
+        entry = self._lookup(video)
+        if entry is None:
+            return None
+        return DecodedVideo(
+            entry.values, entry.timestamps, float(entry.extra["duration"]), float(entry.extra["native_fps"])
+        )
+
+    def put(self, video: str | Path, decoded: DecodedVideo) -> None:
+        """Stores a video's decoding atomically (a rival writer's entry for the same video is kept).
+
+        Args:
+            video: The video file.
+            decoded: Its decoding at this cache's settings.
+        """
+        if decoded.frames.ndim != 4:
+            raise ValueError(f"expected frames (T, 3, H, W), got {tuple(decoded.frames.shape)}")
+        extra = {"duration": decoded.duration, "native_fps": decoded.native_fps}
+        self._store(video, decoded.frames, decoded.timestamps, extra)
+
+    def get_or_decode(self, video: str | Path, decode: Callable[[], DecodedVideo]) -> DecodedVideo:
+        """The cached decoding of ``video``, or ``decode()``'s, stored for next time.
+
+        A failed write (e.g. a full disk) is logged and the decoded video returned anyway: the
+        cache only saves time. Decoding errors propagate and nothing is stored.
+
+        Args:
+            video: The video file.
+            decode: Decodes ``video`` at this cache's settings, e.g.
+                ``lambda: decode_video(video, fps, frame_size, max_frames)``.
+        """
+        cached = self.get(video)
+        if cached is not None:
+            return cached
+        start = time.perf_counter()
+        decoded = decode()
+        self.compute_seconds += time.perf_counter() - start
         try:
-            os.rename(tmp, target)  # atomic; fails if a non-empty target is already there
-            return
-        except OSError:
-            pass
-        existing = self._read(target)
-        if existing is not None and _same_timestamps(existing[1], timestamps):
-            return  # another worker/rank stored this video first: keep theirs
-        # Stale or broken: move it aside (atomically, so readers see old-or-nothing), then publish ours.
-        trash = target.parent / f".old-{target.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        with contextlib.suppress(FileNotFoundError):
-            os.rename(target, trash)
-        with contextlib.suppress(OSError):  # a concurrent writer published a fresh entry in between: fine
-            os.rename(tmp, target)
-        shutil.rmtree(trash, ignore_errors=True)
+            self.put(video, decoded)
+        except OSError as err:
+            log.warning("%s: cannot store %s (%s); continuing without caching it", self.name, video, err)
+        return decoded
 
 
 def precompute_features(
@@ -374,14 +564,6 @@ def precompute_features(
         computed += 1
     seconds = time.perf_counter() - start
     return {**cache.stats(), "videos": len(unique), "computed": computed, "seconds": seconds, "failed": failed}
-
-
-def _human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB"):
-        if n < 1024:
-            return f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
 
 
 def main(argv: list[str] | None = None) -> None:

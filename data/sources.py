@@ -66,7 +66,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from data.schema import AnnotationError, Event, VideoSample, sample_from_json, validate_sample
+from data.schema import (
+    AnnotationError,
+    Event,
+    VideoSample,
+    sample_from_json,
+    validate_sample,
+)
 
 log = logging.getLogger(__name__)
 

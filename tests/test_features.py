@@ -1,6 +1,7 @@
 """On-disk feature cache: hits and misses, keys, atomic writes, and precomputing a dataset."""
 
 import dataclasses
+import json
 import os
 from types import SimpleNamespace
 
@@ -204,6 +205,33 @@ def test_put_rejects_mismatched_shapes(tmp_path, video):
         cache.put(video, torch.zeros(4, 3), torch.zeros(5, dtype=torch.float64))
     with pytest.raises(ValueError):
         cache.put(video, torch.zeros(0, 3), torch.zeros(0, dtype=torch.float64))
+
+
+def test_entries_written_before_dtype_and_shape_were_recorded_still_read(tmp_path, video):
+    cache = FeatureCache(tmp_path, "enc", DECODE)
+    frames, ts = make_frames()
+    features = CountingEncoder()(frames)
+    # The entry format of earlier versions: no dtype or per-frame shape in the description.
+    schema = datasets.Features(
+        {"features": datasets.List(datasets.Value("float32"), length=6), "timestamp": datasets.Value("float64")}
+    )
+    info = datasets.DatasetInfo(description=json.dumps({"video": str(video), "encoder_id": "enc"}), features=schema)
+    old = datasets.Dataset.from_dict({"features": features.numpy(), "timestamp": ts.numpy()}, info=info)
+    old.save_to_disk(str(cache.entry_path(video)))
+
+    stored, stamps = cache.get(video)
+    assert stored.dtype == torch.float32 and torch.equal(stored, features) and torch.equal(stamps, ts)
+
+
+def test_put_records_dtype_and_shape(tmp_path, video):
+    cache = FeatureCache(tmp_path, "enc", DECODE)
+    frames, ts = make_frames()
+    cache.put(video, CountingEncoder()(frames).double(), ts)  # stored as float32 whatever it was given
+    meta = json.loads(datasets.load_from_disk(str(cache.entry_path(video))).info.description)
+    assert (meta["dtype"], meta["shape"], meta["encoder_id"], meta["decode_id"]) == ("float32", [6], "enc", DECODE)
+    assert cache.get(video)[0].dtype == torch.float32
+    with pytest.raises(ValueError, match=r"\(T, D\)"):
+        cache.put(video, frames, ts)
 
 
 @pytest.fixture(scope="module")
