@@ -11,6 +11,7 @@ from models.encoders import FrameEncoder
 from models.importance import FrameImportanceModel, subset_log_prob
 from models.vlm import LoraSettings, SmolVLM
 from trainer.__main__ import main
+from trainer.checkpointing import restore_trainable_state
 from trainer.selection import ObjectiveSettings, SelectorTrainer
 
 CONFIGS = Path(__file__).parents[1] / "configs"
@@ -181,8 +182,7 @@ def test_selector_configs_train_cache_features_and_resume(config, tmp_path, tiny
     with torch.no_grad():
         expected, _, _ = module.policy_logits(batch)
     fresh = main(_tiny_args(tmp_path, tiny_model_dir, synthetic, config), run=False)
-    fresh.model.on_load_checkpoint(ckpt)
-    fresh.model.load_state_dict(ckpt["state_dict"], strict=False)
+    restore_trainable_state(fresh.model, ckpt)
     fresh.model.eval()
     with torch.no_grad():
         got, _, _ = fresh.model.policy_logits(batch)

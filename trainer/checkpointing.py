@@ -76,3 +76,13 @@ class FinalCheckpoint(pl.Callback):
             return
         if self.saved_step != trainer.global_step:
             trainer.save_checkpoint(Path(callback.dirpath) / f"{callback.CHECKPOINT_NAME_LAST}{callback.FILE_EXTENSION}")
+
+
+def restore_trainable_state(module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+    """Loads a trainable-only checkpoint into a freshly built module (outside ``Trainer.fit``).
+
+    The module's own ``on_load_checkpoint`` checks the keys first, as Lightning would; loading is
+    then non-strict because the frozen base is not in the checkpoint.
+    """
+    module.on_load_checkpoint(checkpoint)
+    module.load_state_dict(checkpoint["state_dict"], strict=False)

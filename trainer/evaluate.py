@@ -40,6 +40,7 @@ from models.selectors import (
     UniformSelector,
 )
 from models.xcorr import CrossCorrelationSelector
+from trainer.checkpointing import restore_trainable_state
 from trainer.metrics import event_recall, temporal_coverage
 
 # Short names for the baselines; anything else is a dotted class path (built with no arguments)
@@ -262,9 +263,7 @@ def load_trained(config: str | None, ckpt: str | None, overrides: list[str]):
     cli = cli_main(["--config", config, *overrides], run=False)
     module = cli.model
     if ckpt is not None:
-        checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)
-        module.on_load_checkpoint(checkpoint)
-        module.load_state_dict(checkpoint["state_dict"], strict=False)
+        restore_trainable_state(module, torch.load(ckpt, map_location="cpu", weights_only=True))
     module.eval()
     return cli.datamodule, module
 

@@ -59,6 +59,8 @@ import torch
 import yaml
 from torch import nn
 
+from trainer.checkpointing import restore_trainable_state
+
 log = logging.getLogger(__name__)
 
 #: Hub tags of every export ("lora" only where a LoRA adapter was trained).
@@ -139,8 +141,7 @@ def load_module(ckpt_path: str | Path, map_location: str | torch.device = "cpu")
         # Built outside the CLI, save_hyperparameters sees the injected modules (and drops them).
         warnings.filterwarnings("ignore", message=r"Attribute '\w+' is an instance of `nn.Module`")
         module = instantiate_module(cls, hparams)
-    module.on_load_checkpoint(checkpoint)
-    module.load_state_dict(checkpoint["state_dict"], strict=False)
+    restore_trainable_state(module, checkpoint)
     module.eval()
     return module, checkpoint
 
