@@ -24,8 +24,9 @@ the cached timestamps against the decoded ones and recomputes on a mismatch (e.g
 change). Entries are written into a temporary sibling folder and renamed into place, so readers
 never see half an entry and concurrent writers (DataLoader workers, DDP ranks) can race safely;
 an unreadable entry (missing or truncated files) is a miss and is rewritten. Old entries are never
-deleted for you: weights changed in place under the same local path are not detected either, nor
-is a change of the decoder's code under the same settings for cached frames.
+deleted for you. Weights rebuilt in place in a local folder count as a new encoder (the weight
+files' sizes and mtimes are part of ``encoder_id``); a change of the decoder's code under the same
+settings is not detected for cached frames.
 
 To clear a cache, delete ``<root>`` (or one encoder's or one decode setting's subfolder).
 
@@ -78,6 +79,11 @@ def encoder_id(encoder: Any) -> str:
     if local.exists():  # the same folder reached from another working directory is the same encoder
         name = str(local.resolve())
     parts = [name, f"pooling={getattr(encoder, 'pooling', 'mean')}"]
+    if local.is_dir():
+        # A local folder can be rebuilt in place (e.g. the tiny model with other settings): its
+        # weight files' sizes and modification times make the new weights a new encoder.
+        weights = sorted(local.glob("*.safetensors")) + sorted(local.glob("*.bin"))
+        parts += [f"{w.name}:{w.stat().st_size}:{w.stat().st_mtime_ns}" for w in weights]
     param = next(encoder.parameters(), None) if isinstance(encoder, torch.nn.Module) else None
     if param is not None and param.dtype != torch.float32:  # half-precision weights give other features
         parts.append(f"dtype={str(param.dtype).removeprefix('torch.')}")

@@ -275,3 +275,21 @@ def test_cli_reports_size_and_time(tmp_path, synthetic, tiny_model_dir, capsys):
     assert f"{count} computed" in out and "s encoding" in out
     main(args)
     assert f"{count} already cached, 0 computed" in capsys.readouterr().out
+
+
+def test_rebuilding_a_local_encoder_in_place_changes_its_id(tmp_path):
+    import os
+    import types
+
+    from data.features import encoder_id
+
+    folder = tmp_path / "enc"
+    folder.mkdir()
+    weights = folder / "model.safetensors"
+    weights.write_bytes(b"a" * 10)
+    encoder = types.SimpleNamespace(model_name_or_path=str(folder), pooling="mean")
+    before = encoder_id(encoder)
+    assert encoder_id(encoder) == before
+    weights.write_bytes(b"b" * 12)
+    os.utime(weights, ns=(1, 1))
+    assert encoder_id(encoder) != before
