@@ -83,7 +83,8 @@ def encoder_id(encoder: Any) -> str:
         # A local folder can be rebuilt in place (e.g. the tiny model with other settings): its
         # weight files' sizes and modification times make the new weights a new encoder.
         weights = sorted(local.glob("*.safetensors")) + sorted(local.glob("*.bin"))
-        parts += [f"{w.name}:{w.stat().st_size}:{w.stat().st_mtime_ns}" for w in weights]
+        stamp = ";".join(f"{w.name}:{w.stat().st_size}:{w.stat().st_mtime_ns}" for w in weights)
+        parts.insert(1, f"weights={hashlib.sha1(stamp.encode()).hexdigest()[:12]}")
     param = next(encoder.parameters(), None) if isinstance(encoder, torch.nn.Module) else None
     if param is not None and param.dtype != torch.float32:  # half-precision weights give other features
         parts.append(f"dtype={str(param.dtype).removeprefix('torch.')}")
