@@ -1,5 +1,6 @@
 """``strategy: ddp`` on CPU: 2 gloo processes train the same weights and agree on metrics."""
 
+import json
 import os
 import subprocess
 import sys
@@ -44,3 +45,13 @@ def test_ddp_two_processes_train_identical_weights(tmp_path, tiny_model_dir, syn
     # Validation loss is synced: both ranks report the same mean over all validation videos.
     assert ranks[0]["metrics"]["val/loss"] == ranks[1]["metrics"]["val/loss"]
     assert torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)["global_step"] == 3
+
+    # predict on 2 ranks: the shards are gathered into one file holding every video once.
+    predict = [a for a in args if a not in ("--trainer.callbacks", callbacks)]
+    predict += ["--data.test_file", str(paths["train"]), "--predictions.output", str(tmp_path / "pred.json"),
+                "--ckpt_path", str(tmp_path / "ckpt" / "last.ckpt")]  # fmt: skip
+    result = subprocess.run([sys.executable, "-m", "trainer", "predict", *predict], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    written = json.loads((tmp_path / "pred.json").read_text())["results"]
+    assert set(written) == set(json.loads(Path(paths["train"]).read_text()))  # 4 videos, 2 per rank

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 
@@ -58,6 +59,13 @@ class DenseCaptionWriter(BasePredictionWriter):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, predictions: Any, batch_indices: Any
     ) -> None:
         flat = [p for batch in predictions for p in batch]
-        details = f"frames selected by {type(pl_module.selector).__name__}, K={pl_module.num_frames}"
-        path = write_predictions(flat, self.output, details)
-        print(f"wrote {len(flat)} dense captions to {path}")
+        if trainer.world_size > 1:
+            # Each rank captioned its own shard: gather them all, and let rank 0 alone write the file
+            # (a padded DistributedSampler repeats a few videos; the dict keeps one per id).
+            shards: list[Any] = [None] * trainer.world_size
+            torch.distributed.all_gather_object(shards, flat)
+            flat = list({p["video_id"]: p for shard in shards for p in shard}.values())
+        if trainer.is_global_zero:
+            details = f"frames selected by {type(pl_module.selector).__name__}, K={pl_module.num_frames}"
+            path = write_predictions(flat, self.output, details)
+            print(f"wrote {len(flat)} dense captions to {path}")
