@@ -145,7 +145,8 @@ class EpochShuffleSampler(Sampler[int]):
         self.epoch = epoch
 
     def order(self, epoch: int) -> list[int]:
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        # Unseeded runs have 64-bit initial seeds: keep the mix inside manual_seed's range.
+        generator = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) % 2**63)
         return torch.randperm(self.size, generator=generator).tolist()
 
     def __iter__(self) -> _EpochShuffleIterator:

@@ -91,3 +91,13 @@ def test_killed_fit_resumes_from_last_ckpt(sig, tmp_path, tiny_model_dir, synthe
     losses = _losses(tmp_path / "logs" / "killed")
     assert stopped_at in losses and stopped_at + 1 in losses  # the resumed run logged the steps after the kill
 
+
+
+def test_epoch_shuffle_accepts_any_initial_seed():
+    from data.datamodule import EpochShuffleSampler
+
+    for seed in (0, 2**64 - 1, 123456789012345678):  # torch.initial_seed() of an unseeded process is 64-bit
+        sampler = EpochShuffleSampler(10, seed)
+        first, again = list(sampler), list(sampler)
+        sampler.set_epoch(1)
+        assert sorted(first) == list(range(10)) and first == again and list(sampler) != first
