@@ -412,30 +412,17 @@ def iter_hf_samples(
             _skip(video_id, err, skipped if skipped is not None else [])
 
 
-def load_hf_dataset(
-    name_or_path: str | Path,
-    split: str = "train",
-    video_column: str = "video",
-    start_column: str = "start",
-    end_column: str = "end",
-    caption_column: str = "caption",
-    duration_column: str = "duration",
-    id_column: str | None = None,
-    events_column: str | None = None,
-    streaming: bool = False,
-    video_root: str | Path | None = None,
-    extensions: Sequence[str] = VIDEO_EXTENSIONS,
-    skip_bad_samples: bool = False,
-    cache_dir: str | Path | None = None,
-) -> LoadResult:
-    """All samples of :func:`iter_hf_samples` (same arguments) as ``(samples, skipped)``."""
+def load_hf_dataset(name_or_path: str | Path, split: str = "train", **options: Any) -> LoadResult:
+    """All samples of :func:`iter_hf_samples` as ``(samples, skipped)``.
+
+    Args:
+        name_or_path: As for :func:`iter_hf_samples`.
+        split: As for :func:`iter_hf_samples`.
+        **options: Any other keyword argument of :func:`iter_hf_samples` (columns, streaming,
+            ``video_root``, ``skip_bad_samples``, ...), except ``skipped``, which is returned.
+    """
     skipped: list[Skipped] = []
-    samples = list(
-        iter_hf_samples(
-            name_or_path, split, video_column, start_column, end_column, caption_column, duration_column,
-            id_column, events_column, streaming, video_root, extensions, skip_bad_samples, skipped, cache_dir,
-        )
-    )  # fmt: skip
+    samples = list(iter_hf_samples(name_or_path, split, skipped=skipped, **options))
     return samples, skipped
 
 
