@@ -189,3 +189,27 @@ def test_selector_configs_train_cache_features_and_resume(config, tmp_path, tiny
     assert torch.allclose(got, expected, atol=1e-6)
     rows = list(csv.DictReader(open(Path(cli.trainer.logger.log_dir) / "metrics.csv")))
     assert any(r.get("train/loss") for r in rows)
+
+
+def test_text_queries_reach_the_policy(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    vocab = len(AutoTokenizer.from_pretrained(str(tiny_model_dir)))
+    torch.manual_seed(0)
+    model = FrameImportanceModel(feature_dim=32, d_model=32, layers=1, heads=2, dropout=0.0, query_vocab_size=vocab)
+    torch.nn.init.normal_(model.head.weight)  # the untrained head is zero: make logits depend on the input
+    module = SelectorTrainer(model, FrameEncoder(str(tiny_model_dir)), num_frames=2, feature_cache_dir="")
+    module.eval()
+    batch = _batch(n=2)
+    batch["query"] = ["a red circle moves left", "a blue square moves up"]
+    with torch.no_grad():
+        with_queries, _, _ = module.policy_logits(batch)
+        batch["query"] = [None, None]
+        without, _, _ = module.policy_logits(batch)
+    # Same frames in both rows' place would give the same logits; the queries change them.
+    assert not torch.allclose(with_queries, without)
+    small = SelectorTrainer(FrameImportanceModel(feature_dim=32, query_vocab_size=10),
+                            FrameEncoder(str(tiny_model_dir)), num_frames=2, feature_cache_dir="")  # fmt: skip
+    batch["query"] = ["a red circle", None]
+    with pytest.raises(ValueError, match="query_vocab_size=10"):
+        small.policy_logits(batch)

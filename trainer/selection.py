@@ -175,6 +175,7 @@ class SelectorTrainer(pl.LightningModule):
         self.feature_cache_dir = feature_cache_dir
         self.reward_batch_size = reward_batch_size
         self.cache: FeatureCache | None = None
+        self._tokenizer = None  # loaded on the first batch with a text query
         self.decoder = decoder if decoder is not None else TopKDecoder()
         self.baselines = {
             "uniform": UniformSelector(),
@@ -222,10 +223,38 @@ class SelectorTrainer(pl.LightningModule):
             mask[i, : len(f)] = True
         return features.to(self.device), stamps.to(self.device), mask.to(self.device)
 
+    def query_tokens(self, batch: dict[str, list]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Token ids ``(B, L)`` and mask of the videos' text queries, or ``(None, None)``.
+
+        Only for a selector built with ``query_vocab_size > 0`` and a batch with at least one
+        query; the VLM's tokenizer (or the encoder checkpoint's) turns text into ids, so the
+        selector's query vocabulary must cover it. Videos without a query get no query tokens.
+        """
+        if self.selector.query_vocab_size == 0 or not any(batch["query"]):
+            return None, None
+        if self._tokenizer is None:
+            if self.vlm is not None:
+                self._tokenizer = self.vlm.processor.tokenizer
+            else:
+                from transformers import AutoTokenizer
+
+                self._tokenizer = AutoTokenizer.from_pretrained(self.encoder.model_name_or_path)
+            if len(self._tokenizer) > self.selector.query_vocab_size:
+                raise ValueError(
+                    f"selector.query_vocab_size={self.selector.query_vocab_size} is smaller than the query "
+                    f"tokenizer's {len(self._tokenizer)} tokens"
+                )
+        encoded = self._tokenizer(
+            [q or "" for q in batch["query"]], add_special_tokens=False, truncation=True,
+            max_length=self.selector.max_query_len, padding="max_length", return_tensors="pt",
+        )  # fmt: skip
+        return encoded["input_ids"].to(self.device), encoded["attention_mask"].bool().to(self.device)
+
     def policy_logits(self, batch: dict[str, list]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Importance logits ``(B, T)`` (``-inf`` on padding), timestamps and mask."""
         features, stamps, mask = self.video_features(batch)
-        return self.selector(features, stamps, mask), stamps, mask
+        query_ids, query_mask = self.query_tokens(batch)
+        return self.selector(features, stamps, mask, query_ids, query_mask), stamps, mask
 
     # ----------------------------------------------------------------------------- rewards
     def temperature(self) -> float:
