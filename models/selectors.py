@@ -50,10 +50,21 @@ class FrameSelector(nn.Module):
         pairwise = self.pairwise(frames, timestamps) if getattr(self.decoder, "needs_pairwise", False) else None
         return self.decoder.decode(scores, k, pairwise=pairwise)
 
-    def gather(self, frames: torch.Tensor, timestamps: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The ``k`` frames to show the VLM and their timestamps (default: the selected ones)."""
+    def choose(
+        self, frames: torch.Tensor, timestamps: torch.Tensor, k: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Indices, frames to show the VLM and their timestamps, from one selection.
+
+        By default the shown frames are the selected ones; a selector that makes new frames
+        (:class:`FrameAveragingSelector`) overrides this.
+        """
         idx = self.select(frames, timestamps, k).cpu()
-        return frames[idx], timestamps[idx]
+        return idx, frames[idx], timestamps[idx]
+
+    def gather(self, frames: torch.Tensor, timestamps: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``k`` frames to show the VLM and their timestamps."""
+        _, shown, times = self.choose(frames, timestamps, k)
+        return shown, times
 
     def forward(self, frames: torch.Tensor, timestamps: torch.Tensor, k: int) -> torch.Tensor:
         return self.select(frames, timestamps, k)
@@ -200,9 +211,9 @@ class OpticalFlowSelector(FrameSelector):
 class FrameAveragingSelector(FrameSelector):
     """SmolVLM-style temporal pooling: K frames, each the average of one of K equal time bins.
 
-    Unlike the other selectors this makes new frames: :meth:`gather` returns the bin averages
-    with the bins' mean timestamps. :meth:`select` returns each bin's centre frame (what the
-    averaged frame is labelled with), so index-based metrics still apply.
+    Unlike the other selectors this makes new frames: :meth:`choose` (and :meth:`gather`) return
+    the bin averages with the bins' mean timestamps. :meth:`select` returns each bin's centre
+    frame, so index-based metrics still apply.
     """
 
     def scores(self, frames: torch.Tensor, timestamps: torch.Tensor) -> torch.Tensor:
@@ -211,11 +222,13 @@ class FrameAveragingSelector(FrameSelector):
     def select(self, frames: torch.Tensor, timestamps: torch.Tensor, k: int) -> torch.Tensor:
         return uniform_indices(frames.shape[0], k)
 
-    def gather(self, frames: torch.Tensor, timestamps: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def choose(
+        self, frames: torch.Tensor, timestamps: torch.Tensor, k: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         check_budget(k, frames.shape[0])
         edges = (torch.arange(k + 1, dtype=torch.float64) * frames.shape[0] / k).floor().long()
         pooled, stamps = [], []
         for a, b in zip(edges[:-1].tolist(), edges[1:].tolist()):
             pooled.append(frames[a:b].float().mean(0).round().to(torch.uint8))
             stamps.append(timestamps[a:b].mean())
-        return torch.stack(pooled), torch.stack(stamps)
+        return uniform_indices(frames.shape[0], k), torch.stack(pooled), torch.stack(stamps)

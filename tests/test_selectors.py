@@ -74,6 +74,12 @@ def test_frame_averaging_pools_bins():
     assert pooled[:, 0, 0, 0].tolist() == [0, 2, 4, 6]  # means 0.5, 2.5, ... rounded half-to-even
     assert times.tolist() == [0.25, 1.25, 2.25, 3.25]
     assert FrameAveragingSelector().select(frames, stamps, 4).tolist() == [1, 3, 5, 7]
+    idx, shown, _ = FrameAveragingSelector().choose(frames, stamps, 4)
+    assert idx.tolist() == [1, 3, 5, 7] and torch.equal(shown, pooled)
+    # Index selectors show exactly the frames they select.
+    idx, shown, times = PixelDiffSelector(size=2).choose(frames, stamps, 3)
+    assert torch.equal(idx, PixelDiffSelector(size=2).select(frames, stamps, 3))
+    assert torch.equal(shown, frames[idx]) and torch.equal(times, stamps[idx])
 
 
 @pytest.fixture(scope="module")

@@ -84,8 +84,7 @@ def _chosen(selector: FrameSelector, frames: torch.Tensor, stamps: torch.Tensor,
     """(shown frames, their times, indices, seconds spent) for one video."""
     start = time.perf_counter()
     with torch.no_grad():
-        idx = selector.select(frames, stamps, k).cpu()
-        shown, times = selector.gather(frames, stamps, k)
+        idx, shown, times = selector.choose(frames, stamps, k)  # one selection: scores are computed once
     return shown, times, idx, time.perf_counter() - start
 
 
