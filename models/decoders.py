@@ -9,7 +9,6 @@ from __future__ import annotations
 import torch
 
 
-
 def check_budget(k: int, num_frames: int) -> None:
     """Raises a clear error when the frame budget cannot be met."""
     if k < 1:

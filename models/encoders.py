@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageTextToText
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModel,
+    AutoModelForImageTextToText,
+)
 
 from models.decoders import Decoder
-from models.tiny import resolve_checkpoint
 from models.selectors import FrameSelector, _first_like_second
+from models.tiny import resolve_checkpoint
 
 _VLM_TYPES = ("smolvlm", "idefics3")
 POOLINGS = ("mean", "mean_max", "pooler")
