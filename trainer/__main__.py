@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import lightning.pytorch as pl
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
@@ -42,13 +43,28 @@ class FrameSelectCLI(LightningCLI):
 
 def main(args: list[str] | None = None, run: bool = True) -> FrameSelectCLI:
     """Entry point; ``args``/``run`` let tests drive the CLI in-process."""
-    return FrameSelectCLI(
+    cli = FrameSelectCLI(
         pl.LightningModule,
         DenseCaptionDataModule,
         subclass_mode_model=True,
         args=args,
         run=run,
     )
+    _close_process_group()
+    return cli
+
+
+def _close_process_group() -> None:
+    """Tears the process group down while the interpreter is still whole.
+
+    Lightning only registers this for NCCL. A gloo group left to interpreter finalization lets its
+    C++ worker threads die unjoined, and the process aborts ("terminate called without an active
+    exception", exit -6) after the run itself succeeded. The barrier keeps one rank from tearing
+    down while another is still in a collective.
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
