@@ -192,10 +192,16 @@ def build_tiny_smolvlm(output: str | Path, settings: TinySettings | None = None)
 
 
 def ensure_tiny_smolvlm(output: str | Path, settings: TinySettings | None = None) -> Path:
-    """Builds the tiny model at ``output`` unless a build with the same settings is already there."""
+    """Builds the tiny model at ``output`` unless a build with the same settings is already there.
+
+    A folder that holds some other checkpoint (a ``config.json`` but no ``tiny_settings.json``
+    marker: a fine-tuned or exported model) is used as it is, never overwritten.
+    """
     output = Path(output)
     s = settings or TinySettings()
     marker = output / "tiny_settings.json"
+    if (output / "config.json").is_file() and not marker.is_file():
+        return output
     if marker.is_file() and json.loads(marker.read_text()) == asdict(s) and (output / "config.json").is_file():
         return output
     return build_tiny_smolvlm(output, s)
@@ -205,7 +211,8 @@ def resolve_checkpoint(model_name_or_path: str, build_tiny: bool = False) -> str
     """A Hub id or local folder ready for ``from_pretrained``.
 
     ``~`` is expanded (YAML configs cannot); with ``build_tiny`` the tiny SmolVLM is built at
-    that folder first if missing; a local-looking path that does not exist is a clear error
+    that folder first if missing (a checkpoint already there that the tiny builder did not write
+    is loaded as it is); a local-looking path that does not exist is a clear error
     here rather than a confusing Hub lookup later.
     """
     if model_name_or_path.startswith("~"):

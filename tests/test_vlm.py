@@ -107,6 +107,21 @@ def test_missing_local_checkpoint_is_a_clear_error(tmp_path):
         SmolVLM(str(tmp_path / "nope"))
 
 
+def test_build_tiny_never_overwrites_a_trained_checkpoint(tiny_model_dir, tmp_path):
+    """``build_tiny: true`` pointed at a fine-tuned/exported model loads it instead of rebuilding."""
+    trained = tmp_path / "trained"
+    vlm = SmolVLM(str(tiny_model_dir), lora=LoraSettings(enabled=False))
+    with torch.no_grad():
+        for p in vlm.model.parameters():
+            p.add_(0.5)
+    vlm.model.save_pretrained(trained)
+    vlm.processor.save_pretrained(trained)
+    reloaded = SmolVLM(str(trained), lora=LoraSettings(enabled=False), build_tiny=True)
+    want = dict(vlm.model.named_parameters())
+    assert all(torch.equal(p, want[k]) for k, p in reloaded.model.named_parameters())
+    assert not (trained / "tiny_settings.json").exists()
+
+
 def test_dense_caption_format_round_trip():
     events = [{"start": 65.7, "end": 70.2, "caption": "b"}, {"start": 1.2, "end": 3.9, "caption": "a red circle"}]
     text = format_dense_caption(events)
