@@ -21,6 +21,11 @@ forward passes. Each term is off when its weight is 0:
 
 ``train_selector`` / ``train_lora`` freeze either side; ``alternate_every`` > 0 trains one side
 at a time, switching every that many steps (the notes' "train separately" schedule).
+
+Schedules (``temperature_steps``, ``teacher_anneal_steps``, ``alternate_every``) count training
+batches. Lightning's ``global_step`` (and so ``trainer.max_steps``) counts optimizer steps
+instead, which is two per batch while the selector and LoRA both train: bound such runs with
+``max_epochs``, or set ``max_steps`` to twice the batches you want.
 """
 
 from __future__ import annotations
@@ -53,6 +58,8 @@ from trainer.checkpointing import (
 )
 from trainer.metrics import event_recall
 
+BATCHES_KEY = "selector_trainer_batches_done"
+
 
 @dataclass
 class ObjectiveSettings:
@@ -66,17 +73,17 @@ class ObjectiveSettings:
         entropy_weight: Bonus on the entropy of the policy's first-draw distribution.
         temperature_start: Sampling temperature at step 0.
         temperature_end: Sampling temperature after ``temperature_steps`` (cosine schedule).
-        temperature_steps: Length of the temperature schedule in optimizer steps.
+        temperature_steps: Length of the temperature schedule in training batches.
         rank_weight: Frame-Voyager ranking loss weight (needs ``vlm``).
         rank_candidates: Candidate subsets ranked per video.
         rank_temperature: Softness of the target ranking, in nats of caption loss.
         teacher_weight: Initial weight of distillation from the teacher selector.
-        teacher_anneal_steps: Steps over which the teacher weight falls linearly to 0 (0: constant).
+        teacher_anneal_steps: Batches over which the teacher weight falls linearly to 0 (0: constant).
         teacher_temperature: Temperature of the teacher's target distribution (on standardised scores).
         caption_weight: Caption loss on the chosen frames, training the LoRA adapter (needs ``vlm``).
         train_selector: Update the importance model.
         train_lora: Update the VLM's LoRA adapter.
-        alternate_every: If > 0, update only one side at a time, switching every that many steps.
+        alternate_every: If > 0, update only one side at a time, switching every that many batches.
     """
 
     rl_weight: float = 1.0
@@ -176,6 +183,8 @@ class SelectorTrainer(pl.LightningModule):
         self.reward_batch_size = reward_batch_size
         self.cache: FeatureCache | None = None
         self._tokenizer = None  # loaded on the first batch with a text query
+        # Training batches done: the schedules' clock (global_step counts 1 or 2 per batch).
+        self.batches_done = 0
         self.decoder = decoder if decoder is not None else TopKDecoder()
         self.baselines = {
             "uniform": UniformSelector(),
@@ -259,14 +268,14 @@ class SelectorTrainer(pl.LightningModule):
     # ----------------------------------------------------------------------------- rewards
     def temperature(self) -> float:
         o = self.objective
-        progress = min(self.global_step / max(o.temperature_steps, 1), 1.0)
+        progress = min(self.batches_done / max(o.temperature_steps, 1), 1.0)
         return o.temperature_end + 0.5 * (o.temperature_start - o.temperature_end) * (1 + math.cos(math.pi * progress))
 
     def teacher_weight(self) -> float:
         o = self.objective
         if o.teacher_anneal_steps <= 0:
             return o.teacher_weight
-        return o.teacher_weight * max(0.0, 1.0 - self.global_step / o.teacher_anneal_steps)
+        return o.teacher_weight * max(0.0, 1.0 - self.batches_done / o.teacher_anneal_steps)
 
     @torch.no_grad()
     def caption_nll(self, batch: dict[str, list], subsets: torch.Tensor) -> torch.Tensor:
@@ -363,7 +372,7 @@ class SelectorTrainer(pl.LightningModule):
         o = self.objective
         sel, lora = o.train_selector, o.train_lora
         if o.alternate_every > 0 and sel and lora:
-            selector_turn = (self.global_step // o.alternate_every) % 2 == 0
+            selector_turn = (self.batches_done // o.alternate_every) % 2 == 0
             return selector_turn, not selector_turn
         return sel, lora
 
@@ -403,6 +412,7 @@ class SelectorTrainer(pl.LightningModule):
             for opt, side in zip(optimizers, self._optimizer_sides):
                 if (side == "selector" and train_sel) or (side == "lora" and train_lora):
                     opt.step()
+        self.batches_done += 1
         return total.detach()
 
     def validation_step(self, batch: dict[str, list], batch_idx: int) -> None:
@@ -457,6 +467,8 @@ class SelectorTrainer(pl.LightningModule):
     # ----------------------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         keep_trainable_state(self, checkpoint)
+        checkpoint[BATCHES_KEY] = self.batches_done
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         check_trainable_state(self, checkpoint, "; check the selector, LoRA and objective settings in the config")
+        self.batches_done = int(checkpoint.get(BATCHES_KEY, 0))
