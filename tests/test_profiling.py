@@ -24,6 +24,8 @@ def test_resource_report_times_batches_and_counts_what_trains(tmp_path, tiny_mod
     assert report["trainable_parameters"] == lora > 0
     assert report["parameters"] > report["trainable_parameters"]
     assert report["seconds_per_batch"] > 0
+    # Batch end to batch end also pays for loading the next batch.
+    assert report["wall_seconds_per_batch"] >= report["seconds_per_batch"] * 0.9
     assert report["videos_per_s"] == pytest.approx(2 / report["seconds_per_batch"], rel=1e-6)
     assert report["candidate_frames_per_s"] > report["videos_per_s"]  # many candidate frames per video
     assert 0.05 < report["peak_rss_gib"] < 64

@@ -7,7 +7,9 @@ Add the callback to any ``fit`` for a short run::
         --trainer.callbacks.output outputs/resources_256m.json
 
 The first ``warmup_batches`` are not timed (CUDA context, cuDNN autotuning, feature caches
-filling). Memory is the peak over the whole run: CUDA allocated and reserved bytes on a GPU, the
+filling). ``seconds_per_batch`` is the step itself (forward, backward, optimizer);
+``wall_seconds_per_batch`` runs from one batch's end to the next one's, so it includes loading
+and decoding the videos. Memory is the peak over the whole run: CUDA allocated and reserved bytes on a GPU, the
 process's peak resident set size on CPU.
 """
 
@@ -38,8 +40,10 @@ class ResourceReport(pl.Callback):
         self.output = output
         self.warmup_batches = warmup_batches
         self._start = 0.0
+        self._last_end: float | None = None
         self._seen = 0
         self.seconds: list[float] = []
+        self.wall: list[float] = []
         self.videos = 0
         self.candidate_frames = 0
         self.report: dict[str, Any] = {}
@@ -60,11 +64,14 @@ class ResourceReport(pl.Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         self._sync(pl_module)
-        elapsed = time.perf_counter() - self._start
+        now = time.perf_counter()
+        previous, self._last_end = self._last_end, now
         self._seen += 1
         if self._seen <= self.warmup_batches:
             return
-        self.seconds.append(elapsed)
+        self.seconds.append(now - self._start)
+        if previous is not None:
+            self.wall.append(now - previous)
         frames = batch.get("frames", []) if isinstance(batch, dict) else []
         self.videos += len(frames)
         self.candidate_frames += sum(len(f) for f in frames)
@@ -86,6 +93,7 @@ class ResourceReport(pl.Callback):
             "seconds_per_batch": total / len(self.seconds) if self.seconds else None,
             "videos_per_s": self.videos / total if total > 0 else None,
             "candidate_frames_per_s": self.candidate_frames / total if total > 0 else None,
+            "wall_seconds_per_batch": sum(self.wall) / len(self.wall) if self.wall else None,
         }
         if pl_module.device.type == "cuda":
             report["peak_allocated_gib"] = torch.cuda.max_memory_allocated(pl_module.device) / 2**30
