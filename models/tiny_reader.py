@@ -18,7 +18,7 @@ datasets. On held-out videos the result is checked the way it matters: the capti
 video's own frames against the loss with another video's frames at the same timestamps (a model
 that ignores pixels scores both the same). Both numbers go to ``reader_report.json``.
 
-Build it once (about 6 minutes on 2 CPU cores, most of it generating and decoding videos)::
+Build it once (4-6 minutes on 2 CPU cores, most of it generating and decoding videos)::
 
     python -m models.tiny_reader --output ~/.cache/frame-selectors/tiny-smolvlm-reader
 

@@ -83,7 +83,7 @@ def test_pretraining_writes_a_loadable_checkpoint_with_a_report(tmp_path):
     assert not list(tmp_path.glob(".reader.*"))  # no staging folder left behind
 
 
-@pytest.mark.slow  # the full recipe: ~6 min on 2 cores
+@pytest.mark.slow  # the full recipe: ~4 min on 2 cores
 def test_the_default_recipe_reads_its_frames(tmp_path):
     report = pretrain_tiny_reader(tmp_path / "reader", data_root=tmp_path / "videos", progress=False)
     before, after = report["held_out_before"], report["held_out_after"]
