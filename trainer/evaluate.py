@@ -22,6 +22,7 @@ import argparse
 import csv
 import importlib
 import json
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -259,7 +260,13 @@ def load_trained(config: str | None, ckpt: str | None, overrides: list[str]):
 
     if config is None:
         raise ValueError("--config is required (it defines the data and, for 'learned', the model)")
-    cli = cli_main(["--config", config, *overrides], run=False)
+    # The CLI is driven by ``args`` alone; with the evaluate/export command line still in
+    # sys.argv, LightningCLI would warn that both are given.
+    argv, sys.argv = sys.argv, sys.argv[:1]
+    try:
+        cli = cli_main(["--config", config, *overrides], run=False)
+    finally:
+        sys.argv = argv
     module = cli.model
     if ckpt is not None:
         restore_trainable_state(module, torch.load(ckpt, map_location="cpu", weights_only=True))
