@@ -220,7 +220,10 @@ def resolve_checkpoint(model_name_or_path: str, build_tiny: bool = False) -> str
     if build_tiny:
         ensure_tiny_smolvlm(model_name_or_path)
     elif model_name_or_path.startswith((".", "/")) and not Path(model_name_or_path).exists():
-        raise FileNotFoundError(f"model_name_or_path: no checkpoint folder at {model_name_or_path}")
+        raise FileNotFoundError(
+            f"model_name_or_path: no checkpoint folder at {model_name_or_path} (the project's tiny models are "
+            f"built with `python -m models.tiny --output DIR` or `python -m models.tiny_reader --output DIR`)"
+        )
     return model_name_or_path
 
 
