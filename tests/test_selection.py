@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import fit_args
+import yaml
+from helpers import CONFIGS, fit_args
 
 from models.encoders import FrameEncoder
 from models.importance import FrameImportanceModel, subset_log_prob
@@ -219,3 +220,17 @@ def test_text_queries_reach_the_policy(tiny_model_dir):
     batch["query"] = ["a red circle", None]
     with pytest.raises(ValueError, match="query_vocab_size=10"):
         small.policy_logits(batch)
+
+
+def test_synthetic_joint_and_uniform_configs_differ_only_in_the_selector():
+    """README compares these two runs' caption losses: everything but the frame choice must match."""
+    joint = yaml.safe_load((CONFIGS / "synthetic_joint.yaml").read_text())
+    uniform = yaml.safe_load((CONFIGS / "synthetic_uniform.yaml").read_text())
+    assert joint["data"] == uniform["data"] and joint["seed_everything"] == uniform["seed_everything"]
+    for key in ("max_epochs", "check_val_every_n_epoch", "accelerator"):
+        assert joint["trainer"][key] == uniform["trainer"][key], key
+    j, u = joint["model"]["init_args"], uniform["model"]["init_args"]
+    assert j["num_frames"] == u["num_frames"] and j["vlm"] == u["vlm"]
+    assert j["lora_optimizer"] == u["optimizer"]
+    assert j["objective"]["caption_weight"] == 1.0 and j["objective"]["train_lora"]
+    assert u["selector"]["class_path"] == "models.selectors.UniformSelector"
