@@ -299,12 +299,22 @@ def pretrain_tiny_reader(
         vlm.model.save_pretrained(staging)
         vlm.processor.save_pretrained(staging)
         (staging / "reader_report.json").write_text(json.dumps(report, indent=1))
-        if output.exists():
-            shutil.rmtree(output)
-        staging.rename(output)
+        # The old folder steps aside only now, and comes back if the new one cannot take its
+        # place: at no point is there no reader, or half of one, at ``output``.
+        old = staging.with_name(staging.name + ".old") if output.exists() else None
+        if old is not None:
+            output.rename(old)
+        try:
+            staging.rename(output)
+        except BaseException:
+            if old is not None:
+                old.rename(output)
+            raise
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
     return report
 
 
