@@ -42,14 +42,15 @@ SPECIAL_TOKENS = [
     "<video>",
 ] + [f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)]
 
-# SmolVLM2's chat template (as in transformers' SmolVLMProcessor for videos).
+# The image-only chat template the real SmolVLM2 checkpoints save (``chat_template.json``, the
+# Idefics3 template with ``<|im_start|>``). It has no ``video`` branch: for a message with a video,
+# ``SmolVLMProcessor.apply_chat_template`` swaps in its built-in video template, and the tiny model
+# must take that same path for tests to cover what real weights do.
 CHAT_TEMPLATE = (
     "<|im_start|>{% for message in messages %}{{message['role'] | capitalize}}"
-    "{% if message['content'] is string %}{{': ' + message['content']}}{% else %}"
     "{% if message['content'][0]['type'] == 'image' %}{{':'}}{% else %}{{': '}}{% endif %}"
     "{% for line in message['content'] %}{% if line['type'] == 'text' %}{{line['text']}}"
-    "{% elif line['type'] == 'image' %}{{ '<image>' }}{% elif line['type'] == 'video' %}{{ '<video>' }}"
-    "{% endif %}{% endfor %}{% endif %}<end_of_utterance>\n{% endfor %}"
+    "{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n{% endfor %}"
     "{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
 )
 

@@ -137,6 +137,61 @@ class SmolVLM(nn.Module):
         self.end_of_utterance = getattr(self.processor, "end_of_utterance_token", None) or tok.eos_token
 
     @property
+    def context_length(self) -> int:
+        """Positions the language model was built for (``text_config.max_position_embeddings``)."""
+        return int(self.base_model().config.text_config.max_position_embeddings)
+
+    @property
+    def max_frames(self) -> int | None:
+        """Most frames per video the checkpoint was trained with (``video_sampling.max_frames``)."""
+        return getattr(self.processor.video_processor, "num_frames", None)
+
+    def prompt_length(self, k: int) -> int:
+        """Tokens in the prompt for ``k`` frames (default instruction, answer not included).
+
+        Measured with the processor on one and two frames (so the image-token expansion is the
+        checkpoint's own) and extrapolated linearly; the frame-count word and the timestamps can
+        add a few tokens more.
+        """
+        if not hasattr(self, "_frame_cost"):
+            lengths = []
+            for n in (1, 2):
+                frames = torch.zeros(n, 3, 8, 8, dtype=torch.uint8)
+                prompts, _ = self._encode_prompts([frames], [torch.arange(n, dtype=torch.float64)], [float(n)], None)
+                lengths.append(len(prompts[0]))
+            self._frame_cost = (lengths[0] - (lengths[1] - lengths[0]), lengths[1] - lengths[0])
+        fixed, per_frame = self._frame_cost
+        return fixed + k * per_frame
+
+    def check_frame_budget(self, k: int) -> None:
+        """Raises if ``k`` frames cannot fit the model's context; warns above ``max_frames``.
+
+        Frames go to the processor pre-selected (``do_sample_frames=False``), so nothing else
+        enforces the checkpoint's limits.
+        """
+        need, limit = self.prompt_length(k), self.context_length
+        if need > limit:
+            per_frame = self._frame_cost[1]
+            most = (limit - self._frame_cost[0]) // per_frame
+            raise ValueError(
+                f"num_frames K={k} needs about {need} prompt tokens ({per_frame} per frame) but "
+                f"{self.model_name_or_path} holds {limit} positions (text_config.max_position_embeddings): "
+                f"use K <= {most} (fewer to leave room for the caption)"
+            )
+        if self.max_frames is not None and k > self.max_frames:
+            log.warning(
+                "num_frames K=%d is above the %d frames per video %s was trained with (video_sampling.max_frames)",
+                k, self.max_frames, self.model_name_or_path,
+            )  # fmt: skip
+
+    def _check_length(self, tokens: int, frames: int, what: str) -> None:
+        if tokens > self.context_length:
+            raise ValueError(
+                f"{what} of {tokens} tokens ({frames} frames) exceeds the {self.context_length} positions of "
+                f"{self.model_name_or_path} (text_config.max_position_embeddings): use fewer frames or a shorter caption"
+            )
+
+    @property
     def is_peft(self) -> bool:
         return self.lora_settings.enabled
 
@@ -219,6 +274,7 @@ class SmolVLM(nn.Module):
             input_ids[i, :n] = torch.cat([p, a])
             labels[i, len(p) : n] = a
             attention[i, :n] = 1
+        self._check_length(length, max(len(f) for f in frames), "a prompt + caption")
         return {"input_ids": input_ids, "attention_mask": attention, "labels": labels, **pixels}
 
     def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -227,11 +283,23 @@ class SmolVLM(nn.Module):
             k: v.to(param.device, dtype=param.dtype if v.is_floating_point() else v.dtype) for k, v in batch.items()
         }
 
+    @torch.no_grad()
     def sample_losses(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Mean answer-token negative log-likelihood per video, shape ``(B,)``."""
+        """Mean answer-token negative log-likelihood per video, shape ``(B,)``: a score, not a loss.
+
+        Rewards, ranking targets and evaluation compare these numbers across subsets, so they
+        must not carry dropout noise: the model runs in eval mode (LoRA dropout off) without
+        gradients, and its previous train/eval mode is restored afterwards.
+        """
         batch = self._to_device(batch)
         labels = batch.pop("labels")
-        logits = self.model(**batch).logits[:, :-1].float()
+        modes = [(m, m.training) for m in self.model.modules()]
+        self.model.eval()
+        try:
+            logits = self.model(**batch).logits[:, :-1].float()
+        finally:
+            for m, mode in modes:  # per module: a submodule may have been in eval on purpose
+                m.training = mode
         targets = labels[:, 1:]
         nll = nn.functional.cross_entropy(
             logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="none"
@@ -256,6 +324,8 @@ class SmolVLM(nn.Module):
         """Greedy dense captions for each video's selected frames."""
         prompts, pixels = self._encode_prompts(frames, timestamps, durations, queries)
         length = max(len(p) for p in prompts)
+        max_new_tokens = max_new_tokens or self.max_new_tokens
+        self._check_length(length + max_new_tokens, max(len(f) for f in frames), "a prompt + max_new_tokens")
         # Left padding: every prompt ends where generation starts.
         input_ids = torch.full((len(prompts), length), self.pad_token_id, dtype=torch.long)
         attention = torch.zeros_like(input_ids)
@@ -266,7 +336,7 @@ class SmolVLM(nn.Module):
         tok = self.processor.tokenizer
         out = self.model.generate(
             **batch,
-            max_new_tokens=max_new_tokens or self.max_new_tokens,
+            max_new_tokens=max_new_tokens,
             do_sample=False,
             pad_token_id=self.pad_token_id,
             eos_token_id=tok.convert_tokens_to_ids(self.end_of_utterance),

@@ -105,6 +105,38 @@ def test_teacher_loss_pulls_scores_toward_the_teacher(trainer_module):
     assert agreement() > 0.9
 
 
+def test_teacher_loss_is_finite_on_a_one_frame_video(trainer_module):
+    batch = _batch(t=1, n=2)
+    batch["timestamps"] = [torch.zeros(1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)]
+    logits, _, mask = trainer_module.policy_logits(batch)
+    loss = trainer_module.teacher_loss(batch, logits, mask)
+    loss.backward()
+    assert torch.isfinite(loss)
+    grads = [p.grad for p in trainer_module.selector.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+def test_likelihood_rewards_do_not_depend_on_lora_dropout(tiny_model_dir):
+    """Two reward calls on the same subsets agree exactly while the module trains with dropout."""
+    torch.manual_seed(0)
+    vlm = SmolVLM(str(tiny_model_dir), lora=LoraSettings(r=4, alpha=8, dropout=0.5))
+    with torch.no_grad():
+        for name, p in vlm.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0.0, 0.5)  # a fresh adapter outputs 0, dropout or not
+    module = SelectorTrainer(
+        FrameImportanceModel(feature_dim=32, d_model=32, layers=1, heads=2, dropout=0.0),
+        FrameEncoder(str(tiny_model_dir)), vlm=vlm, num_frames=2, feature_cache_dir="",
+        objective=ObjectiveSettings(coverage_reward=0.0, likelihood_reward=1.0, train_lora=True),
+    )  # fmt: skip
+    module.train()
+    batch = _batch(n=2)
+    subsets = torch.tensor([[[2, 7], [0, 1], [4, 5]], [[3, 2], [9, 8], [1, 6]]])
+    first, second = module.rewards(batch, subsets), module.rewards(batch, subsets)
+    assert torch.equal(first, second) and first.std() > 0
+    assert vlm.model.training  # still training afterwards
+
+
 def test_schedules_anneal():
     objective = ObjectiveSettings(temperature_start=2.0, temperature_end=0.5, temperature_steps=100,
                                   teacher_weight=1.0, teacher_anneal_steps=50)  # fmt: skip

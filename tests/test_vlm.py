@@ -137,3 +137,63 @@ def test_uniform_selector_and_budget_errors():
     frames = torch.zeros(5, 3, 8, 8, dtype=torch.uint8)
     with pytest.raises(ValueError, match="K=6 exceeds the 5 frames"):
         UniformSelector().select(frames, torch.arange(5.0), 6)
+
+
+def test_sample_losses_are_scores_without_dropout_and_keep_the_mode(tiny_model_dir):
+    """Rewards and ranking targets compare these numbers: LoRA dropout must not move them."""
+    torch.manual_seed(0)
+    vlm = SmolVLM(str(tiny_model_dir), lora=LoraSettings(r=4, alpha=8, dropout=0.5))
+    with torch.no_grad():
+        for name, p in vlm.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0.0, 0.5)  # a fresh adapter outputs 0 whatever the dropout: make it matter
+    batch = vlm.build_batch([_frames()], [torch.tensor([1.0, 2.0, 3.0])], [4.0], ["00:01-00:02 a red circle"])
+    vlm.train()
+    with torch.no_grad():
+        noisy = [vlm(dict(batch)).item() for _ in range(2)]
+    assert noisy[0] != noisy[1]  # dropout is live in train mode: the plain forward is noisy
+    scores = [vlm.sample_losses(dict(batch)) for _ in range(2)]
+    assert torch.equal(scores[0], scores[1])
+    assert all(m.training for m in vlm.model.modules())  # the caller's train mode is back
+    vlm.eval()
+    assert torch.equal(vlm.sample_losses(dict(batch)), scores[0])
+
+
+def test_frame_budget_is_checked_against_the_checkpoint(vlm, caplog):
+    from trainer.module import DenseCaptioner
+
+    # The estimate is the processor's own expansion: exact here, a few tokens short at most.
+    stamps = torch.tensor([1.0, 2.0, 3.0])
+    short = vlm.build_batch([_frames()], [stamps], [4.0], ["x"])
+    prompt = short["labels"][0].eq(IGNORE_INDEX).sum().item()
+    assert vlm.prompt_length(3) <= prompt <= vlm.prompt_length(3) + 3
+    limit = vlm.context_length
+    assert limit == 4096
+    too_many = limit // (vlm.prompt_length(2) - vlm.prompt_length(1)) + 1
+    with pytest.raises(ValueError, match=r"K=\d+ needs about \d+ prompt tokens .* 4096 positions"):
+        vlm.check_frame_budget(too_many)
+    with pytest.raises(ValueError, match="4096 positions"):
+        DenseCaptioner(vlm, num_frames=too_many)
+    with caplog.at_level("WARNING", logger="models.vlm"):
+        vlm.check_frame_budget(vlm.max_frames + 1)
+    assert vlm.max_frames == 64 and "video_sampling.max_frames" in caplog.text
+    # When a batch is built, the real length is checked, caption included.
+    vlm.base_model().config.text_config.max_position_embeddings = short["input_ids"].shape[1]
+    try:
+        vlm.build_batch([_frames()], [stamps], [4.0], ["x"])
+        with pytest.raises(ValueError, match="prompt \\+ caption of .* exceeds"):
+            vlm.build_batch([_frames()], [stamps], [4.0], ["00:01-00:02 a red circle moves left"])
+        with pytest.raises(ValueError, match="prompt \\+ max_new_tokens"):
+            vlm.generate([_frames()], [stamps], [4.0], max_new_tokens=10)
+    finally:
+        vlm.base_model().config.text_config.max_position_embeddings = limit
+
+
+def test_tiny_model_saves_the_image_only_chat_template_as_real_checkpoints_do(vlm):
+    """Real SmolVLM2 folders save an image-only template; the processor swaps in its video one."""
+    saved = vlm.processor.chat_template
+    assert "video" not in saved and "<image>" in saved
+    batch = vlm.build_batch([_frames(2)], [torch.tensor([1.0, 61.0])], [70.0], ["x"])
+    text = vlm.processor.tokenizer.decode(batch["input_ids"][0])
+    assert "<video>" not in text and "two frames from a 0:01:10" in text
+    assert "Frame from 00:01:" in text and "Frame from 01:01:" in text

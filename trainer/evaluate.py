@@ -321,6 +321,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     vlm = None if args.no_vlm else getattr(module, "vlm", None)
     if args.generate and vlm is None:
         parser.error("--generate needs a config with a VLM")
+    if vlm is not None:
+        vlm.check_frame_budget(max(args.budgets))  # before any video is decoded
     rows, captions = evaluate_selectors(items, selectors, sorted(set(args.budgets)), vlm, args.generate, args.seed)
     summary = aggregate(rows, captions, java=not args.no_java)
     output = Path(args.output or f"outputs/eval/{Path(args.config).stem}")

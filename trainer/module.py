@@ -42,6 +42,7 @@ class DenseCaptioner(pl.LightningModule):
         # self-describing; objects passed directly (tests, notebooks) are not pickled.
         self.save_hyperparameters()
         self.remove_ignored_hparams([k for k, v in self.hparams.items() if not plain_hparams(v)])
+        vlm.check_frame_budget(num_frames)
         self.vlm = vlm
         self.selector = selector if selector is not None else UniformSelector()
         self.num_frames = num_frames

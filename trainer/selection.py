@@ -170,6 +170,8 @@ class SelectorTrainer(pl.LightningModule):
             raise ValueError("objective uses the VLM (likelihood_reward, rank_weight or caption_weight) but vlm is not set")
         if objective.train_lora and (vlm is None or not vlm.lora_settings.enabled):
             raise ValueError("objective.train_lora needs a vlm with lora.enabled: true")
+        if vlm is not None:
+            vlm.check_frame_budget(num_frames)  # the VLM only ever sees K = num_frames frames here
         self.selector = selector
         self.encoder = encoder
         self.vlm = vlm
@@ -345,7 +347,9 @@ class SelectorTrainer(pl.LightningModule):
             if vid not in self._teacher_scores:
                 self._teacher_scores[vid] = self.teacher.scores(frames, stamps).float()
             s = self._teacher_scores[vid]
-            s = (s - s.mean()) / (s.std() + 1e-6)
+            # Population std: a one-frame video has std 0 and a zero target, where Bessel's
+            # correction would divide 0 by 0 and make the loss and gradient NaN.
+            s = (s - s.mean()) / (s.std(correction=0) + 1e-6)
             target[i, : len(s)] = s.to(self.device)
         target = torch.softmax((target / o.teacher_temperature).masked_fill(~mask, float("-inf")), dim=-1)
         log_p = torch.log_softmax(logits, dim=-1).masked_fill(~mask, 0.0)
