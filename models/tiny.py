@@ -6,7 +6,9 @@ as ``HuggingFaceTB/SmolVLM2-256M-Video-Instruct``. The tokenizer is a byte-level
 here with ``tokenizers`` on the prompt and caption vocabulary, plus the special tokens the real
 SmolVLM processor looks up (``<image>``, ``<fake_token_around_image>``, ``<global-img>``, ...).
 
-Run ``python -m models.tiny --output DIR`` to build one by hand.
+Run ``python -m models.tiny --output DIR`` to build one by hand; ``--shape smolvlm2-256m`` (or
+``smolvlm2-500m``, ``smolvlm2-2.2b``) builds a random-weight stand-in with the published
+architecture instead (:mod:`models.standin`).
 """
 
 from __future__ import annotations
@@ -228,13 +230,31 @@ def resolve_checkpoint(model_name_or_path: str, build_tiny: bool = False) -> str
     return model_name_or_path
 
 
+def same_checkpoint(a: str, b: str) -> bool:
+    """Whether two ``model_name_or_path`` values name the same checkpoint (local folders resolved)."""
+    pa, pb = Path(a).expanduser(), Path(b).expanduser()
+    if pa.exists() or pb.exists():
+        return pa.exists() and pb.exists() and pa.resolve() == pb.resolve()
+    return a == b
+
+
 def main(argv: list[str] | None = None) -> None:
-    """CLI: ``python -m models.tiny --output DIR``."""
-    parser = argparse.ArgumentParser(description="Build a tiny random SmolVLM checkpoint folder.")
+    """CLI: ``python -m models.tiny --output DIR [--shape smolvlm2-256m|smolvlm2-500m|smolvlm2-2.2b]``."""
+    from models.standin import SHAPES, build_standin
+
+    parser = argparse.ArgumentParser(
+        description="Build a tiny random SmolVLM checkpoint folder, or a random-weight stand-in with the "
+        "published architecture of a SmolVLM2 checkpoint (--shape)."
+    )
     parser.add_argument("--output", required=True)
+    parser.add_argument("--shape", default="tiny", choices=["tiny", *SHAPES],
+                        help="tiny (default, ~0.2M parameters) or a published SmolVLM2 architecture")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    print(build_tiny_smolvlm(args.output, TinySettings(seed=args.seed)))
+    if args.shape == "tiny":
+        print(build_tiny_smolvlm(args.output, TinySettings(seed=args.seed)))
+    else:
+        build_standin(args.output, args.shape, seed=args.seed)
 
 
 if __name__ == "__main__":
