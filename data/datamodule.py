@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from data.decode import DecodedVideo, VideoDecodeError, decode_video
+from data.encodings import EncodingStore, FrameEncodings
 from data.features import FrameCache, decode_id
 from data.schema import AnnotationError, VideoSample
 from data.sources import (
@@ -67,6 +68,10 @@ class VideoCaptionDataset(Dataset):
         skip_bad_samples: Log and skip undecodable/too-short videos instead of raising.
         frame_cache: Cache of decoded frames at these same ``fps``/``frame_size``/``max_frames``
             (``None``: decode every time).
+
+    Attributes:
+        encoded_store: Set by :meth:`DenseCaptionDataModule.set_frame_encoders`: items then carry
+            the encoder outputs already cached for their video (``encoded``), read in the worker.
     """
 
     def __init__(
@@ -89,6 +94,7 @@ class VideoCaptionDataset(Dataset):
         self.min_frames = min_frames
         self.skip_bad_samples = skip_bad_samples
         self.frame_cache = frame_cache
+        self.encoded_store: EncodingStore | None = None
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -115,7 +121,7 @@ class VideoCaptionDataset(Dataset):
                 raise
             log.warning("skipping sample %s: %s", sample.video_id, err)
             return None
-        return {
+        item = {
             "video_id": sample.video_id,
             "video": sample.video,
             "frames": video.frames,
@@ -125,6 +131,9 @@ class VideoCaptionDataset(Dataset):
             "query": sample.query,
             "extra": sample.extra,
         }
+        if self.encoded_store is not None:
+            item["encoded"] = self.encoded_store.read(sample.video, video.timestamps)
+        return item
 
 
 class EpochShuffleSampler(Sampler[int]):
@@ -196,7 +205,10 @@ def collate_videos(items: list[dict[str, Any] | None]) -> dict[str, list[Any]]:
     """Keeps variable-length videos as lists and drops skipped (``None``) samples."""
     items = [x for x in items if x is not None]
     keys = ("video_id", "video", "frames", "timestamps", "duration", "events", "query", "extra")
-    return {k: [x[k] for x in items] for k in keys}
+    batch = {k: [x[k] for x in items] for k in keys}
+    if items and "encoded" in items[0]:  # cached encoder outputs (see DenseCaptionDataModule.set_frame_encoders)
+        batch["encoded"] = [x["encoded"] for x in items]
+    return batch
 
 
 class DenseCaptionDataModule(pl.LightningDataModule):
@@ -232,9 +244,17 @@ class DenseCaptionDataModule(pl.LightningDataModule):
             :class:`~data.features.FrameCache`): each video is decoded once at these ``fps``,
             ``frame_size`` and ``max_frames``, then read from disk by every epoch, run and worker.
             Costs ``3 * frame_size**2`` bytes per frame (about 1.5 MiB per 128-frame video at 64 px).
+        feature_cache: Cache the outputs of the encoders a LightningModule registers
+            (:meth:`set_frame_encoders`: selector features, VLM image embeddings) per video in
+            ``<cache_dir>/features/``, so each frame goes through the vision tower once per run
+            and, once warm, never again. ``False``: they are computed for each batch. Image
+            embeddings cost ``image_seq_len * hidden`` values per frame (72 KiB in bfloat16 for
+            SmolVLM2-256M).
 
     Attributes:
         frame_cache: The :class:`~data.features.FrameCache` the datasets share, or ``None``.
+        encodings: The :class:`~data.encodings.FrameEncodings` that attaches encoder outputs to
+            batches, once a module registered its encoders (``None`` before).
         skipped: ``(video_id, reason)`` of every bad sample dropped so far.
     """
 
@@ -260,6 +280,7 @@ class DenseCaptionDataModule(pl.LightningDataModule):
         hf_splits: dict[str, str] | None = None,
         hf_streaming: bool = False,
         frame_cache: bool = False,
+        feature_cache: bool = True,
     ) -> None:
         super().__init__()
         if annotation_format not in ANNOTATION_FORMATS:
@@ -281,6 +302,8 @@ class DenseCaptionDataModule(pl.LightningDataModule):
         self.hf_splits = {**DEFAULT_HF_SPLITS, **(hf_splits or {})}
         self.hf_streaming = hf_streaming
         self.frame_cache = FrameCache(self.cache_dir / "frames", fps, frame_size, max_frames) if frame_cache else None
+        self.feature_cache = feature_cache
+        self.encodings: FrameEncodings | None = None
         self.datasets: dict[str, VideoCaptionDataset] = {}
         self.skipped: list[tuple[str, str]] = []
 
@@ -295,6 +318,33 @@ class DenseCaptionDataModule(pl.LightningDataModule):
         self.min_frames = k
         for dataset in self.datasets.values():
             dataset.min_frames = k
+
+    def set_frame_encoders(
+        self, features: Any | None = None, image_embeds: Any | None = None, embed_all_frames: bool = True
+    ) -> FrameEncodings:
+        """Makes every batch carry these encoders' outputs (``features``, ``image_embeds``).
+
+        Called by a LightningModule's ``setup`` with its frozen encoders (see
+        :class:`~data.encodings.FrameEncodings` for the arguments): cached outputs are read by the
+        DataLoader workers, the rest is computed in :meth:`on_after_batch_transfer` on the
+        encoders' device and stored when ``feature_cache`` is on.
+        """
+        root = self.cache_dir / "features" if self.feature_cache else None
+        self.encodings = FrameEncodings(features, image_embeds, root, self.decode_id, embed_all_frames)
+        for dataset in self.datasets.values():
+            dataset.encoded_store = self.encodings.store
+        return self.encodings
+
+    @property
+    def decode_id(self) -> str:
+        """Identity of this module's decoding settings (see :func:`~data.features.decode_id`)."""
+        return decode_id(self.fps, self.frame_size, self.max_frames)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        # Main process, after the workers: compute the encoder outputs they did not find cached.
+        if self.encodings is None or not batch.get("frames"):
+            return batch
+        return self.encodings.attach(batch)
 
     @property
     def uses_synthetic(self) -> bool:
@@ -334,9 +384,11 @@ class DenseCaptionDataModule(pl.LightningDataModule):
         self.skipped.extend(skipped)
         if not kept:
             raise AnnotationError(f"{path}: no usable samples in split '{split}' (see warnings above)")
-        return VideoCaptionDataset(
+        dataset = VideoCaptionDataset(
             kept, self.fps, self.frame_size, self.max_frames, self.min_frames, self.skip_bad_samples, self.frame_cache
         )
+        dataset.encoded_store = self.encodings.store if self.encodings is not None else None
+        return dataset
 
     def setup(self, stage: str | None = None) -> None:
         files = self._resolve_files()
@@ -362,6 +414,8 @@ class DenseCaptionDataModule(pl.LightningDataModule):
         if self.frame_cache is not None:
             # Hits and misses are this process's: DataLoader workers count theirs in their own copies.
             log.info("%s (this process)", self.frame_cache.summary())
+        if self.encodings is not None:
+            log.info("encoder outputs: %s (this process)", self.encodings.summary())
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         # A stateful loader: Lightning saves its position (and the shuffle order) in every

@@ -68,7 +68,8 @@ _TIMESTAMP_TOLERANCE = 1e-6  # seconds: far below a frame interval; absorbs a ca
 
 
 def encoder_id(encoder: Any) -> str:
-    """Identity of an encoder's outputs: ``model_name_or_path`` and pooling (plus dtype if not float32).
+    """Identity of an encoder's outputs: ``model_name_or_path`` and pooling (plus dtype if not float32
+    and a hash of the encoder's ``preprocessing`` description where it has one).
 
     Args:
         encoder: A :class:`models.encoders.FrameEncoder` or anything with ``model_name_or_path``
@@ -88,7 +89,15 @@ def encoder_id(encoder: Any) -> str:
     param = next(encoder.parameters(), None) if isinstance(encoder, torch.nn.Module) else None
     if param is not None and param.dtype != torch.float32:  # half-precision weights give other features
         parts.append(f"dtype={str(param.dtype).removeprefix('torch.')}")
+    preprocessing = getattr(encoder, "preprocessing", None)
+    if preprocessing:  # the same frames resized or normalised otherwise are other features
+        parts.append(f"preprocessing={hashlib.sha1(preprocessing.encode()).hexdigest()[:12]}")
     return "|".join(parts)
+
+
+def output_id(encoder: Any, output: str = "features") -> str:
+    """Identity of one output of an encoder: :func:`encoder_id`, plus the output's name unless ``features``."""
+    return encoder_id(encoder) if output == "features" else f"{encoder_id(encoder)}|{output}"
 
 
 def decode_id(fps: float | None, frame_size: int | None, max_frames: int | None) -> str:
@@ -251,7 +260,11 @@ class PerFrameCache:
                 f"expected values (T, ...) and timestamps (T,) with T >= 1, got {tuple(values.shape)} "
                 f"and {tuple(timestamps.shape)}"
             )
-        dtype = _arrow_dtype(values.dtype)
+        bf16 = values.dtype == torch.bfloat16
+        if bf16:  # numpy and Arrow have no bfloat16: store its bits, record the real dtype
+            values = values.view(torch.int16)
+        arrow_dtype = _arrow_dtype(values.dtype)
+        dtype = "bfloat16" if bf16 else arrow_dtype
         row_shape = list(values.shape[1:])
         row_size = math.prod(row_shape)
         target = self.entry_path(video)
@@ -260,7 +273,7 @@ class PerFrameCache:
         tmp = target.parent / f".tmp-{target.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         schema = datasets.Features(
             {
-                self.column: datasets.List(datasets.Value(dtype), length=row_size),
+                self.column: datasets.List(datasets.Value(arrow_dtype), length=row_size),
                 "timestamp": datasets.Value("float64"),
             }
         )
@@ -301,9 +314,12 @@ class PerFrameCache:
             # numpy, not torch, format: the torch formatter would turn float64 timestamps into float32.
             table = dataset.with_format("numpy")[:]
             # Entries written before dtype and shape were recorded hold (T, D) float32 features.
-            flat = np.array(table[self.column], dtype=np.dtype(meta.get("dtype", "float32")))
+            dtype = meta.get("dtype", "float32")
+            flat = np.array(table[self.column], dtype=np.dtype("int16" if dtype == "bfloat16" else dtype))
             shape = meta.get("shape", list(flat.shape[1:]))
             values = torch.from_numpy(flat.reshape(len(flat), *shape))
+            if dtype == "bfloat16":
+                values = values.view(torch.bfloat16)
             timestamps = torch.from_numpy(np.array(table["timestamp"], dtype=np.float64))
             extra = meta.get("extra", {})
         except Exception as err:  # noqa: BLE001 - an unreadable entry is a miss, never a crash
@@ -334,7 +350,11 @@ class PerFrameCache:
 
 
 class FeatureCache(PerFrameCache):
-    """Per-video frame features of one encoder at one decoding setting, stored under ``root``.
+    """Per-video outputs of one encoder at one decoding setting, stored under ``root``.
+
+    An output is any per-frame tensor: pooled features ``(T, D)`` float32, or a VLM's image
+    embeddings ``(T, S, hidden)`` in the model's dtype (bfloat16 included); it is read back with
+    the dtype and shape it was stored with.
 
     Args:
         root: Cache root shared by all encoders and settings.
@@ -366,8 +386,9 @@ class FeatureCache(PerFrameCache):
         fps: float | None,
         frame_size: int | None,
         max_frames: int | None,
+        output: str = "features",
     ) -> FeatureCache:
-        """The cache of ``encoder``'s features for videos decoded at these settings.
+        """The cache of one of ``encoder``'s outputs for videos decoded at these settings.
 
         Args:
             root: Cache root.
@@ -375,29 +396,45 @@ class FeatureCache(PerFrameCache):
             fps: Decoding rate, as passed to :func:`data.decode.decode_video`.
             frame_size: Longest edge of decoded frames.
             max_frames: Cap on decoded frames per video.
+            output: ``features`` (pooled, what the selector reads) or ``image_embeds`` (the VLM's).
         """
-        return cls(root, encoder_id(encoder), decode_id(fps, frame_size, max_frames))
+        return cls(root, output_id(encoder, output), decode_id(fps, frame_size, max_frames))
 
     def get(self, video: str | Path) -> tuple[Tensor, Tensor] | None:
-        """``(features (T, D) float32, timestamps (T,) float64)`` of a cached video, or ``None`` on a miss."""
+        """``(values (T, ...), timestamps (T,) float64)`` of a cached video, or ``None`` on a miss."""
         entry = self._lookup(video)
         return None if entry is None else (entry.values, entry.timestamps)
 
-    def put(self, video: str | Path, features: Tensor, timestamps: Tensor) -> None:
-        """Stores a video's features atomically.
+    def get_valid(self, video: str | Path, timestamps: Tensor) -> Tensor | None:
+        """The cached values of ``video`` if they were computed for these ``timestamps``, else ``None``.
+
+        Counted as a hit or a miss; an entry cached with other timestamps (the decoder or its
+        settings changed under the same folder) is a miss.
+        """
+        cached = self._read(self.entry_path(video))
+        if cached is not None and _same_timestamps(cached.timestamps, timestamps):
+            self.hits += 1
+            return cached.values
+        if cached is not None:
+            log.info("%s: %s was cached with other timestamps; recomputing", self.name, video)
+        self.misses += 1
+        return None
+
+    def put(self, video: str | Path, values: Tensor, timestamps: Tensor) -> None:
+        """Stores a video's per-frame values atomically, in their own dtype.
 
         If another writer stored the same video first, its entry is kept and this one discarded
-        (same inputs, same features); a stale (other timestamps) or unreadable entry is replaced.
+        (same inputs, same values); a stale (other timestamps) or unreadable entry is replaced.
 
         Args:
-            video: The video file the features were computed from.
-            features: ``(T, D)`` per-frame features (stored as float32).
+            video: The video file the values were computed from.
+            values: ``(T, ...)`` per-frame values, e.g. features ``(T, D)``.
             timestamps: ``(T,)`` frame times in seconds.
         """
-        features = features.detach().to("cpu", torch.float32)
-        if features.ndim != 2:
-            raise ValueError(f"expected features (T, D), got {tuple(features.shape)}")
-        self._store(video, features, timestamps, extra={})
+        values = values.detach().cpu()
+        if values.ndim < 2:
+            raise ValueError(f"expected per-frame values (T, ...), got {tuple(values.shape)}")
+        self._store(video, values, timestamps, extra={})
 
     def get_or_compute(
         self,
@@ -420,14 +457,8 @@ class FeatureCache(PerFrameCache):
         Returns:
             ``(T, D)`` float32 features on the CPU.
         """
-        cached = self._read(self.entry_path(video))
-        if cached is not None and _same_timestamps(cached.timestamps, timestamps):
-            self.hits += 1
-            return cached.values
-        if cached is not None:
-            log.info("feature cache: %s was cached with other timestamps; recomputing", video)
-        self.misses += 1
-        return self._compute(video, frames, timestamps, encode)
+        cached = self.get_valid(video, timestamps)
+        return cached if cached is not None else self._compute(video, frames, timestamps, encode)
 
     def _compute(
         self, video: str | Path, frames: Tensor, timestamps: Tensor, encode: Callable[[Tensor], Tensor]

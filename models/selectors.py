@@ -31,6 +31,10 @@ class FrameSelector(nn.Module):
         decoder: Turns scores into K indices (default: top-k), see :mod:`models.decoders`.
     """
 
+    # The frames shown to the VLM are candidate frames (their cached embeddings can stand in for
+    # them); False for a selector that makes new frames.
+    shows_candidates = True
+
     def __init__(self, decoder: Decoder | None = None) -> None:
         super().__init__()
         self.decoder = decoder if decoder is not None else TopKDecoder()
@@ -215,6 +219,8 @@ class FrameAveragingSelector(FrameSelector):
     the bin averages with the bins' mean timestamps. :meth:`select` returns each bin's centre
     frame, so index-based metrics still apply.
     """
+
+    shows_candidates = False
 
     def scores(self, frames: torch.Tensor, timestamps: torch.Tensor) -> torch.Tensor:
         return torch.zeros(frames.shape[0])

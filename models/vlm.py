@@ -22,10 +22,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 from transformers import AutoModelForImageTextToText, AutoProcessor
+from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.video_utils import VideoMetadata
 
+from models.encoders import FrameEncoder
 from models.prompting import DEFAULT_INSTRUCTION
-from models.tiny import resolve_checkpoint
+from models.tiny import resolve_checkpoint, same_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +93,9 @@ class SmolVLM(nn.Module):
         max_new_tokens: Generation length for dense captions.
         gradient_checkpointing: Trade compute for memory on large models.
         trust_remote_code: Passed to ``from_pretrained``; off unless you trust the checkpoint.
+        reuse_image_embeds: Let trainers hand this model each frame's precomputed image
+            embeddings instead of pixels (see :meth:`embeds_blocker`); ``False`` forces the pixel
+            path everywhere (for checks and before/after benchmarks).
     """
 
     def __init__(
@@ -103,9 +108,11 @@ class SmolVLM(nn.Module):
         max_new_tokens: int = 128,
         gradient_checkpointing: bool = False,
         trust_remote_code: bool = False,
+        reuse_image_embeds: bool = True,
     ) -> None:
         super().__init__()
         model_name_or_path = resolve_checkpoint(model_name_or_path, build_tiny)
+        self.reuse_image_embeds = reuse_image_embeds
         self.model_name_or_path = model_name_or_path
         self.instruction = instruction
         self.max_new_tokens = max_new_tokens
@@ -149,16 +156,12 @@ class SmolVLM(nn.Module):
     def prompt_length(self, k: int) -> int:
         """Tokens in the prompt for ``k`` frames (default instruction, answer not included).
 
-        Measured with the processor on one and two frames (so the image-token expansion is the
-        checkpoint's own) and extrapolated linearly; the frame-count word and the timestamps can
-        add a few tokens more.
+        Measured on prompts of one and two frames (the processor's own image-token expansion) and
+        extrapolated linearly; the frame-count word and the timestamps can add a few tokens more.
         """
         if not hasattr(self, "_frame_cost"):
-            lengths = []
-            for n in (1, 2):
-                frames = torch.zeros(n, 3, 8, 8, dtype=torch.uint8)
-                prompts, _ = self._encode_prompts([frames], [torch.arange(n, dtype=torch.float64)], [float(n)], None)
-                lengths.append(len(prompts[0]))
+            stamps = [torch.arange(n, dtype=torch.float64) for n in (1, 2)]
+            lengths = [len(p) for p in self.prompt_ids(stamps, [1.0, 2.0])]
             self._frame_cost = (lengths[0] - (lengths[1] - lengths[0]), lengths[1] - lengths[0])
         fixed, per_frame = self._frame_cost
         return fixed + k * per_frame
@@ -191,6 +194,39 @@ class SmolVLM(nn.Module):
                 f"{self.model_name_or_path} (text_config.max_position_embeddings): use fewer frames or a shorter caption"
             )
 
+    def frame_encoder(self, pooling: str = "mean") -> FrameEncoder:
+        """A :class:`~models.encoders.FrameEncoder` over this model's own vision tower and connector.
+
+        The modules are shared, not copied: its ``image_embeds`` are what this model computes
+        from pixels. Do not register it as a submodule (its weights would be saved twice).
+        """
+        base = self.base_model().model
+        return FrameEncoder.from_modules(
+            self.model_name_or_path, base.vision_model, base.connector, self.processor.video_processor,
+            base.config.vision_config.patch_size, pooling=pooling,
+        )  # fmt: skip
+
+    def embeds_blocker(self, encoder: object | None = None) -> str | None:
+        """Why precomputed image embeddings (``encoder``'s, or any) cannot stand in for pixels here.
+
+        ``None`` means they can: the vision tower and connector are frozen (LoRA adapts the text
+        model only) and the processor handles each frame on its own (videos are never tiled), so
+        a frame's embedding never changes during a run.
+        """
+        if not self.reuse_image_embeds:
+            return "reuse_image_embeds: false"
+        if self.lora_settings.enabled and self.lora_settings.include_vision:
+            return "LoRA adapts the vision tower (lora.include_vision: true), so its embeddings change as it trains"
+        if getattr(self.processor, "video_processor", None) is None:
+            return "the processor has no video processor (frames would be processed as tiled images)"
+        if encoder is None:
+            return None
+        if not getattr(encoder, "gives_image_embeds", False):
+            return f"the frame encoder {encoder.model_name_or_path} is not a SmolVLM checkpoint"
+        if not same_checkpoint(encoder.model_name_or_path, self.model_name_or_path):
+            return f"the frame encoder reads {encoder.model_name_or_path}, the VLM {self.model_name_or_path}"
+        return None
+
     @property
     def is_peft(self) -> bool:
         return self.lora_settings.enabled
@@ -205,48 +241,74 @@ class SmolVLM(nn.Module):
         messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": text}]}]
         return self.processor.apply_chat_template(messages, add_generation_prompt=True)
 
-    def _encode_prompts(
+    def prompt_ids(
         self,
-        frames: list[torch.Tensor],
         timestamps: list[torch.Tensor],
         durations: list[float],
-        queries: list[str | None] | None,
-    ) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
-        """Runs the processor; returns unpadded prompt ids per sample and the pixel tensors."""
-        if not (len(frames) == len(timestamps) == len(durations)):
-            raise ValueError("frames, timestamps and durations must have one entry per video")
-        queries = queries or [None] * len(frames)
-        metadata = []
-        for f, t, d in zip(frames, timestamps, durations):
-            if f.ndim != 4 or f.shape[0] != len(t):
-                raise ValueError(f"expected frames (K, 3, H, W) with K={len(t)} timestamps, got {tuple(f.shape)}")
-            metadata.append(
-                VideoMetadata(
-                    total_num_frames=len(t),
-                    fps=_MS_GRID,
-                    duration=float(d),
-                    frames_indices=[int(round(float(x) * _MS_GRID)) for x in t],
-                )
-            )
-        out = self.processor(
-            text=[self.prompt_text(q) for q in queries],
-            videos=[f for f in frames],
-            video_metadata=metadata,
-            do_sample_frames=False,
-            padding=True,
-            return_tensors="pt",
-        )
-        prompts = [ids[mask.bool()] for ids, mask in zip(out["input_ids"], out["attention_mask"])]
-        pixels = {k: out[k] for k in ("pixel_values", "pixel_attention_mask") if k in out}
-        return prompts, pixels
+        queries: list[str | None] | None = None,
+    ) -> list[torch.Tensor]:
+        """Unpadded prompt token ids per video; no pixel is touched.
+
+        The chat turn's ``<video>`` placeholder is expanded by the processor's own
+        ``replace_video_token`` (intro with the frame count and duration, then per frame
+        ``Frame from MM:SS:`` and its image tokens) and tokenized as the processor tokenizes, so
+        the ids equal those of ``processor(text=..., videos=...)`` (tested).
+
+        Args:
+            timestamps: Per video, the shown frames' times in seconds ``(K,)``.
+            durations: Per video, its length in seconds.
+            queries: Per video, an optional instruction replacing the default.
+        """
+        if len(timestamps) != len(durations):
+            raise ValueError("timestamps and durations must have one entry per video")
+        queries = queries or [None] * len(timestamps)
+        texts = []
+        for t, d, q in zip(timestamps, durations, queries):
+            # Timestamps go in as indices on a millisecond grid (see _MS_GRID).
+            meta = VideoMetadata(
+                total_num_frames=len(t), fps=_MS_GRID, duration=float(d),
+                frames_indices=[int(round(float(x) * _MS_GRID)) for x in t],
+            )  # fmt: skip
+            # replace_video_token reads the frame count from the pixel tensor's shape: an empty one will do.
+            inputs = {"pixel_values": torch.empty(1, len(t), 0), "video_metadata": [meta]}
+            expansion = self.processor.replace_video_token(inputs, video_idx=0)
+            texts.append(self.prompt_text(q).replace(self.processor.video_token, expansion, 1))
+        return [torch.tensor(ids) for ids in self.processor.tokenizer(texts)["input_ids"]]
+
+    def pixels(self, frames: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``pixel_values`` and ``pixel_attention_mask`` of each video's ``uint8 (K, 3, H, W)`` frames."""
+        out = self.processor.video_processor(videos=list(frames), do_sample_frames=False, return_tensors="pt")
+        return {k: out[k] for k in ("pixel_values", "pixel_attention_mask") if k in out}
+
+    def _visual_inputs(
+        self,
+        frames: list[torch.Tensor] | None,
+        timestamps: list[torch.Tensor],
+        image_embeds: list[torch.Tensor] | None,
+    ) -> dict[str, torch.Tensor]:
+        """Pixels of ``frames``, or the precomputed ``image_embeds`` concatenated in prompt order."""
+        if (frames is None) == (image_embeds is None):
+            raise ValueError("give each video's frames or its precomputed image_embeds (exactly one of them)")
+        given = frames if frames is not None else image_embeds
+        if len(given) != len(timestamps):
+            raise ValueError("frames (or image_embeds) and timestamps must have one entry per video")
+        for f, t in zip(given, timestamps):
+            if f.shape[0] != len(t) or (frames is not None and f.ndim != 4):
+                raise ValueError(f"expected {len(t)} frames (one per timestamp) per video, got shape {tuple(f.shape)}")
+        if frames is not None:
+            return self.pixels(frames)
+        # The model scatters these rows into the image-token positions in order: video by video,
+        # frame by frame, exactly the order of the prompts.
+        return {"image_embeds": torch.cat(list(image_embeds))}
 
     def build_batch(
         self,
-        frames: list[torch.Tensor],
+        frames: list[torch.Tensor] | None,
         timestamps: list[torch.Tensor],
         durations: list[float],
         targets: list[str],
         queries: list[str | None] | None = None,
+        image_embeds: list[torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
         """Tokenizes prompts + answers; labels are ``-100`` everywhere but the answer.
 
@@ -254,13 +316,17 @@ class SmolVLM(nn.Module):
         exactly the prompt that generation will start from.
 
         Args:
-            frames: Per video, ``uint8`` frames ``(K, 3, H, W)``.
+            frames: Per video, ``uint8`` frames ``(K, 3, H, W)`` (the pixel path), or ``None``
+                when ``image_embeds`` are given.
             timestamps: Per video, the frames' times in seconds ``(K,)``.
             durations: Per video, its length in seconds.
             targets: Per video, the dense caption text.
             queries: Per video, an optional instruction replacing the default.
+            image_embeds: Per video, the frames' precomputed image embeddings ``(K, S, hidden)``
+                (:meth:`models.encoders.FrameEncoder.encode`): the vision tower does not run again.
         """
-        prompts, pixels = self._encode_prompts(frames, timestamps, durations, queries)
+        visual = self._visual_inputs(frames, timestamps, image_embeds)
+        prompts = self.prompt_ids(timestamps, durations, queries)
         tok = self.processor.tokenizer
         answers = [
             torch.tensor(tok(" " + t + self.end_of_utterance, add_special_tokens=False)["input_ids"]) for t in targets
@@ -274,14 +340,21 @@ class SmolVLM(nn.Module):
             input_ids[i, :n] = torch.cat([p, a])
             labels[i, len(p) : n] = a
             attention[i, :n] = 1
-        self._check_length(length, max(len(f) for f in frames), "a prompt + caption")
-        return {"input_ids": input_ids, "attention_mask": attention, "labels": labels, **pixels}
+        self._check_length(length, max(len(t) for t in timestamps), "a prompt + caption")
+        return {"input_ids": input_ids, "attention_mask": attention, "labels": labels, **visual}
 
-    def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def _model_inputs(self, batch: dict[str, torch.Tensor]) -> dict[str, object]:
+        """The batch on the model's device and dtype, precomputed image embeddings as encoder outputs."""
         param = next(self.model.parameters())
-        return {
+        batch = {
             k: v.to(param.device, dtype=param.dtype if v.is_floating_point() else v.dtype) for k, v in batch.items()
         }
+        embeds = batch.pop("image_embeds", None)
+        if embeds is not None:
+            # transformers' precomputed-encoder path: SmolVLMModel.forward merges these rows into
+            # the image-token positions instead of running the vision tower on pixel_values.
+            batch["mm_encoder_outputs"] = {"image": BaseModelOutputWithPooling(pooler_output=embeds)}
+        return batch
 
     @torch.no_grad()
     def sample_losses(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -291,7 +364,7 @@ class SmolVLM(nn.Module):
         must not carry dropout noise: the model runs in eval mode (LoRA dropout off) without
         gradients, and its previous train/eval mode is restored afterwards.
         """
-        batch = self._to_device(batch)
+        batch = self._model_inputs(batch)
         labels = batch.pop("labels")
         modes = [(m, m.training) for m in self.model.modules()]
         self.model.eval()
@@ -309,30 +382,31 @@ class SmolVLM(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Token-mean caption loss over the batch (the training objective)."""
-        batch = self._to_device(batch)
-        return self.model(**batch).loss
+        return self.model(**self._model_inputs(batch)).loss
 
     @torch.no_grad()
     def generate(
         self,
-        frames: list[torch.Tensor],
+        frames: list[torch.Tensor] | None,
         timestamps: list[torch.Tensor],
         durations: list[float],
         queries: list[str | None] | None = None,
         max_new_tokens: int | None = None,
+        image_embeds: list[torch.Tensor] | None = None,
     ) -> list[str]:
-        """Greedy dense captions for each video's selected frames."""
-        prompts, pixels = self._encode_prompts(frames, timestamps, durations, queries)
+        """Greedy dense captions for each video's selected frames (or their precomputed ``image_embeds``)."""
+        visual = self._visual_inputs(frames, timestamps, image_embeds)
+        prompts = self.prompt_ids(timestamps, durations, queries)
         length = max(len(p) for p in prompts)
         max_new_tokens = max_new_tokens or self.max_new_tokens
-        self._check_length(length + max_new_tokens, max(len(f) for f in frames), "a prompt + max_new_tokens")
+        self._check_length(length + max_new_tokens, max(len(t) for t in timestamps), "a prompt + max_new_tokens")
         # Left padding: every prompt ends where generation starts.
         input_ids = torch.full((len(prompts), length), self.pad_token_id, dtype=torch.long)
         attention = torch.zeros_like(input_ids)
         for i, p in enumerate(prompts):
             input_ids[i, length - len(p) :] = p
             attention[i, length - len(p) :] = 1
-        batch = self._to_device({"input_ids": input_ids, "attention_mask": attention, **pixels})
+        batch = self._model_inputs({"input_ids": input_ids, "attention_mask": attention, **visual})
         tok = self.processor.tokenizer
         out = self.model.generate(
             **batch,

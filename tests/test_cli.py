@@ -179,9 +179,18 @@ def test_every_selector_and_decoder_is_injectable_and_trains(class_path, init_ar
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     assert cli.trainer.global_step == 1
     batch = next(iter(cli.datamodule.train_dataloader()))
-    frames, stamps = cli.model.select_frames(batch)
-    assert all(f.shape[0] == 4 and f.dtype == torch.uint8 for f in frames)
-    assert all(bool((t[1:] > t[:-1]).all()) for t in stamps)
+    shown = cli.model.select_frames(batch)  # a batch straight from the loader: no embeddings yet
+    assert all(f.shape[0] == 4 and f.dtype == torch.uint8 for f in shown["frames"])
+    assert all(bool((t[1:] > t[:-1]).all()) for t in shown["timestamps"])
+    # Through the data module's encoding stage, the VLM reads the same frames' embeddings instead.
+    attached = cli.datamodule.on_after_batch_transfer(batch, 0)
+    if selector.shows_candidates:
+        embedded = cli.model.select_frames(attached)
+        assert embedded["frames"] is None and all(e.shape[0] == 4 for e in embedded["image_embeds"])
+        for t, u in zip(embedded["timestamps"], shown["timestamps"]):
+            assert torch.equal(t, u)
+    else:  # frame averaging makes new frames: pixels it is
+        assert "image_embeds" not in attached
 
 
 def test_validate_and_test_subcommands_log_losses(tmp_path, tiny_model_dir, synthetic):

@@ -223,15 +223,22 @@ def test_entries_written_before_dtype_and_shape_were_recorded_still_read(tmp_pat
     assert stored.dtype == torch.float32 and torch.equal(stored, features) and torch.equal(stamps, ts)
 
 
-def test_put_records_dtype_and_shape(tmp_path, video):
+def test_put_keeps_dtype_and_shape_bfloat16_included(tmp_path, video):
+    """Features stay float32; a VLM's image embeddings (T, S, hidden) keep the model's dtype, bf16 too."""
     cache = FeatureCache(tmp_path, "enc", DECODE)
     frames, ts = make_frames()
-    cache.put(video, CountingEncoder()(frames).double(), ts)  # stored as float32 whatever it was given
+    cache.put(video, CountingEncoder()(frames), ts)
     meta = json.loads(datasets.load_from_disk(str(cache.entry_path(video))).info.description)
     assert (meta["dtype"], meta["shape"], meta["encoder_id"], meta["decode_id"]) == ("float32", [6], "enc", DECODE)
-    assert cache.get(video)[0].dtype == torch.float32
-    with pytest.raises(ValueError, match=r"\(T, D\)"):
-        cache.put(video, frames, ts)
+    embeds = torch.randn(len(ts), 4, 8).to(torch.bfloat16)
+    other = FeatureCache(tmp_path, "enc|image_embeds", DECODE)
+    other.put(video, embeds, ts)
+    stored = other.get(video)[0]
+    assert stored.dtype == torch.bfloat16 and torch.equal(stored, embeds)  # bit for bit
+    meta = json.loads(datasets.load_from_disk(str(other.entry_path(video))).info.description)
+    assert (meta["dtype"], meta["shape"]) == ("bfloat16", [4, 8])
+    with pytest.raises(ValueError, match=r"\(T, \.\.\.\)"):
+        cache.put(video, ts, ts)
 
 
 @pytest.fixture(scope="module")

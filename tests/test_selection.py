@@ -40,7 +40,7 @@ def trainer_module(tiny_model_dir):
     encoder = FrameEncoder(str(tiny_model_dir))
     model = FrameImportanceModel(feature_dim=32, d_model=32, layers=1, heads=2, dropout=0.0)
     objective = ObjectiveSettings(group_size=16, entropy_weight=0.0, temperature_start=1.0, temperature_end=1.0)
-    return SelectorTrainer(model, encoder, num_frames=2, objective=objective, feature_cache_dir="")
+    return SelectorTrainer(model, encoder, num_frames=2, objective=objective)
 
 
 def _subset_prob(module, batch, subset):
@@ -126,7 +126,7 @@ def test_likelihood_rewards_do_not_depend_on_lora_dropout(tiny_model_dir):
                 p.normal_(0.0, 0.5)  # a fresh adapter outputs 0, dropout or not
     module = SelectorTrainer(
         FrameImportanceModel(feature_dim=32, d_model=32, layers=1, heads=2, dropout=0.0),
-        FrameEncoder(str(tiny_model_dir)), vlm=vlm, num_frames=2, feature_cache_dir="",
+        FrameEncoder(str(tiny_model_dir)), vlm=vlm, num_frames=2,
         objective=ObjectiveSettings(coverage_reward=0.0, likelihood_reward=1.0, train_lora=True),
     )  # fmt: skip
     module.train()
@@ -165,7 +165,7 @@ def test_ranking_loss_prefers_the_subset_the_vlm_likes(tiny_model_dir, monkeypat
     vlm = SmolVLM(str(tiny_model_dir), lora=LoraSettings(enabled=False))
     module = SelectorTrainer(
         FrameImportanceModel(feature_dim=32, d_model=32, layers=1, heads=2, dropout=0.0),
-        FrameEncoder(str(tiny_model_dir)), vlm=vlm, num_frames=2, feature_cache_dir="",
+        FrameEncoder(str(tiny_model_dir)), vlm=vlm, num_frames=2,
         objective=ObjectiveSettings(rl_weight=0.0, rank_weight=1.0, rank_candidates=8),
     )  # fmt: skip
     batch = _batch(n=1)
@@ -200,10 +200,16 @@ def test_selector_configs_train_cache_features_and_resume(config, tmp_path, tiny
         assert f"val_baseline/xcorr_recall@{k}" in metrics and f"val_baseline/uniform_recall@{k}" in metrics
     if module.vlm is not None:
         assert torch.isfinite(metrics["val/caption_loss"]) and torch.isfinite(metrics["val_baseline/uniform_caption_loss"])
-    # Features were computed once per video and then read back from the on-disk cache.
-    stats = module.cache.stats()
+    # Features were computed once per video and then read back from the on-disk cache (by the
+    # dataset, which reads in the DataLoader worker's place here); the VLM's image embeddings too.
+    encodings = cli.datamodule.encodings
     seen = len(cli.datamodule.datasets["train"]) + len(cli.datamodule.datasets["val"])
-    assert stats["entries"] == seen and stats["hits"] > 0
+    stats = encodings.store.stats()
+    assert set(stats) == ({"features", "image_embeds"} if module.vlm is not None else {"features"})
+    for output in stats.values():
+        assert output["entries"] == seen and output["hits"] > 0
+    frames = sum(len(item["timestamps"]) for split in ("train", "val") for item in cli.datamodule.datasets[split])
+    assert encodings.passes["features"] == frames  # each candidate frame went through the tower once
     # The checkpoint holds only what trains; a fresh module restores the same policy.
     ckpt = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)
     # last.ckpt is the final state even though training stopped on max_steps after the last
@@ -237,7 +243,7 @@ def test_text_queries_reach_the_policy(tiny_model_dir):
     torch.manual_seed(0)
     model = FrameImportanceModel(feature_dim=32, d_model=32, layers=1, heads=2, dropout=0.0, query_vocab_size=vocab)
     torch.nn.init.normal_(model.head.weight)  # the untrained head is zero: make logits depend on the input
-    module = SelectorTrainer(model, FrameEncoder(str(tiny_model_dir)), num_frames=2, feature_cache_dir="")
+    module = SelectorTrainer(model, FrameEncoder(str(tiny_model_dir)), num_frames=2)
     module.eval()
     batch = _batch(n=2)
     batch["query"] = ["a red circle moves left", "a blue square moves up"]
@@ -248,7 +254,7 @@ def test_text_queries_reach_the_policy(tiny_model_dir):
     # Same frames in both rows' place would give the same logits; the queries change them.
     assert not torch.allclose(with_queries, without)
     small = SelectorTrainer(FrameImportanceModel(feature_dim=32, query_vocab_size=10),
-                            FrameEncoder(str(tiny_model_dir)), num_frames=2, feature_cache_dir="")  # fmt: skip
+                            FrameEncoder(str(tiny_model_dir)), num_frames=2)  # fmt: skip
     batch["query"] = ["a red circle", None]
     with pytest.raises(ValueError, match="query_vocab_size=10"):
         small.policy_logits(batch)

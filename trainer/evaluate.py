@@ -31,6 +31,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from data.datamodule import collate_videos
+from data.encodings import FrameEncodings
 from models.prompting import format_dense_caption, parse_dense_caption
 from models.selectors import (
     FrameAveragingSelector,
@@ -96,6 +98,7 @@ def evaluate_selectors(
     vlm: Any = None,
     generate: bool = False,
     seed: int = 0,
+    encodings: FrameEncodings | None = None,
 ) -> tuple[list[dict[str, Any]], dict[tuple[str, int], dict[str, list]]]:
     """Runs every selector at every budget on every video.
 
@@ -106,6 +109,8 @@ def evaluate_selectors(
         vlm: Optional :class:`models.vlm.SmolVLM` for caption NLL and generation.
         generate: Also generate dense captions (needs ``vlm``).
         seed: Seed for anything random (random selector, sampling-free generation).
+        encodings: The VLM's image embeddings stage: every selector and budget then reads the
+            same per-frame rows, each frame encoded at most once per video (``None``: pixels).
 
     Returns:
         Per-video rows, and per (selector, K) the predictions/references for caption scoring.
@@ -115,6 +120,9 @@ def evaluate_selectors(
     captions: dict[tuple[str, int], dict[str, list]] = defaultdict(lambda: {"pred": {}, "ref": {}})
     for item in tqdm(items, desc="evaluating videos"):
         frames, stamps, events = item["frames"], item["timestamps"], item["events"]
+        rows_of = None
+        if encodings is not None and vlm is not None:
+            rows_of = encodings.attach(collate_videos([item]))["image_embeds"][0]
         for name, selector in selectors.items():
             for k in budgets:
                 if k > len(stamps):
@@ -132,11 +140,16 @@ def evaluate_selectors(
                 }
                 if vlm is not None:
                     target = format_dense_caption(events)
-                    batch = vlm.build_batch([shown], [times], [item["duration"]], [target], [item["query"]])
-                    with torch.no_grad():
-                        row["nll"] = vlm.sample_losses(batch).item()
+                    if rows_of is not None and selector.shows_candidates:
+                        visual = {"frames": None, "image_embeds": [rows_of.rows(idx)]}
+                    else:
+                        visual = {"frames": [shown]}
+                    batch = vlm.build_batch(**visual, timestamps=[times], durations=[item["duration"]],
+                                            targets=[target], queries=[item["query"]])  # fmt: skip
+                    row["nll"] = vlm.sample_losses(batch).item()
                     if generate:
-                        text = vlm.generate([shown], [times], [item["duration"]], [item["query"]])[0]
+                        text = vlm.generate(**visual, timestamps=[times], durations=[item["duration"]],
+                                            queries=[item["query"]])[0]  # fmt: skip
                         pred = [{"sentence": e.caption, "timestamp": [e.start, e.end]} for e in parse_dense_caption(text)]
                         captions[(name, k)]["pred"][item["video_id"]] = pred
                         captions[(name, k)]["ref"][item["video_id"]] = events
@@ -321,9 +334,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     vlm = None if args.no_vlm else getattr(module, "vlm", None)
     if args.generate and vlm is None:
         parser.error("--generate needs a config with a VLM")
+    encodings = None
     if vlm is not None:
         vlm.check_frame_budget(max(args.budgets))  # before any video is decoded
-    rows, captions = evaluate_selectors(items, selectors, sorted(set(args.budgets)), vlm, args.generate, args.seed)
+        blocker = vlm.embeds_blocker()
+        if blocker is None:
+            # Rows the training run cached (data.feature_cache) are read; others are computed
+            # once per video and frame, whatever the number of selectors and budgets.
+            encodings = datamodule.set_frame_encoders(image_embeds=vlm.frame_encoder(), embed_all_frames=False)
+        else:
+            print(f"the VLM reads pixels: {blocker}")
+    budgets = sorted(set(args.budgets))
+    rows, captions = evaluate_selectors(items, selectors, budgets, vlm, args.generate, args.seed, encodings)
     summary = aggregate(rows, captions, java=not args.no_java)
     output = Path(args.output or f"outputs/eval/{Path(args.config).stem}")
     output.mkdir(parents=True, exist_ok=True)

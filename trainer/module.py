@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import lightning.pytorch as pl
@@ -16,6 +17,8 @@ from trainer.checkpointing import (
     keep_trainable_state,
     plain_hparams,
 )
+
+log = logging.getLogger(__name__)
 
 
 class DenseCaptioner(pl.LightningModule):
@@ -57,23 +60,38 @@ class DenseCaptioner(pl.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if hasattr(datamodule, "set_frame_budget"):
             datamodule.set_frame_budget(self.num_frames)
+        blocker = self.vlm.embeds_blocker() or (
+            None if self.selector.shows_candidates else f"{type(self.selector).__name__} shows frames it makes"
+        )
+        if blocker is not None:
+            log.info("the VLM runs its vision tower on pixels: %s", blocker)
+        elif hasattr(datamodule, "set_frame_encoders"):
+            # The same K frames of a video come back every epoch: encode just those (lazily, once
+            # per batch), rather than all candidates; entries a selector run cached are read.
+            datamodule.set_frame_encoders(image_embeds=self.vlm.frame_encoder(), embed_all_frames=False)
 
     # ----------------------------------------------------------------------------- selection
-    def select_frames(self, batch: dict[str, list]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """The frames shown to the VLM and their timestamps, for every video in the batch."""
-        frames, stamps = [], []
+    def select_frames(self, batch: dict[str, list]) -> dict[str, Any]:
+        """What the VLM sees of every video in the batch: timestamps, and embedding rows or frames.
+
+        Keyword arguments for :meth:`SmolVLM.build_batch` / :meth:`SmolVLM.generate`.
+        """
+        frames, stamps, embeds = [], [], []
         with torch.no_grad():
-            for f, t in zip(batch["frames"], batch["timestamps"]):
-                shown, times = self.selector.gather(f, t, self.num_frames)
+            for i, (f, t) in enumerate(zip(batch["frames"], batch["timestamps"])):
+                idx, shown, times = self.selector.choose(f, t, self.num_frames)
                 frames.append(shown)
                 stamps.append(times)
-        return frames, stamps
+                if "image_embeds" in batch:
+                    embeds.append(batch["image_embeds"][i].rows(idx))
+        if "image_embeds" in batch:
+            return {"frames": None, "timestamps": stamps, "image_embeds": embeds}
+        return {"frames": frames, "timestamps": stamps}
 
     def caption_loss(self, batch: dict[str, list]) -> torch.Tensor:
-        frames, stamps = self.select_frames(batch)
         targets = [format_dense_caption(events) for events in batch["events"]]
-        inputs = self.vlm.build_batch(frames, stamps, batch["duration"], targets, batch["query"])
-        return self.vlm(inputs)
+        shown = self.select_frames(batch)
+        return self.vlm(self.vlm.build_batch(**shown, durations=batch["duration"], targets=targets, queries=batch["query"]))
 
     # ----------------------------------------------------------------------------- steps
     def training_step(self, batch: dict[str, list], batch_idx: int) -> torch.Tensor | None:
@@ -96,8 +114,9 @@ class DenseCaptioner(pl.LightningModule):
     def predict_step(self, batch: dict[str, list], batch_idx: int) -> list[dict[str, Any]]:
         if not batch["frames"]:
             return []
-        frames, stamps = self.select_frames(batch)
-        texts = self.vlm.generate(frames, stamps, batch["duration"], batch["query"])
+        shown = self.select_frames(batch)
+        stamps = shown["timestamps"]
+        texts = self.vlm.generate(**shown, durations=batch["duration"], queries=batch["query"])
         return [
             {
                 "video_id": vid,

@@ -30,6 +30,7 @@ instead, which is two per batch while the selector and LoRA both train: bound su
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -38,7 +39,6 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.cli import OptimizerCallable
 
-from data.features import FeatureCache
 from models.decoders import Decoder, TopKDecoder
 from models.encoders import FrameEncoder
 from models.importance import FrameImportanceModel, gumbel_topk, plackett_luce_log_prob
@@ -57,6 +57,8 @@ from trainer.checkpointing import (
     plain_hparams,
 )
 from trainer.metrics import event_recall
+
+log = logging.getLogger(__name__)
 
 BATCHES_KEY = "selector_trainer_batches_done"
 
@@ -141,9 +143,15 @@ class SelectorTrainer(pl.LightningModule):
         objective: Loss mix and schedules.
         selector_optimizer: Optimizer factory for the importance model.
         lora_optimizer: Optimizer factory for the LoRA adapter.
-        feature_cache_dir: Where per-frame features are cached (default: the data module's
-            cache folder under ``features/``); ``""`` disables the cache.
         reward_batch_size: Videos per VLM forward pass when scoring sampled subsets.
+
+    Each candidate frame goes through a vision tower once per run: at setup the module registers
+    its encoders with the data module (:meth:`DenseCaptionDataModule.set_frame_encoders`), whose
+    batches then carry the selector's ``features`` and the VLM's ``image_embeds`` (cached on disk
+    with ``data.feature_cache``). When the encoder is the VLM's own checkpoint, one pass gives
+    both; every VLM forward (rewards, ranking, caption loss) gathers the shown frames' embedding
+    rows instead of re-running the tower on pixels, unless :meth:`SmolVLM.embeds_blocker` says why
+    it cannot (then the pixel path runs and one log line says why).
     """
 
     def __init__(
@@ -158,7 +166,6 @@ class SelectorTrainer(pl.LightningModule):
         objective: ObjectiveSettings = ObjectiveSettings(),
         selector_optimizer: OptimizerCallable = torch.optim.AdamW,
         lora_optimizer: OptimizerCallable = torch.optim.AdamW,
-        feature_cache_dir: str | None = None,
         reward_batch_size: int = 16,
     ) -> None:
         super().__init__()
@@ -181,9 +188,7 @@ class SelectorTrainer(pl.LightningModule):
         self.objective = objective
         self.selector_optimizer = selector_optimizer
         self.lora_optimizer = lora_optimizer
-        self.feature_cache_dir = feature_cache_dir
         self.reward_batch_size = reward_batch_size
-        self.cache: FeatureCache | None = None
         self._tokenizer = None  # loaded on the first batch with a text query
         # Training batches done: the schedules' clock (global_step counts 1 or 2 per batch).
         self.batches_done = 0
@@ -208,21 +213,35 @@ class SelectorTrainer(pl.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if hasattr(datamodule, "set_frame_budget"):
             datamodule.set_frame_budget(max([self.num_frames, *self.eval_budgets]))
-        if self.feature_cache_dir == "" or datamodule is None:
-            return
-        root = self.feature_cache_dir or str(datamodule.cache_dir / "features")
-        self.cache = FeatureCache.for_encoder(
-            root, self.encoder, datamodule.fps, datamodule.frame_size, datamodule.max_frames
-        )
+        if hasattr(datamodule, "set_frame_encoders"):
+            datamodule.set_frame_encoders(features=self.encoder, image_embeds=self.embeds_encoder())
+
+    def embeds_encoder(self) -> FrameEncoder | None:
+        """The encoder whose image embeddings the VLM reads, or ``None`` (pixel path, said in the log).
+
+        The selector's own encoder when it is the VLM's checkpoint (one pass gives both outputs),
+        else the VLM's tower.
+        """
+        if self.vlm is None:
+            return None
+        if self.vlm.embeds_blocker(self.encoder) is None:
+            return self.encoder
+        blocker = self.vlm.embeds_blocker()
+        if blocker is None:
+            return self.vlm.frame_encoder()
+        log.info("the VLM runs its vision tower on pixels for every forward: %s", blocker)
+        return None
 
     def video_features(self, batch: dict[str, list]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Padded features ``(B, T, D)``, timestamps ``(B, T)`` and validity mask ``(B, T)``."""
-        feats = []
-        for video, frames, stamps in zip(batch["video"], batch["frames"], batch["timestamps"]):
-            if self.cache is not None:
-                feats.append(self.cache.get_or_compute(video, frames, stamps, self.encoder))
-            else:
-                feats.append(self.encoder(frames))
+        """Padded features ``(B, T, D)``, timestamps ``(B, T)`` and validity mask ``(B, T)``.
+
+        Features come with the batch (the data module's encoding stage); a batch built by hand
+        is encoded here.
+        """
+        if "features" in batch:
+            feats = [rows.all().float().cpu() for rows in batch["features"]]
+        else:
+            feats = [self.encoder(frames) for frames in batch["frames"]]
         lengths = [f.shape[0] for f in feats]
         b, t, d = len(feats), max(lengths), feats[0].shape[1]
         features = torch.zeros(b, t, d)
@@ -233,6 +252,18 @@ class SelectorTrainer(pl.LightningModule):
             stamps[i, : len(f)] = s.float()
             mask[i, : len(f)] = True
         return features.to(self.device), stamps.to(self.device), mask.to(self.device)
+
+    def shown(self, batch: dict[str, list], picks: list[tuple[int, torch.Tensor]]) -> dict[str, Any]:
+        """What the VLM sees of ``picks`` (video, frame indices): frames, times and embeddings or pixels.
+
+        Keyword arguments for :meth:`SmolVLM.build_batch`: the frames' precomputed embedding rows
+        when the batch carries them, else the frames themselves.
+        """
+        idx = [(i, j.sort().values.cpu()) for i, j in picks]
+        stamps = [batch["timestamps"][i][j] for i, j in idx]
+        if "image_embeds" in batch:
+            return {"frames": None, "timestamps": stamps, "image_embeds": [batch["image_embeds"][i].rows(j) for i, j in idx]}
+        return {"frames": [batch["frames"][i][j] for i, j in idx], "timestamps": stamps}
 
     def query_tokens(self, batch: dict[str, list]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Token ids ``(B, L)`` and mask of the videos' text queries, or ``(None, None)``.
@@ -287,15 +318,12 @@ class SelectorTrainer(pl.LightningModule):
         out = torch.zeros(b, g)
         for start in range(0, len(jobs), self.reward_batch_size):
             chunk = jobs[start : start + self.reward_batch_size]
-            frames, stamps, durations, targets, queries = [], [], [], [], []
-            for i, j in chunk:
-                idx = subsets[i, j].sort().values.cpu()
-                frames.append(batch["frames"][i][idx])
-                stamps.append(batch["timestamps"][i][idx])
-                durations.append(batch["duration"][i])
-                targets.append(format_dense_caption(batch["events"][i]))
-                queries.append(batch["query"][i])
-            inputs = self.vlm.build_batch(frames, stamps, durations, targets, queries)
+            inputs = self.vlm.build_batch(
+                **self.shown(batch, [(i, subsets[i, j]) for i, j in chunk]),
+                durations=[batch["duration"][i] for i, _ in chunk],
+                targets=[format_dense_caption(batch["events"][i]) for i, _ in chunk],
+                queries=[batch["query"][i] for i, _ in chunk],
+            )
             losses = self.vlm.sample_losses(inputs).float().cpu()
             for (i, j), loss in zip(chunk, losses):
                 out[i, j] = loss
@@ -355,20 +383,15 @@ class SelectorTrainer(pl.LightningModule):
         log_p = torch.log_softmax(logits, dim=-1).masked_fill(~mask, 0.0)
         return -(target * log_p).sum(-1).mean()
 
-    def chosen_frames(self, batch, logits, k: int) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
-        """The decoder's K frames per video (what inference shows the VLM), their times and indices."""
-        frames, stamps, indices = [], [], []
-        for i, (f, t) in enumerate(zip(batch["frames"], batch["timestamps"])):
-            idx = self.decoder.decode(logits[i, : len(t)].detach().cpu(), k)
-            frames.append(f[idx])
-            stamps.append(t[idx])
-            indices.append(idx)
-        return frames, stamps, indices
+    def chosen_indices(self, batch, logits, k: int) -> list[torch.Tensor]:
+        """The decoder's K frames per video: what inference shows the VLM."""
+        return [self.decoder.decode(logits[i, : len(t)].detach().cpu(), k) for i, t in enumerate(batch["timestamps"])]
 
-    def caption_loss(self, batch, logits) -> torch.Tensor:
-        frames, stamps, _ = self.chosen_frames(batch, logits, self.num_frames)
+    def caption_loss(self, batch, indices: list[torch.Tensor]) -> torch.Tensor:
+        """Token-mean caption loss of each video's reference given its frames ``indices``."""
         targets = [format_dense_caption(e) for e in batch["events"]]
-        return self.vlm(self.vlm.build_batch(frames, stamps, batch["duration"], targets, batch["query"]))
+        shown = self.shown(batch, list(enumerate(indices)))
+        return self.vlm(self.vlm.build_batch(**shown, durations=batch["duration"], targets=targets, queries=batch["query"]))
 
     # ----------------------------------------------------------------------------- steps
     def _sides(self) -> tuple[bool, bool]:
@@ -402,7 +425,7 @@ class SelectorTrainer(pl.LightningModule):
             total = total + weight * loss
             logs.update({"train/teacher_loss": loss.item(), "train/teacher_weight": weight})
         if train_lora and o.caption_weight > 0:
-            loss = self.caption_loss(batch, logits)
+            loss = self.caption_loss(batch, self.chosen_indices(batch, logits, self.num_frames))
             total = total + o.caption_weight * loss
             logs["train/caption_loss"] = loss.item()
         self.log_dict(logs, prog_bar=False, batch_size=len(batch["frames"]))
@@ -449,12 +472,11 @@ class SelectorTrainer(pl.LightningModule):
                 prog = k == self.num_frames
                 self.log(f"{stage}/recall@{k}", sum(recalls) / len(recalls), prog_bar=prog, batch_size=len(recalls), sync_dist=True)
         if self.vlm is not None:
-            self.log(f"{stage}/caption_loss", self.caption_loss(batch, logits), batch_size=n, sync_dist=True)
-            frames = [f[uniform_indices(len(f), self.num_frames)] for f in batch["frames"]]
-            stamps = [t[uniform_indices(len(t), self.num_frames)] for t in batch["timestamps"]]
-            targets = [format_dense_caption(e) for e in batch["events"]]
-            inputs = self.vlm.build_batch(frames, stamps, batch["duration"], targets, batch["query"])
-            self.log(f"{stage}_baseline/uniform_caption_loss", self.vlm(inputs), batch_size=n, sync_dist=True)
+            chosen = self.chosen_indices(batch, logits, self.num_frames)
+            self.log(f"{stage}/caption_loss", self.caption_loss(batch, chosen), batch_size=n, sync_dist=True)
+            uniform = [uniform_indices(len(t), self.num_frames) for t in batch["timestamps"]]
+            loss = self.caption_loss(batch, uniform)
+            self.log(f"{stage}_baseline/uniform_caption_loss", loss, batch_size=n, sync_dist=True)
 
     # ----------------------------------------------------------------------------- optimisation
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:

@@ -1,0 +1,245 @@
+"""Encoder outputs attached to batches: each candidate frame goes through the frozen vision tower once.
+
+A selector-training step looks at every candidate frame (the importance mask scores all ``T``)
+and then shows the VLM many K-frame subsets of them (RL rollouts, ranking candidates, the caption
+loss). The vision tower and connector are frozen, so a frame's outputs never change during a run:
+:class:`FrameEncodings` computes them once per video and hands every consumer the same rows.
+
+* ``batch["features"]``: per video a :class:`FrameRows` whose ``all()`` are the pooled features
+  ``(T, D)`` the selector reads.
+* ``batch["image_embeds"]``: per video a :class:`FrameRows` whose ``rows(idx)`` are the VLM's
+  image embeddings of those frames (``(K, S, hidden)``), passed to the VLM instead of pixels.
+
+Values not in the cache are computed when a step first asks for them (inside the step).
+
+When one encoder gives both (the selector's encoder is the VLM's own checkpoint), one pass per
+frame fills both. With a cache root, outputs are stored per video in a
+:class:`~data.features.FeatureCache` (``<root>/<encoder id>/<decode settings>/<video key>``):
+DataLoader workers read hits (:meth:`EncodingStore.read`, so the main process only computes
+misses), and a warm cache means the vision tower never runs. Without a cache the outputs live for
+one batch, and image embeddings that no pass gives for free are computed lazily, only for the
+frames a step actually shows.
+
+The encoders are objects with ``encode(frames, outputs) -> {name: tensor}`` and
+``model_name_or_path`` (a :class:`models.encoders.FrameEncoder`); this module never imports them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from data.features import FeatureCache, output_id
+
+log = logging.getLogger(__name__)
+
+OUTPUTS = ("features", "image_embeds")
+
+
+class FrameRows:
+    """One video's per-frame tensor, computed on first use: whole, or row by row.
+
+    Nothing is computed when a batch is put together, only when a step asks for rows, so the
+    vision tower runs inside the step (under its autocast, and, with FSDP, while the module's
+    weights are gathered) and only for what the step uses.
+
+    Args:
+        values: All ``T`` rows, if known.
+        whole: ``() -> (T, ...)``: computes all rows at once, on first use (a full vision pass).
+        frames: ``uint8 (T, 3, H, W)`` frames, to compute missing rows from with ``compute``.
+        compute: Frames ``(k, 3, H, W)`` -> rows ``(k, ...)``; each row is computed at most once.
+    """
+
+    def __init__(
+        self,
+        values: Tensor | None = None,
+        whole: Callable[[], Tensor] | None = None,
+        frames: Tensor | None = None,
+        compute: Callable[[Tensor], Tensor] | None = None,
+    ) -> None:
+        if values is None and whole is None and (frames is None or compute is None):
+            raise ValueError("FrameRows needs the values, a whole-video function, or frames and a compute function")
+        self.values = values
+        self.whole = whole
+        self.frames = frames
+        self.compute = compute
+        self.done = None if values is None else torch.ones(len(values), dtype=torch.bool)
+
+    def __len__(self) -> int:
+        if self.values is None and self.whole is not None:
+            self.all()
+        return len(self.values) if self.frames is None else len(self.frames)
+
+    def all(self) -> Tensor:
+        """Every row, ``(T, ...)``."""
+        if self.values is None and self.whole is not None:
+            self.values = self.whole()
+            self.done = torch.ones(len(self.values), dtype=torch.bool)
+        return self.rows(torch.arange(len(self)))
+
+    def rows(self, idx: Tensor | list[int]) -> Tensor:
+        """Rows ``idx`` (in that order), computing the ones not seen yet in one call."""
+        if self.values is None and self.whole is not None:
+            return self.all()[torch.as_tensor(idx, dtype=torch.long).cpu()]
+        idx = torch.as_tensor(idx, dtype=torch.long).cpu()
+        if self.done is None or not self.done[idx].all():
+            todo = idx if self.done is None else idx[~self.done[idx]]
+            todo = todo.unique()
+            new = self.compute(self.frames[todo])
+            if self.values is None:
+                self.values = new.new_zeros(len(self), *new.shape[1:])
+                self.done = torch.zeros(len(self), dtype=torch.bool)
+            self.values[todo.to(self.values.device)] = new.to(self.values.device, self.values.dtype)
+            self.done[todo] = True
+        return self.values[idx.to(self.values.device)]
+
+
+class EncodingStore:
+    """The on-disk side of :class:`FrameEncodings`: one :class:`FeatureCache` per output.
+
+    Small and picklable (no model inside), so DataLoader workers read cached outputs in parallel
+    with decoding.
+
+    Args:
+        caches: Output name (``features``, ``image_embeds``) to its cache.
+    """
+
+    def __init__(self, caches: dict[str, FeatureCache]) -> None:
+        self.caches = caches
+
+    def read(self, video: str | Path, timestamps: Tensor) -> dict[str, Tensor]:
+        """The outputs cached for ``video`` at these ``timestamps`` (the others are simply absent)."""
+        out = {}
+        for name, cache in self.caches.items():
+            values = cache.get_valid(video, timestamps)
+            if values is not None:
+                out[name] = values
+        return out
+
+    def write(self, video: str | Path, name: str, values: Tensor, timestamps: Tensor) -> None:
+        """Stores one output; a failed write (e.g. a full disk) is logged, never raised."""
+        try:
+            self.caches[name].put(video, values, timestamps)
+        except OSError as err:
+            log.warning("%s: cannot store %s (%s); continuing without caching it", self.caches[name].name, video, err)
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """:meth:`FeatureCache.stats` per output."""
+        return {name: cache.stats() for name, cache in self.caches.items()}
+
+    def summary(self) -> str:
+        return "; ".join(f"{name}: {cache.summary()}" for name, cache in self.caches.items())
+
+
+class FrameEncodings:
+    """Attaches encoder outputs to collated batches, computing each frame's at most once.
+
+    Args:
+        features: Encoder of ``batch["features"]`` (all frames of every video), or ``None``.
+        image_embeds: Encoder of ``batch["image_embeds"]`` (the VLM's), or ``None``. The same
+            object as ``features`` means one pass gives both.
+        cache_root: Folder of the on-disk cache (``None``: outputs live for one batch).
+        decode_id: Decoding settings of the videos (see :func:`data.features.decode_id`).
+        embed_all_frames: With a cache, compute and store the image embeddings of all frames of
+            a video on its first visit (right when every step samples new subsets). ``False``
+            computes only the frames a step shows, as without a cache (right for a captioner
+            that shows the same K frames; cached entries are still read).
+
+    Attributes:
+        store: The :class:`EncodingStore`, or ``None`` without a cache.
+        passes: Vision passes run here, per output name (frames encoded), for reports and tests.
+    """
+
+    def __init__(
+        self,
+        features: Any | None = None,
+        image_embeds: Any | None = None,
+        cache_root: str | Path | None = None,
+        decode_id: str = "",
+        embed_all_frames: bool = True,
+    ) -> None:
+        if features is None and image_embeds is None:
+            raise ValueError("FrameEncodings needs a features or an image_embeds encoder")
+        if image_embeds is not None and not getattr(image_embeds, "gives_image_embeds", False):
+            raise ValueError(f"{image_embeds.model_name_or_path} gives no image embeddings (not a SmolVLM checkpoint)")
+        self.encoders = {name: enc for name, enc in zip(OUTPUTS, (features, image_embeds)) if enc is not None}
+        self.embed_all_frames = embed_all_frames
+        self.store = None
+        if cache_root is not None:
+            self.store = EncodingStore(
+                {name: FeatureCache(cache_root, output_id(enc, name), decode_id) for name, enc in self.encoders.items()}
+            )
+        self.passes = dict.fromkeys(self.encoders, 0)
+
+    def _run(self, encoder: Any, frames: Tensor, names: tuple[str, ...]) -> dict[str, Tensor]:
+        out = encoder.encode(frames, outputs=names)
+        for name in names:
+            self.passes[name] += len(frames)
+        return out
+
+    def attach(self, batch: dict[str, list]) -> dict[str, list]:
+        """Adds ``features`` and/or ``image_embeds`` (a :class:`FrameRows` per video) to a collated batch.
+
+        Outputs the workers found in the cache (``batch["encoded"]``) are used as they are; the
+        rest is computed on first use, on the encoders' device, and stored when there is a cache.
+        """
+        n = len(batch["frames"])
+        looked = "encoded" in batch  # DataLoader workers already read the cache
+        found = batch["encoded"] if looked else [{} for _ in range(n)]
+        rows: dict[str, list[FrameRows]] = {name: [] for name in self.encoders}
+        for i in range(n):
+            video, frames, stamps = batch["video"][i], batch["frames"][i], batch["timestamps"][i]
+            have = dict(found[i])
+            if self.store is not None and not looked and len(have) < len(self.encoders):
+                have.update(self.store.read(video, stamps))
+            missing = [name for name in self.encoders if name not in have]
+            # One pass per encoder: the features pass also gives the embeddings when it is the same
+            # encoder; otherwise the embeddings are computed whole only to be cached, else per row.
+            shared = "features" in missing and self.encoders.get("image_embeds") is self.encoders.get("features")
+            passes = {}
+            for name in self.encoders:
+                if name in have:
+                    rows[name].append(FrameRows(values=have[name]))
+                elif name == "image_embeds" and not shared and not (self.store is not None and self.embed_all_frames):
+                    rows[name].append(FrameRows(frames=frames, compute=self._per_row(self.encoders[name])))
+                else:
+                    names = tuple(missing) if shared else (name,)
+                    key = names if shared else name
+                    if key not in passes:
+                        passes[key] = self._whole_pass(self.encoders[name], names, video, frames, stamps)
+                    rows[name].append(FrameRows(whole=partial(passes[key], name)))
+        batch.update(rows)
+        batch.pop("encoded", None)
+        return batch
+
+    def _whole_pass(self, encoder: Any, names: tuple[str, ...], video: Any, frames: Tensor, stamps: Tensor):
+        """``get(name)``: runs one pass for all ``names`` over every frame on first call, stores the results."""
+        done: dict[str, Tensor] = {}
+
+        def get(name: str) -> Tensor:
+            if not done:
+                done.update(self._run(encoder, frames, names))
+                if self.store is not None:
+                    for key, value in done.items():
+                        self.store.write(video, key, value, stamps)
+            return done[name]
+
+        return get
+
+    def _per_row(self, encoder: Any) -> Callable[[Tensor], Tensor]:
+        def compute(frames: Tensor) -> Tensor:
+            return self._run(encoder, frames, ("image_embeds",))["image_embeds"]
+
+        return compute
+
+    def summary(self) -> str:
+        """Cache entries and hits, and the frames encoded in this process."""
+        done = ", ".join(f"{name} {count} frames" for name, count in self.passes.items())
+        cache = self.store.summary() if self.store is not None else "no cache"
+        return f"encoded here: {done}; {cache}"
