@@ -78,7 +78,8 @@ def test_joint_training_evaluate_and_export_on_the_256m_standin(standin_256m, tm
         "smoke_joint.yaml", tmp_path, standin_256m, synthetic,
         "--model.init_args.num_frames", "4", "--model.init_args.eval_budgets", "[4]",
         "--model.init_args.selector.init_args.feature_dim", "1536",  # mean_max of the 768-wide SigLIP tower
-        "--model.init_args.objective.group_size", "2", "--data.fps", "0.5", "--data.max_frames", "5",
+        "--model.init_args.objective.group_size", "2", "--model.init_args.decoder.init_args.min_gap", "1",
+        "--data.fps", "0.5", "--data.max_frames", "5",
         "--data.batch_size", "1", "--trainer.max_steps", "4", "--trainer.limit_train_batches", "2",
         "--trainer.limit_val_batches", "1", "--trainer.check_val_every_n_epoch", "1",
         "--checkpoint.every_n_train_steps", "2",
@@ -88,17 +89,20 @@ def test_joint_training_evaluate_and_export_on_the_256m_standin(standin_256m, tm
     assert cli.trainer.global_step == 4  # two batches, two optimizer steps each
     assert torch.isfinite(cli.trainer.callback_metrics["train/loss"])
     assert torch.isfinite(cli.trainer.callback_metrics["val/caption_loss"])
-    lora = {n: p for n, p in module.vlm.named_parameters() if "lora_B" in n}
-    assert lora and any(p.abs().sum() > 0 for p in lora.values())  # B starts at 0: only gradients move it
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in lora.values())
+    lora = {n: p for n, p in module.vlm.named_parameters() if "lora_" in n}
+    assert lora and all(p.requires_grad for p in lora.values())
+    assert any(p.abs().sum() > 0 for n, p in lora.items() if "lora_B" in n)  # B starts at 0: steps moved it
 
-    # 64 image tokens per frame, K frames, in a batch the module builds.
+    # 64 image tokens per frame, K frames, in a batch the module builds; the loss reaches LoRA.
     batch = next(iter(cli.datamodule.train_dataloader()))
     batch = cli.datamodule.on_after_batch_transfer(batch, 0)
     inputs = module.vlm.build_batch(**module.shown(batch, [(0, torch.arange(4))]), durations=batch["duration"][:1],
                                     targets=["00:01-00:02 a red circle"])  # fmt: skip
     assert (inputs["input_ids"][0] == 49190).sum().item() == 4 * 64
     assert inputs["image_embeds"].shape == (4, 64, 576)
+    module.vlm.zero_grad()
+    module.vlm(inputs).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in lora.values())
 
     last = tmp_path / "ckpt" / "last.ckpt"
     resumed = cli_main(["fit", *args, "--trainer.max_steps", "6", "--trainer.limit_train_batches", "3",
@@ -114,7 +118,7 @@ def test_joint_training_evaluate_and_export_on_the_256m_standin(standin_256m, tm
         f"data.val_file={paths['val']}", f"data.cache_dir={tmp_path / 'cache'}", "data.fps=0.5", "data.max_frames=5",
         f"model.init_args.vlm.init_args.model_name_or_path={model}", "model.init_args.num_frames=4",
         f"model.init_args.encoder.init_args.model_name_or_path={model}", "model.init_args.selector.init_args.feature_dim=1536",
-        "model.init_args.objective.group_size=2",
+        "model.init_args.objective.group_size=2", "model.init_args.decoder.init_args.min_gap=1",
     ])  # fmt: skip
     summary = json.loads((out / "results.json").read_text())["summary"]
     assert {s["selector"] for s in summary} == {"learned", "uniform"}
