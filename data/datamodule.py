@@ -333,6 +333,7 @@ class DenseCaptionDataModule(pl.LightningDataModule):
         self.encodings = FrameEncodings(features, image_embeds, root, self.decode_id, embed_all_frames)
         for dataset in self.datasets.values():
             dataset.encoded_store = self.encodings.store
+        log.info("encoder outputs: %s", self.encodings.summary())  # entries and size already on disk
         return self.encodings
 
     @property

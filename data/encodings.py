@@ -209,11 +209,10 @@ class FrameEncodings:
                 elif name == "image_embeds" and not shared and not (self.store is not None and self.embed_all_frames):
                     rows[name].append(FrameRows(frames=frames, compute=self._per_row(self.encoders[name])))
                 else:
-                    names = tuple(missing) if shared else (name,)
-                    key = names if shared else name
-                    if key not in passes:
-                        passes[key] = self._whole_pass(self.encoders[name], names, video, frames, stamps)
-                    rows[name].append(FrameRows(whole=partial(passes[key], name)))
+                    names = tuple(missing) if shared else (name,)  # the key of this video's pass
+                    if names not in passes:
+                        passes[names] = self._whole_pass(self.encoders[name], names, video, frames, stamps)
+                    rows[name].append(FrameRows(whole=partial(passes[names], name)))
         batch.update(rows)
         batch.pop("encoded", None)
         return batch

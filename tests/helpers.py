@@ -31,3 +31,19 @@ def fit_args(config: str, tmp_path: Path, tiny_model_dir: Path, synthetic, *extr
         "--predictions.output", str(tmp_path / "pred.json"),
         *extra,
     ]  # fmt: skip
+
+
+def vlm_with_a_trained_adapter(model_dir, dropout: float = 0.0, std: float = 0.5):
+    """A SmolVLM whose LoRA B matrices are random: a fresh adapter (B = 0) outputs 0, so neither
+    its dropout nor the text path it adapts would show in any output."""
+    import torch
+
+    from models.vlm import LoraSettings, SmolVLM
+
+    torch.manual_seed(0)
+    vlm = SmolVLM(str(model_dir), lora=LoraSettings(r=4, alpha=8, dropout=dropout))
+    with torch.no_grad():
+        for name, p in vlm.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0.0, std)
+    return vlm

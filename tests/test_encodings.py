@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from helpers import fit_args
+from helpers import fit_args, vlm_with_a_trained_adapter
 from transformers.models.smolvlm import modeling_smolvlm
 
 from data.encodings import FrameEncodings, FrameRows
@@ -50,12 +50,7 @@ def assert_embeddings_stand_in_for_pixels(vlm: SmolVLM, encoder: FrameEncoder, a
 
 
 def test_embeddings_stand_in_for_pixels_on_the_tiny_model(tiny_model_dir):
-    torch.manual_seed(0)
-    vlm = SmolVLM(str(tiny_model_dir), lora=LoraSettings(r=4, alpha=8, dropout=0.0))
-    with torch.no_grad():  # a trained-looking adapter, so the text side is not the identity
-        for name, p in vlm.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0.0, 0.2)
+    vlm = vlm_with_a_trained_adapter(tiny_model_dir, std=0.2)  # the adapter is part of the forward
     # A separately loaded encoder of the same checkpoint, and the VLM's own tower, give the same rows.
     encoder = FrameEncoder(str(tiny_model_dir), pooling="mean_max")
     frames = _videos()[0][0]

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from helpers import CONFIGS, fit_args
+from helpers import CONFIGS, fit_args, vlm_with_a_trained_adapter
 
 from models.encoders import FrameEncoder
 from models.importance import FrameImportanceModel, subset_log_prob
@@ -118,12 +118,7 @@ def test_teacher_loss_is_finite_on_a_one_frame_video(trainer_module):
 
 def test_likelihood_rewards_do_not_depend_on_lora_dropout(tiny_model_dir):
     """Two reward calls on the same subsets agree exactly while the module trains with dropout."""
-    torch.manual_seed(0)
-    vlm = SmolVLM(str(tiny_model_dir), lora=LoraSettings(r=4, alpha=8, dropout=0.5))
-    with torch.no_grad():
-        for name, p in vlm.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0.0, 0.5)  # a fresh adapter outputs 0, dropout or not
+    vlm = vlm_with_a_trained_adapter(tiny_model_dir, dropout=0.5)
     module = SelectorTrainer(
         FrameImportanceModel(feature_dim=32, d_model=32, layers=1, heads=2, dropout=0.0),
         FrameEncoder(str(tiny_model_dir)), vlm=vlm, num_frames=2,

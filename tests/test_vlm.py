@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from helpers import vlm_with_a_trained_adapter
 
 from models.prompting import format_dense_caption, format_timestamp, parse_dense_caption
 from models.selectors import UniformSelector, uniform_indices
@@ -141,12 +142,7 @@ def test_uniform_selector_and_budget_errors():
 
 def test_sample_losses_are_scores_without_dropout_and_keep_the_mode(tiny_model_dir):
     """Rewards and ranking targets compare these numbers: LoRA dropout must not move them."""
-    torch.manual_seed(0)
-    vlm = SmolVLM(str(tiny_model_dir), lora=LoraSettings(r=4, alpha=8, dropout=0.5))
-    with torch.no_grad():
-        for name, p in vlm.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0.0, 0.5)  # a fresh adapter outputs 0 whatever the dropout: make it matter
+    vlm = vlm_with_a_trained_adapter(tiny_model_dir, dropout=0.5)
     batch = vlm.build_batch([_frames()], [torch.tensor([1.0, 2.0, 3.0])], [4.0], ["00:01-00:02 a red circle"])
     vlm.train()
     with torch.no_grad():

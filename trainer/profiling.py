@@ -7,7 +7,8 @@ Add the callback to any ``fit`` for a short run::
         --trainer.callbacks.output outputs/resources_256m.json
 
 The first ``warmup_batches`` are not timed (CUDA context, cuDNN autotuning, feature caches
-filling). ``seconds_per_batch`` is the step itself (forward, backward, optimizer);
+filling). ``seconds_per_batch`` is the step itself (forward, backward, optimizer, and encoding
+the frames whose features or image embeddings are not cached yet, which happens inside the step);
 ``wall_seconds_per_batch`` runs from one batch's end to the next one's, so it includes loading
 and decoding the videos. Memory is the peak over the whole run: CUDA allocated and reserved
 bytes on a GPU, the process's peak resident set size on CPU.
