@@ -26,11 +26,10 @@ from transformers import (
 
 from models.decoders import Decoder
 from models.selectors import FrameSelector, _first_like_second
-from models.tiny import resolve_checkpoint
+from models.tiny import resolve_checkpoint, torch_dtype
 
 _VLM_TYPES = ("smolvlm", "idefics3")
 POOLINGS = ("mean", "mean_max", "pooler")
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 class FrameEncoder(nn.Module):
@@ -61,13 +60,11 @@ class FrameEncoder(nn.Module):
         model_name_or_path = resolve_checkpoint(model_name_or_path, build_tiny)
         if pooling not in POOLINGS:
             raise ValueError(f"FrameEncoder.pooling must be one of {POOLINGS}, got {pooling!r}")
-        if dtype not in _DTYPES:
-            raise ValueError(f"FrameEncoder.dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
         self.model_name_or_path = model_name_or_path
         self.pooling = pooling
         self.batch_size = batch_size
         config = AutoConfig.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
-        kwargs = {"trust_remote_code": trust_remote_code, "dtype": _DTYPES[dtype]}
+        kwargs = {"trust_remote_code": trust_remote_code, "dtype": torch_dtype(dtype, "FrameEncoder.dtype")}
         self.connector: nn.Module | None = None
         self.video_processor = None
         if config.model_type in _VLM_TYPES:

@@ -60,6 +60,8 @@ import torch
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast, SmolVLMConfig, SmolVLMForConditionalGeneration
 
+from models.tiny import CHAT_TEMPLATE, build_tokenizer, torch_dtype
+
 VOCAB_SIZE = 49280
 # Real ids of SmolVLM2's special tokens (the SmolLM2 base vocabulary ends at 49151).
 SPECIAL_IDS = {
@@ -150,8 +152,6 @@ def build_padded_tokenizer() -> PreTrainedTokenizerFast:
     Ids no token of the small BPE uses are filled with placeholder entries that no merge can
     produce, so they never appear in encoded text; they only make the id space real.
     """
-    from models.tiny import build_tokenizer
-
     small = json.loads(build_tokenizer(1024).backend_tokenizer.to_str())["model"]
     normal = [t for t, _ in sorted(small["vocab"].items(), key=lambda kv: kv[1]) if t not in SPECIAL_IDS]
     free = [i for i in range(VOCAB_SIZE) if i not in set(SPECIAL_IDS.values())]
@@ -200,8 +200,6 @@ def _processor_files(shape: PublishedShape) -> dict[str, dict]:
         "rescale_factor": 1 / 255, "size": {"longest_edge": shape.image_longest_edge},
         "video_sampling": {"fps": 1, "max_frames": 64, "video_size": {"longest_edge": shape.frame_size}},
     }  # fmt: skip
-    from models.tiny import CHAT_TEMPLATE
-
     return {
         "preprocessor_config.json": preprocessor,
         "processor_config.json": {"image_seq_len": shape.image_seq_len, "processor_class": "SmolVLMProcessor"},
@@ -231,7 +229,7 @@ def build_standin(output: str | Path, name: str, seed: int = 0, device: str = "c
     torch.manual_seed(seed)
     with torch.device(device):
         model = SmolVLMForConditionalGeneration(standin_config(shape))
-    model = model.to({"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype])
+    model = model.to(torch_dtype(dtype))
     count = sum(p.numel() for p in model.parameters())
     gen = model.generation_config
     gen.bos_token_id, gen.eos_token_id, gen.pad_token_id = 0, SPECIAL_IDS["<end_of_utterance>"], 2

@@ -230,6 +230,16 @@ def resolve_checkpoint(model_name_or_path: str, build_tiny: bool = False) -> str
     return model_name_or_path
 
 
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def torch_dtype(name: str, setting: str = "dtype") -> torch.dtype:
+    """The torch dtype of a config's dtype name; ``setting`` names the config key in the error."""
+    if name not in DTYPES:
+        raise ValueError(f"{setting} must be one of {sorted(DTYPES)}, got {name!r}")
+    return DTYPES[name]
+
+
 def same_checkpoint(a: str, b: str) -> bool:
     """Whether two ``model_name_or_path`` values name the same checkpoint (local folders resolved)."""
     pa, pb = Path(a).expanduser(), Path(b).expanduser()

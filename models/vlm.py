@@ -27,7 +27,7 @@ from transformers.video_utils import VideoMetadata
 
 from models.encoders import FrameEncoder
 from models.prompting import DEFAULT_INSTRUCTION
-from models.tiny import resolve_checkpoint, same_checkpoint
+from models.tiny import resolve_checkpoint, same_checkpoint, torch_dtype
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +73,6 @@ class LoraSettings:
         return rf".*\.(?:{towers})\..*\.(?:{names})"
 
 
-def _dtype(name: str) -> torch.dtype:
-    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-    if name not in dtypes:
-        raise ValueError(f"vlm.dtype must be one of {sorted(dtypes)}, got {name!r}")
-    return dtypes[name]
-
-
 class SmolVLM(nn.Module):
     """SmolVLM with an optional LoRA adapter, fed selected frames with their true timestamps.
 
@@ -119,7 +112,7 @@ class SmolVLM(nn.Module):
         self.lora_settings = lora
         self.processor = AutoProcessor.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
         model = AutoModelForImageTextToText.from_pretrained(
-            model_name_or_path, dtype=_dtype(dtype), trust_remote_code=trust_remote_code
+            model_name_or_path, dtype=torch_dtype(dtype, "vlm.dtype"), trust_remote_code=trust_remote_code
         )
         if gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
