@@ -51,43 +51,39 @@ class FrameRows:
 
     Args:
         values: All ``T`` rows, if known.
+        frames: The video's ``uint8 (T, 3, H, W)`` frames, when the rows are still to compute.
         whole: ``() -> (T, ...)``: computes all rows at once, on first use (a full vision pass).
-        frames: ``uint8 (T, 3, H, W)`` frames, to compute missing rows from with ``compute``.
         compute: Frames ``(k, 3, H, W)`` -> rows ``(k, ...)``; each row is computed at most once.
     """
 
     def __init__(
         self,
         values: Tensor | None = None,
-        whole: Callable[[], Tensor] | None = None,
         frames: Tensor | None = None,
+        whole: Callable[[], Tensor] | None = None,
         compute: Callable[[Tensor], Tensor] | None = None,
     ) -> None:
-        if values is None and whole is None and (frames is None or compute is None):
-            raise ValueError("FrameRows needs the values, a whole-video function, or frames and a compute function")
+        if values is None and (frames is None or (whole is None) == (compute is None)):
+            raise ValueError("FrameRows needs the values, or the frames and one of a whole-video or per-row function")
         self.values = values
-        self.whole = whole
         self.frames = frames
+        self.whole = whole
         self.compute = compute
         self.done = None if values is None else torch.ones(len(values), dtype=torch.bool)
 
     def __len__(self) -> int:
-        if self.values is None and self.whole is not None:
-            self.all()
         return len(self.values) if self.frames is None else len(self.frames)
 
     def all(self) -> Tensor:
         """Every row, ``(T, ...)``."""
-        if self.values is None and self.whole is not None:
-            self.values = self.whole()
-            self.done = torch.ones(len(self.values), dtype=torch.bool)
         return self.rows(torch.arange(len(self)))
 
     def rows(self, idx: Tensor | list[int]) -> Tensor:
         """Rows ``idx`` (in that order), computing the ones not seen yet in one call."""
-        if self.values is None and self.whole is not None:
-            return self.all()[torch.as_tensor(idx, dtype=torch.long).cpu()]
         idx = torch.as_tensor(idx, dtype=torch.long).cpu()
+        if self.values is None and self.whole is not None:
+            self.values = self.whole()
+            self.done = torch.ones(len(self.values), dtype=torch.bool)
         if self.done is None or not self.done[idx].all():
             todo = idx if self.done is None else idx[~self.done[idx]]
             todo = todo.unique()
@@ -212,7 +208,7 @@ class FrameEncodings:
                     names = tuple(missing) if shared else (name,)  # the key of this video's pass
                     if names not in passes:
                         passes[names] = self._whole_pass(self.encoders[name], names, video, frames, stamps)
-                    rows[name].append(FrameRows(whole=partial(passes[names], name)))
+                    rows[name].append(FrameRows(frames=frames, whole=partial(passes[names], name)))
         batch.update(rows)
         batch.pop("encoded", None)
         return batch
