@@ -108,19 +108,27 @@ class VideoCaptionDataset(Dataset):
         return run() if self.frame_cache is None else self.frame_cache.get_or_decode(video, run)
 
     def __getitem__(self, index: int) -> dict[str, Any] | None:
-        sample = self.samples[index]
         try:
-            video = self.decode(sample.video)
-            if len(video) < self.min_frames:
-                raise VideoDecodeError(
-                    f"{sample.video}: {len(video)} frames at {self.fps} fps, fewer than the frame budget "
-                    f"K={self.min_frames}"
-                )
-        except (FileNotFoundError, VideoDecodeError) as err:
+            return self.load(index)
+        except BAD_VIDEO_ERRORS as err:
             if not self.skip_bad_samples:
                 raise
-            log.warning("skipping sample %s: %s", sample.video_id, err)
+            log.warning("skipping sample %s: %s", self.samples[index].video_id, err)
             return None
+
+    def load(self, index: int) -> dict[str, Any]:
+        """Sample ``index`` decoded, whatever ``skip_bad_samples`` says.
+
+        Raises:
+            FileNotFoundError: If the video is gone.
+            VideoDecodeError: If it cannot be decoded or has fewer than ``min_frames`` frames.
+        """
+        sample = self.samples[index]
+        video = self.decode(sample.video)
+        if len(video) < self.min_frames:
+            raise VideoDecodeError(
+                f"{sample.video}: {len(video)} frames at {self.fps} fps, fewer than the frame budget K={self.min_frames}"
+            )
         item = {
             "video_id": sample.video_id,
             "video": sample.video,
@@ -191,6 +199,18 @@ class _EpochShuffleIterator:
         self.epoch, self.position = state["epoch"], state["position"]
         self.sampler.epoch = self.epoch
         self.order = self.sampler.order(self.epoch)
+
+
+# What makes one video a bad sample (skipped under ``skip_bad_samples``) rather than a bug.
+BAD_VIDEO_ERRORS = (FileNotFoundError, VideoDecodeError)
+
+
+def skip_report(skipped: list[tuple[str, str]], shown: int = 3) -> str:
+    """Counts of skip reasons by kind and the first ``shown`` reasons, for an error message."""
+    kinds = Counter(_reason_kind(reason) for _, reason in skipped)
+    counts = ", ".join(f"{count} {kind}" for kind, count in kinds.most_common())
+    first = "; ".join(f"{vid}: {reason}" for vid, reason in skipped[:shown])
+    return f"{len(skipped)} skipped ({counts}); first: {first}"
 
 
 def _reason_kind(reason: str) -> str:
@@ -384,7 +404,8 @@ class DenseCaptionDataModule(pl.LightningDataModule):
         kept, skipped = self._read(split, path)
         self.skipped.extend(skipped)
         if not kept:
-            raise AnnotationError(f"{path}: no usable samples in split '{split}' (see warnings above)")
+            why = skip_report(skipped) if skipped else "the file lists no videos"
+            raise AnnotationError(f"{path}: no usable samples in split '{split}': {why}")
         dataset = VideoCaptionDataset(
             kept, self.fps, self.frame_size, self.max_frames, self.min_frames, self.skip_bad_samples, self.frame_cache
         )
@@ -409,9 +430,7 @@ class DenseCaptionDataModule(pl.LightningDataModule):
                 raise ValueError(f"data.{split}_file is required for stage '{stage}'")
             self.datasets[split] = self._load(split, files[split])
         if self.skipped:
-            reasons = Counter(_reason_kind(reason) for _, reason in self.skipped)
-            summary = ", ".join(f"{count} {kind}" for kind, count in reasons.most_common())
-            log.warning("skipped %d bad samples so far (%s); see data.skipped for the list", len(self.skipped), summary)
+            log.warning("bad samples so far: %s (data.skipped lists them all)", skip_report(self.skipped))
         if self.frame_cache is not None:
             # Hits and misses are this process's: DataLoader workers count theirs in their own copies.
             log.info("%s (this process)", self.frame_cache.summary())

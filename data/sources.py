@@ -122,9 +122,17 @@ def _require_file(video: str | Path, where: str) -> None:
         raise FileNotFoundError(f"{where}: video file not found: {video}")
 
 
+# Rows logged one by one per file; the rest are only counted (a whole split of missing videos
+# would otherwise print thousands of lines). Every skip is still listed in ``skipped``.
+LOGGED_SKIPS = 5
+
+
 def _skip(video_id: str, err: Exception, skipped: list[Skipped]) -> None:
-    log.warning("skipping sample %s: %s", video_id, err)
     skipped.append((video_id, str(err)))
+    if len(skipped) <= LOGGED_SKIPS:
+        log.warning("skipping sample %s: %s", video_id, err)
+    if len(skipped) == LOGGED_SKIPS:
+        log.warning("further skipped samples of this file are listed in `skipped`, not logged")
 
 
 def _read_json(path: Path) -> Any:

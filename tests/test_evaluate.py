@@ -10,8 +10,10 @@ from data.decode import decode_video
 from data.schema import load_annotations
 from models.selectors import uniform_indices
 from trainer.caption_metrics import evaluate_dense_captions
+from trainer.evaluate import iter_rows
 from trainer.evaluate import main as evaluate
 from trainer.metrics import event_recall
+from trainer.predictions import read_predictions
 
 CONFIGS = Path(__file__).parents[1] / "configs"
 
@@ -32,7 +34,7 @@ def test_evaluate_writes_tables_and_plots_with_correct_recall(tmp_path, tiny_mod
         "--budgets", "2", "4", "500", "--output", str(out), "--plot-videos", "1", "--share-decoder",
         "--set", *_sets(tmp_path, tiny_model_dir, synthetic, vlm=False),
     ])  # fmt: skip
-    for name in ("results.md", "results.csv", "results.json", "recall_vs_budget.png"):
+    for name in ("results.md", "results.csv", "results.json", "recall_vs_budget.png", "rows.jsonl", "run.json"):
         assert (out / name).stat().st_size > 0, name
     assert len(list(out.glob("video_*.png"))) == 1
     payload = json.loads((out / "results.json").read_text())
@@ -63,11 +65,15 @@ def test_evaluate_with_vlm_reports_caption_nll_and_caption_scores(tmp_path, tiny
     payload = json.loads((out / "results.json").read_text())
     summary = payload["summary"]
     assert {s["selector"] for s in summary} == {"uniform", "xcorr"}
-    # The table's caption scores are the densevid-style scores of the captions it generated.
+    assert payload["approximate_caption_scores"] and "APPROXIMATE" in (out / "results.md").read_text()
+    # The table's caption scores are the official-protocol scores of the captions it generated,
+    # which it also wrote as submissions, against references it wrote in the official format.
+    references = json.loads((out / "references.json").read_text())
+    assert set(references) == {r["video_id"] for r in iter_rows(out)}
     for s in summary:
-        generated = payload["captions"][f"{s['selector']}@4"]
-        assert set(generated["pred"]) == set(generated["ref"]) == {r["video_id"] for r in payload["videos"]}
-        expected = evaluate_dense_captions(generated["pred"], generated["ref"], meteor=False, ptb=False)
+        generated = read_predictions(out / "captions" / f"{s['selector']}@4.json")
+        assert set(generated) == set(references)
+        expected = evaluate_dense_captions(generated, [references], meteor=False, ptb=False)
         assert s["bleu4"] == pytest.approx(expected["bleu4"]) and s["recall"] == pytest.approx(expected["recall"])
     assert all(torch.isfinite(torch.tensor(s["nll"])) and s["nll"] > 0 for s in summary)
     for s in summary:  # an untrained tiny VLM writes nothing parseable: every score is a real 0..1 number
@@ -88,7 +94,7 @@ def test_evaluate_is_reproducible_with_a_seed(tmp_path, tiny_model_dir, syntheti
         evaluate(["--config", str(CONFIGS / "smoke_rl.yaml"), "--split", "val", "--selectors", "random", "uniform",
                   "--budgets", "2", "3", "--output", str(out), "--plot-videos", "0", "--seed", str(seed),
                   "--set", *_sets(tmp_path, tiny_model_dir, synthetic, vlm=False)])  # fmt: skip
-        rows = json.loads((out / "results.json").read_text())["videos"]
+        rows = list(iter_rows(out))
         return [(r["video_id"], r["selector"], r["K"], r["chosen_times"], r["recall"]) for r in rows]
 
     first = run("a", 0)

@@ -1,12 +1,22 @@
-"""Compare selectors at equal frame budgets: ``python -m trainer evaluate --config CONFIG ...``.
+"""Compare selectors at equal frame budgets over whole splits: ``python -m trainer evaluate``.
 
 Every selector runs on the same videos at the same budgets K. Without a VLM it reports event
 recall@K, temporal coverage and selection speed; with the config's VLM it adds the caption NLL
-given the chosen frames and, with ``--generate``, ActivityNet-style dense-captioning scores of
-the generated captions. Results go to ``--output`` as ``results.md`` (table), ``results.csv``,
-``results.json`` (aggregates and per-video rows) and PNG plots: recall vs budget per selector, and
-per video the selectors' score curves with ground-truth events shaded, chosen frames marked and a
-filmstrip of the chosen frames.
+given the chosen frames and, with ``--generate``, dense-captioning scores of the generated captions
+under the official ActivityNet protocol (:mod:`trainer.caption_metrics`; ``--ref`` names the
+official reference files, e.g. ``val_1.json val_2.json``).
+
+It streams: a DataLoader decodes videos in worker processes while the selectors and the VLM run
+on one video at a time (on the GPU when there is one), and each finished video is appended as one
+JSON line to ``rows.jsonl`` in ``--output``, so memory does not grow with the split and a killed
+run loses at most the video it was on. ``--resume`` skips the videos already there.
+``--num-shards N --shard i`` splits the split over processes or GPUs (``rows.shard<i>of<N>.jsonl``);
+the last shard to finish, or ``--merge``, builds the tables from every shard's rows:
+``results.md``, ``results.csv``, ``results.json`` (aggregates and settings),
+``recall_vs_budget.png``, with ``--generate`` one ActivityNet submission per selector and budget in
+``captions/`` plus the references in ``references.json`` (both readable by
+``python -m trainer score``), and for the first ``--plot-videos`` videos a figure with each
+selector's score curve, the annotated events shaded, the chosen frames marked and a filmstrip.
 
 Examples::
 
@@ -14,25 +24,32 @@ Examples::
         --selectors learned uniform pixel_l1 xcorr --budgets 4 8 16
     python -m trainer evaluate --config configs/smoke.yaml --ckpt checkpoints/smoke/last.ckpt \\
         --selectors uniform xcorr --budgets 4 --generate
+    # one shard per GPU; the last one to finish writes the tables
+    for i in 0 1 2 3; do CUDA_VISIBLE_DEVICES=$i python -m trainer evaluate --config ... \\
+        --output outputs/eval/big --num-shards 4 --shard $i & done; wait
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import importlib
 import json
+import logging
+import os
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from data.datamodule import collate_videos
+from data.datamodule import BAD_VIDEO_ERRORS, VideoCaptionDataset, collate_videos, skip_report
 from data.encodings import FrameEncodings
+from data.schema import write_text_atomic
 from models.prompting import format_dense_caption, parse_dense_caption
 from models.selectors import (
     FrameAveragingSelector,
@@ -45,6 +62,15 @@ from models.selectors import (
 from models.xcorr import CrossCorrelationSelector
 from trainer.checkpointing import restore_trainable_state
 from trainer.metrics import event_recall, temporal_coverage
+from trainer.predictions import write_predictions
+from trainer.tables import write_results
+
+log = logging.getLogger(__name__)
+
+RUN_FILE = "run.json"
+# What a resumed run, or another shard, must share with the run that wrote ``run.json``.
+RUN_KEYS = ("config", "ckpt", "split", "selectors", "budgets", "seed", "generate", "vlm", "share_decoder",
+            "max_videos", "overrides", "num_shards", "videos_total")  # fmt: skip
 
 # Short names for the baselines; anything else is a dotted class path (built with no arguments)
 # or "learned" (the selector of the evaluated checkpoint).
@@ -83,134 +109,315 @@ def build_selector(name: str, module: Any) -> FrameSelector:
     raise ValueError(f"unknown selector {name!r}: use one of {sorted(BASELINES)}, 'learned' or a class path")
 
 
+
+
 def _chosen(selector: FrameSelector, frames: torch.Tensor, stamps: torch.Tensor, k: int):
     """(shown frames, their times, indices, seconds spent) for one video."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()  # time this selection only, not queued GPU work
     start = time.perf_counter()
     with torch.no_grad():
         idx, shown, times = selector.choose(frames, stamps, k)  # one selection: scores are computed once
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
     return shown, times, idx, time.perf_counter() - start
 
 
-def evaluate_selectors(
-    items: list[dict[str, Any]],
+def evaluate_video(
+    item: dict[str, Any],
     selectors: dict[str, FrameSelector],
     budgets: list[int],
     vlm: Any = None,
     generate: bool = False,
-    seed: int = 0,
     encodings: FrameEncodings | None = None,
-) -> tuple[list[dict[str, Any]], dict[tuple[str, int], dict[str, list]]]:
-    """Runs every selector at every budget on every video.
+) -> dict[str, Any]:
+    """Runs every selector at every budget on one decoded video.
 
     Args:
-        items: Decoded videos (dataset items: ``frames``, ``timestamps``, ``events``, ...).
+        item: A dataset item (``video_id``, ``frames``, ``timestamps``, ``events``, ...).
         selectors: Name to selector.
-        budgets: Frame budgets K.
+        budgets: Frame budgets K; those above the video's frame count are left out for every
+            selector alike.
         vlm: Optional :class:`models.vlm.SmolVLM` for caption NLL and generation.
         generate: Also generate dense captions (needs ``vlm``).
-        seed: Seed for anything random (random selector, sampling-free generation).
-        encodings: The VLM's image embeddings stage: every selector and budget then reads the
-            same per-frame rows, each frame encoded at most once per video (``None``: pixels).
+        encodings: The VLM's image-embedding stage: every selector and budget then reads the same
+            per-frame rows, each frame encoded at most once (``None``: the VLM reads pixels).
 
     Returns:
-        Per-video rows, and per (selector, K) the predictions/references for caption scoring.
+        The video's record: ``video_id``, ``duration``, ``frames``, ``events`` (the references),
+        ``rows`` (one per selector and budget: ``selector``, ``K``, ``recall``, ``coverage``,
+        ``seconds``, ``chosen_times``, with a VLM ``nll``) and ``captions`` (``"name@K"`` to the
+        generated events, with ``generate``).
     """
-    torch.manual_seed(seed)
-    rows: list[dict[str, Any]] = []
-    captions: dict[tuple[str, int], dict[str, list]] = defaultdict(lambda: {"pred": {}, "ref": {}})
-    for item in tqdm(items, desc="evaluating videos"):
-        frames, stamps, events = item["frames"], item["timestamps"], item["events"]
-        rows_of = None
-        if encodings is not None and vlm is not None:
-            rows_of = encodings.attach(collate_videos([item]))["image_embeds"][0]
-        for name, selector in selectors.items():
-            for k in budgets:
-                if k > len(stamps):
-                    continue  # the same videos are skipped for every selector at this budget
-                shown, times, idx, seconds = _chosen(selector, frames, stamps, k)
-                row = {
-                    "video_id": item["video_id"],
-                    "selector": name,
-                    "K": k,
-                    "recall": event_recall(stamps[idx], events).item(),
-                    "coverage": temporal_coverage(times, item["duration"]).item(),
-                    "seconds": seconds,
-                    "frames": len(stamps),
-                    "chosen_times": [round(float(t), 3) for t in times],
-                }
-                if vlm is not None:
-                    target = format_dense_caption(events)
-                    if rows_of is not None and selector.shows_candidates:
-                        visual = {"frames": None, "image_embeds": [rows_of.rows(idx)]}
-                    else:
-                        visual = {"frames": [shown]}
-                    batch = vlm.build_batch(**visual, timestamps=[times], durations=[item["duration"]],
-                                            targets=[target], queries=[item["query"]])  # fmt: skip
-                    row["nll"] = vlm.sample_losses(batch).item()
-                    if generate:
-                        text = vlm.generate(**visual, timestamps=[times], durations=[item["duration"]],
-                                            queries=[item["query"]])[0]  # fmt: skip
-                        pred = [{"sentence": e.caption, "timestamp": [e.start, e.end]} for e in parse_dense_caption(text)]
-                        captions[(name, k)]["pred"][item["video_id"]] = pred
-                        captions[(name, k)]["ref"][item["video_id"]] = events
-                rows.append(row)
-    return rows, captions
+    frames, stamps, events = item["frames"], item["timestamps"], item["events"]
+    record: dict[str, Any] = {"video_id": item["video_id"], "duration": item["duration"], "frames": len(stamps),
+                              "events": events, "rows": [], "captions": {}}  # fmt: skip
+    rows_of = None
+    if encodings is not None and vlm is not None:
+        rows_of = encodings.attach(collate_videos([item]))["image_embeds"][0]
+    for name, selector in selectors.items():
+        for k in budgets:
+            if k > len(stamps):
+                continue
+            shown, times, idx, seconds = _chosen(selector, frames, stamps, k)
+            row = {
+                "selector": name,
+                "K": k,
+                "recall": event_recall(stamps[idx], events).item(),
+                "coverage": temporal_coverage(times, item["duration"]).item(),
+                "seconds": seconds,
+                "chosen_times": [round(float(t), 3) for t in times],
+            }
+            if vlm is not None:
+                if rows_of is not None and selector.shows_candidates:
+                    visual = {"frames": None, "image_embeds": [rows_of.rows(idx)]}
+                else:
+                    visual = {"frames": [shown]}
+                context = {"timestamps": [times], "durations": [item["duration"]], "queries": [item["query"]]}
+                batch = vlm.build_batch(**visual, **context, targets=[format_dense_caption(events)])
+                row["nll"] = vlm.sample_losses(batch).item()
+                if generate:
+                    text = vlm.generate(**visual, **context)[0]
+                    record["captions"][f"{name}@{k}"] = [
+                        {"sentence": e.caption, "timestamp": [e.start, e.end]} for e in parse_dense_caption(text)
+                    ]
+            record["rows"].append(row)
+    return record
 
 
-def aggregate(rows: list[dict[str, Any]], captions: dict, java: bool = True) -> list[dict[str, Any]]:
-    """Mean metrics per (selector, K); frames/s is candidate frames scored per second of selection."""
-    groups: dict[tuple[str, int], list[dict]] = defaultdict(list)
-    for row in rows:
-        groups[(row["selector"], row["K"])].append(row)
-    out = []
-    for (name, k), group in groups.items():
-        seconds = sum(r["seconds"] for r in group)
-        summary = {
-            "selector": name,
-            "K": k,
-            "videos": len(group),
-            "recall": sum(r["recall"] for r in group) / len(group),
-            "coverage": sum(r["coverage"] for r in group) / len(group),
-            "ms_per_video": 1000 * seconds / len(group),
-            "frames_per_s": sum(r["frames"] for r in group) / max(seconds, 1e-9),
-        }
-        if "nll" in group[0]:
-            summary["nll"] = sum(r["nll"] for r in group) / len(group)
-        if (name, k) in captions:
-            from trainer.caption_metrics import evaluate_dense_captions
-
-            scores = evaluate_dense_captions(
-                captions[(name, k)]["pred"], captions[(name, k)]["ref"], meteor=java, ptb=java
-            )
-            summary.update({key: value for key, value in scores.items() if value is not None})
-        out.append(summary)
-    return sorted(out, key=lambda s: (s["K"], s["selector"]))
+# ------------------------------------------------------------------------------- rows files
 
 
-def write_tables(
-    summary: list[dict[str, Any]], rows: list[dict[str, Any]], captions: dict, output: Path, meta: dict
-) -> None:
-    """``results.json`` (everything, generated captions included), ``results.csv`` and ``results.md``."""
-    columns = list(dict.fromkeys(key for s in summary for key in s))
-    generated = {f"{name}@{k}": value for (name, k), value in captions.items()}
-    payload = {"meta": meta, "summary": summary, "videos": rows, "captions": generated}
-    (output / "results.json").write_text(json.dumps(payload, indent=1))
-    with open(output / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(summary)
+def rows_path(output: Path, shard: int = 0, num_shards: int = 1) -> Path:
+    """The JSON-lines file a shard appends its finished videos to."""
+    return output / ("rows.jsonl" if num_shards == 1 else f"rows.shard{shard}of{num_shards}.jsonl")
 
-    def fmt(value: Any) -> str:
-        return f"{value:.3f}" if isinstance(value, float) else str(value)
 
-    lines = [
-        f"Evaluation of {meta['videos']} videos ({meta['split']} split of `{meta['config']}`), seed {meta['seed']}.",
-        "",
-        "| " + " | ".join(columns) + " |",
-        "|" + "---|" * len(columns),
-    ]
-    lines += ["| " + " | ".join(fmt(s.get(c, "")) for c in columns) + " |" for s in summary]
-    (output / "results.md").write_text("\n".join(lines) + "\n")
+def read_records(path: Path) -> Iterator[dict[str, Any]]:
+    """The records of one rows file, in order, one line at a time (a torn last line is ignored)."""
+    with open(path, "rb") as f:
+        for line in f:
+            if not line.endswith(b"\n"):
+                return  # a run killed mid-write: repair_rows cuts it off before appending
+            yield json.loads(line)
+
+
+def repair_rows(path: Path) -> set[str]:
+    """Ids of the videos finished in ``path``; a half-written last line is cut off.
+
+    Raises:
+        ValueError: If a complete line is not JSON (the file is not one this command wrote).
+    """
+    done: set[str] = set()
+    good = 0
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.endswith(b"\n"):
+                break
+            try:
+                done.add(json.loads(line)["video_id"])
+            except (json.JSONDecodeError, KeyError, TypeError) as err:
+                raise ValueError(f"{path}: line {number} is not a record of this command ({err})") from err
+            good += len(line)
+    if good < path.stat().st_size:
+        log.warning("%s: cutting off a half-written last line (the previous run was killed while writing it)", path)
+        with open(path, "r+b") as f:
+            f.truncate(good)
+    return done
+
+
+def iter_rows(output: str | Path) -> Iterator[dict[str, Any]]:
+    """Every per-video, per-selector, per-budget row of a finished evaluation, with ``video_id`` and ``frames``."""
+    for record in _all_records(Path(output)):
+        for row in record.get("rows", []):
+            yield {"video_id": record["video_id"], "frames": record["frames"], **row}
+
+
+class _RowsWriter:
+    """Appends records as JSON lines, each flushed and synced to disk before the next video starts."""
+
+    def __init__(self, path: Path) -> None:
+        self.file = open(path, "a", encoding="utf-8")
+
+    def append(self, record: dict[str, Any]) -> None:
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        os.fsync(self.file.fileno())
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class _Videos(Dataset):
+    """The split's items at ``indices``; a bad video becomes ``{"video_id", "skipped": reason}``.
+
+    Runs in the DataLoader's workers, so decoding overlaps the selectors and the VLM.
+    """
+
+    def __init__(self, dataset: VideoCaptionDataset, indices: list[int]) -> None:
+        self.dataset = dataset
+        self.indices = indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, position: int) -> dict[str, Any]:
+        index = self.indices[position]
+        try:
+            return self.dataset.load(index)
+        except BAD_VIDEO_ERRORS as err:
+            if not self.dataset.skip_bad_samples:
+                raise
+            return {"video_id": self.dataset.samples[index].video_id, "skipped": str(err)}
+
+
+def _as_is(item: Any) -> Any:
+    return item  # module level: DataLoader workers pickle their collate function
+
+
+# ------------------------------------------------------------------------------- merge
+
+
+def _run_meta(output: Path) -> dict[str, Any]:
+    path = output / RUN_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: {output} holds no evaluation run")
+    return json.loads(path.read_text())
+
+
+def _shard_sizes(meta: dict[str, Any]) -> list[int]:
+    total, shards = meta["videos_total"], meta["num_shards"]
+    return [len(range(shard, total, shards)) for shard in range(shards)]
+
+
+def _progress(output: Path, meta: dict[str, Any]) -> list[tuple[int, int]]:
+    """(finished, expected) videos per shard."""
+    progress = []
+    for shard, expected in enumerate(_shard_sizes(meta)):
+        path = rows_path(output, shard, meta["num_shards"])
+        finished = sum(1 for _ in read_records(path)) if path.is_file() else 0
+        progress.append((finished, expected))
+    return progress
+
+
+def _all_records(output: Path) -> Iterator[dict[str, Any]]:
+    meta = _run_meta(output)
+    for shard in range(meta["num_shards"]):
+        path = rows_path(output, shard, meta["num_shards"])
+        if path.is_file():
+            yield from read_records(path)
+
+
+def _official_references(records: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Video id to ``{"duration", "timestamps", "sentences"}`` (the ActivityNet reference format)."""
+    return {
+        vid: {"duration": r["duration"], "timestamps": [[e["start"], e["end"]] for e in r["events"]],
+              "sentences": [e["caption"] for e in r["events"]]}
+        for vid, r in records.items()
+    }  # fmt: skip
+
+
+def merge(
+    output: str | Path,
+    references: list[str] | None = None,
+    java: bool = True,
+    version: str = "2018",
+    soda: str | None = "auto",
+) -> list[dict[str, Any]]:
+    """Builds the tables and plots of a finished run (every shard) from its rows files.
+
+    Reads the rows one line at a time: only per-(selector, K) sums and, with generated captions,
+    their text are held.
+
+    Args:
+        output: The run's folder.
+        references: Official reference files (e.g. ``val_1.json``, ``val_2.json``) to score
+            generated captions against; ``None``: the split's own annotations.
+        java: Whether METEOR, SODA_c and the PTB tokenizer may run (they need Java; without it
+            the caption scores are approximate and the tables say so).
+        version: densevid_eval form to follow (``"2018"`` or ``"2019"``).
+        soda: SODA_c mode (see :func:`trainer.caption_metrics.evaluate_dense_captions`).
+
+    Returns:
+        The summary rows (one per selector and budget).
+
+    Raises:
+        RuntimeError: If a shard is unfinished, or no video of the split could be decoded.
+    """
+    output = Path(output)
+    meta = _run_meta(output)
+    unfinished = [f"shard {s}: {done}/{want}" for s, (done, want) in enumerate(_progress(output, meta)) if done < want]
+    if unfinished:
+        raise RuntimeError(f"{output}: unfinished shards ({', '.join(unfinished)}); run them (with --resume) first")
+    sums: dict[tuple[str, int], dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    captions: dict[str, dict[str, list]] = defaultdict(dict)
+    caption_refs: dict[str, dict[str, Any]] = {}
+    skipped: list[tuple[str, str]] = []
+    decoded = 0
+    for record in _all_records(output):
+        if "skipped" in record:
+            skipped.append((record["video_id"], record["skipped"]))
+            continue
+        decoded += 1
+        for row in record["rows"]:
+            group = sums[(row["selector"], row["K"])]
+            group["videos"] += 1
+            group["frames"] += record["frames"]
+            for key in ("recall", "coverage", "seconds", "nll"):
+                if key in row:
+                    group[key] += row[key]
+        for key, events in record["captions"].items():
+            captions[key][record["video_id"]] = events
+        if record["captions"]:
+            caption_refs[record["video_id"]] = {k: record[k] for k in ("duration", "events")}
+    if not decoded:
+        raise RuntimeError(f"no video of the {meta['split']} split could be evaluated: {skip_report(skipped)}")
+
+    summary = []
+    for (name, k), group in sums.items():
+        n = group["videos"]
+        row = {"selector": name, "K": k, "videos": int(n), "recall": group["recall"] / n,
+               "coverage": group["coverage"] / n, "ms_per_video": 1000 * group["seconds"] / n,
+               "frames_per_s": group["frames"] / max(group["seconds"], 1e-9)}  # fmt: skip
+        if "nll" in group:
+            row["nll"] = group["nll"] / n
+        summary.append(row)
+    summary.sort(key=lambda s: (s["K"], s["selector"]))
+
+    protocol = None
+    if captions:
+        from trainer.caption_metrics import evaluate_dense_captions, read_reference_file
+
+        own = _official_references(caption_refs)
+        write_text_atomic(output / "references.json", json.dumps(own, indent=1))
+        files = [read_reference_file(path) for path in references] if references else [own]
+        by_key = {(s["selector"], s["K"]): s for s in summary}
+        for key, predictions in sorted(captions.items()):
+            name, _, k = key.rpartition("@")
+            write_predictions([{"video_id": v, "events": e} for v, e in predictions.items()],
+                              output / "captions" / f"{key}.json", details=f"frames chosen by {name}, K={k}")  # fmt: skip
+            # Score the videos this selector and budget ran on; a reference file's other videos
+            # would count as missed (0) under the official protocol.
+            refs = [{v: f[v] for v in predictions if v in f} for f in files]
+            refs = [r for r in refs if r]
+            scores = evaluate_dense_captions(predictions, refs, meteor=java, ptb=java, version=version, soda=soda)
+            by_key[(name, int(k))].update(scores)
+        where = ", ".join(references) if references else "the split's own annotations"
+        protocol = {"references": references or "split", "version": version, "soda": soda, "java": java}
+        log.info("caption scores against %s (densevid_eval %s protocol)", where, version)
+
+    title = (f"Evaluation of {decoded} videos ({meta['split']} split of `{meta['config']}`), seed {meta['seed']}"
+             + (f"; {len(skipped)} videos could not be decoded and are not scored" if skipped else "") + ".")  # fmt: skip
+    if protocol is not None:
+        title += (f" Caption scores: densevid_eval {version} protocol against "
+                  f"{', '.join(references) if references else 'the split annotations'}.")  # fmt: skip
+    results_meta = {**meta, "videos": decoded, "skipped": len(skipped), "captions": protocol}
+    write_results(output, summary, results_meta, title)
+    plot_recall_vs_budget(summary, output / "recall_vs_budget.png")
+    return summary
+
+
+# ------------------------------------------------------------------------------- plots and loading
 
 
 def plot_recall_vs_budget(summary: list[dict[str, Any]], path: Path) -> None:
@@ -287,39 +494,95 @@ def load_trained(config: str | None, ckpt: str | None, overrides: list[str]):
     return cli.datamodule, module
 
 
+
+
+def _start_run(output: Path, meta: dict[str, Any], path: Path, resume: bool, overwrite: bool) -> set[str]:
+    """Checks ``output`` against this run, writes ``run.json``; returns the videos already finished."""
+    previous = output / RUN_FILE
+    if previous.is_file() and not overwrite:
+        old = json.loads(previous.read_text())
+        differs = [key for key in RUN_KEYS if old.get(key) != meta.get(key)]
+        if differs:
+            detail = ", ".join(f"{k}: {old.get(k)!r} there, {meta.get(k)!r} now" for k in differs)
+            raise ValueError(f"{output} holds another evaluation ({detail}); use another --output or --overwrite")
+    done: set[str] = set()
+    if path.is_file() and path.stat().st_size and not overwrite:
+        if not resume:
+            raise FileExistsError(
+                f"{path} already has finished videos: --resume continues that run, --overwrite starts it over"
+            )
+        done = repair_rows(path)
+    elif path.is_file():
+        path.unlink()
+    write_text_atomic(previous, json.dumps(meta, indent=1))
+    return done
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Entry point of ``python -m trainer evaluate``; returns the written summary."""
+    """Entry point of ``python -m trainer evaluate``.
+
+    Returns:
+        ``output``, ``summary`` (``None`` while other shards are unfinished), and this process's
+        counts: ``evaluated`` videos, ``skipped`` bad videos, ``resumed`` (finished before it started).
+    """
     parser = argparse.ArgumentParser(prog="python -m trainer evaluate", description=__doc__.split("\n")[0])
-    parser.add_argument("--config", required=True, help="training config: data (and model for 'learned'/VLM)")
+    parser.add_argument("--config", help="training config: data (and model for 'learned'/VLM)")
     parser.add_argument("--ckpt", default=None, help="checkpoint of the trained module")
     parser.add_argument("--selectors", nargs="+", default=["uniform", "random", "pixel_l1", "xcorr"])
     parser.add_argument("--budgets", nargs="+", type=int, default=[4, 8, 16])
     parser.add_argument("--split", default="test", choices=["train", "val", "test"])
-    parser.add_argument("--max-videos", type=int, default=None)
+    parser.add_argument("--max-videos", type=int, default=None, help="evaluate the split's first N videos")
     parser.add_argument("--output", default=None, help="folder (default outputs/eval/<config name>)")
     parser.add_argument("--no-vlm", action="store_true", help="skip caption NLL even if the config has a VLM")
     parser.add_argument("--generate", action="store_true", help="generate captions and score them (slow)")
+    parser.add_argument("--ref", nargs="+", default=None, metavar="FILE",
+                        help="official reference files for caption scores, e.g. val_1.json val_2.json "
+                             "(default: the split's own annotations)")  # fmt: skip
+    parser.add_argument("--evaluator-version", default="2018", choices=["2018", "2019"],
+                        help="densevid_eval form the caption scores follow")  # fmt: skip
+    parser.add_argument("--soda", default="auto", choices=["auto", "single", "pooled", "best", "none"],
+                        help="SODA_c mode with several reference files (see trainer.caption_metrics)")  # fmt: skip
     parser.add_argument("--no-java", action="store_true",
-                        help="skip METEOR and the PTB tokenizer (both run in Java; fast, pure-Python scores)")  # fmt: skip
+                        help="skip METEOR, SODA_c and the PTB tokenizer (Java): approximate caption scores")  # fmt: skip
     parser.add_argument("--plot-videos", type=int, default=3, help="videos to draw score curves for")
     parser.add_argument("--share-decoder", action="store_true",
                         help="score-based baselines use the learned selector's decoder (equal decoders)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="config overrides, e.g. data.fps=1")  # fmt: skip
+    parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: data.num_workers)")
+    parser.add_argument("--device", default="auto", help="where the model runs: auto (GPU if any), cpu, cuda, cuda:1")
+    parser.add_argument("--num-shards", type=int, default=1, help="split the videos over this many processes")
+    parser.add_argument("--shard", type=int, default=0, help="which shard this process runs (0-based)")
+    parser.add_argument("--resume", action="store_true", help="continue a killed run: skip finished videos")
+    parser.add_argument("--overwrite", action="store_true", help="start over in an --output that holds a run")
+    parser.add_argument("--merge", action="store_true",
+                        help="only build the tables of --output from its rows (all shards finished)")  # fmt: skip
     args = parser.parse_args(argv)
+    scoring = {"references": args.ref, "java": not args.no_java, "version": args.evaluator_version,
+               "soda": None if args.soda == "none" else args.soda}  # fmt: skip
+    if args.merge:
+        if args.output is None:
+            parser.error("--merge needs --output")
+        summary = merge(args.output, **scoring)
+        print((Path(args.output) / "results.md").read_text())
+        return {"summary": summary, "output": args.output, "evaluated": 0, "skipped": 0, "resumed": 0}
+    if args.config is None:
+        parser.error("--config is required (it defines the data and, for 'learned', the model)")
     if any(k < 1 for k in args.budgets):
         parser.error("--budgets must be positive")
+    if not 0 <= args.shard < args.num_shards:
+        parser.error(f"--shard must be in [0, {args.num_shards}), got {args.shard}")
+    if args.resume and args.overwrite:
+        parser.error("--resume and --overwrite exclude each other")
     overrides = [part for kv in args.set for part in (f"--{kv.split('=', 1)[0]}", kv.split("=", 1)[1])]
     datamodule, module = load_trained(args.config, args.ckpt, overrides)
-    datamodule.set_frame_budget(1)  # short videos are skipped per budget below, not dropped here
+    datamodule.set_frame_budget(1)  # short videos are skipped per budget, not dropped here
     datamodule.prepare_data()
     datamodule.setup({"train": "fit", "val": "validate", "test": "test"}[args.split])
     dataset = datamodule.datasets[args.split]
-    indices = range(len(dataset) if args.max_videos is None else min(args.max_videos, len(dataset)))
-    items = [item for item in (dataset[i] for i in indices) if item is not None]
-    if not items:
-        raise RuntimeError(f"no decodable videos in the {args.split} split")
+    total = len(dataset) if args.max_videos is None else min(args.max_videos, len(dataset))
+
     selectors = {name: build_selector(name, module) for name in args.selectors}
     for selector in selectors.values():
         if isinstance(selector, RandomSelector):
@@ -334,33 +597,65 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     vlm = None if args.no_vlm else getattr(module, "vlm", None)
     if args.generate and vlm is None:
         parser.error("--generate needs a config with a VLM")
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    module.to(device)
+    budgets = sorted(set(args.budgets))
     encodings = None
     if vlm is not None:
-        vlm.check_frame_budget(max(args.budgets))  # before any video is decoded
+        vlm.check_frame_budget(max(budgets))  # before any video is decoded
         blocker = vlm.embeds_blocker()
         if blocker is None:
-            # Rows the training run cached (data.feature_cache) are read; others are computed
-            # once per video and frame, whatever the number of selectors and budgets.
+            # Rows the training run cached (data.feature_cache) are read in the workers; others
+            # are computed once per video and frame, whatever the number of selectors and budgets.
             encodings = datamodule.set_frame_encoders(image_embeds=vlm.frame_encoder(), embed_all_frames=False)
         else:
             print(f"the VLM reads pixels: {blocker}")
-    budgets = sorted(set(args.budgets))
-    rows, captions = evaluate_selectors(items, selectors, budgets, vlm, args.generate, args.seed, encodings)
-    summary = aggregate(rows, captions, java=not args.no_java)
+
     output = Path(args.output or f"outputs/eval/{Path(args.config).stem}")
     output.mkdir(parents=True, exist_ok=True)
-    meta = {"config": args.config, "ckpt": args.ckpt, "split": args.split, "videos": len(items), "seed": args.seed,
-            "budgets": sorted(set(args.budgets)), "selectors": args.selectors,
-            "shared_decoder": args.share_decoder}  # fmt: skip
-    write_tables(summary, rows, captions, output, meta)
-    plot_recall_vs_budget(summary, output / "recall_vs_budget.png")
-    k_plot = min(args.budgets)
-    for item in items[: args.plot_videos]:
-        if k_plot <= len(item["timestamps"]):
-            plot_video(item, selectors, k_plot, output / f"video_{item['video_id']}.png")
-    print((output / "results.md").read_text())
-    print(f"wrote {output}/results.{{md,csv,json}} and plots")
-    return {"summary": summary, "output": str(output)}
+    meta = {"config": args.config, "ckpt": args.ckpt, "split": args.split, "selectors": args.selectors,
+            "budgets": budgets, "seed": args.seed, "generate": args.generate, "vlm": vlm is not None,
+            "share_decoder": args.share_decoder, "max_videos": args.max_videos, "overrides": args.set,
+            "num_shards": args.num_shards, "videos_total": total}  # fmt: skip
+    path = rows_path(output, args.shard, args.num_shards)
+    done = _start_run(output, meta, path, args.resume, args.overwrite)
+    mine = list(range(args.shard, total, args.num_shards))
+    plotted = set(mine[: args.plot_videos] if args.shard == 0 else [])
+    todo = [i for i in mine if dataset.samples[i].video_id not in done]
+    if done:
+        print(f"resuming: {len(mine) - len(todo)} of this shard's {len(mine)} videos are finished")
+
+    torch.manual_seed(args.seed)
+    workers = datamodule.num_workers if args.workers is None else args.workers
+    loader = DataLoader(_Videos(dataset, todo), batch_size=None, collate_fn=_as_is, num_workers=workers)
+    writer = _RowsWriter(path)
+    evaluated = skipped = 0
+    try:
+        desc = "evaluating" if args.num_shards == 1 else f"evaluating shard {args.shard}/{args.num_shards}"
+        for index, item in zip(todo, tqdm(loader, total=len(todo), desc=desc, unit="video")):
+            if "skipped" in item:
+                log.warning("skipping %s: %s", item["video_id"], item["skipped"])
+                writer.append(item)
+                skipped += 1
+                continue
+            writer.append(evaluate_video(item, selectors, budgets, vlm, args.generate, encodings))
+            evaluated += 1
+            if index in plotted and budgets[0] <= len(item["timestamps"]):
+                plot_video(item, selectors, budgets[0], output / f"video_{item['video_id']}.png")
+    finally:
+        writer.close()
+    result = {"output": str(output), "summary": None, "evaluated": evaluated, "skipped": skipped,
+              "resumed": len(mine) - len(todo)}  # fmt: skip
+    progress = _progress(output, meta)
+    if all(done_ >= want for done_, want in progress):
+        result["summary"] = merge(output, **scoring)
+        print((output / "results.md").read_text())
+        print(f"wrote {output}/results.{{md,csv,json}} and plots")
+    else:
+        left = sum(want - done_ for done_, want in progress)
+        print(f"shard {args.shard} finished; {left} videos of other shards are left. When they are done the last "
+              f"shard writes the tables, or run: python -m trainer evaluate --merge --output {output}")  # fmt: skip
+    return result
 
 
 if __name__ == "__main__":

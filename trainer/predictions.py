@@ -17,11 +17,11 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
+from data.schema import write_text_atomic
+
 
 def write_predictions(predictions: list[dict[str, Any]], path: str | Path, details: str = "") -> Path:
     """Writes per-video predictions (``video_id``, ``events``, optional extras) atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "version": "VERSION 1.0",
         "results": {p["video_id"]: p["events"] for p in predictions},
@@ -30,10 +30,7 @@ def write_predictions(predictions: list[dict[str, Any]], path: str | Path, detai
         "frames": {p["video_id"]: p.get("frame_times", []) for p in predictions},
         "raw_text": {p["video_id"]: p.get("text", "") for p in predictions},
     }
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1))
-    tmp.replace(path)
-    return path
+    return write_text_atomic(path, json.dumps(payload, indent=1))
 
 
 def read_predictions(path: str | Path) -> dict[str, list[dict[str, Any]]]:
