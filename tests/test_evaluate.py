@@ -76,6 +76,15 @@ def test_evaluate_with_vlm_reports_caption_nll_and_caption_scores(tmp_path, tiny
         expected = evaluate_dense_captions(generated, [references], meteor=False, ptb=False)
         assert s["bleu4"] == pytest.approx(expected["bleu4"]) and s["recall"] == pytest.approx(expected["recall"])
     assert all(torch.isfinite(torch.tensor(s["nll"])) and s["nll"] > 0 for s in summary)
+    # Merging again against official reference files: a second copy changes nothing (best over
+    # identical files) and a reference video that was not evaluated is not counted as missed.
+    extra = {**references, "not_evaluated": {"duration": 5.0, "timestamps": [[0, 1]], "sentences": ["x"]}}
+    (tmp_path / "val_1.json").write_text(json.dumps(extra))
+    merged = evaluate(["--merge", "--output", str(out), "--no-java", "--ref", str(tmp_path / "val_1.json"),
+                       str(out / "references.json")])["summary"]  # fmt: skip
+    for a, b in zip(merged, summary):
+        assert {k: a[k] for k in ("recall", "precision", "bleu4", "cider")} == pytest.approx(
+            {k: b[k] for k in ("recall", "precision", "bleu4", "cider")})  # fmt: skip
     for s in summary:  # an untrained tiny VLM writes nothing parseable: every score is a real 0..1 number
         for key in ("precision", "recall", "bleu4", "rouge_l", "cider"):
             assert 0.0 <= s[key] <= 10.0, (key, s[key])

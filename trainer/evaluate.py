@@ -32,6 +32,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import logging
@@ -317,6 +318,30 @@ def _official_references(records: dict[str, dict[str, Any]]) -> dict[str, dict[s
     }  # fmt: skip
 
 
+def _score_key(
+    key: str,
+    predictions: dict[str, list],
+    files: list[dict[str, Any]],
+    by_key: dict[tuple[str, int], dict[str, Any]],
+    output: Path,
+    java: bool,
+    version: str,
+    soda: str | None,
+) -> None:
+    """Writes the submission of one ``selector@K`` and adds its caption scores to its summary row."""
+    from trainer.caption_metrics import evaluate_dense_captions
+
+    name, _, k = key.rpartition("@")
+    write_predictions([{"video_id": v, "events": e} for v, e in predictions.items()],
+                      output / "captions" / f"{key}.json", details=f"frames chosen by {name}, K={k}")  # fmt: skip
+    # Score the videos this selector and budget ran on; a reference file's other videos would
+    # count as missed (0) under the official protocol.
+    refs = [r for r in ({v: f[v] for v in predictions if v in f} for f in files) if r]
+    by_key[(name, int(k))].update(
+        evaluate_dense_captions(predictions, refs, meteor=java, ptb=java, version=version, soda=soda)
+    )
+
+
 def merge(
     output: str | Path,
     references: list[str] | None = None,
@@ -386,22 +411,16 @@ def merge(
 
     protocol = None
     if captions:
-        from trainer.caption_metrics import evaluate_dense_captions, read_reference_file
+        from trainer.caption_metrics import meteor_session, read_reference_file
 
         own = _official_references(caption_refs)
         write_text_atomic(output / "references.json", json.dumps(own, indent=1))
         files = [read_reference_file(path) for path in references] if references else [own]
         by_key = {(s["selector"], s["K"]): s for s in summary}
-        for key, predictions in sorted(captions.items()):
-            name, _, k = key.rpartition("@")
-            write_predictions([{"video_id": v, "events": e} for v, e in predictions.items()],
-                              output / "captions" / f"{key}.json", details=f"frames chosen by {name}, K={k}")  # fmt: skip
-            # Score the videos this selector and budget ran on; a reference file's other videos
-            # would count as missed (0) under the official protocol.
-            refs = [{v: f[v] for v in predictions if v in f} for f in files]
-            refs = [r for r in refs if r]
-            scores = evaluate_dense_captions(predictions, refs, meteor=java, ptb=java, version=version, soda=soda)
-            by_key[(name, int(k))].update(scores)
+        session = meteor_session() if java else contextlib.nullcontext()
+        with session:  # one METEOR JVM for every selector and budget
+            for key, predictions in sorted(captions.items()):
+                _score_key(key, predictions, files, by_key, output, java, version, soda)
         where = ", ".join(references) if references else "the split's own annotations"
         protocol = {"references": references or "split", "version": version, "soda": soda, "java": java}
         log.info("caption scores against %s (densevid_eval %s protocol)", where, version)
@@ -540,7 +559,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                              "(default: the split's own annotations)")  # fmt: skip
     parser.add_argument("--evaluator-version", default="2018", choices=["2018", "2019"],
                         help="densevid_eval form the caption scores follow")  # fmt: skip
-    parser.add_argument("--soda", default="auto", choices=["auto", "single", "pooled", "best", "none"],
+    parser.add_argument("--soda", default="auto", choices=["auto", "single", "pooled", "best", "mean", "none"],
                         help="SODA_c mode with several reference files (see trainer.caption_metrics)")  # fmt: skip
     parser.add_argument("--no-java", action="store_true",
                         help="skip METEOR, SODA_c and the PTB tokenizer (Java): approximate caption scores")  # fmt: skip
@@ -559,8 +578,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--merge", action="store_true",
                         help="only build the tables of --output from its rows (all shards finished)")  # fmt: skip
     args = parser.parse_args(argv)
+    # SODA_c runs in Java: --no-java turns it off whatever --soda says.
     scoring = {"references": args.ref, "java": not args.no_java, "version": args.evaluator_version,
-               "soda": None if args.soda == "none" else args.soda}  # fmt: skip
+               "soda": None if args.soda == "none" or args.no_java else args.soda}  # fmt: skip
     if args.merge:
         if args.output is None:
             parser.error("--merge needs --output")

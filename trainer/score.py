@@ -19,7 +19,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from trainer.caption_metrics import DEFAULT_TIOUS, MAX_PROPOSALS, evaluate_dense_captions, read_reference_file
+from trainer.caption_metrics import (
+    DEFAULT_TIOUS,
+    MAX_PROPOSALS,
+    evaluate_dense_captions,
+    meteor_session,
+    read_reference_file,
+)
 from trainer.predictions import read_predictions
 from trainer.tables import write_results
 
@@ -57,13 +63,13 @@ def score_files(
     refs = [read_reference_file(path) for path in references]
     reference_videos = set().union(*refs)
     rows = []
-    for name, path in zip(names, predictions):
-        submission = read_predictions(path)
-        scores = evaluate_dense_captions(
-            submission, refs, tious, meteor=java, ptb=java, max_proposals=max_proposals, version=version, soda=soda
-        )
-        covered = len(reference_videos & set(submission))
-        rows.append({"submission": name, "videos": covered, "reference_videos": len(reference_videos), **scores})
+    with meteor_session():  # one METEOR JVM for every submission
+        for name, path in zip(names, predictions):
+            submission = read_predictions(path)
+            scores = evaluate_dense_captions(submission, refs, tious, meteor=java, ptb=java,
+                                             max_proposals=max_proposals, version=version, soda=soda if java else None)  # fmt: skip
+            covered = len(reference_videos & set(submission))
+            rows.append({"submission": name, "videos": covered, "reference_videos": len(reference_videos), **scores})
     return rows
 
 
@@ -77,7 +83,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--max-proposals", type=int, default=MAX_PROPOSALS, help="predictions kept per video")
     parser.add_argument("--evaluator-version", default="2018", choices=["2018", "2019"],
                         help="densevid_eval form the scores follow")  # fmt: skip
-    parser.add_argument("--soda", default="auto", choices=["auto", "single", "pooled", "best", "none"],
+    parser.add_argument("--soda", default="auto", choices=["auto", "single", "pooled", "best", "mean", "none"],
                         help="SODA_c mode with several reference files (see trainer.caption_metrics)")  # fmt: skip
     parser.add_argument("--no-java", action="store_true",
                         help="skip METEOR, SODA_c and the PTB tokenizer (Java): approximate scores")  # fmt: skip
