@@ -337,9 +337,17 @@ def _score_key(
     # Score the videos this selector and budget ran on; a reference file's other videos would
     # count as missed (0) under the official protocol.
     refs = [r for r in ({v: f[v] for v in predictions if v in f} for f in files) if r]
-    by_key[(name, int(k))].update(
-        evaluate_dense_captions(predictions, refs, meteor=java, ptb=java, version=version, soda=soda)
-    )
+    scores = evaluate_dense_captions(predictions, refs, meteor=java, ptb=java, version=version, soda=soda)
+    scores["soda_c_videos"] = int(scores.get("soda_c_videos", 0)) if "soda_c_videos" in scores else None
+    by_key[(name, int(k))].update({_caption_key(key): v for key, v in scores.items() if v is not None})
+
+
+def _caption_key(name: str) -> str:
+    """Column name of a caption score: the captions' localisation is ``caption_precision`` etc.
+
+    ``recall`` already names the selector's event recall@K in the same row.
+    """
+    return f"caption_{name}" if name.split("@")[0] in ("precision", "recall", "f1") else name
 
 
 def merge(
