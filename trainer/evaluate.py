@@ -64,6 +64,7 @@ from models.xcorr import CrossCorrelationSelector
 from trainer.checkpointing import restore_trainable_state
 from trainer.metrics import event_recall, temporal_coverage
 from trainer.predictions import write_predictions
+from trainer.score import add_protocol_arguments, protocol_options
 from trainer.tables import write_results
 
 log = logging.getLogger(__name__)
@@ -565,12 +566,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--ref", nargs="+", default=None, metavar="FILE",
                         help="official reference files for caption scores, e.g. val_1.json val_2.json "
                              "(default: the split's own annotations)")  # fmt: skip
-    parser.add_argument("--evaluator-version", default="2018", choices=["2018", "2019"],
-                        help="densevid_eval form the caption scores follow")  # fmt: skip
-    parser.add_argument("--soda", default="auto", choices=["auto", "single", "pooled", "best", "mean", "none"],
-                        help="SODA_c mode with several reference files (see trainer.caption_metrics)")  # fmt: skip
-    parser.add_argument("--no-java", action="store_true",
-                        help="skip METEOR, SODA_c and the PTB tokenizer (Java): approximate caption scores")  # fmt: skip
+    add_protocol_arguments(parser)
     parser.add_argument("--plot-videos", type=int, default=3, help="videos to draw score curves for")
     parser.add_argument("--share-decoder", action="store_true",
                         help="score-based baselines use the learned selector's decoder (equal decoders)")  # fmt: skip
@@ -586,9 +582,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--merge", action="store_true",
                         help="only build the tables of --output from its rows (all shards finished)")  # fmt: skip
     args = parser.parse_args(argv)
-    # SODA_c runs in Java: --no-java turns it off whatever --soda says.
-    scoring = {"references": args.ref, "java": not args.no_java, "version": args.evaluator_version,
-               "soda": None if args.soda == "none" or args.no_java else args.soda}  # fmt: skip
+    java, version, soda = protocol_options(args)
+    scoring = {"references": args.ref, "java": java, "version": version, "soda": soda}
     if args.merge:
         if args.output is None:
             parser.error("--merge needs --output")

@@ -22,12 +22,32 @@ from typing import Any
 from trainer.caption_metrics import (
     DEFAULT_TIOUS,
     MAX_PROPOSALS,
+    SODA_MODES,
     evaluate_dense_captions,
     meteor_session,
     read_reference_file,
 )
 from trainer.predictions import read_predictions
 from trainer.tables import write_results
+
+
+def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
+    """The caption-scoring options ``score`` and ``evaluate`` share."""
+    parser.add_argument("--evaluator-version", default="2018", choices=["2018", "2019"],
+                        help="densevid_eval form the caption scores follow")  # fmt: skip
+    parser.add_argument("--soda", default="auto", choices=["auto", *SODA_MODES, "none"],
+                        help="SODA_c mode with several reference files (see trainer.caption_metrics)")  # fmt: skip
+    parser.add_argument("--no-java", action="store_true",
+                        help="skip METEOR, SODA_c and the PTB tokenizer (Java): approximate caption scores")  # fmt: skip
+
+
+def protocol_options(args: argparse.Namespace) -> tuple[bool, str, str | None]:
+    """``(java, version, soda)`` from :func:`add_protocol_arguments`' options.
+
+    SODA_c runs in Java, so ``--no-java`` turns it off whatever ``--soda`` says.
+    """
+    java = not args.no_java
+    return java, args.evaluator_version, None if args.soda == "none" or not java else args.soda
 
 
 def score_files(
@@ -81,22 +101,16 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--output", default=None, help="folder for the tables (default: outputs/scores/<first pred>)")
     parser.add_argument("--tious", nargs="+", type=float, default=list(DEFAULT_TIOUS))
     parser.add_argument("--max-proposals", type=int, default=MAX_PROPOSALS, help="predictions kept per video")
-    parser.add_argument("--evaluator-version", default="2018", choices=["2018", "2019"],
-                        help="densevid_eval form the scores follow")  # fmt: skip
-    parser.add_argument("--soda", default="auto", choices=["auto", "single", "pooled", "best", "mean", "none"],
-                        help="SODA_c mode with several reference files (see trainer.caption_metrics)")  # fmt: skip
-    parser.add_argument("--no-java", action="store_true",
-                        help="skip METEOR, SODA_c and the PTB tokenizer (Java): approximate scores")  # fmt: skip
+    add_protocol_arguments(parser)
     args = parser.parse_args(argv)
     for path in [*args.pred, *args.ref]:
         if not Path(path).is_file():
             parser.error(f"file not found: {path}")
-    soda = None if args.soda == "none" else args.soda
-    rows = score_files(args.pred, args.ref, tuple(args.tious), not args.no_java, args.evaluator_version, soda,
-                       args.max_proposals)  # fmt: skip
+    java, version, soda = protocol_options(args)
+    rows = score_files(args.pred, args.ref, tuple(args.tious), java, version, soda, args.max_proposals)
     output = Path(args.output or f"outputs/scores/{Path(args.pred[0]).stem}")
-    meta = {"predictions": args.pred, "references": args.ref, "tious": args.tious, "version": args.evaluator_version,
-            "soda": soda, "java": not args.no_java, "max_proposals": args.max_proposals}  # fmt: skip
+    meta = {"predictions": args.pred, "references": args.ref, "tious": args.tious, "version": version,
+            "soda": soda, "java": java, "max_proposals": args.max_proposals}  # fmt: skip
     title = (f"Dense-caption scores against {', '.join(args.ref)} (densevid_eval {args.evaluator_version} protocol, "
              f"tIoU {', '.join(f'{t:g}' for t in args.tious)}; fractions, x100 for the usual tables).")  # fmt: skip
     write_results(output, rows, meta, title)
