@@ -49,9 +49,11 @@ def _peak_rss_kib(args: list[str], hold_videos: bool = False) -> int:
         "import trainer.evaluate as e\nheld = []\nrun = e.evaluate_video\n"
         "e.evaluate_video = lambda item, *a: (held.append(item), run(item, *a))[1]\n"
     )
+    # VmHWM, not getrusage's ru_maxrss: the latter keeps the forking parent's (pytest's) RSS
+    # across exec, so every child would report at least that.
     code = (
-        f"import resource, sys\n{hold if hold_videos else ''}from trainer.evaluate import main\nmain(sys.argv[1:])\n"
-        "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+        f"import sys\n{hold if hold_videos else ''}from trainer.evaluate import main\nmain(sys.argv[1:])\n"
+        "print('PEAK', [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])"
     )
     done = subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, env=ENV, capture_output=True, text=True,
                           timeout=900)  # fmt: skip
