@@ -144,6 +144,35 @@ class VideoCaptionDataset(Dataset):
         return item
 
 
+class VideoItems(Dataset):
+    """The items of ``dataset`` at ``indices``; a bad video becomes ``{"video_id", "skipped": reason}``.
+
+    For whole-split passes (evaluation, cache filling) that must record what they skip and why,
+    while DataLoader workers decode in parallel (``batch_size=None, collate_fn=as_is``).
+    """
+
+    def __init__(self, dataset: VideoCaptionDataset, indices: list[int]) -> None:
+        self.dataset = dataset
+        self.indices = indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, position: int) -> dict[str, Any]:
+        index = self.indices[position]
+        try:
+            return self.dataset.load(index)
+        except BAD_VIDEO_ERRORS as err:
+            if not self.dataset.skip_bad_samples:
+                raise
+            return {"video_id": self.dataset.samples[index].video_id, "skipped": str(err)}
+
+
+def as_is(item: Any) -> Any:
+    """Collate function that passes one item through (module level: workers pickle it)."""
+    return item
+
+
 class EpochShuffleSampler(Sampler[int]):
     """Shuffled order that depends only on the run's seed and the epoch (Lightning calls ``set_epoch``).
 
@@ -305,8 +334,10 @@ class DenseCaptionDataModule(pl.LightningDataModule):
         super().__init__()
         if annotation_format not in ANNOTATION_FORMATS:
             raise ValueError(f"annotation_format must be one of {ANNOTATION_FORMATS}, got {annotation_format!r}")
-        self.files = {"train": train_file, "val": val_file, "test": test_file, "predict": predict_file or test_file}
-        self.video_root = video_root
+        # "~/datasets/..." in a config means the user's home, as in a shell.
+        files = {"train": train_file, "val": val_file, "test": test_file, "predict": predict_file or test_file}
+        self.files = {k: None if v is None else os.path.expanduser(v) for k, v in files.items()}
+        self.video_root = None if video_root is None else os.path.expanduser(video_root)
         self.synthetic = synthetic
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
         self.fps = fps

@@ -30,13 +30,12 @@ settings is not detected for cached frames.
 
 To clear a cache, delete ``<root>`` (or one encoder's or one decode setting's subfolder).
 
-CLI: ``python -m data.features --annotations FILE --encoder PATH_OR_ID [--cache-dir DIR]
-[--fps 2] [--frame-size 64]`` decodes and encodes every video once and prints a size/time report.
+To fill the caches a config's runs read, ahead of training: ``python -m trainer cache --config
+CONFIG`` (:mod:`trainer.cache`).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import json
@@ -59,7 +58,7 @@ import torch
 from torch import Tensor
 
 from data.decode import DecodedVideo, VideoDecodeError, decode_video
-from data.schema import VideoSample, load_annotations
+from data.schema import VideoSample
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +141,7 @@ def _folder_bytes(path: Path) -> int:
     return total
 
 
-def _human_bytes(n: float) -> str:
+def human_bytes(n: float) -> str:
     for unit in ("B", "KiB", "MiB"):
         if n < 1024:
             return f"{n:.1f} {unit}"
@@ -234,7 +233,7 @@ class PerFrameCache:
         """:meth:`stats` as one line, e.g. for a log."""
         s = self.stats()
         return (
-            f"{self.name} {s['directory']}: {s['entries']} entries, {_human_bytes(s['bytes'])}; {s['hits']} hits, "
+            f"{self.name} {s['directory']}: {s['entries']} entries, {human_bytes(s['bytes'])}; {s['hits']} hits, "
             f"{s['misses']} misses, {s['compute_seconds']:.1f} s {self.work}"
         )
 
@@ -602,48 +601,3 @@ def precompute_features(
         computed += 1
     seconds = time.perf_counter() - start
     return {**cache.stats(), "videos": len(unique), "computed": computed, "seconds": seconds, "failed": failed}
-
-
-def main(argv: list[str] | None = None) -> None:
-    """CLI: ``python -m data.features --annotations FILE --encoder PATH_OR_ID [--cache-dir DIR] ...``."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--annotations", nargs="+", required=True, help="annotation JSON file(s)")
-    parser.add_argument("--encoder", required=True, help="SmolVLM checkpoint or vision model (name or folder)")
-    parser.add_argument("--cache-dir", default=None, help="cache root (default: <default_cache_dir>/features)")
-    parser.add_argument("--video-root", default=None, help="folder relative video paths resolve against")
-    parser.add_argument("--fps", type=float, default=2.0)
-    parser.add_argument("--frame-size", type=int, default=64)
-    parser.add_argument("--max-frames", type=int, default=128, help="match the training config (<= 0: no cap)")
-    parser.add_argument("--pooling", default="mean", choices=["mean", "pooler"])
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = parser.parse_args(argv)
-
-    # Imported here: the data module pulls in Lightning and the encoder pulls in transformers,
-    # neither of which a DataLoader worker reading the cache needs.
-    from data.datamodule import default_cache_dir
-    from models.encoders import FrameEncoder
-
-    root = Path(args.cache_dir) if args.cache_dir else default_cache_dir() / "features"
-    max_frames = args.max_frames if args.max_frames > 0 else None
-    samples = [s for path in args.annotations for s in load_annotations(path, args.video_root)]
-    encoder = FrameEncoder(args.encoder, pooling=args.pooling, batch_size=args.batch_size).to(args.device)
-    cache = FeatureCache.for_encoder(root, encoder, args.fps, args.frame_size, max_frames)
-    stats = precompute_features(samples, cache, encoder, args.fps, args.frame_size, max_frames)
-    per_video = stats["compute_seconds"] / stats["computed"] if stats["computed"] else 0.0
-    print(f"cache: {stats['directory']}")
-    print(f"entries: {stats['entries']}  size: {_human_bytes(stats['bytes'])}")
-    print(
-        f"videos: {stats['videos']} distinct, {stats['hits']} already cached, {stats['computed']} computed, "
-        f"{len(stats['failed'])} failed"
-    )
-    print(
-        f"time: {stats['seconds']:.1f} s total, {stats['compute_seconds']:.1f} s encoding "
-        f"({per_video:.3f} s/video)"
-    )
-    for item in stats["failed"]:
-        print(f"failed: {item['video_id']} ({item['video']}): {item['error']}")
-
-
-if __name__ == "__main__":
-    main()

@@ -8,9 +8,10 @@ from types import SimpleNamespace
 import datasets
 import pytest
 import torch
+from helpers import CONFIGS
 
 from data.decode import decode_video
-from data.features import FeatureCache, decode_id, main, precompute_features
+from data.features import FeatureCache, decode_id, precompute_features
 from data.schema import load_annotations
 from models.encoders import FrameEncoder
 
@@ -270,18 +271,23 @@ def test_precompute_fills_the_cache_with_the_encoder_outputs(tmp_path, synthetic
         precompute_features(samples, cache, encoder, fps=4.0, frame_size=32, max_frames=8, progress=False)
 
 
-def test_cli_reports_size_and_time(tmp_path, synthetic, tiny_model_dir, capsys):
+def test_cache_command_fills_what_a_run_reads_over_shards(tmp_path, synthetic, tiny_model_dir):
+    from trainer.cache import main as cache
+
     _, paths, _ = synthetic
-    args = ["--annotations", str(paths["val"]), str(paths["test"]), "--encoder", str(tiny_model_dir)]
-    args += ["--cache-dir", str(tmp_path), "--fps", "2", "--frame-size", "32", "--max-frames", "4"]
-    args += ["--device", "cpu"]
-    main(args)
-    out = capsys.readouterr().out
-    count = sum(len(load_annotations(paths[k])) for k in ("val", "test"))
-    assert f"entries: {count}  size: " in out and "KiB" in out
-    assert f"{count} computed" in out and "s encoding" in out
-    main(args)
-    assert f"{count} already cached, 0 computed" in capsys.readouterr().out
+    sets = [f"data.train_file={paths['train']}", f"data.val_file={paths['val']}", f"data.test_file={paths['test']}",
+            f"data.cache_dir={tmp_path / 'cache'}", "data.fps=2.0", "data.frame_cache=true",
+            f"model.init_args.encoder.init_args.model_name_or_path={tiny_model_dir}",
+            f"model.init_args.vlm.init_args.model_name_or_path={tiny_model_dir}"]  # fmt: skip
+    args = ["--config", str(CONFIGS / "smoke_joint.yaml"), "--splits", "val", "test", "--workers", "0", "--set", *sets]
+    videos = sum(len(load_annotations(paths[k])) for k in ("val", "test"))
+    shards = [cache([*args, "--num-shards", "2", "--shard", str(i)]) for i in (0, 1)]
+    assert sum(r["videos"] for r in shards) == sum(r["encoded"] for r in shards) == videos
+    again = cache(args)  # everything is on disk now: no video is encoded again
+    assert again["videos"] == videos and again["encoded"] == 0 and not again["skipped"]
+    # One vision pass filled both outputs (the encoder is the VLM's checkpoint) and the frames.
+    assert again["stats"]["features"]["entries"] == again["stats"]["image_embeds"]["entries"] == videos
+    assert again["stats"]["frames"]["entries"] == videos
 
 
 def test_rebuilding_a_local_encoder_in_place_changes_its_id(tmp_path):

@@ -149,6 +149,25 @@ def test_schedules_anneal():
         ObjectiveSettings(train_selector=False, train_lora=False)
 
 
+def test_lora_joins_after_lora_start_batches():
+    """"Teacher, then joint": the selector trains alone until ``lora_start``, then both sides do."""
+    module = SelectorTrainer.__new__(SelectorTrainer)
+    torch.nn.Module.__init__(module)
+    module.objective = ObjectiveSettings(train_lora=True, teacher_weight=1.0, teacher_anneal_steps=3, lora_start=3)
+    sides = []
+    for batches in range(5):
+        module.batches_done = batches
+        sides.append(module._sides())
+    assert sides == [(True, False)] * 3 + [(True, True)] * 2
+    module.objective = ObjectiveSettings(train_lora=True, lora_start=2, alternate_every=1)
+    module.batches_done = 1
+    assert module._sides() == (True, False)  # before the start: no LoRA turn either
+    module.batches_done = 3
+    assert module._sides() == (False, True)
+    with pytest.raises(ValueError, match="lora_start"):
+        ObjectiveSettings(lora_start=-1)
+
+
 def test_objectives_that_need_a_vlm_refuse_to_run_without_one(tiny_model_dir):
     encoder = FrameEncoder(str(tiny_model_dir))
     with pytest.raises(ValueError, match="vlm is not set"):

@@ -1,8 +1,9 @@
 """``python -m trainer fit|validate|test|predict --config configs/<name>.yaml``.
 
 ``python -m trainer evaluate ...`` (see :mod:`trainer.evaluate`), ``python -m trainer score ...``
-(see :mod:`trainer.score`) and ``python -m trainer export ...`` (see :mod:`trainer.export`) are
-plain argparse commands next to the Lightning ones.
+(see :mod:`trainer.score`), ``python -m trainer export ...`` (see :mod:`trainer.export`) and
+``python -m trainer cache ...`` (see :mod:`trainer.cache`) are plain argparse commands next to the
+Lightning ones.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ if __name__ == "__main__":
     import sys
 
     command = sys.argv[1] if len(sys.argv) > 1 else ""
-    if command in ("evaluate", "score", "export"):
+    if command in ("evaluate", "score", "export", "cache"):
         import importlib
 
         importlib.import_module(f"trainer.{command}").main(sys.argv[2:])

@@ -45,10 +45,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from data.datamodule import BAD_VIDEO_ERRORS, VideoCaptionDataset, collate_videos, skip_report
+from data.datamodule import VideoItems, as_is, collate_videos, skip_report
 from data.encodings import FrameEncodings
 from data.schema import write_text_atomic
 from models.prompting import format_dense_caption, parse_dense_caption
@@ -248,33 +248,6 @@ class _RowsWriter:
 
     def close(self) -> None:
         self.file.close()
-
-
-class _Videos(Dataset):
-    """The split's items at ``indices``; a bad video becomes ``{"video_id", "skipped": reason}``.
-
-    Runs in the DataLoader's workers, so decoding overlaps the selectors and the VLM.
-    """
-
-    def __init__(self, dataset: VideoCaptionDataset, indices: list[int]) -> None:
-        self.dataset = dataset
-        self.indices = indices
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, position: int) -> dict[str, Any]:
-        index = self.indices[position]
-        try:
-            return self.dataset.load(index)
-        except BAD_VIDEO_ERRORS as err:
-            if not self.dataset.skip_bad_samples:
-                raise
-            return {"video_id": self.dataset.samples[index].video_id, "skipped": str(err)}
-
-
-def _as_is(item: Any) -> Any:
-    return item  # module level: DataLoader workers pickle their collate function
 
 
 # ------------------------------------------------------------------------------- merge
@@ -650,7 +623,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     torch.manual_seed(args.seed)
     workers = datamodule.num_workers if args.workers is None else args.workers
-    loader = DataLoader(_Videos(dataset, todo), batch_size=None, collate_fn=_as_is, num_workers=workers)
+    loader = DataLoader(VideoItems(dataset, todo), batch_size=None, collate_fn=as_is, num_workers=workers)
     writer = _RowsWriter(path)
     evaluated = skipped = 0
     try:

@@ -9,6 +9,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.cli import OptimizerCallable
 
+from data.encodings import FrameEncodings
 from models.prompting import format_dense_caption, parse_dense_caption
 from models.selectors import FrameSelector, UniformSelector
 from models.vlm import SmolVLM
@@ -58,6 +59,16 @@ class DenseCaptioner(pl.LightningModule):
         # Lightning sets the data module up first; telling it K here (rather than linking config
         # arguments) lets it skip videos shorter than the budget for any LightningModule.
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if datamodule is not None:
+            self.register_encoders(datamodule)
+
+    def register_encoders(self, datamodule: Any) -> FrameEncodings | None:
+        """Tells the data module this run's frame budget and the VLM's image-embedding encoder.
+
+        Returns:
+            The data module's :class:`~data.encodings.FrameEncodings`, or ``None`` when the VLM
+            reads pixels (or the data module takes no encoders).
+        """
         if hasattr(datamodule, "set_frame_budget"):
             datamodule.set_frame_budget(self.num_frames)
         blocker = self.vlm.embeds_blocker() or (
@@ -68,7 +79,8 @@ class DenseCaptioner(pl.LightningModule):
         elif hasattr(datamodule, "set_frame_encoders"):
             # The same K frames of a video come back every epoch: encode just those (lazily, once
             # per batch), rather than all candidates; entries a selector run cached are read.
-            datamodule.set_frame_encoders(image_embeds=self.vlm.frame_encoder(), embed_all_frames=False)
+            return datamodule.set_frame_encoders(image_embeds=self.vlm.frame_encoder(), embed_all_frames=False)
+        return None
 
     # ----------------------------------------------------------------------------- selection
     def select_frames(self, batch: dict[str, list]) -> dict[str, Any]:

@@ -20,10 +20,11 @@ forward passes. Each term is off when its weight is 0:
   (top-k), which trains the LoRA adapter in the same run.
 
 ``train_selector`` / ``train_lora`` freeze either side; ``alternate_every`` > 0 trains one side
-at a time, switching every that many steps (the notes' "train separately" schedule).
+at a time, switching every that many steps (the notes' "train separately" schedule);
+``lora_start`` > 0 trains the selector alone for that many batches before LoRA joins.
 
-Schedules (``temperature_steps``, ``teacher_anneal_steps``, ``alternate_every``) count training
-batches. Lightning's ``global_step`` (and so ``trainer.max_steps``) counts optimizer steps
+Schedules (``temperature_steps``, ``teacher_anneal_steps``, ``alternate_every``, ``lora_start``)
+count training batches. Lightning's ``global_step`` (and so ``trainer.max_steps``) counts optimizer steps
 instead, which is two per batch while the selector and LoRA both train: bound such runs with
 ``max_epochs``, or set ``max_steps`` to twice the batches you want.
 """
@@ -39,6 +40,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.cli import OptimizerCallable
 
+from data.encodings import FrameEncodings
 from models.decoders import Decoder, TopKDecoder
 from models.encoders import FrameEncoder
 from models.importance import FrameImportanceModel, gumbel_topk, plackett_luce_log_prob
@@ -86,6 +88,8 @@ class ObjectiveSettings:
         train_selector: Update the importance model.
         train_lora: Update the VLM's LoRA adapter.
         alternate_every: If > 0, update only one side at a time, switching every that many batches.
+        lora_start: Batches the selector trains alone before the LoRA adapter joins (e.g. while
+            the teacher's weight anneals: "teacher, then joint"); 0 trains both from the start.
     """
 
     rl_weight: float = 1.0
@@ -106,12 +110,15 @@ class ObjectiveSettings:
     train_selector: bool = True
     train_lora: bool = False
     alternate_every: int = 0
+    lora_start: int = 0
 
     def __post_init__(self) -> None:
         for name in ("rl_weight", "coverage_reward", "likelihood_reward", "entropy_weight", "rank_weight",
                      "teacher_weight", "caption_weight"):  # fmt: skip
             if getattr(self, name) < 0:
                 raise ValueError(f"model.init_args.objective.{name} must be >= 0, got {getattr(self, name)}")
+        if self.lora_start < 0:
+            raise ValueError(f"model.init_args.objective.lora_start must be >= 0, got {self.lora_start}")
         if self.group_size < 2:
             raise ValueError("model.init_args.objective.group_size must be >= 2 (advantages are relative to the group)")
         if self.rank_candidates < 2:
@@ -211,10 +218,20 @@ class SelectorTrainer(pl.LightningModule):
     # ----------------------------------------------------------------------------- features
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if datamodule is not None:
+            self.register_encoders(datamodule)
+
+    def register_encoders(self, datamodule: Any) -> FrameEncodings | None:
+        """Tells the data module this run's frame budget and encoders (see :mod:`trainer.cache`).
+
+        Returns:
+            The data module's :class:`~data.encodings.FrameEncodings`, or ``None`` if it takes none.
+        """
         if hasattr(datamodule, "set_frame_budget"):
             datamodule.set_frame_budget(max([self.num_frames, *self.eval_budgets]))
         if hasattr(datamodule, "set_frame_encoders"):
-            datamodule.set_frame_encoders(features=self.encoder, image_embeds=self.embeds_encoder())
+            return datamodule.set_frame_encoders(features=self.encoder, image_embeds=self.embeds_encoder())
+        return None
 
     def embeds_encoder(self) -> FrameEncoder | None:
         """The encoder whose image embeddings the VLM reads, or ``None`` (pixel path, said in the log).
@@ -397,7 +414,7 @@ class SelectorTrainer(pl.LightningModule):
     def _sides(self) -> tuple[bool, bool]:
         """Which of (selector, LoRA) steps now."""
         o = self.objective
-        sel, lora = o.train_selector, o.train_lora
+        sel, lora = o.train_selector, o.train_lora and self.batches_done >= o.lora_start
         if o.alternate_every > 0 and sel and lora:
             selector_turn = (self.batches_done // o.alternate_every) % 2 == 0
             return selector_turn, not selector_turn

@@ -1,0 +1,115 @@
+"""Fill a config's caches ahead of training: ``python -m trainer cache --config CONFIG``.
+
+Decodes every video of the chosen splits at the config's ``data`` settings and runs the vision
+passes its LightningModule would run, storing what the run will read: decoded frames (with
+``data.frame_cache``), selector features and VLM image embeddings (with ``data.feature_cache``).
+A later ``fit``, ``validate`` or ``evaluate`` of the same config then reads them instead of
+decoding and encoding. DataLoader workers decode while the main process encodes on the GPU
+(when there is one); ``--num-shards N --shard i`` spreads the videos over processes or GPUs (the
+caches take concurrent writers), and a rerun skips what is cached.
+
+Examples::
+
+    python -m trainer cache --config configs/recipes/smolvlm2_256m_activitynet_rl_likelihood.yaml
+    for i in 0 1 2 3; do CUDA_VISIBLE_DEVICES=$i python -m trainer cache --config CONFIG \\
+        --num-shards 4 --shard $i & done; wait
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from data.datamodule import VideoItems, as_is, collate_videos, skip_report
+from data.features import human_bytes
+
+STAGES = {"train": "fit", "val": "validate", "test": "test"}
+
+
+def fill(
+    datamodule: Any, module: Any, splits: list[str], num_shards: int = 1, shard: int = 0, workers: int | None = None
+) -> dict[str, Any]:
+    """Decodes and encodes this shard's videos of ``splits``, storing everything the caches take.
+
+    Args:
+        datamodule: A :class:`~data.datamodule.DenseCaptionDataModule`, set up for ``splits``.
+        module: The config's LightningModule (it says which encoders a run uses).
+        splits: Split names (``train``, ``val``, ``test``).
+        num_shards: Processes the videos are spread over.
+        shard: This process's shard: videos ``shard, shard + num_shards, ...`` of each split.
+        workers: Decoding processes (default: ``data.num_workers``).
+
+    Returns:
+        ``videos`` (visited), ``encoded`` (videos whose outputs were computed now), ``skipped``
+        (``(video_id, reason)``), ``seconds``, and the caches' ``stats``.
+    """
+    encodings = module.register_encoders(datamodule)
+    workers = datamodule.num_workers if workers is None else workers
+    start, videos, encoded = time.perf_counter(), 0, 0
+    skipped: list[tuple[str, str]] = []
+    for split in splits:
+        dataset = datamodule.datasets[split]
+        indices = list(range(shard, len(dataset), num_shards))
+        loader = DataLoader(VideoItems(dataset, indices), batch_size=None, collate_fn=as_is, num_workers=workers)
+        for item in tqdm(loader, total=len(indices), desc=f"caching {split}", unit="video"):
+            videos += 1
+            if "skipped" in item:
+                skipped.append((item["video_id"], item["skipped"]))
+                continue
+            if encodings is None:
+                continue  # decoding alone fills the frame cache
+            batch = encodings.attach(collate_videos([item]))
+            fresh = False
+            for name in encodings.encoders:
+                rows = batch[name][0]
+                if rows.whole is not None:  # a whole-video pass: computing it stores it
+                    rows.all()
+                    fresh = True
+            encoded += fresh
+    stats = {"frames": datamodule.frame_cache.stats() if datamodule.frame_cache is not None else None,
+             **(encodings.store.stats() if encodings is not None and encodings.store is not None else {})}  # fmt: skip
+    return {"videos": videos, "encoded": encoded, "skipped": skipped, "seconds": time.perf_counter() - start,
+            "stats": stats}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Entry point of ``python -m trainer cache``; returns :func:`fill`'s report."""
+    parser = argparse.ArgumentParser(prog="python -m trainer cache", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", required=True, help="the training config whose caches to fill")
+    parser.add_argument("--splits", nargs="+", default=["train", "val", "test"], choices=sorted(STAGES))
+    parser.add_argument("--num-shards", type=int, default=1, help="spread the videos over this many processes")
+    parser.add_argument("--shard", type=int, default=0, help="which shard this process fills (0-based)")
+    parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: data.num_workers)")
+    parser.add_argument("--device", default="auto", help="where the encoders run: auto (GPU if any), cpu, cuda")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, e.g. data.fps=1")
+    args = parser.parse_args(argv)
+    if not 0 <= args.shard < args.num_shards:
+        parser.error(f"--shard must be in [0, {args.num_shards}), got {args.shard}")
+    from trainer.evaluate import load_trained
+
+    overrides = [part for kv in args.set for part in (f"--{kv.split('=', 1)[0]}", kv.split("=", 1)[1])]
+    datamodule, module = load_trained(args.config, None, overrides)
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    module.to(device)
+    datamodule.prepare_data()
+    splits = [s for s in args.splits if datamodule.files.get(s) is not None or datamodule.uses_synthetic]
+    for split in splits:
+        datamodule.setup(STAGES[split])
+    report = fill(datamodule, module, splits, args.num_shards, args.shard, args.workers)
+    if report["skipped"] and len(report["skipped"]) == report["videos"]:
+        raise RuntimeError(f"no video could be decoded: {skip_report(report['skipped'])}")
+    print(f"{report['videos']} videos in {report['seconds']:.0f} s; encoded now: {report['encoded']}; "
+          f"skipped: {len(report['skipped'])}")  # fmt: skip
+    for name, stats in report["stats"].items():
+        if stats is not None:
+            print(f"{name}: {stats['entries']} entries, {human_bytes(stats['bytes'])} in {stats['directory']}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
