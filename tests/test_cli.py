@@ -11,26 +11,44 @@ from helpers import fit_args
 from trainer.__main__ import main
 from trainer.predictions import read_predictions, write_predictions
 
-CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+ROOT = Path(__file__).parents[1]
+# Runnable configs: the top-level ones and the recipes (configs/parts/ holds pieces they include).
+CONFIGS = sorted([*(ROOT / "configs").glob("*.yaml"), *(ROOT / "configs" / "recipes").glob("*.yaml")])
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
+def _inline_parts(value, folder: Path):
+    """The config as written, with each included part (a ``*.yaml`` path value) read in its place."""
+    if isinstance(value, str) and value.endswith(".yaml"):
+        path = (folder / value).resolve()
+        return _inline_parts(yaml.safe_load(path.read_text()), path.parent)
+    if isinstance(value, dict):
+        return {k: _inline_parts(v, folder) for k, v in value.items()}
+    return value
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(ROOT / "configs")))
 def test_every_config_parses_and_opens_with_its_run_command(config, capsys):
     first = config.read_text().splitlines()[0]
-    assert first == f"# python -m trainer fit --config configs/{config.name}"
+    assert first == f"# python -m trainer fit --config {config.relative_to(ROOT)}"
     with pytest.raises(SystemExit) as info:
         main(["fit", "--config", str(config), "--print_config"])
     assert info.value.code in (0, None)
     printed = yaml.safe_load(capsys.readouterr().out)
-    written = yaml.safe_load(config.read_text())
+    written = _inline_parts(yaml.safe_load(config.read_text()), config.parent)
+    for key, value in written["data"].items():  # the data part's values reach the data module
+        got = printed["data"][key]
+        assert ({k: got[k] for k in value} if isinstance(value, dict) else got) == value, key
     # Subclass mode: each config names its LightningModule and the YAML values reach it.
     assert printed["model"]["class_path"] == written["model"]["class_path"]
     args, wanted = printed["model"]["init_args"], written["model"]["init_args"]
     for key, value in wanted.items():
         if not isinstance(value, dict):
             assert args[key] == value, key
-    if "vlm" in wanted:
-        assert args["vlm"]["init_args"]["model_name_or_path"] == wanted["vlm"]["init_args"]["model_name_or_path"]
+    for part in ("vlm", "encoder"):
+        if part in wanted:
+            assert args[part]["init_args"]["model_name_or_path"] == wanted[part]["init_args"]["model_name_or_path"]
+    for key, value in wanted.get("objective", {}).items():
+        assert args["objective"][key] == value, key
 
 
 def test_unknown_config_key_is_rejected(tmp_path, capsys):
