@@ -8,6 +8,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 import pytest
 
 from data.synthetic import SyntheticConfig, generate_dataset
+from models.standin import build_standin
 from models.tiny import build_tiny_smolvlm
 
 SMALL = SyntheticConfig(
@@ -26,3 +27,9 @@ def synthetic(tmp_path_factory):
     root = tmp_path_factory.mktemp("synthetic")
     cfg = SyntheticConfig(**{**SMALL.__dict__, "pan_prob": 1.0, "flicker_prob": 1.0, "cut_prob": 1.0})
     return root, generate_dataset(root, cfg, progress=False), cfg
+
+
+@pytest.fixture(scope="session")
+def standin_256m(tmp_path_factory):
+    """Random weights in SmolVLM2-256M-Video-Instruct's published architecture (slow tests)."""
+    return build_standin(tmp_path_factory.mktemp("standin") / "smolvlm2-256m", "smolvlm2-256m")

@@ -15,7 +15,6 @@ from trainer.__main__ import main
 from trainer.checkpointing import restore_trainable_state
 from trainer.selection import BATCHES_KEY, ObjectiveSettings, SelectorTrainer
 
-CONFIGS = Path(__file__).parents[1] / "configs"
 
 
 def _batch(t=10, n=2, seed=0):

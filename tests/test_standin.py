@@ -8,7 +8,7 @@ import torch
 from helpers import fit_args
 from transformers import AutoModelForImageTextToText, AutoProcessor, SmolVLMForConditionalGeneration
 
-from models.standin import SHAPES, SPECIAL_IDS, VOCAB_SIZE, build_padded_tokenizer, build_standin, standin_config
+from models.standin import SHAPES, SPECIAL_IDS, VOCAB_SIZE, build_padded_tokenizer, standin_config
 from models.vlm import LoraSettings, SmolVLM
 from trainer.__main__ import main as cli_main
 from trainer.evaluate import main as evaluate_main
@@ -39,11 +39,6 @@ def test_padded_tokenizer_has_the_real_special_ids():
     assert tok.decode(ids) == text
     assert ids.count(49190) == 2 and 49279 in ids
     assert not any(tok.convert_ids_to_tokens(i).startswith("<|unused_") for i in ids)
-
-
-@pytest.fixture(scope="module")
-def standin_256m(tmp_path_factory):
-    return build_standin(tmp_path_factory.mktemp("standin") / "smolvlm2-256m", "smolvlm2-256m")
 
 
 @pytest.mark.slow
