@@ -54,6 +54,17 @@ def test_evaluate_writes_tables_and_plots_with_correct_recall(tmp_path, tiny_mod
     assert summary[("uniform", 4)]["videos"] == len(expected)
     assert "| uniform | 4 |" in (out / "results.md").read_text()
     assert result["output"] == str(out)
+    # Paired comparisons: learned minus each other selector on the same videos, with an interval.
+    paired = json.loads((out / "paired" / "results.json").read_text())["summary"]
+    rows = list(iter_rows(out))
+    for p in (p for p in paired if p["metric"] == "recall"):
+        mine = {r["video_id"]: r["recall"] for r in rows if r["selector"] == "learned" and r["K"] == p["K"]}
+        other = {r["video_id"]: r["recall"] for r in rows if r["selector"] == p["selector"] and r["K"] == p["K"]}
+        assert p["difference"] == pytest.approx(statistics.mean(mine[v] - other[v] for v in mine))
+        assert p["low"] <= p["difference"] <= p["high"] and p["videos"] == len(mine)
+        assert p["verdict"] == ("ahead" if p["low"] > 0 else "behind" if p["high"] < 0 else "no clear difference")
+    assert {(p["selector"], p["K"]) for p in paired} == {(n, k) for n in ("uniform", "xcorr", "models.selectors.RandomSelector")
+                                                         for k in (2, 4)}  # fmt: skip
 
 
 def test_evaluate_with_vlm_reports_caption_nll_and_caption_scores(tmp_path, tiny_model_dir, synthetic):
@@ -116,3 +127,20 @@ def test_evaluate_is_reproducible_with_a_seed(tmp_path, tiny_model_dir, syntheti
     other = run("c", 1)
     assert [r for r in first if r[1] == "uniform"] == [r for r in other if r[1] == "uniform"]
     assert [r for r in first if r[1] == "random"] != [r for r in other if r[1] == "random"]
+
+
+def test_paired_bootstrap_interval_on_known_cases():
+    from trainer.metrics import paired_bootstrap_ci
+
+    # A constant difference has no spread: the interval is that difference.
+    assert paired_bootstrap_ci([0.5, 0.7, 0.9], [0.4, 0.6, 0.8]) == pytest.approx((0.1, 0.1, 0.1))
+    # Large n: the bootstrap interval of a mean is mean +- 1.96 sd / sqrt(n) (central limit theorem).
+    g = torch.Generator().manual_seed(1)
+    a = (torch.randn(2000, generator=g, dtype=torch.float64) + 0.1).tolist()
+    mean, low, high = paired_bootstrap_ci(a, [0.0] * 2000, level=0.95, resamples=4000)
+    half = 1.96 * torch.tensor(a).std().item() / 2000**0.5
+    assert mean == pytest.approx(sum(a) / 2000)
+    assert low == pytest.approx(mean - half, abs=0.15 * half) and high == pytest.approx(mean + half, abs=0.15 * half)
+    assert paired_bootstrap_ci(a, [0.0] * 2000, seed=3) == paired_bootstrap_ci(a, [0.0] * 2000, seed=3)
+    with pytest.raises(ValueError, match="equally long"):
+        paired_bootstrap_ci([1.0], [1.0, 2.0])

@@ -62,7 +62,7 @@ from models.selectors import (
 )
 from models.xcorr import CrossCorrelationSelector
 from trainer.checkpointing import restore_trainable_state
-from trainer.metrics import event_recall, temporal_coverage
+from trainer.metrics import event_recall, paired_bootstrap_ci, temporal_coverage
 from trainer.predictions import write_predictions
 from trainer.score import add_protocol_arguments, protocol_options
 from trainer.tables import write_results
@@ -292,6 +292,44 @@ def _official_references(records: dict[str, dict[str, Any]]) -> dict[str, dict[s
     }  # fmt: skip
 
 
+# Per-video metrics compared selector against selector, and whether higher is better.
+PAIRED = {"recall": True, "coverage": True, "nll": False}
+
+
+def paired_differences(
+    per_video: dict[tuple[str, int], dict[str, dict[str, float]]], against: str, level: float
+) -> list[dict[str, Any]]:
+    """``against`` minus every other selector at each K, on the videos both ran on, with intervals.
+
+    Args:
+        per_video: ``(selector, K)`` to video id to that video's metrics.
+        against: The selector compared with all others.
+        level: Interval coverage.
+
+    Returns:
+        Rows ``K``, ``selector`` (the other one), ``metric``, ``videos``, ``difference`` (mean of
+        ``against - other``), ``low``, ``high`` and ``verdict``: ``ahead`` or ``behind`` when the
+        interval excludes 0 (for NLL, lower is ahead), else ``no clear difference``.
+    """
+    rows = []
+    for (name, k), videos in sorted(per_video.items(), key=lambda item: (item[0][1], item[0][0])):
+        mine = per_video.get((against, k))
+        if name == against or mine is None:
+            continue
+        common = sorted(set(videos) & set(mine))
+        for metric, higher_is_better in PAIRED.items():
+            if not common or metric not in videos[common[0]]:
+                continue
+            diff, low, high = paired_bootstrap_ci([mine[v][metric] for v in common],
+                                                  [videos[v][metric] for v in common], level)  # fmt: skip
+            better = low > 0 if higher_is_better else high < 0
+            worse = high < 0 if higher_is_better else low > 0
+            rows.append({"K": k, "selector": name, "metric": metric, "videos": len(common), "difference": diff,
+                         "low": low, "high": high,
+                         "verdict": "ahead" if better else "behind" if worse else "no clear difference"})  # fmt: skip
+    return rows
+
+
 def _score_key(
     key: str,
     predictions: dict[str, list],
@@ -330,6 +368,8 @@ def merge(
     java: bool = True,
     version: str = "2018",
     soda: str | None = "auto",
+    ci: float = 0.95,
+    against: str | None = None,
 ) -> list[dict[str, Any]]:
     """Builds the tables and plots of a finished run (every shard) from its rows files.
 
@@ -344,6 +384,9 @@ def merge(
             the caption scores are approximate and the tables say so).
         version: densevid_eval form to follow (``"2018"`` or ``"2019"``).
         soda: SODA_c mode (see :func:`trainer.caption_metrics.evaluate_dense_captions`).
+        ci: Level of the paired bootstrap intervals in ``paired.md`` (0: none).
+        against: The selector the others are compared with, video by video (default:
+            ``learned`` if evaluated, else the first selector).
 
     Returns:
         The summary rows (one per selector and budget).
@@ -360,6 +403,7 @@ def merge(
     captions: dict[str, dict[str, list]] = defaultdict(dict)
     caption_refs: dict[str, dict[str, Any]] = {}
     skipped: list[tuple[str, str]] = []
+    per_video: dict[tuple[str, int], dict[str, dict[str, float]]] = defaultdict(dict)
     decoded = 0
     for record in _all_records(output):
         if "skipped" in record:
@@ -367,6 +411,7 @@ def merge(
             continue
         decoded += 1
         for row in record["rows"]:
+            per_video[(row["selector"], row["K"])][record["video_id"]] = {m: row[m] for m in PAIRED if m in row}
             group = sums[(row["selector"], row["K"])]
             group["videos"] += 1
             group["frames"] += record["frames"]
@@ -413,6 +458,15 @@ def merge(
         title += (f" Caption scores: densevid_eval {version} protocol against "
                   f"{', '.join(references) if references else 'the split annotations'}.")  # fmt: skip
     results_meta = {**meta, "videos": decoded, "skipped": len(skipped), "captions": protocol}
+    if ci > 0:
+        against = against or ("learned" if "learned" in meta["selectors"] else meta["selectors"][0])
+        if against not in meta["selectors"]:
+            raise ValueError(f"--against {against!r} is not one of the evaluated selectors {meta['selectors']}")
+        paired = paired_differences(per_video, against, ci)
+        results_meta["paired"] = {"against": against, "level": ci, "rows": paired}
+        write_results(output / "paired", paired, {"against": against, "level": ci, "run": str(output)},
+                      f"{against} minus each other selector, per video, at equal K ({decoded} videos; "
+                      f"{ci:.0%} paired bootstrap intervals, 10,000 resamples, seed 0).")  # fmt: skip
     write_results(output, summary, results_meta, title)
     plot_recall_vs_budget(summary, output / "recall_vs_budget.png")
     return summary
@@ -540,6 +594,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="official reference files for caption scores, e.g. val_1.json val_2.json "
                              "(default: the split's own annotations)")  # fmt: skip
     add_protocol_arguments(parser)
+    parser.add_argument("--ci", type=float, default=0.95,
+                        help="level of the paired bootstrap intervals against --against (paired.md; 0: none)")  # fmt: skip
+    parser.add_argument("--against", default=None,
+                        help="selector compared with every other, video by video (default: learned, else the first)")  # fmt: skip
     parser.add_argument("--plot-videos", type=int, default=3, help="videos to draw score curves for")
     parser.add_argument("--share-decoder", action="store_true",
                         help="score-based baselines use the learned selector's decoder (equal decoders)")  # fmt: skip
@@ -556,7 +614,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="only build the tables of --output from its rows (all shards finished)")  # fmt: skip
     args = parser.parse_args(argv)
     java, version, soda = protocol_options(args)
-    scoring = {"references": args.ref, "java": java, "version": version, "soda": soda}
+    scoring = {"references": args.ref, "java": java, "version": version, "soda": soda, "ci": args.ci,
+               "against": args.against}  # fmt: skip
     if args.merge:
         if args.output is None:
             parser.error("--merge needs --output")

@@ -1,4 +1,4 @@
-"""Selection-quality metrics that need no VLM: event recall@K and temporal coverage."""
+"""Selection-quality metrics that need no VLM (event recall@K, temporal coverage) and paired comparisons."""
 
 from __future__ import annotations
 
@@ -44,3 +44,40 @@ def temporal_coverage(times: torch.Tensor, duration: float) -> torch.Tensor:
     t = times.double().sort(dim=-1).values.clamp(0.0, duration)
     edges = torch.cat([torch.zeros_like(t[..., :1]), t, torch.full_like(t[..., :1], duration)], dim=-1)
     return 1.0 - (edges[..., 1:] - edges[..., :-1]).max(dim=-1).values / duration
+
+
+def paired_bootstrap_ci(
+    a: Sequence[float], b: Sequence[float], level: float = 0.95, resamples: int = 10_000, seed: int = 0
+) -> tuple[float, float, float]:
+    """Mean of the paired differences ``a - b`` and its percentile-bootstrap confidence interval.
+
+    The pairs (one per video) are resampled with replacement, so the interval reflects how much
+    the mean difference depends on which videos were drawn; pairing removes the variation that
+    both selectors share (hard videos are hard for both).
+
+    Args:
+        a: Per-video values of one selector.
+        b: The same videos' values of the other, in the same order.
+        level: Coverage of the interval, e.g. 0.95.
+        resamples: Bootstrap resamples.
+        seed: Seed of the resampling (the interval is reproducible).
+
+    Returns:
+        ``(mean difference, lower bound, upper bound)``.
+
+    Raises:
+        ValueError: If the sequences differ in length or are empty, or ``level`` is not in (0, 1).
+    """
+    if len(a) != len(b) or not a:
+        raise ValueError(f"paired values need two equally long, non-empty sequences, got {len(a)} and {len(b)}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    diff = torch.tensor(a, dtype=torch.float64) - torch.tensor(b, dtype=torch.float64)
+    generator = torch.Generator().manual_seed(seed)
+    means = torch.cat([  # in chunks: resamples x videos indices at once would not fit for a whole split
+        diff[torch.randint(0, len(diff), (min(1000, resamples - start), len(diff)), generator=generator)].mean(dim=1)
+        for start in range(0, resamples, 1000)
+    ])
+    tail = (1 - level) / 2
+    low, high = torch.quantile(means, torch.tensor([tail, 1 - tail], dtype=torch.float64)).tolist()
+    return diff.mean().item(), low, high
