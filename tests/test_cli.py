@@ -52,7 +52,7 @@ def test_every_config_parses_and_opens_with_its_run_command(config, capsys):
 
 
 def test_unknown_config_key_is_rejected(tmp_path, capsys):
-    config = yaml.safe_load((CONFIGS[0].parent / "smoke.yaml").read_text())
+    config = yaml.safe_load((ROOT / "configs" / "smoke.yaml").read_text())
     config["model"]["init_args"]["vlm"]["init_args"]["lora"]["rank"] = 4  # the field is called `r`
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(config))
