@@ -105,6 +105,8 @@ def test_a_killed_evaluate_resumes_without_redoing_finished_videos(tmp_path, tin
 
     with pytest.raises(FileExistsError, match="--resume"):
         evaluate(args)  # a rerun without --resume would throw finished work away
+    with pytest.raises(ValueError, match="another evaluation"):
+        evaluate([*args, "--budgets", "3"])  # nor may other settings mix with these rows
     result = evaluate([*args, "--resume"])
     assert result["resumed"] == finished and result["evaluated"] == n - finished
     after = rows.read_bytes()
@@ -113,6 +115,11 @@ def test_a_killed_evaluate_resumes_without_redoing_finished_videos(tmp_path, tin
     assert len(ids) == len(set(ids)) == n
 
     fresh = evaluate(_args(tmp_path, tiny_model_dir, synthetic, test_file, tmp_path / "fresh"))
+    # --overwrite starts over: the old run's tables go, and only the new rows remain.
+    (tmp_path / "fresh" / "captions").mkdir()
+    again = evaluate([*_args(tmp_path, tiny_model_dir, synthetic, test_file, tmp_path / "fresh"), "--overwrite"])
+    assert again["resumed"] == 0 and again["evaluated"] == n and not (tmp_path / "fresh" / "captions").exists()
+    assert (tmp_path / "fresh" / "rows.jsonl").read_bytes().count(b"\n") == n
     for a, b in zip(result["summary"], fresh["summary"]):
         assert (a["selector"], a["K"], a["videos"], a["recall"], a["coverage"]) == (
             b["selector"], b["K"], b["videos"], b["recall"], b["coverage"])  # fmt: skip

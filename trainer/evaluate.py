@@ -37,6 +37,7 @@ import importlib
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 from collections import defaultdict
@@ -569,6 +570,11 @@ def _start_run(output: Path, meta: dict[str, Any], path: Path, resume: bool, ove
         done = repair_rows(path)
     elif path.is_file():
         path.unlink()
+    if overwrite:  # tables of the run being replaced must not outlive it (other shards' rows stay)
+        for name in ("results.md", "results.csv", "results.json", "references.json", "recall_vs_budget.png"):
+            (output / name).unlink(missing_ok=True)
+        for folder in ("captions", "paired"):
+            shutil.rmtree(output / folder, ignore_errors=True)
     write_text_atomic(previous, json.dumps(meta, indent=1))
     return done
 
