@@ -211,6 +211,10 @@ def test_selector_configs_train_cache_features_and_resume(config, tmp_path, tiny
     for k in (2, 4):
         assert 0.0 <= metrics[f"val/recall@{k}"].item() <= 1.0
         assert f"val_baseline/xcorr_recall@{k}" in metrics and f"val_baseline/uniform_recall@{k}" in metrics
+    # Every validation video has >= 4 frames here, so the mean over videos of each video's mean
+    # over budgets equals the mean of the per-budget recalls.
+    expected = (metrics["val/recall@2"] + metrics["val/recall@4"]) / 2
+    assert metrics["val/recall_mean"].item() == pytest.approx(expected.item(), abs=1e-6)
     if module.vlm is not None:
         assert torch.isfinite(metrics["val/caption_loss"]) and torch.isfinite(metrics["val_baseline/uniform_caption_loss"])
     # Features were computed once per video and then read back from the on-disk cache (by the

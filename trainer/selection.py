@@ -145,7 +145,8 @@ class SelectorTrainer(pl.LightningModule):
             score-based baselines (pixel difference, cross-correlation) are evaluated with the
             same decoder so recall compares scores, not decoders (default: top-k).
         num_frames: Frame budget K used for training.
-        eval_budgets: Budgets at which validation reports event recall (``val/recall@K``;
+        eval_budgets: Budgets at which validation reports event recall (``val/recall@K``, and
+            ``val/recall_mean``, each video's recall averaged over them, for model selection;
             default: 4 and 8).
         objective: Loss mix and schedules.
         selector_optimizer: Optimizer factory for the importance model.
@@ -471,6 +472,7 @@ class SelectorTrainer(pl.LightningModule):
             return
         n = len(batch["frames"])
         logits, _, _ = self.policy_logits(batch)
+        per_video: list[list[float]] = [[] for _ in range(n)]
         for k in self.eval_budgets:
             recalls = []
             for i, events in enumerate(batch["events"]):
@@ -479,6 +481,7 @@ class SelectorTrainer(pl.LightningModule):
                     continue
                 idx = self.decoder.decode(logits[i, : len(t)].detach().cpu(), k)
                 recalls.append(event_recall(t[idx], events).item())
+                per_video[i].append(recalls[-1])
                 for name, selector in self.baselines.items():
                     key = (batch["video_id"][i], name, k)
                     if key not in self._baseline_recall:
@@ -488,6 +491,11 @@ class SelectorTrainer(pl.LightningModule):
             if recalls:
                 prog = k == self.num_frames
                 self.log(f"{stage}/recall@{k}", sum(recalls) / len(recalls), prog_bar=prog, batch_size=len(recalls), sync_dist=True)
+        # One number for model selection across budgets: per video, its recall averaged over the
+        # budgets it has frames for; then averaged over videos.
+        means = [sum(r) / len(r) for r in per_video if r]
+        if means:
+            self.log(f"{stage}/recall_mean", sum(means) / len(means), batch_size=len(means), sync_dist=True)
         if self.vlm is not None:
             chosen = self.chosen_indices(batch, logits, self.num_frames)
             self.log(f"{stage}/caption_loss", self.caption_loss(batch, chosen), batch_size=n, sync_dist=True)
