@@ -108,13 +108,20 @@ class VideoCaptionDataset(Dataset):
         return run() if self.frame_cache is None else self.frame_cache.get_or_decode(video, run)
 
     def __getitem__(self, index: int) -> dict[str, Any] | None:
+        item = self.load_or_skip(index)
+        if "skipped" in item:
+            log.warning("skipping sample %s: %s", item["video_id"], item["skipped"])
+            return None
+        return item
+
+    def load_or_skip(self, index: int) -> dict[str, Any]:
+        """:meth:`load`, or for a bad video under ``skip_bad_samples`` ``{"video_id", "skipped": reason}``."""
         try:
             return self.load(index)
         except BAD_VIDEO_ERRORS as err:
             if not self.skip_bad_samples:
                 raise
-            log.warning("skipping sample %s: %s", self.samples[index].video_id, err)
-            return None
+            return {"video_id": self.samples[index].video_id, "skipped": str(err)}
 
     def load(self, index: int) -> dict[str, Any]:
         """Sample ``index`` decoded, whatever ``skip_bad_samples`` says.
@@ -159,13 +166,7 @@ class VideoItems(Dataset):
         return len(self.indices)
 
     def __getitem__(self, position: int) -> dict[str, Any]:
-        index = self.indices[position]
-        try:
-            return self.dataset.load(index)
-        except BAD_VIDEO_ERRORS as err:
-            if not self.dataset.skip_bad_samples:
-                raise
-            return {"video_id": self.dataset.samples[index].video_id, "skipped": str(err)}
+        return self.dataset.load_or_skip(self.indices[position])
 
 
 def as_is(item: Any) -> Any:
@@ -230,6 +231,8 @@ class _EpochShuffleIterator:
         self.order = self.sampler.order(self.epoch)
 
 
+# The Lightning stage that sets up each split (``setup(stage)``).
+SPLIT_STAGES = {"train": "fit", "val": "validate", "test": "test"}
 # What makes one video a bad sample (skipped under ``skip_bad_samples``) rather than a bug.
 BAD_VIDEO_ERRORS = (FileNotFoundError, VideoDecodeError)
 

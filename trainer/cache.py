@@ -21,15 +21,11 @@ import argparse
 import time
 from typing import Any
 
-import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from data.datamodule import VideoItems, as_is, collate_videos, skip_report
+from data.datamodule import SPLIT_STAGES, VideoItems, as_is, collate_videos, skip_report
 from data.features import human_bytes
-
-STAGES = {"train": "fit", "val": "validate", "test": "test"}
-
 
 def fill(
     datamodule: Any, module: Any, splits: list[str], num_shards: int = 1, shard: int = 0, workers: int | None = None
@@ -81,7 +77,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Entry point of ``python -m trainer cache``; returns :func:`fill`'s report."""
     parser = argparse.ArgumentParser(prog="python -m trainer cache", description=__doc__.split("\n")[0])
     parser.add_argument("--config", required=True, help="the training config whose caches to fill")
-    parser.add_argument("--splits", nargs="+", default=["train", "val", "test"], choices=sorted(STAGES))
+    parser.add_argument("--splits", nargs="+", default=["train", "val", "test"], choices=sorted(SPLIT_STAGES))
     parser.add_argument("--num-shards", type=int, default=1, help="spread the videos over this many processes")
     parser.add_argument("--shard", type=int, default=0, help="which shard this process fills (0-based)")
     parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: data.num_workers)")
@@ -90,16 +86,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     if not 0 <= args.shard < args.num_shards:
         parser.error(f"--shard must be in [0, {args.num_shards}), got {args.shard}")
-    from trainer.evaluate import load_trained
+    from trainer.evaluate import load_trained, resolve_device
 
-    overrides = [part for kv in args.set for part in (f"--{kv.split('=', 1)[0]}", kv.split("=", 1)[1])]
-    datamodule, module = load_trained(args.config, None, overrides)
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
-    module.to(device)
+    datamodule, module = load_trained(args.config, None, args.set)
+    module.to(resolve_device(args.device))
     datamodule.prepare_data()
     splits = [s for s in args.splits if datamodule.files.get(s) is not None or datamodule.uses_synthetic]
     for split in splits:
-        datamodule.setup(STAGES[split])
+        datamodule.setup(SPLIT_STAGES[split])
     report = fill(datamodule, module, splits, args.num_shards, args.shard, args.workers)
     if report["skipped"] and len(report["skipped"]) == report["videos"]:
         raise RuntimeError(f"no video could be decoded: {skip_report(report['skipped'])}")

@@ -49,7 +49,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from data.datamodule import VideoItems, as_is, collate_videos, skip_report
+from data.datamodule import SPLIT_STAGES, VideoItems, as_is, collate_videos, skip_report
 from data.encodings import FrameEncodings
 from data.schema import write_text_atomic
 from models.prompting import format_dense_caption, parse_dense_caption
@@ -271,13 +271,14 @@ def _progress(output: Path, meta: dict[str, Any]) -> list[tuple[int, int]]:
     progress = []
     for shard, expected in enumerate(_shard_sizes(meta)):
         path = rows_path(output, shard, meta["num_shards"])
-        finished = sum(1 for _ in read_records(path)) if path.is_file() else 0
+        # Complete lines only (a torn last line has no newline); no need to parse them to count.
+        finished = path.read_bytes().count(b"\n") if path.is_file() else 0
         progress.append((finished, expected))
     return progress
 
 
-def _all_records(output: Path) -> Iterator[dict[str, Any]]:
-    meta = _run_meta(output)
+def _all_records(output: Path, meta: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+    meta = meta or _run_meta(output)
     for shard in range(meta["num_shards"]):
         path = rows_path(output, shard, meta["num_shards"])
         if path.is_file():
@@ -406,7 +407,7 @@ def merge(
     skipped: list[tuple[str, str]] = []
     per_video: dict[tuple[str, int], dict[str, dict[str, float]]] = defaultdict(dict)
     decoded = 0
-    for record in _all_records(output):
+    for record in _all_records(output, meta):
         if "skipped" in record:
             skipped.append((record["video_id"], record["skipped"]))
             continue
@@ -530,10 +531,11 @@ def plot_video(item: dict[str, Any], selectors: dict[str, FrameSelector], k: int
     plt.close(fig)
 
 
-def load_trained(config: str | None, ckpt: str | None, overrides: list[str]):
-    """(data module, LightningModule or None) from a config, with checkpoint weights if given."""
+def load_trained(config: str | None, ckpt: str | None, sets: list[str]):
+    """(data module, LightningModule) from a config, ``KEY=VALUE`` overrides and checkpoint weights if given."""
     from trainer.__main__ import main as cli_main
 
+    overrides = [part for kv in sets for part in (f"--{kv.split('=', 1)[0]}", kv.split("=", 1)[1])]
     if config is None:
         raise ValueError("--config is required (it defines the data and, for 'learned', the model)")
     # The CLI is driven by ``args`` alone; with the evaluate/export command line still in
@@ -550,6 +552,9 @@ def load_trained(config: str | None, ckpt: str | None, overrides: list[str]):
     return cli.datamodule, module
 
 
+def resolve_device(name: str) -> torch.device:
+    """``auto``: the GPU when there is one, else the CPU; anything else as torch reads it."""
+    return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
 
 
 def _start_run(output: Path, meta: dict[str, Any], path: Path, resume: bool, overwrite: bool) -> set[str]:
@@ -591,7 +596,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--ckpt", default=None, help="checkpoint of the trained module")
     parser.add_argument("--selectors", nargs="+", default=["uniform", "random", "pixel_l1", "xcorr"])
     parser.add_argument("--budgets", nargs="+", type=int, default=[4, 8, 16])
-    parser.add_argument("--split", default="test", choices=["train", "val", "test"])
+    parser.add_argument("--split", default="test", choices=sorted(SPLIT_STAGES))
     parser.add_argument("--max-videos", type=int, default=None, help="evaluate the split's first N videos")
     parser.add_argument("--output", default=None, help="folder (default outputs/eval/<config name>)")
     parser.add_argument("--no-vlm", action="store_true", help="skip caption NLL even if the config has a VLM")
@@ -636,11 +641,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         parser.error(f"--shard must be in [0, {args.num_shards}), got {args.shard}")
     if args.resume and args.overwrite:
         parser.error("--resume and --overwrite exclude each other")
-    overrides = [part for kv in args.set for part in (f"--{kv.split('=', 1)[0]}", kv.split("=", 1)[1])]
-    datamodule, module = load_trained(args.config, args.ckpt, overrides)
+    datamodule, module = load_trained(args.config, args.ckpt, args.set)
     datamodule.set_frame_budget(1)  # short videos are skipped per budget, not dropped here
     datamodule.prepare_data()
-    datamodule.setup({"train": "fit", "val": "validate", "test": "test"}[args.split])
+    datamodule.setup(SPLIT_STAGES[args.split])
     dataset = datamodule.datasets[args.split]
     total = len(dataset) if args.max_videos is None else min(args.max_videos, len(dataset))
 
@@ -658,8 +662,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     vlm = None if args.no_vlm else getattr(module, "vlm", None)
     if args.generate and vlm is None:
         parser.error("--generate needs a config with a VLM")
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
-    module.to(device)
+    module.to(resolve_device(args.device))
     budgets = sorted(set(args.budgets))
     encodings = None
     if vlm is not None:

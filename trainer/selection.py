@@ -24,9 +24,9 @@ at a time, switching every that many steps (the notes' "train separately" schedu
 ``lora_start`` > 0 trains the selector alone for that many batches before LoRA joins.
 
 Schedules (``temperature_steps``, ``teacher_anneal_steps``, ``alternate_every``, ``lora_start``)
-count training batches. Lightning's ``global_step`` (and so ``trainer.max_steps``) counts optimizer steps
-instead, which is two per batch while the selector and LoRA both train: bound such runs with
-``max_epochs``, or set ``max_steps`` to twice the batches you want.
+count training batches. Lightning's ``global_step`` (and so ``trainer.max_steps``) counts
+optimizer steps instead, which is two per batch while the selector and LoRA both train: bound
+such runs with ``max_epochs``, or set ``max_steps`` to twice the batches you want.
 """
 
 from __future__ import annotations
