@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from data.datamodule import SPLIT_STAGES, VideoItems, as_is, collate_videos, skip_report
 from data.features import human_bytes
 
+
 def fill(
     datamodule: Any, module: Any, splits: list[str], num_shards: int = 1, shard: int = 0, workers: int | None = None
 ) -> dict[str, Any]:
