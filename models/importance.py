@@ -1,8 +1,8 @@
 """Learned frame importance: a transformer that scores candidate frames, and the sampling maths to train it.
 
 :class:`FrameImportanceModel` reads per-frame features (from a frozen :class:`models.encoders.FrameEncoder`)
-and their timestamps, optionally together with the tokens of a text query, and gives one logit per
-frame. The logits define a Plackett-Luce policy over which K frames to show the VLM:
+and their timestamps, optionally together with the tokens of a text query and the frame budget K,
+and gives one logit per frame. The logits define a Plackett-Luce policy over which K frames to show the VLM:
 
 * :func:`gumbel_topk` draws K distinct frames (sampling without replacement from the softmax);
 * :func:`plackett_luce_log_prob` is the exact log-probability of the ordered draw, the term a
@@ -23,7 +23,7 @@ import torch
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
-from models.decoders import Decoder
+from models.decoders import Decoder, check_budget
 from models.encoders import FrameEncoder
 from models.selectors import FrameSelector
 
@@ -37,6 +37,11 @@ __all__ = [
 ABSOLUTE_PERIODS_S = (0.5, 4096.0)
 RELATIVE_PERIODS = (1.0 / 64.0, 4.0)
 NUM_FREQUENCIES = 16
+
+# Periods of the budget features, in units of log2(K): K = 1..1024 is 0..10, so the slowest wave
+# is monotonic over every budget a small VLM is shown and the fastest tells K from 2K.
+BUDGET_PERIODS_LOG2 = (1.0, 64.0)
+NUM_BUDGET_FREQUENCIES = 4
 
 # The most elements :func:`subset_log_prob` enumerates the 2^k subsets of.
 MAX_SUBSET_SIZE = 16
@@ -60,6 +65,13 @@ class FrameImportanceModel(nn.Module, PyTorchModelHubMixin):
     attend to the text (text-frame matching). A pre-norm transformer encoder mixes the tokens and a
     linear head reads one logit off each frame token.
 
+    **Budget-aware** (``max_budget > 0``): the best 4 frames of a video are not the best 8 minus
+    4 (with 4 frames one per event matters most; with 8 a second look at long events, or the
+    context between them). Such a model takes the budget K in :meth:`forward`: ``log2 K``
+    (sinusoids) and the fraction ``K / T`` of the video's frames it may keep are projected to a
+    per-channel scale and shift of every frame token (FiLM), so one model serves every K in
+    ``1..max_budget``.
+
     ``save_pretrained(folder)`` / ``FrameImportanceModel.from_pretrained(folder)`` (from
     :class:`huggingface_hub.PyTorchModelHubMixin`) write and read ``config.json`` (these init
     arguments) and ``model.safetensors``.
@@ -72,6 +84,8 @@ class FrameImportanceModel(nn.Module, PyTorchModelHubMixin):
         dropout: Dropout inside the transformer layers.
         query_vocab_size: Size of the query token vocabulary; 0 builds a model without query input.
         max_query_len: Longest query (in tokens) the learned query positions cover.
+        max_budget: Largest frame budget K the model is conditioned on; 0 builds a model that
+            ignores K (one ranking for every budget, as before budget conditioning existed).
     """
 
     def __init__(
@@ -83,6 +97,7 @@ class FrameImportanceModel(nn.Module, PyTorchModelHubMixin):
         dropout: float = 0.1,
         query_vocab_size: int = 0,
         max_query_len: int = 32,
+        max_budget: int = 0,
     ) -> None:
         super().__init__()
         if min(feature_dim, d_model, layers, heads, max_query_len) < 1:
@@ -91,10 +106,13 @@ class FrameImportanceModel(nn.Module, PyTorchModelHubMixin):
             raise ValueError(f"d_model={d_model} must be divisible by heads={heads}")
         if query_vocab_size < 0:
             raise ValueError(f"query_vocab_size must be >= 0, got {query_vocab_size}")
+        if max_budget < 0:
+            raise ValueError(f"max_budget must be >= 0 (0: not budget-aware), got {max_budget}")
         self.feature_dim = feature_dim
         self.d_model = d_model
         self.query_vocab_size = query_vocab_size
         self.max_query_len = max_query_len
+        self.max_budget = max_budget
 
         self.frame_in = nn.Sequential(nn.LayerNorm(feature_dim), nn.Linear(feature_dim, d_model))
         # Time is encoded twice. Absolute seconds: events and the gaps between them last about as
@@ -111,6 +129,15 @@ class FrameImportanceModel(nn.Module, PyTorchModelHubMixin):
             self.query_position = nn.Embedding(max_query_len, d_model)
             # Row 0 marks frame tokens, row 1 query tokens, so attention can tell them apart.
             self.token_type = nn.Embedding(2, d_model)
+
+        if max_budget > 0:
+            self.register_buffer(
+                "budget_periods", _periods(*BUDGET_PERIODS_LOG2, NUM_BUDGET_FREQUENCIES), persistent=False
+            )
+            # FiLM: a per-channel scale and shift of every frame token. A shift alone only moves
+            # all tokens together, which the first LayerNorm mostly undoes; the scale reweights
+            # what each frame's features say, so different K can rank frames differently.
+            self.budget_in = nn.Linear(2 * NUM_BUDGET_FREQUENCIES + 1, 2 * d_model)
 
         layer = nn.TransformerEncoderLayer(
             d_model, heads, dim_feedforward=4 * d_model, dropout=dropout, activation="gelu",
@@ -136,6 +163,36 @@ class FrameImportanceModel(nn.Module, PyTorchModelHubMixin):
             dim=-1,
         )
 
+    @property
+    def budget_aware(self) -> bool:
+        """Whether the logits depend on the frame budget K passed to :meth:`forward`."""
+        return self.max_budget > 0
+
+    def budget_features(self, budget: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``(B,)`` budgets -> ``(B, 2 * NUM_BUDGET_FREQUENCIES + 1)``: sinusoids of log2 K and K / T."""
+        valid = mask.sum(dim=1).clamp(min=1).float()
+        k = budget.float()
+        return torch.cat([_fourier(k.log2(), self.budget_periods), (k / valid).clamp(max=1.0)[:, None]], dim=-1)
+
+    def _budget_tensor(self, budget: int | torch.Tensor | None, batch: int, device: torch.device) -> torch.Tensor:
+        if budget is None:
+            raise ValueError(
+                f"this FrameImportanceModel is budget-aware (max_budget={self.max_budget}): "
+                "pass the frame budget K (budget=...)"
+            )
+        budget = torch.as_tensor(budget, device=device).long().flatten()
+        if budget.numel() == 1:
+            budget = budget.expand(batch)
+        if budget.numel() != batch:
+            raise ValueError(f"budget must be one K or one per video ({batch}), got {budget.numel()} values")
+        low, high = int(budget.min()), int(budget.max())
+        if low < 1 or high > self.max_budget:
+            raise ValueError(
+                f"frame budget K={low if low < 1 else high} is outside 1..{self.max_budget}, the range this "
+                "model was built for (max_budget)"
+            )
+        return budget
+
     def forward(
         self,
         features: torch.Tensor,
@@ -143,6 +200,7 @@ class FrameImportanceModel(nn.Module, PyTorchModelHubMixin):
         mask: torch.Tensor | None = None,
         query_ids: torch.Tensor | None = None,
         query_mask: torch.Tensor | None = None,
+        budget: int | torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Importance logits.
 
@@ -153,12 +211,16 @@ class FrameImportanceModel(nn.Module, PyTorchModelHubMixin):
                 Default: all real.
             query_ids: ``(B, L)`` query token ids, only for a model built with ``query_vocab_size > 0``.
             query_mask: ``(B, L)`` bool, True for real query tokens. Default: all real.
+            budget: The frame budget K the logits are for: one int, or ``(B,)`` one per video.
+                Required by a budget-aware model (``max_budget > 0``); a model that is not
+                ignores it, so callers can always pass it.
 
         Returns:
             ``(B, T)`` logits; padded frames are ``-inf`` so they are never sampled.
 
         Raises:
-            ValueError: Inputs of the wrong shape, or a query the model cannot take.
+            ValueError: Inputs of the wrong shape, a query the model cannot take, or (budget-aware
+                model) a missing budget or one outside ``1..max_budget``.
         """
         batch, num_frames = timestamps.shape
         if features.shape != (batch, num_frames, self.feature_dim):
@@ -172,6 +234,10 @@ class FrameImportanceModel(nn.Module, PyTorchModelHubMixin):
         # Zeroed so garbage (even NaN) in padding cannot reach the valid frames through any op.
         features = features.masked_fill(~mask[..., None], 0.0)
         tokens = self.frame_in(features) + self.time_in(self.time_features(timestamps.float(), mask).to(features.dtype))
+        if self.budget_aware:
+            budget = self._budget_tensor(budget, batch, features.device)
+            scale, shift = self.budget_in(self.budget_features(budget, mask).to(features.dtype))[:, None, :].chunk(2, dim=-1)
+            tokens = tokens * (1 + scale) + shift
         keep = mask
         if self.query_vocab_size > 0:
             tokens = tokens + self.token_type.weight[0]
@@ -349,6 +415,8 @@ class ImportanceSelector(FrameSelector):
         pretrained: A folder written by ``FrameImportanceModel.save_pretrained``; the model is built
             from its ``config.json`` and loaded from its weights. It is not frozen: training may go on.
         decoder: Scores-to-indices decoder.
+        budget: The frame budget K that :meth:`scores` assumes when not told (only matters for a
+            budget-aware model; :meth:`select` always scores for the K it is asked for).
     """
 
     def __init__(
@@ -357,6 +425,7 @@ class ImportanceSelector(FrameSelector):
         encoder: FrameEncoder | None = None,
         pretrained: str | None = None,
         decoder: Decoder | None = None,
+        budget: int | None = None,
     ) -> None:
         super().__init__(decoder)
         if (model is None) == (pretrained is None):
@@ -367,25 +436,44 @@ class ImportanceSelector(FrameSelector):
         self.pretrained = pretrained
         self.model = model
         self.encoder = encoder
+        self.budget = budget
 
     def scores_from_features(
-        self, features: torch.Tensor, timestamps: torch.Tensor, query_ids: torch.Tensor | None = None
+        self,
+        features: torch.Tensor,
+        timestamps: torch.Tensor,
+        query_ids: torch.Tensor | None = None,
+        budget: int | None = None,
     ) -> torch.Tensor:
         """Logits ``(T,)`` of one video from its features ``(T, D)``, timestamps ``(T,)`` and optional query ``(L,)``.
 
-        The result is on the model's device; gradients flow only while the selector is training.
+        ``budget`` is the frame budget K the logits are for (a budget-aware model needs it; the
+        default is :attr:`budget`). The result is on the model's device; gradients flow only
+        while the selector is training.
         """
         device = next(self.model.parameters()).device
         query = None if query_ids is None else query_ids[None].to(device)
+        budget = self.budget if budget is None else budget
         # Outside training no graph is needed, and eval mode already turned dropout off.
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.training):
-            return self.model(features[None].to(device), timestamps[None].float().to(device), query_ids=query)[0]
+            return self.model(
+                features[None].to(device), timestamps[None].float().to(device), query_ids=query, budget=budget
+            )[0]
 
-    def scores(self, frames: torch.Tensor, timestamps: torch.Tensor) -> torch.Tensor:
-        """Logits ``(T,)`` of ``uint8 (T, 3, H, W)`` frames, on the CPU like the other selectors' scores."""
+    def scores(self, frames: torch.Tensor, timestamps: torch.Tensor, budget: int | None = None) -> torch.Tensor:
+        """Logits ``(T,)`` of ``uint8 (T, 3, H, W)`` frames, on the CPU like the other selectors' scores.
+
+        A budget-aware model scores frames for one K: ``budget``, else :attr:`budget`.
+        """
         if self.encoder is None:
             raise ValueError(
                 "ImportanceSelector.scores needs an `encoder` to turn frames into features; "
                 "pass one, or call scores_from_features with cached features"
             )
-        return self.scores_from_features(self.encoder(frames), timestamps).cpu()
+        return self.scores_from_features(self.encoder(frames), timestamps, budget=budget).cpu()
+
+    def select(self, frames: torch.Tensor, timestamps: torch.Tensor, k: int) -> torch.Tensor:
+        """Indices of ``k`` frames in time order, from logits scored for that budget."""
+        check_budget(k, frames.shape[0])
+        pairwise = self.pairwise(frames, timestamps) if getattr(self.decoder, "needs_pairwise", False) else None
+        return self.decoder.decode(self.scores(frames, timestamps, budget=k), k, pairwise=pairwise)

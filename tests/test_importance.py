@@ -231,3 +231,63 @@ def test_selector_with_the_tiny_smolvlm_encoder(tiny_model_dir, tmp_path):
         ImportanceSelector()
     with pytest.raises(ValueError, match="encoder"):
         ImportanceSelector(model=model).scores(frames, stamps)
+
+
+def _budget_model(seed: int = 0) -> FrameImportanceModel:
+    torch.manual_seed(seed)
+    model = FrameImportanceModel(feature_dim=8, d_model=16, layers=1, heads=2, dropout=0.0, max_budget=32).eval()
+    # The untrained head is zero and the budget projection starts random: make both matter.
+    torch.nn.init.normal_(model.head.weight)
+    return model
+
+
+def test_budget_aware_model_takes_any_budget_in_its_range_and_refuses_others():
+    model = _budget_model()
+    features, stamps = torch.randn(2, 40, 8), torch.arange(40.0).expand(2, 40) * 0.5
+    mask = torch.ones(2, 40, dtype=torch.bool)
+    mask[1, 30:] = False
+    with torch.no_grad():
+        by_k = {k: model(features, stamps, mask, budget=k) for k in range(1, 33)}
+        per_video = model(features, stamps, mask, budget=torch.tensor([3, 17]))
+    for logits in by_k.values():
+        assert logits.shape == (2, 40) and torch.isfinite(logits[mask]).all() and (logits[~mask] == float("-inf")).all()
+    # The budget changes the logits (one model, different rankings), and a per-video budget is
+    # the same as scoring each video at its own K.
+    assert not torch.allclose(by_k[2], by_k[16])
+    assert torch.allclose(per_video[0], by_k[3][0]) and torch.allclose(per_video[1], by_k[17][1])
+    with pytest.raises(ValueError, match="budget-aware"):
+        model(features, stamps)
+    with pytest.raises(ValueError, match="outside 1..32"):
+        model(features, stamps, budget=33)
+    with pytest.raises(ValueError, match="outside 1..32"):
+        model(features, stamps, budget=0)
+    with pytest.raises(ValueError, match="one per video"):
+        model(features, stamps, budget=torch.tensor([2, 3, 4]))
+    # A model that is not budget-aware ignores K, so callers can always pass it.
+    plain = _model().eval()
+    with torch.no_grad():
+        assert torch.equal(plain(features, stamps, budget=4), plain(features, stamps))
+    with pytest.raises(ValueError, match="max_budget"):
+        FrameImportanceModel(max_budget=-1)
+
+
+def test_budget_aware_selector_scores_each_budget_and_round_trips(tiny_model_dir, tmp_path):
+    encoder = FrameEncoder(str(tiny_model_dir))
+    frames = torch.randint(0, 256, (12, 3, 32, 32), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    stamps = torch.arange(12.0) * 0.5
+    torch.manual_seed(0)
+    model = FrameImportanceModel(feature_dim=32, d_model=16, layers=1, heads=2, max_budget=8)
+    torch.nn.init.normal_(model.head.weight)
+    selector = ImportanceSelector(model=model, encoder=encoder, budget=4).eval()
+    features = encoder(frames)
+    for k in (2, 4, 8):
+        expected = model.eval()(features[None], stamps[None], budget=k)[0]
+        assert torch.allclose(selector.scores(frames, stamps, budget=k), expected, atol=1e-6)
+        assert selector.select(frames, stamps, k).tolist() == sorted(expected.topk(k).indices.tolist())
+    assert torch.equal(selector.scores(frames, stamps), selector.scores(frames, stamps, budget=4))  # its default K
+    with pytest.raises(ValueError, match="budget-aware"):
+        ImportanceSelector(model=model, encoder=encoder).scores(frames, stamps)  # no K known
+    model.save_pretrained(tmp_path)
+    reloaded = FrameImportanceModel.from_pretrained(tmp_path).eval()
+    assert reloaded.max_budget == 8
+    assert torch.equal(reloaded(features[None], stamps[None], budget=5), model(features[None], stamps[None], budget=5))

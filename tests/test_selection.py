@@ -202,7 +202,7 @@ def _tiny_args(tmp_path, tiny_model_dir, synthetic, config):
                     "--model.init_args.eval_budgets", "[2, 4]")  # fmt: skip
 
 
-@pytest.mark.parametrize("config", ["smoke_rl.yaml", "smoke_ranking.yaml", "smoke_joint.yaml"])
+@pytest.mark.parametrize("config", ["smoke_rl.yaml", "smoke_budget.yaml", "smoke_ranking.yaml", "smoke_joint.yaml"])
 def test_selector_configs_train_cache_features_and_resume(config, tmp_path, tiny_model_dir, synthetic):
     cli = main(["fit", *_tiny_args(tmp_path, tiny_model_dir, synthetic, config)])
     module = cli.model
@@ -289,3 +289,63 @@ def test_synthetic_joint_and_uniform_configs_differ_only_in_the_selector():
     assert j["lora_optimizer"] == u["optimizer"]
     assert j["objective"]["caption_weight"] == 1.0 and j["objective"]["train_lora"]
     assert u["selector"]["class_path"] == "models.selectors.UniformSelector"
+
+
+def _budget_module(tiny_model_dir, **kwargs):
+    torch.manual_seed(0)
+    model = FrameImportanceModel(feature_dim=32, d_model=32, layers=1, heads=2, dropout=0.0, max_budget=16)
+    objective = ObjectiveSettings(group_size=16, entropy_weight=0.0, temperature_start=1.0, temperature_end=1.0)
+    return SelectorTrainer(model, FrameEncoder(str(tiny_model_dir)), objective=objective, **kwargs)
+
+
+def test_budget_range_draws_every_budget_log_uniformly_and_fits_the_batch(tiny_model_dir):
+    module = _budget_module(tiny_model_dir, num_frames=2, budget_range=[2, 8], eval_budgets=[2, 4, 8])
+    torch.manual_seed(0)
+    draws = [module.training_budget(_batch(t=10)) for _ in range(4000)]
+    counts = {k: draws.count(k) / len(draws) for k in range(2, 9)}
+    assert set(draws) == set(range(2, 9))
+    # Log-uniform over [2, 9): P(K=k) = log((k+1)/k) / log(9/2).
+    for k, share in counts.items():
+        assert share == pytest.approx(torch.tensor((k + 1) / k).log().item() / torch.tensor(4.5).log().item(), abs=0.02)
+    short = _batch(t=5)
+    assert max(module.training_budget(short) for _ in range(200)) == 5  # never more frames than the shortest video
+
+
+def test_budget_range_needs_a_budget_aware_selector_that_covers_it(tiny_model_dir):
+    encoder = FrameEncoder(str(tiny_model_dir))
+    with pytest.raises(ValueError, match="budget-aware"):
+        SelectorTrainer(FrameImportanceModel(feature_dim=32), encoder, budget_range=[2, 8])
+    with pytest.raises(ValueError, match="max_budget=8"):
+        SelectorTrainer(FrameImportanceModel(feature_dim=32, max_budget=8), encoder, budget_range=[2, 16])
+    with pytest.raises(ValueError, match="max_budget=8"):
+        SelectorTrainer(FrameImportanceModel(feature_dim=32, max_budget=8), encoder, eval_budgets=[4, 32])
+    with pytest.raises(ValueError, match="low <= high"):
+        SelectorTrainer(FrameImportanceModel(feature_dim=32, max_budget=8), encoder, budget_range=[6, 2])
+
+
+def test_one_budget_aware_mask_learns_different_frames_for_different_budgets(tiny_model_dir):
+    """The best 2 frames are not a subset of the best 4: a K-agnostic ranking cannot learn both."""
+    module = _budget_module(tiny_model_dir, num_frames=2, budget_range=[2, 4], eval_budgets=[2, 4])
+    batch = _batch(n=1)
+    best = {2: [4, 5], 4: [0, 1, 8, 9]}
+
+    def reward(_, subsets):  # fraction of the budget's best frames drawn
+        k = subsets.shape[-1]
+        hits = torch.isin(subsets, torch.tensor(best.get(k, []))).float().sum(-1)
+        return hits / k
+
+    opt = torch.optim.Adam(module.selector.parameters(), lr=0.01)
+    module.rewards = reward
+    torch.manual_seed(1)
+    for step in range(300):
+        k = (2, 4)[step % 2]
+        logits, _, mask = module.policy_logits(batch, k)
+        loss, _ = module.rl_loss(batch, logits, mask, k)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    module.eval()
+    with torch.no_grad():
+        for k, frames in best.items():
+            logits, _, _ = module.policy_logits(batch, k)
+            assert sorted(logits[0].topk(k).indices.tolist()) == frames, k

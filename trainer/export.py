@@ -293,7 +293,7 @@ def load_selector(folder: str | Path) -> nn.Module:
 
         model = FrameImportanceModel.from_pretrained(target, strict=True)
         encoder = build_from_spec(info["encoder"]) if info.get("encoder") else None
-        selector = ImportanceSelector(model=model, encoder=encoder, decoder=decoder)
+        selector = ImportanceSelector(model=model, encoder=encoder, decoder=decoder, budget=info.get("num_frames"))
     else:
         selector = build_from_spec(info["selector"])
         if info.get("weights"):

@@ -144,7 +144,14 @@ class SelectorTrainer(pl.LightningModule):
         decoder: Turns the policy's scores into K frames at validation/inference; the
             score-based baselines (pixel difference, cross-correlation) are evaluated with the
             same decoder so recall compares scores, not decoders (default: top-k).
-        num_frames: Frame budget K used for training.
+        num_frames: Frame budget K the VLM is shown (rewards, ranking, caption loss), and the
+            budget the policy trains at unless ``budget_range`` is set.
+        budget_range: ``[low, high]``: train the policy at a budget K drawn per batch from this
+            range (log-uniformly, so small budgets are drawn as often per octave as large ones;
+            capped by the batch's shortest video). Needs a budget-aware selector
+            (``max_budget >= high``), which is told each batch's K: one mask for every budget.
+            Rewards from the VLM (likelihood reward) are computed at the drawn K, so the VLM must
+            accept ``high`` frames.
         eval_budgets: Budgets at which validation reports event recall (``val/recall@K``, and
             ``val/recall_mean``, each video's recall averaged over them, for model selection;
             default: 4 and 8).
@@ -170,6 +177,7 @@ class SelectorTrainer(pl.LightningModule):
         teacher: FrameSelector | None = None,
         decoder: Decoder | None = None,
         num_frames: int = 4,
+        budget_range: list[int] | None = None,
         eval_budgets: list[int] | None = None,
         objective: ObjectiveSettings = ObjectiveSettings(),
         selector_optimizer: OptimizerCallable = torch.optim.AdamW,
@@ -185,14 +193,17 @@ class SelectorTrainer(pl.LightningModule):
             raise ValueError("objective uses the VLM (likelihood_reward, rank_weight or caption_weight) but vlm is not set")
         if objective.train_lora and (vlm is None or not vlm.lora_settings.enabled):
             raise ValueError("objective.train_lora needs a vlm with lora.enabled: true")
+        self.eval_budgets = sorted(set(eval_budgets or [4, 8]))
+        self.budget_range = self._check_budgets(selector, num_frames, budget_range, self.eval_budgets)
         if vlm is not None:
-            vlm.check_frame_budget(num_frames)  # the VLM only ever sees K = num_frames frames here
+            # The VLM sees num_frames frames, or the drawn budget when its likelihood is a reward.
+            top = self.budget_range[1] if self.budget_range and objective.likelihood_reward > 0 else num_frames
+            vlm.check_frame_budget(max(num_frames, top))
         self.selector = selector
         self.encoder = encoder
         self.vlm = vlm
         self.teacher = teacher if teacher is not None else CrossCorrelationSelector(size=64, grayscale=False)
         self.num_frames = num_frames
-        self.eval_budgets = sorted(set(eval_budgets or [4, 8]))
         self.objective = objective
         self.selector_optimizer = selector_optimizer
         self.lora_optimizer = lora_optimizer
@@ -215,6 +226,38 @@ class SelectorTrainer(pl.LightningModule):
         if not objective.train_selector:
             selector.requires_grad_(False)
         self.strict_loading = False
+
+    @staticmethod
+    def _check_budgets(
+        selector: FrameImportanceModel, num_frames: int, budget_range: list[int] | None, eval_budgets: list[int]
+    ) -> tuple[int, int] | None:
+        """Validated ``budget_range`` as ``(low, high)``, or ``None``; every budget fits a budget-aware selector."""
+        if budget_range is not None:
+            if len(budget_range) != 2 or not 1 <= budget_range[0] <= budget_range[1]:
+                raise ValueError(f"model.init_args.budget_range must be [low, high] with 1 <= low <= high, got {budget_range}")
+            if not selector.budget_aware:
+                raise ValueError(
+                    "model.init_args.budget_range trains one mask for many budgets: the selector must be "
+                    f"budget-aware (selector.init_args.max_budget >= {budget_range[1]})"
+                )
+        if selector.budget_aware:
+            wanted = max([num_frames, *eval_budgets, *(budget_range or [])])
+            if wanted > selector.max_budget:
+                raise ValueError(
+                    f"budget K={wanted} (num_frames, eval_budgets or budget_range) exceeds the selector's "
+                    f"max_budget={selector.max_budget}"
+                )
+        return None if budget_range is None else (int(budget_range[0]), int(budget_range[1]))
+
+    def training_budget(self, batch: dict[str, list]) -> int:
+        """The budget K the policy trains at on this batch: ``num_frames``, or one drawn from ``budget_range``."""
+        if self.budget_range is None:
+            return self.num_frames
+        low, high = self.budget_range
+        high = max(low, min(high, min(len(t) for t in batch["timestamps"])))
+        # Log-uniform over [low, high + 1): each octave of budgets gets the same share of batches.
+        u = float(torch.rand(()))
+        return min(high, int(math.exp(math.log(low) + u * (math.log(high + 1) - math.log(low)))))
 
     # ----------------------------------------------------------------------------- features
     def setup(self, stage: str) -> None:
@@ -310,11 +353,14 @@ class SelectorTrainer(pl.LightningModule):
         )  # fmt: skip
         return encoded["input_ids"].to(self.device), encoded["attention_mask"].bool().to(self.device)
 
-    def policy_logits(self, batch: dict[str, list]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Importance logits ``(B, T)`` (``-inf`` on padding), timestamps and mask."""
+    def policy_logits(
+        self, batch: dict[str, list], budget: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Importance logits ``(B, T)`` for budget K (default ``num_frames``; ``-inf`` on padding), timestamps and mask."""
         features, stamps, mask = self.video_features(batch)
         query_ids, query_mask = self.query_tokens(batch)
-        return self.selector(features, stamps, mask, query_ids, query_mask), stamps, mask
+        budget = self.num_frames if budget is None else budget
+        return self.selector(features, stamps, mask, query_ids, query_mask, budget=budget), stamps, mask
 
     # ----------------------------------------------------------------------------- rewards
     def temperature(self) -> float:
@@ -361,12 +407,14 @@ class SelectorTrainer(pl.LightningModule):
         return reward.to(self.device)
 
     # ----------------------------------------------------------------------------- losses
-    def rl_loss(self, batch, logits, mask) -> tuple[torch.Tensor, dict[str, float]]:
+    def rl_loss(self, batch, logits, mask, k: int | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        """Group-relative policy gradient of ``k``-frame draws (default ``num_frames``) from ``logits``."""
         o = self.objective
+        k = self.num_frames if k is None else k
         temp = self.temperature()
         g = o.group_size
         z = logits.repeat_interleave(g, dim=0)
-        ordered = gumbel_topk(z.detach(), self.num_frames, temperature=temp)
+        ordered = gumbel_topk(z.detach(), k, temperature=temp)
         log_prob = plackett_luce_log_prob(z, ordered, temperature=temp)
         reward = self.rewards(batch, ordered.view(len(logits), g, -1))
         advantage = (reward - reward.mean(1, keepdim=True)) / (reward.std(1, keepdim=True) + 1e-6)
@@ -426,15 +474,20 @@ class SelectorTrainer(pl.LightningModule):
             return None
         o = self.objective
         train_sel, train_lora = self._sides()
-        logits, _, mask = self.policy_logits(batch)
+        k = self.training_budget(batch)
+        logits, _, mask = self.policy_logits(batch, k)
+        # What the VLM is shown (ranking, caption loss) is num_frames frames, scored for that budget.
+        vlm_logits = logits if k == self.num_frames or not self.selector.budget_aware else None
+        if vlm_logits is None and ((train_sel and o.rank_weight > 0) or (train_lora and o.caption_weight > 0)):
+            vlm_logits = self.policy_logits(batch, self.num_frames)[0]
         total = logits.new_zeros(())
-        logs: dict[str, float] = {"train/temperature": self.temperature()}
+        logs: dict[str, float] = {"train/temperature": self.temperature(), "train/budget": float(k)}
         if train_sel and o.rl_weight > 0:
-            loss, info = self.rl_loss(batch, logits, mask)
+            loss, info = self.rl_loss(batch, logits, mask, k)
             total = total + o.rl_weight * loss
             logs.update({"train/rl_loss": loss.item(), "train/reward": info["reward"], "train/entropy": info["entropy"]})
         if train_sel and o.rank_weight > 0:
-            loss = self.rank_loss(batch, logits)
+            loss = self.rank_loss(batch, vlm_logits)
             total = total + o.rank_weight * loss
             logs["train/rank_loss"] = loss.item()
         weight = self.teacher_weight()
@@ -443,7 +496,7 @@ class SelectorTrainer(pl.LightningModule):
             total = total + weight * loss
             logs.update({"train/teacher_loss": loss.item(), "train/teacher_weight": weight})
         if train_lora and o.caption_weight > 0:
-            loss = self.caption_loss(batch, self.chosen_indices(batch, logits, self.num_frames))
+            loss = self.caption_loss(batch, self.chosen_indices(batch, vlm_logits, self.num_frames))
             total = total + o.caption_weight * loss
             logs["train/caption_loss"] = loss.item()
         self.log_dict(logs, prog_bar=False, batch_size=len(batch["frames"]))
@@ -475,11 +528,12 @@ class SelectorTrainer(pl.LightningModule):
         per_video: list[list[float]] = [[] for _ in range(n)]
         for k in self.eval_budgets:
             recalls = []
+            at_k = self.policy_logits(batch, k)[0] if self.selector.budget_aware else logits
             for i, events in enumerate(batch["events"]):
                 t = batch["timestamps"][i]
                 if k > len(t):
                     continue
-                idx = self.decoder.decode(logits[i, : len(t)].detach().cpu(), k)
+                idx = self.decoder.decode(at_k[i, : len(t)].detach().cpu(), k)
                 recalls.append(event_recall(t[idx], events).item())
                 per_video[i].append(recalls[-1])
                 for name, selector in self.baselines.items():
