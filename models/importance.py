@@ -86,6 +86,10 @@ class FrameImportanceModel(nn.Module, PyTorchModelHubMixin):
         max_query_len: Longest query (in tokens) the learned query positions cover.
         max_budget: Largest frame budget K the model is conditioned on; 0 builds a model that
             ignores K (one ranking for every budget, as before budget conditioning existed).
+        frame_deltas: Also feed each frame's feature change from the previous and to the next
+            valid frame (``[f_t, f_t - f_{t-1}, f_{t+1} - f_t]``, zero at the ends). Change is
+            what event onsets look like; attention could compute it from neighbours, but only
+            after learning to find them by their time encodings.
     """
 
     def __init__(
@@ -98,6 +102,7 @@ class FrameImportanceModel(nn.Module, PyTorchModelHubMixin):
         query_vocab_size: int = 0,
         max_query_len: int = 32,
         max_budget: int = 0,
+        frame_deltas: bool = False,
     ) -> None:
         super().__init__()
         if min(feature_dim, d_model, layers, heads, max_query_len) < 1:
@@ -113,8 +118,10 @@ class FrameImportanceModel(nn.Module, PyTorchModelHubMixin):
         self.query_vocab_size = query_vocab_size
         self.max_query_len = max_query_len
         self.max_budget = max_budget
+        self.frame_deltas = frame_deltas
 
-        self.frame_in = nn.Sequential(nn.LayerNorm(feature_dim), nn.Linear(feature_dim, d_model))
+        width = 3 * feature_dim if frame_deltas else feature_dim
+        self.frame_in = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, d_model))
         # Time is encoded twice. Absolute seconds: events and the gaps between them last about as
         # many seconds in a short video as in a long one, and captions are timed in seconds.
         # Relative position t / duration: coverage of the video (start, middle, end) scales with its
@@ -233,6 +240,8 @@ class FrameImportanceModel(nn.Module, PyTorchModelHubMixin):
         mask = mask.bool()
         # Zeroed so garbage (even NaN) in padding cannot reach the valid frames through any op.
         features = features.masked_fill(~mask[..., None], 0.0)
+        if self.frame_deltas:
+            features = self._with_deltas(features, mask)
         tokens = self.frame_in(features) + self.time_in(self.time_features(timestamps.float(), mask).to(features.dtype))
         if self.budget_aware:
             budget = self._budget_tensor(budget, batch, features.device)
@@ -253,6 +262,22 @@ class FrameImportanceModel(nn.Module, PyTorchModelHubMixin):
         hidden = self.encoder(tokens, src_key_padding_mask=~keep)
         logits = self.head(hidden[:, :num_frames]).squeeze(-1)
         return logits.masked_fill(~mask, float("-inf"))
+
+    @staticmethod
+    def _with_deltas(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``(B, T, D)`` -> ``(B, T, 3D)``: features, change from the previous frame, change to the next.
+
+        Valid frames come first in each row (padding is at the end), so neighbours are index
+        neighbours; a change that would reach into padding or past either end is zero.
+        """
+        before = torch.zeros_like(features)
+        before[:, 1:] = features[:, 1:] - features[:, :-1]
+        after = torch.zeros_like(features)
+        after[:, :-1] = features[:, 1:] - features[:, :-1]
+        has_next = torch.zeros_like(mask)
+        has_next[:, :-1] = mask[:, 1:]
+        after = after.masked_fill(~has_next[..., None], 0.0)
+        return torch.cat([features, before, after], dim=-1).masked_fill(~mask[..., None], 0.0)
 
     def _append_query(
         self, tokens: torch.Tensor, keep: torch.Tensor, query_ids: torch.Tensor, query_mask: torch.Tensor | None

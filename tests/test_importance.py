@@ -291,3 +291,22 @@ def test_budget_aware_selector_scores_each_budget_and_round_trips(tiny_model_dir
     reloaded = FrameImportanceModel.from_pretrained(tmp_path).eval()
     assert reloaded.max_budget == 8
     assert torch.equal(reloaded(features[None], stamps[None], budget=5), model(features[None], stamps[None], budget=5))
+
+
+def test_frame_deltas_are_the_neighbour_changes_and_ignore_padding():
+    features = torch.tensor([[[1.0], [4.0], [9.0], [0.0]]])
+    mask = torch.tensor([[True, True, True, False]])
+    out = FrameImportanceModel._with_deltas(features, mask)
+    assert out[0, :, 0].tolist() == [1.0, 4.0, 9.0, 0.0]
+    assert out[0, :, 1].tolist() == [0.0, 3.0, 5.0, 0.0]  # change from the previous frame
+    assert out[0, :, 2].tolist() == [3.0, 5.0, 0.0, 0.0]  # change to the next; the last valid frame has none
+    torch.manual_seed(0)
+    model = FrameImportanceModel(feature_dim=8, d_model=16, layers=1, heads=2, dropout=0.0, frame_deltas=True).eval()
+    torch.nn.init.normal_(model.head.weight)
+    feats, stamps = torch.randn(1, 6, 8), torch.arange(6.0)[None]
+    padded = torch.cat([feats, torch.full((1, 3, 8), float("nan"))], dim=1)
+    pad_mask = torch.tensor([[True] * 6 + [False] * 3])
+    with torch.no_grad():
+        plain = model(feats, stamps)
+        with_padding = model(padded, torch.arange(9.0)[None], pad_mask)
+    assert torch.allclose(with_padding[0, :6], plain[0], atol=1e-5) and torch.isinf(with_padding[0, 6:]).all()

@@ -297,3 +297,25 @@ def test_new_fields_parse_from_yaml_and_the_command_line(capsys):
     assert printed["event_kinds"] == ["move", "blink"] and printed["distractor_strength"] == [0.5, 2.0]
     assert printed["sizes"] == [64, 96] and printed["fps_choices"] == [8.0, 29.97] and printed["zoom_prob"] == 0.25
     assert printed["num_videos"] == 32  # smoke.yaml's own values stay
+
+
+def test_the_held_out_family_shares_no_distractor_or_event_kind_with_the_training_family(tiny_model_dir):
+    """`evaluate --set data.synthetic=configs/parts/synthetic_heldout.yaml` on a wide_budget run sees that family only."""
+    from trainer.__main__ import main
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    heldout = SyntheticConfig(**yaml.safe_load((root / "parts" / "synthetic_heldout.yaml").read_text()))
+    wide = SyntheticConfig(**yaml.safe_load((root / "parts" / "synthetic_wide.yaml").read_text()))
+    encoder = ["--model.init_args.encoder.init_args.model_name_or_path", str(tiny_model_dir)]
+    trained = main(["--config", str(root / "wide_budget.yaml"), *encoder], run=False).datamodule.synthetic
+    overlaid = main(["--config", str(root / "wide_budget.yaml"), *encoder,
+                     "--data.synthetic", str(root / "parts" / "synthetic_heldout.yaml")], run=False).datamodule.synthetic  # fmt: skip
+    # A part given on top of a config is merged over its values: every field must come from the part.
+    assert asdict(trained) == asdict(wide) and asdict(overlaid) == asdict(heldout)
+
+    def kinds(cfg):
+        return {k[: -len("_prob")] for k, v in asdict(cfg).items() if k.endswith("_prob") and k != "long_video_prob" and v > 0}
+
+    assert kinds(wide) and kinds(heldout) and not kinds(wide) & kinds(heldout)
+    assert not set(wide.event_kinds) & set(heldout.event_kinds)
+    assert set(heldout.fps_choices) - set(wide.fps_choices) and heldout.aspect_ratios and not wide.aspect_ratios

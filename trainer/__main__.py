@@ -3,7 +3,8 @@
 ``python -m trainer evaluate ...`` (see :mod:`trainer.evaluate`), ``python -m trainer score ...``
 (see :mod:`trainer.score`), ``python -m trainer export ...`` (see :mod:`trainer.export`) and
 ``python -m trainer cache ...`` (see :mod:`trainer.cache`) are plain argparse commands next to the
-Lightning ones.
+Lightning ones. ``python -m trainer.reproduce NAME`` reruns fit and evaluate for a README table (see
+:mod:`trainer.reproduce`).
 """
 
 from __future__ import annotations

@@ -1,0 +1,217 @@
+"""``python -m trainer.reproduce``: a table regenerated twice is the same, README blocks, several seeds.
+
+The ``tiny`` table trains and evaluates for real (two fresh runs, ~45 s each on 2 CPU cores, in
+subprocesses that inherit ``HF_HUB_OFFLINE=1`` from conftest); the CLI paths that need no new
+numbers reuse the first run's folder. Training a second seed for real is the slow test.
+"""
+
+import json
+import os
+import re
+import shutil
+import statistics
+from pathlib import Path
+
+import pytest
+
+from trainer import reproduce
+from trainer.reproduce import TABLES, body_of, main
+
+ROOT = Path(__file__).parents[1]
+README = "# project\n\nSome text.\n\n<!-- reproduce:tiny -->\nan old table\n<!-- /reproduce:tiny -->\n\nMore text.\n"
+
+
+@pytest.fixture(autouse=True)
+def _in_repo_root(monkeypatch):
+    monkeypatch.chdir(ROOT)  # the specs name their configs relative to the repository root
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """(root, README, first run, second run): the first ran with ``--write``, the second with ``--check``."""
+    root = tmp_path_factory.mktemp("reproduce")
+    readme = root / "README.md"
+    readme.write_text(README)
+    first, second = root / "first", root / "second"
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        assert main(["tiny", "--output", str(first), "--readme", str(readme), "--write"]) == 0
+        # A fresh regeneration whose body must equal the block just written: exit 0.
+        assert main(["tiny", "--output", str(second), "--readme", str(readme), "--check"]) == 0
+    finally:
+        os.chdir(cwd)
+    return root, readme, first, second
+
+
+def _rows(body: str) -> list[list[str]]:
+    return [[c.strip() for c in line.strip("|").split("|")] for line in body.splitlines() if line.startswith("| ")]
+
+
+def test_tiny_table_is_regenerated_bit_exactly(tiny):
+    _, _, first, second = tiny
+    one, two = (body_of((run / "table.md").read_text()) for run in (first, second))
+    assert one.encode() == two.encode()
+    assert "ms_per_video" not in one and "frames_per_s" not in one  # timings never enter a body
+    summary = [r for r in _rows(one) if r[0] in TABLES["tiny"].selectors]
+    expected = {(s, k) for s in ("learned", "uniform", "random", "xcorr") for k in ("2", "4")}
+    assert {(r[0], r[1]) for r in summary} == expected
+    for row in summary:
+        assert row[2] == "3"  # test videos
+        assert all(re.fullmatch(r"[01]\.\d{3}", v) and 0 <= float(v) <= 1 for v in row[3:]), row
+    # Sorted by K, then selector.
+    assert [(int(r[1]), r[0]) for r in summary] == sorted((int(r[1]), r[0]) for r in summary)
+    assert "| K | vs | recall difference [95% CI] | verdict |" in one
+    # The header says what ran where.
+    text = (first / "table.md").read_text()
+    for needle in ("training seed: 0", "UTC", "torch ", "device: CPU", "wall time: fit ", "python -m trainer fit ",
+                   "python -m trainer evaluate ", "--seed_everything 0", str(first / "seed0" / "checkpoints")):
+        assert needle in text, needle
+    # The best checkpoint, not last.ckpt, was evaluated.
+    record = json.loads((first / "seed0" / "reproduce.json").read_text())
+    assert Path(record["ckpt"]).name != "last.ckpt" and Path(record["ckpt"]).parent == first / "seed0" / "checkpoints"
+    assert list((first / "seed0" / "logs").glob("*/version_*/metrics.csv"))  # logs stay in the run folder
+
+
+def test_write_then_check_and_a_changed_number(tiny, tmp_path, monkeypatch, capsys):
+    root, readme, first, _ = tiny
+    text = readme.read_text()
+    start, end = text.index("<!-- reproduce:tiny -->"), text.index("<!-- /reproduce:tiny -->")
+    assert text[:start] == README[: README.index("<!-- reproduce:tiny -->")]
+    assert text[end:] == README[README.index("<!-- /reproduce:tiny -->"):]
+    block = text[start:end]
+    assert "\n*Regenerate with `python -m trainer.reproduce tiny --seed 0 --write`" in block
+    assert body_of(block) == body_of((first / "table.md").read_text())
+
+    # The CLI's check path against the first run's numbers (a regeneration gives the same: see above).
+    real = reproduce.reproduce
+    monkeypatch.setattr(reproduce, "reproduce", lambda spec, seeds, output: real(spec, seeds, first))
+    edited = tmp_path / "README.md"
+    line = next(x for x in block.splitlines() if x.startswith("| learned | 4 |"))
+    changed = line.replace(line.split("|")[4], " 0.123 ")
+    assert changed != line
+    edited.write_text(text.replace(line, changed))
+    assert main(["tiny", "--readme", str(edited), "--check", "--output", str(tmp_path / "c")]) == 1
+    out = capsys.readouterr().out
+    assert f"-{changed}\n" in out and f"+{line}\n" in out
+    # Header edits (date, machine, times) are not compared.
+    edited.write_text(text.replace("UTC", "UTC, edited by hand"))
+    assert main(["tiny", "--readme", str(edited), "--check", "--output", str(tmp_path / "d")]) == 0
+
+
+def test_missing_markers_and_unknown_table_are_clear_errors(tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    readme.write_text("# no markers here\n")
+    for mode in ("--write", "--check"):
+        assert main(["tiny", "--readme", str(readme), mode, "--output", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert "<!-- reproduce:tiny -->" in err and "<!-- /reproduce:tiny -->" in err
+    assert not (tmp_path / "out").exists()  # nothing ran
+    with pytest.raises(SystemExit) as exit_:
+        main(["no_such_table"])
+    assert exit_.value.code == 2
+    assert "unknown table 'no_such_table'; known tables: smoke_rl, tiny" in capsys.readouterr().err
+    assert main(["--list"]) == 0
+    assert "smoke_rl" in capsys.readouterr().out
+
+
+def test_a_killed_run_continues_where_it_stopped(tiny, tmp_path, monkeypatch):
+    """A killed evaluate continues with --resume; a killed fit starts over (a resumed one is not bit-exact)."""
+    _, _, first, _ = tiny
+    spec = TABLES["tiny"]
+    ran: list[list[str]] = []
+    monkeypatch.setattr(reproduce, "run_step", lambda name, command: ran.append(command) or 1.0)
+    # Killed during evaluate: the fit is recorded, the rows are partly written, no tables yet.
+    run = tmp_path / "seed0"
+    shutil.copytree(first / "seed0", run)
+    record = json.loads((run / "reproduce.json").read_text())
+    record["steps"] = [s for s in record["steps"] if s["name"] == "fit"]
+    (run / "reproduce.json").write_text(json.dumps(record))
+    (run / "eval" / "results.json").unlink()
+    with pytest.raises(reproduce.ReproduceError, match="evaluate ended without"):  # the stub wrote nothing
+        reproduce.run_seed(spec, 0, run)
+    assert [c[3] for c in ran] == ["evaluate"] and "--resume" in ran[0]
+    # Killed during fit: checkpoints and logs are there, but no finished fit.
+    ran.clear()
+    record["steps"] = []
+    (run / "reproduce.json").write_text(json.dumps(record))
+    with pytest.raises(reproduce.ReproduceError, match="last.ckpt not found"):  # the stub trained nothing
+        reproduce.run_seed(spec, 0, run)
+    assert [c[3] for c in ran] == ["fit"] and "--ckpt_path" not in ran[0]
+    assert not any((run / name).exists() for name in ("checkpoints", "logs", "eval"))
+    # Another table's or seed's folder is refused.
+    with pytest.raises(reproduce.ReproduceError, match="other settings"):
+        reproduce.run_seed(spec, 1, run)
+
+
+def _check_spread(output: Path, seeds: tuple[int, ...]) -> str:
+    """The spread table's means are the means of the seeds' own results; baselines show one value."""
+    per_seed = {s: json.loads((output / f"seed{s}" / "eval" / "results.json").read_text())["summary"] for s in seeds}
+    body = body_of((output / "table.md").read_text())
+    columns = ("recall", "coverage")
+    cells = {(r[0], r[1]): dict(zip(columns, r[3:5])) for r in _rows(body) if r[0] in TABLES["tiny"].selectors}
+    assert len(cells) == 8
+    for (name, k), shown in cells.items():
+        for column in columns:
+            values = [next(r[column] for r in per_seed[s] if (r["selector"], str(r["K"])) == (name, k)) for s in seeds]
+            assert shown[column].split(" ")[0] == f"{statistics.fmean(values):.3f}", (name, k, column)
+            if name != "learned":  # baselines do not depend on the training seed: one value
+                assert len(set(values)) == 1 and shown[column] == f"{values[0]:.3f}"
+            elif len(set(values)) > 1:
+                low, high = f"{min(values):.3f}", f"{max(values):.3f}"
+                assert shown[column].endswith(f"± {statistics.stdev(values):.3f} [{low}, {high}]")
+    header = "| K | best baseline | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | CI > 0 | CI < 0 |"
+    assert header in body
+    return body
+
+
+def test_seed_spread_from_finished_seed_folders(tiny, tmp_path, capfd):
+    """Fast: seed 1 is seed 0's run with the learned numbers moved, so nothing trains."""
+    _, _, first, _ = tiny
+    shutil.copytree(first / "seed0", tmp_path / "seed0")
+    shutil.copytree(first / "seed0", tmp_path / "seed1")
+    record = json.loads((tmp_path / "seed1" / "reproduce.json").read_text())
+    (tmp_path / "seed1" / "reproduce.json").write_text(json.dumps({**record, "seed": 1}))
+    results = tmp_path / "seed1" / "eval" / "results.json"
+    payload = json.loads(results.read_text())
+    for row in payload["summary"]:
+        if row["selector"] == "learned":
+            row["recall"] = row["recall"] / 2
+    results.write_text(json.dumps(payload))
+    paired = tmp_path / "seed1" / "eval" / "paired" / "results.json"
+    payload = json.loads(paired.read_text())
+    for row in payload["summary"]:
+        row.update(difference=0.25, low=0.125, high=0.5)
+    paired.write_text(json.dumps(payload))
+
+    assert main(["tiny", "--output", str(tmp_path), "--seeds", "2"]) == 0
+    assert "$ python" not in capfd.readouterr().out
+    body = _check_spread(tmp_path, (0, 1))
+    assert "| learned | 4 | 3 | " in body and " ± " in body
+    paired0 = json.loads((first / "seed0" / "eval" / "paired" / "results.json").read_text())["summary"]
+    first_rows = {(p["K"], p["selector"]): p for p in paired0 if p["metric"] == "recall"}
+    for row in _rows(body.split("| K | best baseline |")[1]):
+        k, best, seed0, seed1, mean, above, below = row
+        original = first_rows[(int(k), best)]
+        assert seed0 == f"{original['difference']:+.3f}" and seed1 == "+0.250"
+        assert mean == f"{(original['difference'] + 0.25) / 2:+.3f}"
+        assert above == f"{(original['low'] > 0) + 1} of 2" and below == f"{int(original['high'] < 0)} of 2"
+
+
+@pytest.mark.slow
+def test_seeds_spread_matches_the_seed_runs_and_a_rerun_skips_them(tiny, capfd):
+    _, _, first, _ = tiny
+    # seed 0 is the fixture's finished run: only seed 1 trains.
+    assert main(["tiny", "--output", str(first), "--seeds", "2"]) == 0
+    out = capfd.readouterr().out
+    assert "seed 0: evaluation finished" in out and "--seed_everything 1" in out and "--seed_everything 0" not in out
+    assert sorted(p.name for p in first.glob("seed*")) == ["seed0", "seed1"]
+    body = _check_spread(first, (0, 1))
+
+    # A rerun runs nothing: both seeds' evaluations are finished.
+    stamps = {p: p.stat().st_mtime_ns for p in first.glob("seed*/eval/results.json")}
+    assert main(["tiny", "--output", str(first), "--seeds", "2"]) == 0
+    out = capfd.readouterr().out
+    assert "seed 0: evaluation finished" in out and "seed 1: evaluation finished" in out and "$ python" not in out
+    assert stamps == {p: p.stat().st_mtime_ns for p in stamps}
+    assert body_of((first / "table.md").read_text()) == body

@@ -1,0 +1,619 @@
+"""Regenerate a README results table with one command: ``python -m trainer.reproduce NAME``.
+
+Each table is a :class:`TableSpec` in :data:`TABLES`: a config, the overrides that define its data
+and model, training-only flags, and the ``evaluate`` arguments. The command runs, each as a
+subprocess whose command line is printed first and whose output streams through:
+
+1. ``python -m trainer fit`` with ``--seed_everything S``, checkpoints and logs in the run folder
+   ``<output>/seed<S>/`` (nothing lands in the repository's ``checkpoints/`` or ``logs/``);
+2. ``python -m trainer evaluate`` on the best checkpoint, read from the ``ModelCheckpoint`` state
+   stored in ``last.ckpt`` (``best_model_path``), never guessed from file names.
+
+It then writes ``<output>/table.md``: a header (table, seeds, date, machine, device, wall time per
+step, the exact commands) and the table **body**, which holds only numbers that depend on the
+seeds and the code (no timings), with fixed decimals. ``--seeds N`` trains with seeds
+``S..S+N-1`` (``--seed S``, default 0; ``evaluate --seed`` stays the spec's) and writes the mean,
+std and range over seeds instead, plus the learned selector's paired difference with the best
+baseline at each K, seed by seed. A seed whose evaluation finished is not run again; a killed
+``evaluate`` continues with ``--resume`` (rows are per video, so nothing changes); a killed ``fit``
+starts over, because ``--ckpt_path last.ckpt`` does not restore the global RNG the RL sampler draws
+from and a resumed fit would not give the unbroken run's weights.
+
+README blocks: ``--write`` puts the table between ``<!-- reproduce:NAME -->`` and
+``<!-- /reproduce:NAME -->``; ``--check`` regenerates it in a fresh folder and exits 1 with a
+unified diff when the body differs from the README's (the header's date, machine and times are
+not compared), 0 when it is the same.
+
+Examples::
+
+    python -m trainer.reproduce --list
+    python -m trainer.reproduce smoke_rl --write          # train, evaluate, update README.md
+    python -m trainer.reproduce smoke_rl --check          # does README.md still hold?
+    python -m trainer.reproduce smoke_rl --seeds 5        # spread over training seeds 0-4
+
+Adding a table is one more :class:`TableSpec` in :data:`TABLES` and the two marker lines in the
+README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import difflib
+import json
+import os
+import platform
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One reproducible results table.
+
+    Attributes:
+        name: Command-line name, also the README marker ``<!-- reproduce:NAME -->``.
+        description: One line for ``--list``.
+        config: The config ``fit`` and ``evaluate`` both read.
+        overrides: ``KEY=VALUE`` config overrides that define the data and the model: ``fit`` gets
+            them as ``--KEY VALUE``, ``evaluate`` as ``--set KEY=VALUE`` (it must rebuild the same
+            data and model).
+        fit_args: Training-only ``fit`` flags (epochs, validation interval, ...).
+        selectors: ``evaluate --selectors``.
+        budgets: ``evaluate --budgets``.
+        evaluate_args: Further ``evaluate`` flags (``--share-decoder``, ``--split``, ...).
+        eval_seed: ``evaluate --seed`` (the random baseline's draws); fixed while training seeds vary.
+        device: ``cpu`` or ``cuda``: where both ``fit`` and ``evaluate`` run, named in the header.
+        columns: Summary columns shown after ``selector`` and ``K``; ``None``: every column that
+            depends only on the seeds (no ``ms_per_video``/``frames_per_s``, no per-tIoU copies).
+        paired_metrics: Metrics of the paired comparison table (``recall``, ``coverage``, ``nll``).
+    """
+
+    name: str
+    description: str
+    config: str
+    selectors: tuple[str, ...]
+    budgets: tuple[int, ...]
+    overrides: tuple[str, ...] = ()
+    fit_args: tuple[str, ...] = ()
+    evaluate_args: tuple[str, ...] = ("--share-decoder",)
+    eval_seed: int = 0
+    device: str = "cpu"
+    columns: tuple[str, ...] | None = None
+    paired_metrics: tuple[str, ...] = ("recall",)
+
+    def __post_init__(self) -> None:
+        if self.device not in ("cpu", "cuda"):
+            raise ValueError(f"TableSpec {self.name}: device must be 'cpu' or 'cuda', got {self.device!r}")
+        bad = [o for o in self.overrides if "=" not in o]
+        if bad:
+            raise ValueError(f"TableSpec {self.name}: overrides are KEY=VALUE, got {bad}")
+
+
+TABLES: dict[str, TableSpec] = {
+    spec.name: spec
+    for spec in (
+        TableSpec(
+            name="smoke_rl",
+            description="learned importance mask (RL, smoke_rl.yaml) vs baselines on the 24 test videos, K=4/8/16",
+            config="configs/smoke_rl.yaml",
+            selectors=("learned", "uniform", "random", "pixel_l1", "flow", "xcorr"),
+            budgets=(4, 8, 16),
+            columns=("videos", "recall", "coverage"),
+        ),
+        TableSpec(
+            name="tiny",
+            description="smoke_rl.yaml shrunk to 16 short videos and 2 epochs: a CPU run of well under a minute",
+            config="configs/smoke_rl.yaml",
+            overrides=(
+                "data.synthetic.num_videos=16",  # 11 train / 2 val / 3 test
+                "data.synthetic.min_duration=8",  # 3 events x (2 s + 0.5 s gap) fit in 8 s
+                "data.synthetic.max_duration=10",
+                "data.synthetic.min_events=2",
+                "data.synthetic.max_events=3",
+                "model.init_args.eval_budgets=[2,4]",
+            ),
+            fit_args=("--trainer.max_epochs", "2", "--trainer.check_val_every_n_epoch", "1"),
+            selectors=("learned", "uniform", "random", "xcorr"),
+            budgets=(2, 4),
+            evaluate_args=("--share-decoder", "--plot-videos", "0"),  # figures cost more than the 3 videos
+            columns=("videos", "recall", "coverage"),
+        ),
+    )
+}
+
+# Summary columns that measure the machine, not the selectors: never in a table body.
+TIMING_COLUMNS = ("ms_per_video", "frames_per_s")
+RUN_RECORD = "reproduce.json"  # per seed folder: the steps that ran, their commands, times and machine
+
+
+class ReproduceError(RuntimeError):
+    """A failure the command reports in one line (exit code 2)."""
+
+
+# ------------------------------------------------------------------------------- commands
+
+
+def _display(command: list[str]) -> str:
+    """The command as a user would type it (``python`` for this interpreter)."""
+    return shlex.join(["python", *command[1:]])
+
+
+def fit_command(spec: TableSpec, seed: int, run: Path) -> list[str]:
+    """``fit`` with the spec's overrides, ``seed``, and checkpoints and logs inside ``run``."""
+    overrides = [part for kv in spec.overrides for part in (f"--{kv.split('=', 1)[0]}", kv.split("=", 1)[1])]
+    command = [sys.executable, "-m", "trainer", "fit", "--config", spec.config, *overrides, *spec.fit_args,
+               "--seed_everything", str(seed), "--trainer.accelerator", "gpu" if spec.device == "cuda" else "cpu",
+               "--checkpoint.dirpath", str(run / "checkpoints"),
+               "--trainer.logger.init_args.save_dir", str(run / "logs")]  # fmt: skip
+    return command
+
+
+def evaluate_command(spec: TableSpec, ckpt: Path, run: Path, resume: bool = False) -> list[str]:
+    """``evaluate`` of ``ckpt`` into ``run/eval`` with the spec's selectors, budgets and overrides."""
+    command = [sys.executable, "-m", "trainer", "evaluate", "--config", spec.config, "--ckpt", str(ckpt),
+               "--selectors", *spec.selectors, "--budgets", *map(str, spec.budgets), *spec.evaluate_args,
+               "--seed", str(spec.eval_seed), "--device", spec.device, "--output", str(run / "eval")]  # fmt: skip
+    if resume:
+        command.append("--resume")
+    if spec.overrides:
+        command += ["--set", *spec.overrides]
+    return command
+
+
+def run_step(name: str, command: list[str]) -> float:
+    """Runs one step with its output streaming through; returns its wall time in seconds.
+
+    Raises:
+        ReproduceError: Naming the step, its exit code and its command line, if it fails.
+    """
+    print(f"\n$ {_display(command)}", flush=True)
+    start = time.perf_counter()
+    code = subprocess.run(command).returncode
+    seconds = time.perf_counter() - start
+    if code != 0:
+        raise ReproduceError(f"step {name!r} failed with exit code {code}: {_display(command)}")
+    return seconds
+
+
+def best_checkpoint(checkpoints: Path) -> Path:
+    """The best checkpoint of a finished ``fit``: ``best_model_path`` of its ``ModelCheckpoint`` state.
+
+    ``last.ckpt`` stores every callback's state; the checkpoint callback's records the path of the
+    best monitored score. Without a monitored metric that is the latest top-k save, and without
+    any, ``last.ckpt`` itself.
+    """
+    import torch
+
+    last = checkpoints / "last.ckpt"
+    if not last.is_file():
+        raise ReproduceError(f"{last} not found: the fit did not save a last checkpoint")
+    states = torch.load(last, map_location="cpu", weights_only=True).get("callbacks", {})
+    paths = [state["best_model_path"] for key, state in states.items()
+             if key.startswith("ModelCheckpoint") and state.get("best_model_path")]  # fmt: skip
+    if len(paths) > 1:
+        raise ReproduceError(f"{last} has {len(paths)} ModelCheckpoint callbacks with a best model: {paths}")
+    # The name from the state, the folder this run's: still right after the output folder moved.
+    best = checkpoints / Path(paths[0]).name if paths else last
+    if not best.is_file():
+        raise ReproduceError(f"{last} names {best} as the best checkpoint, but it is not there")
+    return best
+
+
+# ------------------------------------------------------------------------------- one seed
+
+
+def machine() -> dict[str, Any]:
+    """What ran the steps: OS, CPU model and count, torch version and threads."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"platform": platform.platform(), "cpu": cpu, "cpus": os.cpu_count(), "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}  # fmt: skip
+
+
+def _utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _finished(run: Path) -> bool:
+    """Whether the seed's evaluation wrote its tables (rows of every video, summary and paired)."""
+    return (run / "eval" / "results.json").is_file() and (run / "eval" / "paired" / "results.json").is_file()
+
+
+def run_seed(spec: TableSpec, seed: int, run: Path) -> dict[str, Any]:
+    """Trains and evaluates one seed in ``run``, skipping what an earlier run there finished.
+
+    Returns:
+        The run record (also ``run/reproduce.json``): ``table``, ``seed``, ``steps`` (each ``name``,
+        ``command``, ``seconds``, ``finished``, ``machine``) and ``ckpt``.
+    """
+    record_path = run / RUN_RECORD
+    if record_path.is_file():
+        record = json.loads(record_path.read_text())
+        now = {"table": spec.name, "seed": seed, "spec": _spec_json(spec)}
+        differs = [key for key in now if record.get(key) != now[key]]
+        if differs:
+            raise ReproduceError(f"{run} holds a run of other settings (its {', '.join(differs)} differ: table "
+                                 f"{record.get('table')!r}, seed {record.get('seed')}); use another --output or "
+                                 "remove it")  # fmt: skip
+    else:
+        record = {"table": spec.name, "seed": seed, "spec": _spec_json(spec), "steps": []}
+    if _finished(run) and any(s["name"].startswith("evaluate") for s in record["steps"]):
+        print(f"seed {seed}: evaluation finished in {run}, not run again", flush=True)
+        return record
+    run.mkdir(parents=True, exist_ok=True)
+
+    def step(name: str, command: list[str]) -> None:
+        seconds = run_step(name, command)
+        record["steps"].append({"name": name, "command": _display(command), "seconds": seconds,
+                                "finished": _utc_now(), "machine": machine()})  # fmt: skip
+        _write_atomic(record_path, json.dumps(record, indent=1))
+
+    checkpoints = run / "checkpoints"
+    if not any(s["name"].startswith("fit") for s in record["steps"]):
+        leftovers = [run / name for name in ("checkpoints", "logs", "eval") if (run / name).exists()]
+        if leftovers:
+            # ``--ckpt_path last.ckpt`` would continue the loops and the optimizer, but not the
+            # global torch RNG that the RL sampler and dropout draw from: the resumed weights
+            # differ from an unbroken run's (by ~3e-3 after one epoch of the tiny table). A table
+            # must not depend on whether its run was interrupted, so the fit starts over.
+            print(f"seed {seed}: an interrupted fit left {', '.join(p.name for p in leftovers)}; starting it over "
+                  "(a resumed fit is not bit-exact)", flush=True)  # fmt: skip
+            for path in leftovers:
+                shutil.rmtree(path)
+        step("fit", fit_command(spec, seed, run))
+    else:
+        print(f"seed {seed}: fit finished in {run}, not run again", flush=True)
+    ckpt = best_checkpoint(checkpoints)
+    record["ckpt"] = str(ckpt)
+    resume = (run / "eval" / "run.json").is_file()
+    step("evaluate (resumed)" if resume else "evaluate", evaluate_command(spec, ckpt, run, resume=resume))
+    if not _finished(run):
+        raise ReproduceError(f"evaluate ended without writing {run / 'eval' / 'results.json'} and paired/results.json")
+    return record
+
+
+def _spec_json(spec: TableSpec) -> dict[str, Any]:
+    """The spec as JSON data (tuples as lists), stored with each run and compared on reruns."""
+    return json.loads(json.dumps(spec.__dict__))
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------------------- tables
+
+
+def _fmt(value: Any) -> str:
+    # round(.) + 0.0 turns -0.0 (e.g. a -1e-17 mean) into 0.0: no "-0.000" cells.
+    return f"{round(value, 3) + 0.0:.3f}" if isinstance(value, float) else str(value)
+
+
+def _signed(value: float) -> str:
+    return f"{round(value, 3) + 0.0:+.3f}"
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows)]
+
+
+def load_results(run: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(summary rows, paired results JSON) of a seed's finished evaluation."""
+    summary = json.loads((run / "eval" / "results.json").read_text())["summary"]
+    paired = json.loads((run / "eval" / "paired" / "results.json").read_text())
+    return summary, paired
+
+
+def shown_columns(spec: TableSpec, summary: list[dict[str, Any]]) -> list[str]:
+    """The metric columns of the body: the spec's that are present, or every seed-determined one."""
+    present = list(dict.fromkeys(key for row in summary for key in row))
+    if spec.columns is not None:
+        return [c for c in spec.columns if c in present]
+    return [c for c in present if c not in ("selector", "K", *TIMING_COLUMNS) and "@" not in c
+            and all(isinstance(row.get(c), (int, float)) for row in summary if c in row)]  # fmt: skip
+
+
+def _order(spec: TableSpec, name: str) -> int:
+    return spec.selectors.index(name) if name in spec.selectors else len(spec.selectors)
+
+
+def single_body(spec: TableSpec, summary: list[dict[str, Any]], paired: dict[str, Any]) -> str:
+    """The body of a one-seed table: the summary (sorted by K, then selector) and the paired differences."""
+    columns = shown_columns(spec, summary)
+    rows = sorted(summary, key=lambda s: (s["K"], s["selector"]))
+    lines = _md_table(["selector", "K", *columns], [[s["selector"], str(s["K"]), *(_fmt(s.get(c, "")) for c in columns)]
+                                                    for s in rows])  # fmt: skip
+    against, level = paired["meta"]["against"], paired["meta"]["level"]
+    videos = max((p["videos"] for p in paired["summary"]), default=0)
+    for metric in spec.paired_metrics:
+        found = [p for p in paired["summary"] if p["metric"] == metric]
+        if not found:
+            continue
+        found.sort(key=lambda p: (p["K"], _order(spec, p["selector"]), p["selector"]))
+        lines += ["", f"{against} minus each other selector, paired video by video ({level:.0%} percentile-bootstrap "
+                      f"intervals over {videos} videos, 10,000 resamples, seed 0):", ""]  # fmt: skip
+        lines += _md_table(
+            ["K", "vs", f"{metric} difference [{level:.0%} CI]", "verdict"],
+            [[str(p["K"]), p["selector"], f"{_signed(p['difference'])} [{_signed(p['low'])}, {_signed(p['high'])}]",
+              p["verdict"]] for p in found],
+        )  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def _spread(values: list[float]) -> str:
+    """``mean ± std [min, max]`` over seeds (sample std), or the value alone when every seed agrees."""
+    if all(v == values[0] for v in values):
+        return _fmt(values[0])
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{_fmt(statistics.fmean(values))} ± {_fmt(std)} [{_fmt(min(values))}, {_fmt(max(values))}]"
+
+
+def spread_body(spec: TableSpec, seeds: list[int], results: dict[int, tuple[list, dict]]) -> str:
+    """The body of a multi-seed table: each metric's spread over training seeds, then learned vs the best baseline."""
+    by_key: dict[tuple[str, int], dict[int, dict[str, Any]]] = {}
+    for seed in seeds:
+        for row in results[seed][0]:
+            by_key.setdefault((row["selector"], row["K"]), {})[seed] = row
+    columns = shown_columns(spec, [row for seed in seeds for row in results[seed][0]])
+    rows = []
+    for (name, k), per_seed in sorted(by_key.items(), key=lambda item: (item[0][1], item[0][0])):
+        if len(per_seed) != len(seeds):
+            raise ReproduceError(f"{name} at K={k} is missing from seeds {sorted(set(seeds) - set(per_seed))}")
+        rows.append([name, str(k), *(_spread([per_seed[s][c] for s in seeds]) if c in per_seed[seeds[0]] else ""
+                                     for c in columns)])  # fmt: skip
+    lines = _md_table(["selector", "K", *columns], rows)
+    lines += ["", f"Mean ± std (n-1) [min, max] over training seeds {_seed_list(seeds)}; a single value: every seed "
+                  "gave it."]  # fmt: skip
+
+    against, level = results[seeds[0]][1]["meta"]["against"], results[seeds[0]][1]["meta"]["level"]
+    for metric in spec.paired_metrics:
+        table = []
+        for k in sorted({k for _, k in by_key}):
+            others = [n for n, kk in by_key if kk == k and n != against and metric in by_key[(n, k)][seeds[0]]]
+            if not others or (against, k) not in by_key:
+                continue
+            # The best baseline by mean over seeds; ties go to the one named first in the spec.
+            best = max(others, key=lambda n: (statistics.fmean(by_key[(n, k)][s][metric] for s in seeds),
+                                              -_order(spec, n)))  # fmt: skip
+            diffs = []
+            for s in seeds:
+                match = [p for p in results[s][1]["summary"]
+                         if (p["K"], p["selector"], p["metric"]) == (k, best, metric)]  # fmt: skip
+                if len(match) != 1:
+                    raise ReproduceError(f"seed {s}: no paired {metric} row for {against} vs {best} at K={k}")
+                diffs.append(match[0])
+            above = sum(p["low"] > 0 for p in diffs)
+            below = sum(p["high"] < 0 for p in diffs)
+            table.append([str(k), best, *(_signed(p["difference"]) for p in diffs),
+                          _signed(statistics.fmean(p["difference"] for p in diffs)),
+                          f"{above} of {len(seeds)}", f"{below} of {len(seeds)}"])  # fmt: skip
+        if table:
+            lines += ["", f"{against} minus the best other selector at each K (highest mean {metric} over seeds), "
+                          f"paired video by video per seed; the last columns count the seeds whose {level:.0%} "
+                          f"interval lies above or below 0:", ""]  # fmt: skip
+            lines += _md_table(["K", "best baseline", *(f"seed {s}" for s in seeds), "mean", "CI > 0", "CI < 0"], table)
+    return "\n".join(lines) + "\n"
+
+
+def _seed_list(seeds: list[int]) -> str:
+    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}-{seeds[-1]}"
+    return ", ".join(map(str, seeds))
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 60 else f"{int(seconds // 60)} min {round(seconds % 60)} s"
+
+
+def _machine_line(m: dict[str, Any], device: str) -> str:
+    used = f"CUDA ({m['cuda']})" if device == "cuda" else "CPU"
+    return (f"{m['platform']}; {m['cpu']} x {m['cpus']} (torch threads {m['torch_threads']}); "
+            f"torch {m['torch']}; device: {used}")  # fmt: skip
+
+
+def header(spec: TableSpec, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the header says: seeds, date, machines, per-step times and commands."""
+    machines = list(dict.fromkeys(_machine_line(s["machine"], spec.device) for r in records for s in r["steps"]))
+    return {
+        "seeds": [r["seed"] for r in records],
+        "date": max(s["finished"] for r in records for s in r["steps"]),
+        "machines": machines,
+        "steps": [(r["seed"], s["name"], s["seconds"], s["command"]) for r in records for s in r["steps"]],
+    }
+
+
+def table_markdown(spec: TableSpec, head: dict[str, Any], body: str) -> str:
+    """``table.md``: the header as a list, then the body (the lines a ``--check`` compares)."""
+    seeds = head["seeds"]
+    lines = [f"# `{spec.name}`: {spec.description}", "",
+             f"- regenerate: `python -m trainer.reproduce {spec.name}"
+             + (f" --seeds {len(seeds)} --seed {seeds[0]}`" if len(seeds) > 1 else f" --seed {seeds[0]}`"),
+             f"- training seed{'s' if len(seeds) > 1 else ''}: {_seed_list(seeds)} (`--seed_everything`); "
+             f"evaluate `--seed {spec.eval_seed}`",
+             f"- finished: {head['date']}",
+             *(f"- machine: {m}" for m in head["machines"]),
+             "- wall time: " + ", ".join(f"seed {s} {n} {_duration(t)}" if len(seeds) > 1 else f"{n} {_duration(t)}"
+                                         for s, n, t, _ in head["steps"]),
+             "- commands:", "", "```", *(c for _, _, _, c in head["steps"]), "```", "", body]  # fmt: skip
+    return "\n".join(lines)
+
+
+def readme_block(spec: TableSpec, head: dict[str, Any], body: str) -> str:
+    """The README block: the header as one short italic paragraph, then the body.
+
+    With several seeds the paragraph gives the first seed's commands (the others differ only in
+    ``--seed_everything`` and the seed folder) and each step's range of wall times.
+    """
+    seeds = head["seeds"]
+    first = [(n, t, c) for s, n, t, c in head["steps"] if s == seeds[0]]
+    if len(seeds) == 1:
+        times = ", ".join(f"{n} {_duration(t)}" for n, t, _ in first)
+        flags, others = f" --seed {seeds[0]}", ""
+    else:
+        per_step: dict[str, list[float]] = {}
+        for _, n, t, _ in head["steps"]:
+            per_step.setdefault(n, []).append(t)
+        times = ", ".join(f"{n} {_duration(min(t))}" + (f" to {_duration(max(t))}" if len(t) > 1 else "")
+                          for n, t in per_step.items()) + " per seed"  # fmt: skip
+        flags = f" --seeds {len(seeds)} --seed {seeds[0]}"
+        others = f" (seed {seeds[0]}; the other seeds' commands differ only in `--seed_everything` and the seed folder)"
+    commands = "; ".join(f"`{c}`" for _, _, c in first)
+    plural = "s" if len(seeds) > 1 else ""
+    paragraph = (f"*Regenerate with `python -m trainer.reproduce {spec.name}{flags} --write` (compare: "
+                 "`--check`). "
+                 f"Training seed{plural} {_seed_list(seeds)}, evaluate seed {spec.eval_seed}; "
+                 f"{head['date']}; {' / '.join(head['machines'])}; {times}. "
+                 f"Commands{others}: {commands}.*")  # fmt: skip
+    return f"{paragraph}\n\n{body}"
+
+
+def body_of(text: str) -> str:
+    """The body of a generated table or README block: from its first table line (``|``) on."""
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("|")), None)
+    if start is None:
+        return ""
+    return "\n".join(lines[start:]).strip("\n") + "\n"
+
+
+# ------------------------------------------------------------------------------- README blocks
+
+
+def _markers(name: str) -> tuple[str, str]:
+    return f"<!-- reproduce:{name} -->", f"<!-- /reproduce:{name} -->"
+
+
+def find_block(readme: Path, name: str) -> tuple[str, int, int]:
+    """(README text, start, end) of the text between the table's markers.
+
+    Raises:
+        ReproduceError: If the README or either marker is missing, or a marker is there twice.
+    """
+    if not readme.is_file():
+        raise ReproduceError(f"{readme} not found")
+    text = readme.read_text()
+    opening, closing = _markers(name)
+    counts = {m: text.count(m) for m in (opening, closing)}
+    if counts[opening] != 1 or counts[closing] != 1 or text.index(opening) > text.index(closing):
+        raise ReproduceError(
+            f"{readme} needs exactly one block '{opening}' ... '{closing}' (found {counts[opening]} opening and "
+            f"{counts[closing]} closing markers): put these two lines, each on its own line, around the table")
+    start = text.index(opening) + len(opening)
+    return text, start, text.index(closing)
+
+
+def write_block(readme: Path, name: str, block: str) -> None:
+    text, start, end = find_block(readme, name)
+    _write_atomic(readme, text[:start] + "\n" + block.strip("\n") + "\n" + text[end:])
+
+
+def check_block(readme: Path, name: str, body: str) -> str:
+    """A unified diff of the README block's body against ``body`` (empty when they are the same)."""
+    text, start, end = find_block(readme, name)
+    current = body_of(text[start:end])
+    return "".join(difflib.unified_diff(current.splitlines(keepends=True), body.splitlines(keepends=True),
+                                        f"{readme} (reproduce:{name})", "regenerated"))  # fmt: skip
+
+
+# ------------------------------------------------------------------------------- command
+
+
+def reproduce(spec: TableSpec, seeds: list[int], output: Path) -> tuple[str, str]:
+    """Runs every seed (skipping finished ones) and writes ``output/table.md``; returns (table.md, README block)."""
+    records = [run_seed(spec, seed, output / f"seed{seed}") for seed in seeds]
+    results = {seed: load_results(output / f"seed{seed}") for seed in seeds}
+    for seed, record in zip(seeds, records):
+        seed_body = single_body(spec, *results[seed])
+        _write_atomic(output / f"seed{seed}" / "table.md", table_markdown(spec, header(spec, [record]), seed_body))
+    body = single_body(spec, *results[seeds[0]]) if len(seeds) == 1 else spread_body(spec, seeds, results)
+    head = header(spec, records)
+    markdown = table_markdown(spec, head, body)
+    _write_atomic(output / "table.md", markdown)
+    print(f"\nwrote {output / 'table.md'}\n\n{body}", flush=True)
+    return markdown, readme_block(spec, head, body)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code (0 done or equal, 1 ``--check`` found a difference, 2 error)."""
+    parser = argparse.ArgumentParser(prog="python -m trainer.reproduce", description=__doc__.split("\n")[0])
+    parser.add_argument("name", nargs="?", help="the table (see --list)")
+    parser.add_argument("--list", action="store_true", help="list the tables and exit")
+    parser.add_argument("--output", default=None, help="run folder (default outputs/reproduce/NAME)")
+    parser.add_argument("--seeds", type=int, default=1, help="training runs, seeds --seed, --seed + 1, ...")
+    parser.add_argument("--seed", type=int, default=0, help="the (first) training seed")
+    parser.add_argument("--readme", default="README.md", help="file with the reproduce:NAME markers")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--write", action="store_true", help="replace the README block with the regenerated table")
+    mode.add_argument("--check", action="store_true",
+                      help="regenerate in a fresh folder; exit 1 with a diff if the README block's body "
+                           "differs")  # fmt: skip
+    args = parser.parse_args(argv)
+    if args.list:
+        for spec in TABLES.values():
+            print(f"{spec.name:12s} {spec.description}")
+        return 0
+    if args.name is None:
+        parser.error("give a table name (see --list)")
+    if args.name not in TABLES:
+        parser.error(f"unknown table {args.name!r}; known tables: {', '.join(TABLES)}")
+    if args.seeds < 1:
+        parser.error("--seeds must be >= 1")
+    spec = TABLES[args.name]
+    seeds = list(range(args.seed, args.seed + args.seeds))
+    readme = Path(args.readme)
+    fresh = None
+    try:
+        if not Path(spec.config).is_file():
+            raise ReproduceError(f"{spec.config} not found: run this command from the repository root")
+        if args.write or args.check:
+            find_block(readme, spec.name)  # fail before hours of training, not after
+        if args.check:
+            # Regenerate from scratch: a folder holding finished seeds would only be read back.
+            if args.output is not None:
+                output = Path(args.output)
+                if output.exists() and any(output.iterdir()):
+                    raise ReproduceError(f"--check regenerates into an empty folder; {output} is not empty")
+            else:
+                output = fresh = Path(tempfile.mkdtemp(prefix=f"reproduce-{spec.name}-"))
+        else:
+            output = Path(args.output or f"outputs/reproduce/{spec.name}")
+        _, block = reproduce(spec, seeds, output)
+        if args.write:
+            write_block(readme, spec.name, block)
+            print(f"wrote the {spec.name} block of {readme}")
+        if args.check:
+            diff = check_block(readme, spec.name, body_of(block))
+            if diff:
+                print(f"{readme}: the {spec.name} table differs from the one regenerated in {output}:\n{diff}")
+                return 1
+            print(f"{readme}: the {spec.name} table is reproduced exactly")
+            if fresh is not None:
+                shutil.rmtree(fresh, ignore_errors=True)
+    except ReproduceError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
