@@ -1,10 +1,12 @@
-"""``python -m trainer.reproduce``: a table regenerated twice is the same, README blocks, several seeds.
+"""``python -m trainer.reproduce``: a table regenerated twice is the same, README blocks, several seeds,
+interrupted runs, tables that evaluate another table's training run.
 
 The ``tiny`` table trains and evaluates for real (two fresh runs, ~45 s each on 2 CPU cores, in
 subprocesses that inherit ``HF_HUB_OFFLINE=1`` from conftest); the CLI paths that need no new
 numbers reuse the first run's folder. Training a second seed for real is the slow test.
 """
 
+import dataclasses
 import json
 import os
 import re
@@ -13,9 +15,10 @@ import statistics
 from pathlib import Path
 
 import pytest
+import torch
 
 from trainer import reproduce
-from trainer.reproduce import TABLES, body_of, main
+from trainer.reproduce import TABLES, TableSpec, body_of, main
 
 ROOT = Path(__file__).parents[1]
 README = "# project\n\nSome text.\n\n<!-- reproduce:tiny -->\nan old table\n<!-- /reproduce:tiny -->\n\nMore text.\n"
@@ -85,7 +88,7 @@ def test_write_then_check_and_a_changed_number(tiny, tmp_path, monkeypatch, caps
 
     # The CLI's check path against the first run's numbers (a regeneration gives the same: see above).
     real = reproduce.reproduce
-    monkeypatch.setattr(reproduce, "reproduce", lambda spec, seeds, output: real(spec, seeds, first))
+    monkeypatch.setattr(reproduce, "reproduce", lambda spec, seeds, output, **kw: real(spec, seeds, first, **kw))
     edited = tmp_path / "README.md"
     line = next(x for x in block.splitlines() if x.startswith("| learned | 4 |"))
     changed = line.replace(line.split("|")[4], " 0.123 ")
@@ -110,13 +113,15 @@ def test_missing_markers_and_unknown_table_are_clear_errors(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["no_such_table"])
     assert exit_.value.code == 2
-    assert "unknown table 'no_such_table'; known tables: smoke_rl, tiny" in capsys.readouterr().err
+    known = "smoke_rl, tiny, smoke_budget, wide_budget, wide_heldout"
+    assert f"unknown table 'no_such_table'; known tables: {known}" in capsys.readouterr().err
     assert main(["--list"]) == 0
     assert "smoke_rl" in capsys.readouterr().out
 
 
 def test_a_killed_run_continues_where_it_stopped(tiny, tmp_path, monkeypatch):
-    """A killed evaluate continues with --resume; a killed fit starts over (a resumed one is not bit-exact)."""
+    """A killed evaluate continues with --resume; a killed fit continues from last.ckpt when that
+    resumes bit-exactly (tests/test_exact_resume.py) and starts over when it does not."""
     _, _, first, _ = tiny
     spec = TABLES["tiny"]
     ran: list[list[str]] = []
@@ -131,17 +136,196 @@ def test_a_killed_run_continues_where_it_stopped(tiny, tmp_path, monkeypatch):
     with pytest.raises(reproduce.ReproduceError, match="evaluate ended without"):  # the stub wrote nothing
         reproduce.run_seed(spec, 0, run)
     assert [c[3] for c in ran] == ["evaluate"] and "--resume" in ran[0]
-    # Killed during fit: checkpoints and logs are there, but no finished fit.
+
+    # Killed during fit; last.ckpt was written between steps (a regular save, SIGTERM): it continues.
     ran.clear()
     record["steps"] = []
     (run / "reproduce.json").write_text(json.dumps(record))
+    last = run / "checkpoints" / "last.ckpt"
+    with pytest.raises(reproduce.ReproduceError, match="evaluate ended without"):  # the stubs ran nothing
+        reproduce.run_seed(spec, 0, run)
+    assert [c[3] for c in ran] == ["fit", "evaluate"]
+    assert ran[0] == reproduce.fit_command(spec, 0, run) + ["--ckpt_path", str(last)]
+    assert [s["name"] for s in json.loads((run / "reproduce.json").read_text())["steps"]] == ["fit (resumed)", "evaluate"]
+
+    # Killed during fit by an exception inside a step (Ctrl-C, a crash): last.ckpt says it would not
+    # resume bit-exactly, so the fit starts over.
+    ran.clear()
+    (run / "reproduce.json").write_text(json.dumps(record))
+    checkpoint = torch.load(last, weights_only=True)
+    checkpoint["callbacks"]["RngState"]["exact"] = False
+    torch.save(checkpoint, last)
     with pytest.raises(reproduce.ReproduceError, match="last.ckpt not found"):  # the stub trained nothing
         reproduce.run_seed(spec, 0, run)
     assert [c[3] for c in ran] == ["fit"] and "--ckpt_path" not in ran[0]
     assert not any((run / name).exists() for name in ("checkpoints", "logs", "eval"))
-    # Another table's or seed's folder is refused.
+
+    # Another table's or seed's folder is refused, and so is a folder with files but no record.
     with pytest.raises(reproduce.ReproduceError, match="other settings"):
         reproduce.run_seed(spec, 1, run)
+    (run / "reproduce.json").unlink()
+    (run / "checkpoints").mkdir()
+    with pytest.raises(reproduce.ReproduceError, match="holds files but no reproduce.json"):
+        reproduce.run_seed(spec, 0, run)
+    assert ran == [reproduce.fit_command(spec, 0, run)]  # nothing more ran
+
+
+# ------------------------------------------------------------------------------- reuse_fit
+
+
+@pytest.fixture
+def tiny_again(monkeypatch) -> TableSpec:
+    """A table that evaluates the ``tiny`` table's training run: learned and uniform at K=2."""
+    spec = dataclasses.replace(TABLES["tiny"], name="tiny_again", description="tiny's training run at K=2",
+                               reuse_fit="tiny", fit_args=(), selectors=("learned", "uniform"), budgets=(2,))  # fmt: skip
+    monkeypatch.setitem(TABLES, "tiny_again", spec)
+    return spec
+
+
+def test_a_table_evaluates_another_tables_training_run(tiny, tiny_again, tmp_path, monkeypatch):
+    """For real: tiny's finished fit (copied, not evaluated yet) is evaluated by tiny_again, then by tiny itself."""
+    _, _, first, _ = tiny
+    base = tmp_path / "tiny" / "seed0"  # the default --fit-from: the sibling of --output named after the base
+    shutil.copytree(first / "seed0", base, ignore=shutil.ignore_patterns("eval", "table.md"))
+    record = json.loads((base / "reproduce.json").read_text())
+    (base / "reproduce.json").write_text(json.dumps({**{k: v for k, v in record.items() if k != "ckpt"},
+                                                     "steps": [s for s in record["steps"] if s["name"] == "fit"]}))  # fmt: skip
+    ran: list[str] = []
+    real = reproduce.run_step
+    monkeypatch.setattr(reproduce, "run_step", lambda name, command: ran.append(name) or real(name, command))
+
+    assert main(["tiny_again", "--output", str(tmp_path / "tiny_again")]) == 0
+    assert ran == ["evaluate"]  # the base run's fit had finished: nothing trains
+    again = json.loads((tmp_path / "tiny_again" / "seed0" / "reproduce.json").read_text())
+    assert again["fit_from"]["table"] == "tiny" and again["fit_from"]["run"] == str(base)
+    assert Path(again["ckpt"]).parent == base / "checkpoints" and Path(again["ckpt"]).name != "last.ckpt"
+    assert f"--ckpt {again['ckpt']} " in again["steps"][0]["command"]
+    text = (tmp_path / "tiny_again" / "table.md").read_text()
+    assert f"training run: table `tiny`'s (`python -m trainer.reproduce tiny` trains it; this table evaluates it " \
+           f"without training), in `{base}`" in text  # fmt: skip
+    assert "wall time: fit (tiny) " in text and "python -m trainer fit " in text  # the base's fit, as it ran
+
+    # The base table evaluates the same checkpoint, and does not train again either.
+    ran.clear()
+    assert main(["tiny", "--output", str(tmp_path / "tiny")]) == 0
+    assert ran == ["evaluate"]
+    assert json.loads((base / "reproduce.json").read_text())["ckpt"] == again["ckpt"]
+    rows = {name: {(r["selector"], r["K"]): r for r in json.loads((run / "eval" / "results.json").read_text())["summary"]}
+            for name, run in (("tiny", base), ("again", tmp_path / "tiny_again" / "seed0"))}  # fmt: skip
+    for key in (("learned", 2), ("uniform", 2)):
+        assert rows["again"][key]["recall"] == rows["tiny"][key]["recall"], key
+
+
+def test_reuse_fit_trains_the_base_run_once_and_refuses_one_of_other_settings(tiny, tiny_again, tmp_path,
+                                                                               monkeypatch, capsys):  # fmt: skip
+    """Stubbed steps: a fit "trains" by copying tiny's checkpoints, an evaluate copies its tables."""
+    _, _, first, _ = tiny
+    ran: list[list[str]] = []
+
+    def step(name, command):
+        ran.append(command)
+        flag, source = ("--checkpoint.dirpath", "checkpoints") if name.startswith("fit") else ("--output", "eval")
+        shutil.copytree(first / "seed0" / source, command[command.index(flag) + 1])
+        return 1.0
+
+    monkeypatch.setattr(reproduce, "run_step", step)
+    runs = tmp_path / "runs"
+    assert main(["tiny_again", "--output", str(tmp_path / "a"), "--fit-from", str(runs), "--seeds", "2"]) == 0
+    fits = [c for c in ran if c[3] == "fit"]
+    assert fits == [reproduce.fit_command(TABLES["tiny"], seed, runs / f"seed{seed}") for seed in (0, 1)]
+    for seed in (0, 1):
+        base = json.loads((runs / f"seed{seed}" / "reproduce.json").read_text())
+        assert (base["table"], base["seed"], [s["name"] for s in base["steps"]]) == ("tiny", seed, ["fit"])
+        again = json.loads((tmp_path / "a" / f"seed{seed}" / "reproduce.json").read_text())
+        assert Path(again["ckpt"]).parent == runs / f"seed{seed}" / "checkpoints"
+    assert "training run: table `tiny`'s" in (tmp_path / "a" / "table.md").read_text()
+
+    # Another table on the same runs trains nothing; the base table itself neither.
+    ran.clear()
+    assert main(["tiny_again", "--output", str(tmp_path / "b"), "--fit-from", str(runs), "--seeds", "2"]) == 0
+    assert main(["tiny", "--output", str(runs), "--seeds", "2"]) == 0
+    assert [c[3] for c in ran] == ["evaluate"] * 4
+
+    # A base folder holding a run of other settings is refused before anything runs.
+    ran.clear()
+    path = runs / "seed0" / "reproduce.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "spec": {**reproduce._spec_json(TABLES["tiny"]),
+                                                                          "fit_args": ["--trainer.max_epochs", "3"]}}))  # fmt: skip
+    assert main(["tiny_again", "--output", str(tmp_path / "c"), "--fit-from", str(runs)]) == 2
+    assert "holds a run of other settings (its spec differ" in capsys.readouterr().err and ran == []
+    # --check trains the base run afresh too: a base folder with runs in it is refused.
+    readme = tmp_path / "README.md"
+    readme.write_text(README.replace("reproduce:tiny", "reproduce:tiny_again"))
+    assert main(["tiny_again", "--check", "--readme", str(readme), "--output", str(tmp_path / "d"),
+                 "--fit-from", str(runs)]) == 2  # fmt: skip
+    assert f"{runs} is not empty" in capsys.readouterr().err and ran == []
+    # --fit-from belongs to tables that reuse a run; reuse_fit must name a table with the same model.
+    with pytest.raises(SystemExit):
+        main(["tiny", "--fit-from", str(runs)])
+    broken = dataclasses.replace(tiny_again, config="configs/smoke_budget.yaml")
+    with pytest.raises(ValueError, match="config must be tiny's"):
+        reproduce.base_spec(broken)
+    with pytest.raises(ValueError, match="no fit_args"):
+        dataclasses.replace(tiny_again, fit_args=("--trainer.max_epochs", "1"))
+
+
+def test_wide_heldout_evaluates_wide_budgets_run_on_the_held_out_family(tmp_path, monkeypatch):
+    """A dry look at the commands, with a fake finished wide_budget run (training it takes ~10 min)."""
+    held, wide = TABLES["wide_heldout"], TABLES["wide_budget"]
+    assert reproduce.base_spec(held) is wide and reproduce.base_spec(wide) is None
+    base = tmp_path / "wide_budget" / "seed0"
+    (base / "checkpoints").mkdir(parents=True)
+    best = base / "checkpoints" / "epoch=14-step=210.ckpt"
+    best.write_bytes(b"")
+    state = {"best_model_path": f"/elsewhere/{best.name}"}
+    torch.save({"callbacks": {"ModelCheckpoint{'monitor': 'val/recall_mean'}": state}}, base / "checkpoints" / "last.ckpt")
+    fit = {"name": "fit", "command": "python -m trainer fit --config configs/wide_budget.yaml", "seconds": 600.0,
+           "finished": "2026-01-01 00:00 UTC", "machine": reproduce.machine()}  # fmt: skip
+    (base / "reproduce.json").write_text(json.dumps({"table": "wide_budget", "seed": 0, "spec": reproduce._spec_json(wide),
+                                                     "steps": [fit]}))  # fmt: skip
+    ran: list[list[str]] = []
+    monkeypatch.setattr(reproduce, "run_step", lambda name, command: ran.append(command) or 1.0)
+    assert main(["wide_heldout", "--output", str(tmp_path / "wide_heldout")]) == 2  # the stub evaluated nothing
+    assert len(ran) == 1  # wide_budget's fit had finished: only the evaluation ran
+    assert ran[0][1:] == [
+        "-m", "trainer", "evaluate", "--config", "configs/wide_budget.yaml", "--ckpt", str(best),
+        "--selectors", "learned", "uniform", "random", "pixel_l1", "flow", "xcorr", "--budgets", "4", "8", "16", "32",
+        "--share-decoder", "--split", "train", "--seed", "0", "--device", "cpu",
+        "--output", str(tmp_path / "wide_heldout" / "seed0" / "eval"),
+        "--set", "data.synthetic=configs/parts/synthetic_heldout.yaml",
+    ]  # fmt: skip
+    # What would train wide_budget there; wide_heldout itself never trains.
+    assert reproduce.fit_command(wide, 0, base)[1:] == [
+        "-m", "trainer", "fit", "--config", "configs/wide_budget.yaml", "--seed_everything", "0",
+        "--trainer.accelerator", "cpu", "--checkpoint.dirpath", str(base / "checkpoints"),
+        "--trainer.logger.init_args.save_dir", str(base / "logs"),
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="does not train"):
+        reproduce.fit_command(held, 0, base)
+    # evaluate's --set takes nargs="*" and a second --set would replace the first: one --set,
+    # the spec's overrides first, then evaluate_args' own.
+    spec = dataclasses.replace(TABLES["tiny"], evaluate_args=("--set", "data.fps=1", "--split", "val", "--share-decoder"))
+    command = reproduce.evaluate_command(spec, best, tmp_path)
+    assert command.count("--set") == 1 and command[command.index("--set") + 1 :] == [*spec.overrides, "data.fps=1"]
+    assert command[command.index("--split") + 1] == "val" and "--share-decoder" in command
+
+    # The --set parses: evaluate rebuilds wide_budget's model on the held-out family's data.
+    from trainer.evaluate import load_trained
+
+    datamodule, module = load_trained(held.config, None, ran[0][ran[0].index("--set") + 1 :])
+    heldout = datamodule.synthetic
+    assert (heldout.seed, heldout.num_videos, heldout.event_kinds) == (12, 96, ["blink"])
+    assert datamodule.fps == 4.0 and type(module).__name__ == "SelectorTrainer"  # the rest is wide_budget.yaml's
+
+
+@pytest.mark.parametrize("name", ["smoke_budget", "wide_budget"])
+def test_budget_table_configs_parse_and_train_at_the_tables_budgets(name):
+    from trainer.evaluate import load_trained
+
+    spec = TABLES[name]
+    _, module = load_trained(spec.config, None, list(spec.overrides))
+    low, high = module.budget_range
+    assert low <= min(spec.budgets) and max(spec.budgets) <= high  # the one mask was trained at every K shown
 
 
 def _check_spread(output: Path, seeds: tuple[int, ...]) -> str:

@@ -15,12 +15,16 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
 from data.datamodule import DenseCaptionDataModule
-from trainer.checkpointing import FinalCheckpoint
+from trainer.checkpointing import FinalCheckpoint, RngState
 from trainer.predictions import DenseCaptionWriter
 
 
 class FrameSelectCLI(LightningCLI):
-    """Sets checkpoint defaults and adds the prediction writer.
+    """Sets checkpoint defaults and adds the prediction writer and the checkpoint callbacks.
+
+    Every run gets :class:`~trainer.checkpointing.FinalCheckpoint` (``last.ckpt`` is the final
+    state) and :class:`~trainer.checkpointing.RngState` (checkpoints hold the global RNG states, so
+    ``fit --ckpt_path`` resumes bit-exactly), whatever the config's ``trainer.callbacks``.
 
     The LightningModule is chosen by the config (``model: {class_path, init_args}``), so one CLI
     trains the captioner and the selectors alike. The frame budget reaches the data module at
@@ -42,6 +46,7 @@ class FrameSelectCLI(LightningCLI):
         )
         parser.add_lightning_class_args(DenseCaptionWriter, "predictions")
         parser.add_lightning_class_args(FinalCheckpoint, "final_checkpoint")
+        parser.add_lightning_class_args(RngState, "rng_state")
 
 
 def main(args: list[str] | None = None, run: bool = True) -> FrameSelectCLI:

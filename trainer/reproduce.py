@@ -14,15 +14,32 @@ step, the exact commands) and the table **body**, which holds only numbers that 
 seeds and the code (no timings), with fixed decimals. ``--seeds N`` trains with seeds
 ``S..S+N-1`` (``--seed S``, default 0; ``evaluate --seed`` stays the spec's) and writes the mean,
 std and range over seeds instead, plus the learned selector's paired difference with the best
-baseline at each K, seed by seed. A seed whose evaluation finished is not run again; a killed
-``evaluate`` continues with ``--resume`` (rows are per video, so nothing changes); a killed ``fit``
-starts over, because ``--ckpt_path last.ckpt`` does not restore the global RNG the RL sampler draws
-from and a resumed fit would not give the unbroken run's weights.
+baseline at each K, seed by seed.
+
+Interrupted runs: a seed whose evaluation finished is not run again; a killed ``evaluate``
+continues with ``--resume`` (rows are per video, so nothing changes); a killed ``fit`` continues
+with ``--ckpt_path last.ckpt`` when that checkpoint resumes bit-exactly
+(:func:`trainer.checkpointing.resumes_exactly`: it holds the global RNG states and was written
+between steps, by a regular save, SIGTERM or before a SIGKILL), and starts over otherwise (no
+``last.ckpt``, or one that an exception such as Ctrl-C wrote in the middle of a step). Either
+way the table does not depend on whether its run was interrupted. The run record
+(``reproduce.json``) is written before the first step, and a seed folder that holds files but no
+record, or a record of other settings, is refused, never reused or cleared.
+
+A table can evaluate **another table's training run** (``TableSpec.reuse_fit``): seed ``S`` then
+takes its checkpoint from that table's seed folder ``<fit-from>/seed<S>/``, trains it there first
+(recorded in that folder's ``reproduce.json``, as that table's own command would) if it has not
+finished, and evaluates it with its own selectors, budgets and ``evaluate`` arguments. The
+base folder ``--fit-from`` defaults to the sibling of ``--output`` named after the base table, so
+with the default layout ``outputs/reproduce/NAME`` both tables share ``outputs/reproduce/BASE``;
+a base folder whose record holds other settings than the base table's spec is refused. The
+header names the base table and its run folder.
 
 README blocks: ``--write`` puts the table between ``<!-- reproduce:NAME -->`` and
-``<!-- /reproduce:NAME -->``; ``--check`` regenerates it in a fresh folder and exits 1 with a
-unified diff when the body differs from the README's (the header's date, machine and times are
-not compared), 0 when it is the same.
+``<!-- /reproduce:NAME -->``; ``--check`` regenerates it in a fresh folder (for a table that reuses
+another's training run, that run is trained afresh too) and exits 1 with a unified diff when the
+body differs from the README's (the header's date, machine and times are not compared), 0 when it
+is the same.
 
 Examples::
 
@@ -30,6 +47,7 @@ Examples::
     python -m trainer.reproduce smoke_rl --write          # train, evaluate, update README.md
     python -m trainer.reproduce smoke_rl --check          # does README.md still hold?
     python -m trainer.reproduce smoke_rl --seeds 5        # spread over training seeds 0-4
+    python -m trainer.reproduce wide_heldout              # wide_budget's run (trained if needed), held-out family
 
 Adding a table is one more :class:`TableSpec` in :data:`TABLES` and the two marker lines in the
 README.
@@ -75,6 +93,13 @@ class TableSpec:
         columns: Summary columns shown after ``selector`` and ``K``; ``None``: every column that
             depends only on the seeds (no ``ms_per_video``/``frames_per_s``, no per-tIoU copies).
         paired_metrics: Metrics of the paired comparison table (``recall``, ``coverage``, ``nll``).
+        layout: ``full``: the summary (every selector and K, ``columns``) and the paired table;
+            ``compact``: one row per K with each selector's first paired metric and the
+            difference with the best other selector at that K (one-seed tables only).
+        reuse_fit: Another table whose training run (same seed) this table evaluates instead of
+            training its own: ``config`` and ``overrides`` must be that table's (they rebuild its
+            model) and ``fit_args`` empty; ``evaluate_args`` may add ``--set`` overrides (the data
+            it is evaluated on), which join ``overrides`` in one ``--set``.
     """
 
     name: str
@@ -89,13 +114,41 @@ class TableSpec:
     device: str = "cpu"
     columns: tuple[str, ...] | None = None
     paired_metrics: tuple[str, ...] = ("recall",)
+    layout: str = "full"
+    reuse_fit: str | None = None
 
     def __post_init__(self) -> None:
+        if self.layout not in ("full", "compact"):
+            raise ValueError(f"TableSpec {self.name}: layout must be 'full' or 'compact', got {self.layout!r}")
         if self.device not in ("cpu", "cuda"):
             raise ValueError(f"TableSpec {self.name}: device must be 'cpu' or 'cuda', got {self.device!r}")
         bad = [o for o in self.overrides if "=" not in o]
         if bad:
             raise ValueError(f"TableSpec {self.name}: overrides are KEY=VALUE, got {bad}")
+        _, sets = _split_sets(self.evaluate_args)
+        bad = [o for o in sets if "=" not in o]
+        if bad:
+            raise ValueError(f"TableSpec {self.name}: evaluate --set values are KEY=VALUE, got {bad}")
+        if self.reuse_fit is not None and self.fit_args:
+            raise ValueError(f"TableSpec {self.name}: a table that reuses {self.reuse_fit}'s training run has no "
+                             f"fit_args, got {self.fit_args}")  # fmt: skip
+
+
+def _split_sets(args: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """(the arguments without ``--set``, the values of every ``--set``): ``evaluate --set`` takes
+    ``nargs="*"`` values and a second ``--set`` replaces the first, so a command has one ``--set``."""
+    rest: list[str] = []
+    sets: list[str] = []
+    in_set = False
+    for arg in args:
+        if arg == "--set":
+            in_set = True
+        elif in_set and not arg.startswith("--"):
+            sets.append(arg)
+        else:
+            in_set = False
+            rest.append(arg)
+    return rest, sets
 
 
 TABLES: dict[str, TableSpec] = {
@@ -127,8 +180,68 @@ TABLES: dict[str, TableSpec] = {
             evaluate_args=("--share-decoder", "--plot-videos", "0"),  # figures cost more than the 3 videos
             columns=("videos", "recall", "coverage"),
         ),
+        TableSpec(
+            name="smoke_budget",
+            description="one budget-aware mask (RL, smoke_budget.yaml, K drawn from 2-16) vs baselines on the 24 test "
+                        "videos, K=2/4/8/16",
+            config="configs/smoke_budget.yaml",
+            selectors=("learned", "xcorr", "pixel_l1", "flow", "uniform", "random"),
+            budgets=(2, 4, 8, 16),
+            layout="compact",
+            columns=("videos", "recall", "coverage"),
+        ),
+        TableSpec(
+            name="wide_budget",
+            description="one budget-aware mask for K=2-32 trained on the wide synthetic family (wide_budget.yaml) vs "
+                        "baselines on its 24 test videos, K=4/8/16/32",
+            config="configs/wide_budget.yaml",
+            selectors=("learned", "xcorr", "pixel_l1", "flow", "uniform", "random"),
+            budgets=(4, 8, 16, 32),
+            layout="compact",
+            columns=("videos", "recall", "coverage"),
+        ),
+        TableSpec(
+            name="wide_heldout",
+            description="wide_budget's mask vs baselines on the held-out synthetic family (parts/synthetic_heldout"
+                        ".yaml), K=4/8/16/32: the first 48 videos of its train split, as unseen as its test split (no "
+                        "video of the family was trained on); no flow (20 s per 29.97 fps video on 2 CPU cores)",
+            config="configs/wide_budget.yaml",
+            reuse_fit="wide_budget",
+            selectors=("learned", "xcorr", "pixel_l1", "uniform", "random"),
+            budgets=(4, 8, 16, 32),
+            evaluate_args=("--share-decoder", "--split", "train", "--max-videos", "48", "--plot-videos", "2",
+                           "--set", "data.synthetic=configs/parts/synthetic_heldout.yaml"),  # fmt: skip
+            layout="compact",
+            columns=("videos", "recall", "coverage"),
+        ),
     )
 }
+
+
+def base_spec(spec: TableSpec) -> TableSpec | None:
+    """The table whose training run ``spec`` evaluates (``None``: it trains its own).
+
+    Raises:
+        ValueError: If that table is unknown, reuses yet another table's run, or builds another
+            model or data (``config`` and ``overrides`` must be the same: evaluate rebuilds the
+            model from them).
+    """
+    if spec.reuse_fit is None:
+        return None
+    base = TABLES.get(spec.reuse_fit)
+    if base is None:
+        raise ValueError(f"TableSpec {spec.name}: reuse_fit names an unknown table {spec.reuse_fit!r}")
+    if base.reuse_fit is not None:
+        raise ValueError(f"TableSpec {spec.name}: {base.name} reuses {base.reuse_fit}'s run itself; name that table")
+    differs = [f for f in ("config", "overrides") if getattr(spec, f) != getattr(base, f)]
+    if differs:
+        raise ValueError(f"TableSpec {spec.name}: its {' and '.join(differs)} must be {base.name}'s, whose training "
+                         "run it evaluates (add evaluate-only overrides with --set in evaluate_args)")  # fmt: skip
+    return base
+
+
+for _spec in TABLES.values():
+    base_spec(_spec)  # a broken reuse_fit fails on import, not after hours of training
 
 # Summary columns that measure the machine, not the selectors: never in a table body.
 TIMING_COLUMNS = ("ms_per_video", "frames_per_s")
@@ -147,25 +260,35 @@ def _display(command: list[str]) -> str:
     return shlex.join(["python", *command[1:]])
 
 
-def fit_command(spec: TableSpec, seed: int, run: Path) -> list[str]:
-    """``fit`` with the spec's overrides, ``seed``, and checkpoints and logs inside ``run``."""
+def fit_command(spec: TableSpec, seed: int, run: Path, resume_from: Path | None = None) -> list[str]:
+    """``fit`` with the spec's overrides, ``seed``, and checkpoints and logs inside ``run``;
+    continuing ``resume_from`` (``--ckpt_path``) if given."""
+    if spec.reuse_fit is not None:
+        raise ValueError(f"{spec.name} does not train: it evaluates {spec.reuse_fit}'s training run")
     overrides = [part for kv in spec.overrides for part in (f"--{kv.split('=', 1)[0]}", kv.split("=", 1)[1])]
     command = [sys.executable, "-m", "trainer", "fit", "--config", spec.config, *overrides, *spec.fit_args,
                "--seed_everything", str(seed), "--trainer.accelerator", "gpu" if spec.device == "cuda" else "cpu",
                "--checkpoint.dirpath", str(run / "checkpoints"),
                "--trainer.logger.init_args.save_dir", str(run / "logs")]  # fmt: skip
+    if resume_from is not None:
+        command += ["--ckpt_path", str(resume_from)]
     return command
 
 
 def evaluate_command(spec: TableSpec, ckpt: Path, run: Path, resume: bool = False) -> list[str]:
-    """``evaluate`` of ``ckpt`` into ``run/eval`` with the spec's selectors, budgets and overrides."""
+    """``evaluate`` of ``ckpt`` into ``run/eval`` with the spec's selectors, budgets and overrides.
+
+    The spec's ``overrides`` and any ``--set`` values in its ``evaluate_args`` go into one ``--set``
+    at the end, overrides first (a later value of the same key wins).
+    """
+    args, sets = _split_sets(spec.evaluate_args)
     command = [sys.executable, "-m", "trainer", "evaluate", "--config", spec.config, "--ckpt", str(ckpt),
-               "--selectors", *spec.selectors, "--budgets", *map(str, spec.budgets), *spec.evaluate_args,
+               "--selectors", *spec.selectors, "--budgets", *map(str, spec.budgets), *args,
                "--seed", str(spec.eval_seed), "--device", spec.device, "--output", str(run / "eval")]  # fmt: skip
     if resume:
         command.append("--resume")
-    if spec.overrides:
-        command += ["--set", *spec.overrides]
+    if spec.overrides or sets:
+        command += ["--set", *spec.overrides, *sets]
     return command
 
 
@@ -237,54 +360,128 @@ def _finished(run: Path) -> bool:
     return (run / "eval" / "results.json").is_file() and (run / "eval" / "paired" / "results.json").is_file()
 
 
-def run_seed(spec: TableSpec, seed: int, run: Path) -> dict[str, Any]:
-    """Trains and evaluates one seed in ``run``, skipping what an earlier run there finished.
+def _open_record(spec: TableSpec, seed: int, run: Path) -> dict[str, Any]:
+    """The run record of ``run`` (created, and written at once, when the folder is new or empty).
 
-    Returns:
-        The run record (also ``run/reproduce.json``): ``table``, ``seed``, ``steps`` (each ``name``,
-        ``command``, ``seconds``, ``finished``, ``machine``) and ``ckpt``.
+    Raises:
+        ReproduceError: If ``run`` holds a record of another table, seed or spec, or files but no
+            record (then nothing can say which settings made them).
     """
     record_path = run / RUN_RECORD
+    now = {"table": spec.name, "seed": seed, "spec": _spec_json(spec)}
     if record_path.is_file():
         record = json.loads(record_path.read_text())
-        now = {"table": spec.name, "seed": seed, "spec": _spec_json(spec)}
         differs = [key for key in now if record.get(key) != now[key]]
         if differs:
             raise ReproduceError(f"{run} holds a run of other settings (its {', '.join(differs)} differ: table "
-                                 f"{record.get('table')!r}, seed {record.get('seed')}); use another --output or "
-                                 "remove it")  # fmt: skip
-    else:
-        record = {"table": spec.name, "seed": seed, "spec": _spec_json(spec), "steps": []}
+                                 f"{record.get('table')!r}, seed {record.get('seed')}); use another folder "
+                                 "(--output, or --fit-from for a reused training run) or remove it")  # fmt: skip
+        return record
+    if run.is_dir() and any(run.iterdir()):
+        raise ReproduceError(f"{run} holds files but no {RUN_RECORD}, so nothing says which settings made them; use "
+                             "another folder (--output, or --fit-from for a reused training run) or remove it")  # fmt: skip
+    run.mkdir(parents=True, exist_ok=True)
+    record = {**now, "steps": []}
+    _write_atomic(record_path, json.dumps(record, indent=1))  # before any step: a folder with files has a record
+    return record
+
+
+def _step(record: dict[str, Any], run: Path, name: str, command: list[str]) -> None:
+    """Runs one step and adds it (command, time, machine) to the record in ``run``."""
+    seconds = run_step(name, command)
+    record["steps"].append({"name": name, "command": _display(command), "seconds": seconds,
+                            "finished": _utc_now(), "machine": machine()})  # fmt: skip
+    _write_atomic(run / RUN_RECORD, json.dumps(record, indent=1))
+
+
+def _resumable(last: Path) -> str | None:
+    """``None`` if the killed fit's ``last.ckpt`` resumes bit-exactly, else why it does not."""
+    import torch
+
+    from trainer.checkpointing import resumes_exactly
+
+    if not last.is_file():
+        return "no last.ckpt"
+    try:
+        checkpoint = torch.load(last, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - a checkpoint cut off by the kill: start over
+        return f"last.ckpt does not load ({type(err).__name__})"
+    if not resumes_exactly(checkpoint):
+        return "last.ckpt would not resume bit-exactly: written in the middle of a step (Ctrl-C, a crash) or without RNG states"
+    return None
+
+
+def _fit(spec: TableSpec, seed: int, run: Path, record: dict[str, Any]) -> None:
+    """Trains ``spec``'s seed in ``run`` unless a fit finished there; a killed one continues or starts over."""
+    if any(s["name"].startswith("fit") for s in record["steps"]):
+        print(f"seed {seed}: fit finished in {run}, not run again", flush=True)
+        return
+    last = run / "checkpoints" / "last.ckpt"
+    why = _resumable(last)
+    if why is None:
+        # The checkpoint holds the global RNG states and was written between steps
+        # (trainer.checkpointing.RngState): the resumed fit ends with the unbroken run's weights.
+        print(f"seed {seed}: continuing the interrupted fit from {last} (it resumes bit-exactly)", flush=True)
+        shutil.rmtree(run / "eval", ignore_errors=True)  # cannot belong to an unfinished fit
+        _step(record, run, "fit (resumed)", fit_command(spec, seed, run, resume_from=last))
+        return
+    leftovers = [run / name for name in ("checkpoints", "logs", "eval") if (run / name).exists()]
+    if leftovers:
+        print(f"seed {seed}: an interrupted fit left {', '.join(p.name for p in leftovers)}; starting it over "
+              f"({why})", flush=True)  # fmt: skip
+        for path in leftovers:
+            shutil.rmtree(path)
+    _step(record, run, "fit", fit_command(spec, seed, run))
+
+
+def fit_seed(spec: TableSpec, seed: int, run: Path) -> dict[str, Any]:
+    """Trains one seed of ``spec`` in ``run`` (its seed folder) unless a fit finished there; returns its record."""
+    record = _open_record(spec, seed, run)
+    _fit(spec, seed, run, record)
+    return record
+
+
+def run_seed(spec: TableSpec, seed: int, run: Path, fit_run: Path | None = None) -> dict[str, Any]:
+    """Trains and evaluates one seed in ``run``, skipping what an earlier run there finished.
+
+    Args:
+        spec: The table.
+        seed: The training seed.
+        run: The seed folder (``<output>/seed<S>``).
+        fit_run: For a spec with ``reuse_fit``: the base table's seed folder, where its fit runs
+            (recorded there, as by that table's own command) unless it finished, and whose best
+            checkpoint this table evaluates. Its record must hold the base table's current spec.
+
+    Returns:
+        The run record (also ``run/reproduce.json``): ``table``, ``seed``, ``spec``, ``steps``
+        (each ``name``, ``command``, ``seconds``, ``finished``, ``machine``), ``ckpt``, and for a
+        spec with ``reuse_fit`` ``fit_from`` (the base ``table``, its ``run`` folder, ``device``
+        and fit ``steps``).
+    """
+    try:
+        base = base_spec(spec)
+    except ValueError as err:
+        raise ReproduceError(str(err)) from None
+    if (base is None) != (fit_run is None):
+        raise ValueError(f"{spec.name}: fit_run is the base run folder of a table with reuse_fit, and only of one")
+    record = _open_record(spec, seed, run)
     if _finished(run) and any(s["name"].startswith("evaluate") for s in record["steps"]):
         print(f"seed {seed}: evaluation finished in {run}, not run again", flush=True)
         return record
-    run.mkdir(parents=True, exist_ok=True)
 
-    def step(name: str, command: list[str]) -> None:
-        seconds = run_step(name, command)
-        record["steps"].append({"name": name, "command": _display(command), "seconds": seconds,
-                                "finished": _utc_now(), "machine": machine()})  # fmt: skip
-        _write_atomic(record_path, json.dumps(record, indent=1))
-
-    checkpoints = run / "checkpoints"
-    if not any(s["name"].startswith("fit") for s in record["steps"]):
-        leftovers = [run / name for name in ("checkpoints", "logs", "eval") if (run / name).exists()]
-        if leftovers:
-            # ``--ckpt_path last.ckpt`` would continue the loops and the optimizer, but not the
-            # global torch RNG that the RL sampler and dropout draw from: the resumed weights
-            # differ from an unbroken run's (by ~3e-3 after one epoch of the tiny table). A table
-            # must not depend on whether its run was interrupted, so the fit starts over.
-            print(f"seed {seed}: an interrupted fit left {', '.join(p.name for p in leftovers)}; starting it over "
-                  "(a resumed fit is not bit-exact)", flush=True)  # fmt: skip
-            for path in leftovers:
-                shutil.rmtree(path)
-        step("fit", fit_command(spec, seed, run))
+    if base is None:
+        _fit(spec, seed, run, record)
+        checkpoints = run / "checkpoints"
     else:
-        print(f"seed {seed}: fit finished in {run}, not run again", flush=True)
+        print(f"seed {seed}: {spec.name} evaluates table {base.name}'s training run in {fit_run}", flush=True)
+        base_record = fit_seed(base, seed, fit_run)
+        checkpoints = fit_run / "checkpoints"
+        record["fit_from"] = {"table": base.name, "run": str(fit_run), "device": base.device,
+                              "steps": [s for s in base_record["steps"] if s["name"].startswith("fit")]}  # fmt: skip
     ckpt = best_checkpoint(checkpoints)
     record["ckpt"] = str(ckpt)
     resume = (run / "eval" / "run.json").is_file()
-    step("evaluate (resumed)" if resume else "evaluate", evaluate_command(spec, ckpt, run, resume=resume))
+    _step(record, run, "evaluate (resumed)" if resume else "evaluate", evaluate_command(spec, ckpt, run, resume=resume))
     if not _finished(run):
         raise ReproduceError(f"evaluate ended without writing {run / 'eval' / 'results.json'} and paired/results.json")
     return record
@@ -337,8 +534,26 @@ def _order(spec: TableSpec, name: str) -> int:
     return spec.selectors.index(name) if name in spec.selectors else len(spec.selectors)
 
 
+def compact_body(spec: TableSpec, summary: list[dict[str, Any]], paired: dict[str, Any]) -> str:
+    """One row per K: each selector's metric, and the paired difference with the best other selector."""
+    metric, against = spec.paired_metrics[0], paired["meta"]["against"]
+    value = {(s["selector"], s["K"]): s[metric] for s in summary if metric in s}
+    others = sorted({name for name, _ in value if name != against}, key=lambda n: (_order(spec, n), n))
+    level = paired["meta"]["level"]
+    rows = []
+    for k in sorted({k for _, k in value}):
+        best = max((n for n in others if (n, k) in value), key=lambda n: value[(n, k)])  # first in order on ties
+        p = next(p for p in paired["summary"] if p["K"] == k and p["selector"] == best and p["metric"] == metric)
+        rows.append([str(k), *(_fmt(value.get((n, k), "")) for n in (against, *others)),
+                     f"vs {best}: {_signed(p['difference'])} [{_signed(p['low'])}, {_signed(p['high'])}]", p["verdict"]])  # fmt: skip
+    header = ["K", against, *others, f"{against} − best other [{level:.0%} CI]", "verdict"]
+    return "\n".join(_md_table(header, rows)) + "\n"
+
+
 def single_body(spec: TableSpec, summary: list[dict[str, Any]], paired: dict[str, Any]) -> str:
     """The body of a one-seed table: the summary (sorted by K, then selector) and the paired differences."""
+    if spec.layout == "compact":
+        return compact_body(spec, summary, paired)
     columns = shown_columns(spec, summary)
     rows = sorted(summary, key=lambda s: (s["K"], s["selector"]))
     lines = _md_table(["selector", "K", *columns], [[s["selector"], str(s["K"]), *(_fmt(s.get(c, "")) for c in columns)]
@@ -431,15 +646,36 @@ def _machine_line(m: dict[str, Any], device: str) -> str:
             f"torch {m['torch']}; device: {used}")  # fmt: skip
 
 
+def _steps(spec: TableSpec, record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The steps a seed's numbers came from, each with its ``device``: for a table that reuses
+    another's training run, that table's fit steps (named ``fit (TABLE)``) first."""
+    base = record.get("fit_from")
+    steps = [{**s, "device": spec.device} for s in record["steps"]]
+    if not base:
+        return steps
+    return [{**s, "name": f"{s['name']} ({base['table']})", "device": base["device"]} for s in base["steps"]] + steps
+
+
 def header(spec: TableSpec, records: list[dict[str, Any]]) -> dict[str, Any]:
-    """What the header says: seeds, date, machines, per-step times and commands."""
-    machines = list(dict.fromkeys(_machine_line(s["machine"], spec.device) for r in records for s in r["steps"]))
+    """What the header says: seeds, date, machines, per-step times and commands, the reused training run."""
+    steps = [(r["seed"], s) for r in records for s in _steps(spec, r)]
     return {
         "seeds": [r["seed"] for r in records],
-        "date": max(s["finished"] for r in records for s in r["steps"]),
-        "machines": machines,
-        "steps": [(r["seed"], s["name"], s["seconds"], s["command"]) for r in records for s in r["steps"]],
+        "date": max(s["finished"] for _, s in steps),
+        "machines": list(dict.fromkeys(_machine_line(s["machine"], s["device"]) for _, s in steps)),
+        "steps": [(seed, s["name"], s["seconds"], s["command"]) for seed, s in steps],
+        "fit_from": [(r["seed"], r["fit_from"]["table"], r["fit_from"]["run"]) for r in records if r.get("fit_from")],
     }
+
+
+def _fit_from_line(head: dict[str, Any]) -> str | None:
+    """``training run: table T's ...`` for a table that reuses another's training run."""
+    if not head.get("fit_from"):
+        return None
+    table = head["fit_from"][0][1]
+    folders = ", ".join(f"`{run}`" for _, _, run in head["fit_from"])
+    return (f"training run: table `{table}`'s (`python -m trainer.reproduce {table}` trains it; this table evaluates "
+            f"it without training), in {folders}")  # fmt: skip
 
 
 def table_markdown(spec: TableSpec, head: dict[str, Any], body: str) -> str:
@@ -450,6 +686,7 @@ def table_markdown(spec: TableSpec, head: dict[str, Any], body: str) -> str:
              + (f" --seeds {len(seeds)} --seed {seeds[0]}`" if len(seeds) > 1 else f" --seed {seeds[0]}`"),
              f"- training seed{'s' if len(seeds) > 1 else ''}: {_seed_list(seeds)} (`--seed_everything`); "
              f"evaluate `--seed {spec.eval_seed}`",
+             *(f"- {line}" for line in [_fit_from_line(head)] if line),
              f"- finished: {head['date']}",
              *(f"- machine: {m}" for m in head["machines"]),
              "- wall time: " + ", ".join(f"seed {s} {n} {_duration(t)}" if len(seeds) > 1 else f"{n} {_duration(t)}"
@@ -479,9 +716,11 @@ def readme_block(spec: TableSpec, head: dict[str, Any], body: str) -> str:
         others = f" (seed {seeds[0]}; the other seeds' commands differ only in `--seed_everything` and the seed folder)"
     commands = "; ".join(f"`{c}`" for _, _, c in first)
     plural = "s" if len(seeds) > 1 else ""
+    reused = (f"The training run{plural} of table `{head['fit_from'][0][1]}`, evaluated here without training. "
+              if head.get("fit_from") else "")  # fmt: skip
     paragraph = (f"*Regenerate with `python -m trainer.reproduce {spec.name}{flags} --write` (compare: "
                  "`--check`). "
-                 f"Training seed{plural} {_seed_list(seeds)}, evaluate seed {spec.eval_seed}; "
+                 f"{reused}Training seed{plural} {_seed_list(seeds)}, evaluate seed {spec.eval_seed}; "
                  f"{head['date']}; {' / '.join(head['machines'])}; {times}. "
                  f"Commands{others}: {commands}.*")  # fmt: skip
     return f"{paragraph}\n\n{body}"
@@ -538,9 +777,17 @@ def check_block(readme: Path, name: str, body: str) -> str:
 # ------------------------------------------------------------------------------- command
 
 
-def reproduce(spec: TableSpec, seeds: list[int], output: Path) -> tuple[str, str]:
-    """Runs every seed (skipping finished ones) and writes ``output/table.md``; returns (table.md, README block)."""
-    records = [run_seed(spec, seed, output / f"seed{seed}") for seed in seeds]
+def reproduce(spec: TableSpec, seeds: list[int], output: Path, fit_from: Path | None = None) -> tuple[str, str]:
+    """Runs every seed (skipping finished ones) and writes ``output/table.md``; returns (table.md, README block).
+
+    ``fit_from``: for a table with ``reuse_fit``, the folder of the base table's runs (its
+    ``seed<S>`` folders); default the sibling of ``output`` named after the base table.
+    """
+    base = base_spec(spec)
+    if base is not None and fit_from is None:
+        fit_from = output.parent / base.name
+    records = [run_seed(spec, seed, output / f"seed{seed}", None if base is None else fit_from / f"seed{seed}")
+               for seed in seeds]  # fmt: skip
     results = {seed: load_results(output / f"seed{seed}") for seed in seeds}
     for seed, record in zip(seeds, records):
         seed_body = single_body(spec, *results[seed])
@@ -562,6 +809,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=1, help="training runs, seeds --seed, --seed + 1, ...")
     parser.add_argument("--seed", type=int, default=0, help="the (first) training seed")
     parser.add_argument("--readme", default="README.md", help="file with the reproduce:NAME markers")
+    parser.add_argument("--fit-from", default=None, metavar="DIR",
+                        help="for a table that evaluates another table's training run (--list says which): the "
+                             "folder of that table's runs, DIR/seed<S> (default: the sibling of --output named "
+                             "after that table, e.g. outputs/reproduce/wide_budget)")  # fmt: skip
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--write", action="store_true", help="replace the README block with the regenerated table")
     mode.add_argument("--check", action="store_true",
@@ -570,7 +821,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.list:
         for spec in TABLES.values():
-            print(f"{spec.name:12s} {spec.description}")
+            reused = f" [evaluates table {spec.reuse_fit}'s training run]" if spec.reuse_fit else ""
+            print(f"{spec.name:12s} {spec.description}{reused}")
         return 0
     if args.name is None:
         parser.error("give a table name (see --list)")
@@ -579,10 +831,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.seeds < 1:
         parser.error("--seeds must be >= 1")
     spec = TABLES[args.name]
+    if args.fit_from is not None and spec.reuse_fit is None:
+        parser.error(f"--fit-from: table {spec.name} trains its own run")
     seeds = list(range(args.seed, args.seed + args.seeds))
     readme = Path(args.readme)
     fresh = None
     try:
+        base = base_spec(spec)
         if not Path(spec.config).is_file():
             raise ReproduceError(f"{spec.config} not found: run this command from the repository root")
         if args.write or args.check:
@@ -591,13 +846,20 @@ def main(argv: list[str] | None = None) -> int:
             # Regenerate from scratch: a folder holding finished seeds would only be read back.
             if args.output is not None:
                 output = Path(args.output)
-                if output.exists() and any(output.iterdir()):
-                    raise ReproduceError(f"--check regenerates into an empty folder; {output} is not empty")
             else:
-                output = fresh = Path(tempfile.mkdtemp(prefix=f"reproduce-{spec.name}-"))
+                fresh = Path(tempfile.mkdtemp(prefix=f"reproduce-{spec.name}-"))
+                output = fresh / spec.name  # a reused training run goes next to it, as fresh
         else:
             output = Path(args.output or f"outputs/reproduce/{spec.name}")
-        _, block = reproduce(spec, seeds, output)
+        fit_from = None
+        if base is not None:
+            fit_from = Path(args.fit_from) if args.fit_from is not None else output.parent / base.name
+        if args.check:
+            for folder, what in ((output, "--output"), (fit_from, f"the folder of {spec.reuse_fit}'s runs")):
+                if folder is not None and folder.exists() and any(folder.iterdir()):
+                    raise ReproduceError(f"--check regenerates into empty folders (training runs included); {what} "
+                                         f"{folder} is not empty")  # fmt: skip
+        _, block = reproduce(spec, seeds, output, fit_from=fit_from)
         if args.write:
             write_block(readme, spec.name, block)
             print(f"wrote the {spec.name} block of {readme}")
@@ -609,7 +871,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{readme}: the {spec.name} table is reproduced exactly")
             if fresh is not None:
                 shutil.rmtree(fresh, ignore_errors=True)
-    except ReproduceError as err:
+    except (ReproduceError, ValueError) as err:  # ValueError: a TableSpec that does not hold together
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
