@@ -57,6 +57,7 @@ import pyarrow as pa
 import torch
 from torch import Tensor
 
+from data.atomic import temp_sibling
 from data.decode import DecodedVideo, VideoDecodeError, decode_video
 from data.schema import VideoSample
 
@@ -142,11 +143,14 @@ def _folder_bytes(path: Path) -> int:
 
 
 def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB"):
+    """A byte count in binary units, e.g. ``512 B``, ``1.5 KiB``, ``2.0 GiB`` (the project's one formatter)."""
+    if n < 1024:
+        return f"{n:.0f} B"
+    for unit in ("KiB", "MiB", "GiB"):
+        n /= 1024
         if n < 1024:
             return f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
+    return f"{n / 1024:.1f} TiB"
 
 
 def _arrow_dtype(dtype: torch.dtype) -> str:
@@ -268,8 +272,8 @@ class PerFrameCache:
         row_size = math.prod(row_shape)
         target = self.entry_path(video)
         target.parent.mkdir(parents=True, exist_ok=True)
-        # A unique sibling: same filesystem (so the rename is atomic) and no clash between writers.
-        tmp = target.parent / f".tmp-{target.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        # Not data.atomic.write_atomic: the first writer's entry wins here (see _publish), not the last.
+        tmp = temp_sibling(target)
         schema = datasets.Features(
             {
                 self.column: datasets.List(datasets.Value(arrow_dtype), length=row_size),
@@ -340,7 +344,7 @@ class PerFrameCache:
         if existing is not None and _same_timestamps(existing.timestamps, timestamps):
             return  # another worker/rank stored this video first: keep theirs
         # Stale or broken: move it aside (atomically, so readers see old-or-nothing), then publish ours.
-        trash = target.parent / f".old-{target.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        trash = temp_sibling(target, "old")
         with contextlib.suppress(FileNotFoundError):
             os.rename(target, trash)
         with contextlib.suppress(OSError):  # a concurrent writer published a fresh entry in between: fine

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from data.atomic import write_atomic
+
 
 class AnnotationError(ValueError):
     """An annotation is malformed (bad field, event outside the video, empty caption, ...)."""
@@ -171,23 +173,9 @@ def load_annotations(path: str | Path, video_root: str | Path | None = None) -> 
     return [sample_from_json(vid, entry, root, str(path)) for vid, entry in raw.items()]
 
 
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Writes ``text`` to ``path`` through a temporary file and a rename.
-
-    A reader, or a crash half-way, never sees a half-written file: the old content stays until
-    the new one is complete. Creates the parent folder.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-    return path
-
-
 def save_annotations(samples: list[VideoSample], path: str | Path) -> None:
     """Writes samples as an ActivityNet-Captions-style JSON file (atomically)."""
-    write_text_atomic(path, json.dumps({s.video_id: s.to_json() for s in samples}, indent=1))
+    write_atomic(path, json.dumps({s.video_id: s.to_json() for s in samples}, indent=1))
 
 
 def event_dicts(sample: VideoSample) -> list[dict[str, Any]]:

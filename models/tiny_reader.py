@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ from typing import Any
 
 import torch
 
+from data.atomic import write_atomic
 from data.decode import decode_video
 from data.schema import load_annotations
 from data.synthetic import SyntheticConfig, generate_dataset
@@ -293,28 +293,13 @@ def pretrain_tiny_reader(
         "held_out_before": before,
         "held_out_after": reading_report(vlm, held_out, s.frames),
     }
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
-    try:
-        vlm.model.save_pretrained(staging)
-        vlm.processor.save_pretrained(staging)
-        (staging / "reader_report.json").write_text(json.dumps(report, indent=1))
-        # The old folder steps aside only now, and comes back if the new one cannot take its
-        # place: at no point is there no reader, or half of one, at ``output``.
-        old = staging.with_name(staging.name + ".old") if output.exists() else None
-        if old is not None:
-            output.rename(old)
-        try:
-            staging.rename(output)
-        except BaseException:
-            if old is not None:
-                old.rename(output)
-            raise
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    def save(folder: Path) -> None:
+        vlm.model.save_pretrained(folder)
+        vlm.processor.save_pretrained(folder)
+        (folder / "reader_report.json").write_text(json.dumps(report, indent=1))
+
+    # Built aside and renamed into place: at no point is there no reader, or half of one, at ``output``.
+    write_atomic(output, save)
     return report
 
 

@@ -1,5 +1,9 @@
 """``python -m trainer``: every config parses, fit writes a resumable checkpoint, predict writes JSON."""
 
+import contextlib
+import functools
+import io
+import math
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -26,14 +30,21 @@ def _inline_parts(value, folder: Path):
     return value
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(ROOT / "configs")))
-def test_every_config_parses_and_opens_with_its_run_command(config, capsys):
-    first = config.read_text().splitlines()[0]
-    assert first == f"# python -m trainer fit --config {config.relative_to(ROOT)}"
-    with pytest.raises(SystemExit) as info:
+@functools.cache
+def _printed_config(config: Path) -> str:
+    """``fit --config CONFIG --print_config``'s output (parsed once per config for all tests)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as info:
         main(["fit", "--config", str(config), "--print_config"])
     assert info.value.code in (0, None)
-    printed = yaml.safe_load(capsys.readouterr().out)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(ROOT / "configs")))
+def test_every_config_parses_and_opens_with_its_run_command(config):
+    first = config.read_text().splitlines()[0]
+    assert first == f"# python -m trainer fit --config {config.relative_to(ROOT)}"
+    printed = yaml.safe_load(_printed_config(config))
     written = _inline_parts(yaml.safe_load(config.read_text()), config.parent)
     for key, value in written["data"].items():  # the data part's values reach the data module
         got = printed["data"][key]
@@ -236,3 +247,52 @@ def test_distributed_strategies_in_configs_instantiate(config):
 
         assert LlamaDecoderLayer in strategy.kwargs["auto_wrap_policy"]._module_classes
         assert strategy.kwargs["use_orig_params"]
+
+
+# Every GPU config and recipe trains with warmup + cosine; each module names its schedules.
+SCHEDULES = {"lr_scheduler": "optimizer", "selector_lr_scheduler": "selector_optimizer",
+             "lora_lr_scheduler": "lora_optimizer"}  # fmt: skip
+SCHEDULED = [c for c in CONFIGS if c.name.startswith("smolvlm2_")]
+
+
+def test_gpu_configs_and_recipes_are_the_scheduled_ones():
+    with_schedule = [c for c in CONFIGS if any(k in c.read_text() for k in SCHEDULES)]
+    assert with_schedule == SCHEDULED and len(SCHEDULED) == 5 + 24
+
+
+@pytest.mark.parametrize("config", SCHEDULED, ids=lambda p: str(p.relative_to(ROOT / "configs")))
+def test_config_schedules_warm_up_then_decay_to_the_floor(config):
+    from jsonargparse import ArgumentParser
+    from lightning.pytorch.cli import LRSchedulerCallable
+
+    from trainer.schedules import WarmupCosine, fit_to_run
+
+    args = yaml.safe_load(_printed_config(config))["model"]["init_args"]
+    # One schedule per optimizer the module builds (ranking trains the selector alone).
+    trained = ["optimizer"] if "optimizer" in args else [
+        side for side, on in (("selector_optimizer", True), ("lora_optimizer", args["objective"]["train_lora"])) if on
+    ]  # fmt: skip
+    assert sorted(SCHEDULES[k] for k in SCHEDULES if args.get(k)) == sorted(trained)
+    parser = ArgumentParser()
+    parser.add_argument("--schedule", type=LRSchedulerCallable)
+    total = 2000  # optimizer steps of the run, as the module would fill in
+    for key, optimizer_key in SCHEDULES.items():
+        if not args.get(key):
+            continue
+        peak = args[optimizer_key]["init_args"]["lr"]
+        make = parser.instantiate(parser.parse_object({"schedule": args[key]})).schedule
+        parameter = torch.nn.Parameter(torch.zeros(1))
+        scheduler = fit_to_run(make(torch.optim.SGD([parameter], lr=peak)), lambda: total)  # the run's length
+        assert type(scheduler) is WarmupCosine and scheduler.total_steps == total
+        warmup, floor = scheduler.warmup_steps, peak * scheduler.min_lr_ratio
+        assert 0 < warmup < total and 0 < scheduler.min_lr_ratio < 1
+        lrs = []
+        for _ in range(total + 1):
+            lrs.append(scheduler.optimizer.param_groups[0]["lr"])
+            scheduler.optimizer.step()
+            scheduler.step()
+        assert lrs[0] == 0.0 and lrs[warmup // 2] == pytest.approx(peak * (warmup // 2) / warmup)
+        assert lrs[warmup] == pytest.approx(peak) and max(lrs) == pytest.approx(peak)
+        middle = warmup + (total - warmup) // 3
+        expected = floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * (middle - warmup) / (total - warmup)))
+        assert lrs[middle] == pytest.approx(expected) and lrs[total] == pytest.approx(floor)

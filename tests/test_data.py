@@ -1,4 +1,4 @@
-"""Decoder, synthetic generator and annotation schema."""
+"""Decoder, synthetic generator, annotation schema and atomic writes."""
 
 import json
 
@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from data.atomic import write_atomic
 from data.datamodule import DenseCaptionDataModule, VideoCaptionDataset, collate_videos
 from data.decode import VideoDecodeError, decode_video
 from data.schema import (
@@ -172,3 +173,55 @@ def test_datamodule_drops_missing_videos_with_a_record(tmp_path, synthetic):
     strict = DenseCaptionDataModule(train_file=str(tmp_path / "train.json"), skip_bad_samples=False)
     with pytest.raises(FileNotFoundError, match="gone.mp4"):
         strict.setup("fit")
+
+
+def test_write_atomic_writes_text_bytes_and_what_a_function_writes(tmp_path):
+    assert write_atomic(tmp_path / "a" / "b.json", json.dumps({"x": 1})) == tmp_path / "a" / "b.json"
+    assert json.loads((tmp_path / "a" / "b.json").read_text()) == {"x": 1}  # parent folder created
+    write_atomic(tmp_path / "c.bin", b"\x00\x01")
+    assert (tmp_path / "c.bin").read_bytes() == b"\x00\x01"
+    seen = []
+
+    def save(tmp):
+        seen.append(tmp)
+        torch.save({"w": torch.ones(2)}, tmp)
+
+    write_atomic(tmp_path / "state.pt", save)
+    assert seen[0].parent == tmp_path and seen[0].suffix == ".pt"  # a sibling that keeps the suffix (PyAV needs it)
+    assert torch.equal(torch.load(tmp_path / "state.pt")["w"], torch.ones(2))
+    write_atomic(tmp_path / "c.bin", "replaced")
+    assert (tmp_path / "c.bin").read_text() == "replaced"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "c.bin", "state.pt"]  # no temporary files left
+
+
+def test_write_atomic_replaces_folders_whole_and_keeps_the_old_on_failure(tmp_path):
+    target = tmp_path / "export"
+
+    def folder(files):
+        def write(tmp):
+            tmp.mkdir()
+            for name, text in files.items():
+                (tmp / name).write_text(text)
+        return write
+
+    write_atomic(target, folder({"old.txt": "1", "keep.txt": "1"}))
+    write_atomic(target, folder({"new.txt": "2"}))
+    assert sorted(p.name for p in target.iterdir()) == ["new.txt"]  # replaced as a whole, not merged
+
+    def half_folder(tmp):
+        folder({"half.txt": "3"})(tmp)
+        raise RuntimeError("writer failed")
+
+    def half_file(tmp):
+        tmp.write_text("half")
+        raise RuntimeError("writer failed")
+
+    (tmp_path / "file.txt").write_text("previous")
+    for path, writer in ((target, half_folder), (tmp_path / "file.txt", half_file)):
+        with pytest.raises(RuntimeError, match="writer failed"):
+            write_atomic(path, writer)
+    assert sorted(p.name for p in target.iterdir()) == ["new.txt"]
+    assert (tmp_path / "file.txt").read_text() == "previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export", "file.txt"]  # nothing half-written left
+    with pytest.raises(FileNotFoundError, match="wrote nothing"):
+        write_atomic(tmp_path / "empty", lambda tmp: None)

@@ -121,10 +121,45 @@ def test_card_metadata_evaluation_and_usage_snippet(merged):
     assert meta["library_name"] == "transformers" and meta["pipeline_tag"] == "image-text-to-text"
     assert meta["tags"] == list(TAGS) == ["smolvlm", "video", "dense-captioning", "frame-selection", "lora"]
     assert meta["datasets"] == ["someone/synthetic-dense-captions"]
+    assert meta["license"] == "apache-2.0" and "model-index" not in meta  # an evaluation.md has no results.json
     assert "| `r` | `8` |" in text and "| `alpha` | `16` |" in text  # LoRA settings
     assert "models.selectors.UniformSelector" in text and "num_frames: 4" in text  # selector settings
     assert "## Evaluation" in text and "| @K=4 | 0.711 | 0.358 |" in text  # evaluation.md beside the checkpoint
     assert _run_usage(merged, text) == 2  # transformers loading + captioning selected frames
+
+
+def test_card_reports_an_evaluate_run_as_hub_eval_results(captioner, tmp_path):
+    module, _ = captioner
+    run = tmp_path / "eval"
+    run.mkdir()
+    (run / "results.md").write_text(EVALUATION)
+    summary = [{"selector": "learned", "K": 4, "videos": 5, "recall": 0.7114, "nll": 2.5, "meteor": 0.051, "cider": 0.2},
+               {"selector": "learned", "K": 8, "videos": 5, "recall": 0.9},
+               {"selector": "uniform", "K": 4, "videos": 5, "recall": 0.358, "meteor": 0.04}]  # fmt: skip
+    results = {"meta": {"split": "test"}, "approximate_caption_scores": False, "summary": summary}
+    (run / "results.json").write_text(json.dumps(results))
+    out = export_module(module, tmp_path / "exact", evaluation=run / "results.md", datasets=["someone/dense"],
+                        license="mit")  # fmt: skip
+    meta, text = _card(out)
+    assert meta["license"] == "mit" and meta["metrics"] == ["recall", "meteor", "cider"]
+    (index,) = meta["model-index"]
+    assert index["name"] == "exact"
+    (result,) = index["results"]  # one task on one dataset split
+    assert result["task"]["type"] == "video-text-to-text"
+    assert result["dataset"] == {"name": "someone/dense", "type": "someone/dense", "split": "test"}
+    assert [(m["type"], m["value"]) for m in result["metrics"]] == [
+        ("recall", 0.7114), ("meteor", 0.051), ("cider", 0.2), ("recall", 0.9)]  # the learned selector's rows only
+    assert result["metrics"][0]["name"] == "event recall of the chosen frames, K=4"
+    assert "| @K=4 | 0.711 | 0.358 |" in text  # the table itself, as before
+    # Approximate caption scores (no Java) stay out of the metadata; without a dataset id nothing is reported.
+    (run / "results.json").write_text(json.dumps({**results, "approximate_caption_scores": True}))
+    out = export_module(module, tmp_path / "approximate", evaluation=run / "results.md", datasets=["someone/dense"],
+                        license=None)  # fmt: skip
+    meta, _ = _card(out)
+    assert "license" not in meta and meta["metrics"] == ["recall"]
+    assert [m["value"] for m in meta["model-index"][0]["results"][0]["metrics"]] == [0.7114, 0.9]
+    meta, _ = _card(export_module(module, tmp_path / "no-dataset", evaluation=run / "results.md"))
+    assert "model-index" not in meta and "metrics" not in meta
 
 
 def test_no_token_is_written_and_a_leaking_file_is_refused(captioner, merged, tmp_path, monkeypatch):

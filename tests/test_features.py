@@ -11,7 +11,7 @@ import torch
 from helpers import CONFIGS
 
 from data.decode import decode_video
-from data.features import FeatureCache, decode_id, precompute_features
+from data.features import FeatureCache, decode_id, human_bytes, precompute_features
 from data.schema import load_annotations
 from models.encoders import FrameEncoder
 
@@ -306,3 +306,8 @@ def test_rebuilding_a_local_encoder_in_place_changes_its_id(tmp_path):
     weights.write_bytes(b"b" * 12)
     os.utime(weights, ns=(1, 1))
     assert encoder_id(encoder) != before
+
+
+def test_human_bytes_uses_binary_units():
+    assert [human_bytes(n) for n in (0, 1023, 1024, 1536, 3.25 * 2**20, 2**31, 5 * 2**40)] == [
+        "0 B", "1023 B", "1.0 KiB", "1.5 KiB", "3.2 MiB", "2.0 GiB", "5.0 TiB"]

@@ -99,7 +99,15 @@ def _overrides(family: str, files: dict, standin: Path, tmp_path: Path) -> dict[
         })  # fmt: skip
     if family == "teacher_joint":  # the schedule's length: teacher for 1 batch, then joint
         keys.update({"model.init_args.objective.teacher_anneal_steps": "1", "model.init_args.objective.lora_start": "1"})
+    # A 1-2 step run would spend itself in LR warmup (step 0 runs at LR 0): start at the peak.
+    for schedule in LR_SCHEDULES[family]:
+        keys[f"model.init_args.{schedule}.init_args.warmup_steps"] = "0"
     return keys
+
+
+LR_SCHEDULES = {"uniform_lora": ["lr_scheduler"], "ranking": ["selector_lr_scheduler"],
+                "rl_likelihood": ["selector_lr_scheduler", "lora_lr_scheduler"],
+                "teacher_joint": ["selector_lr_scheduler", "lora_lr_scheduler"]}  # fmt: skip
 
 
 CASES = [("activitynet", f) for f in FAMILIES] + [("youcook2", "uniform_lora"), ("youcook2", "teacher_joint")]

@@ -49,9 +49,9 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from data.atomic import write_atomic
 from data.datamodule import SPLIT_STAGES, VideoItems, as_is, collate_videos, skip_report
 from data.encodings import FrameEncodings
-from data.schema import write_text_atomic
 from models.prompting import format_dense_caption, parse_dense_caption
 from models.selectors import (
     FrameAveragingSelector,
@@ -444,7 +444,7 @@ def merge(
         from trainer.caption_metrics import meteor_session, read_reference_file
 
         own = _official_references(caption_refs)
-        write_text_atomic(output / "references.json", json.dumps(own, indent=1))
+        write_atomic(output / "references.json", json.dumps(own, indent=1))
         files = [read_reference_file(path) for path in references] if references else [own]
         by_key = {(s["selector"], s["K"]): s for s in summary}
         session = meteor_session() if java else contextlib.nullcontext()
@@ -583,7 +583,7 @@ def _start_run(output: Path, meta: dict[str, Any], path: Path, resume: bool, ove
             (output / name).unlink(missing_ok=True)
         for folder in ("captions", "paired"):
             shutil.rmtree(output / folder, ignore_errors=True)
-    write_text_atomic(previous, json.dumps(meta, indent=1))
+    write_atomic(previous, json.dumps(meta, indent=1))
     return done
 
 

@@ -10,8 +10,9 @@ The LightningModule is rebuilt from the checkpoint's hyperparameters (``_class_p
 args, as Lightning's CLI does) and its trainable-only state dict is loaded on top of the frozen
 base, which is reloaded from ``model_name_or_path``. The export folder then holds::
 
-    README.md                      model card: Hub YAML metadata, LoRA and selector settings,
-                                   evaluation table (evaluation.md), a usage snippet that runs
+    README.md                      model card (``huggingface_hub.ModelCard``): Hub metadata (license,
+                                   base model, tags, datasets, eval results), LoRA and selector
+                                   settings, evaluation table (evaluation.md), a usage snippet that runs
     config.json, generation_config.json, model.safetensors
                                    the SmolVLM with the LoRA adapter merged in (default), or
     adapter_config.json, adapter_model.safetensors
@@ -48,17 +49,18 @@ import json
 import logging
 import os
 import re
-import shutil
 import sys
-import uuid
 import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from torch import nn
 
+from data.atomic import write_atomic
+from data.features import human_bytes
 from trainer.checkpointing import restore_trainable_state
 
 log = logging.getLogger(__name__)
@@ -70,6 +72,11 @@ SELECTION_FILE = "frame_selection.json"
 TRAINING_FILE = "training.json"
 CARD_FILE = "README.md"
 EVALUATION_FILE = "evaluation.md"
+#: License recorded in the card by default: the SmolVLM2 base models' and this project's.
+LICENSE = "apache-2.0"
+#: ``evaluate`` summary columns the card's Hub metadata reports (with their display names).
+CARD_METRICS = {"recall": "event recall of the chosen frames", "meteor": "METEOR", "cider": "CIDEr",
+                "soda_c": "SODA_c", "bleu4": "BLEU-4", "rouge_l": "ROUGE-L"}  # fmt: skip
 
 # Packages whose classes a checkpoint or an export may name (nothing else is imported from them).
 _ALLOWED_PACKAGES = ("trainer.", "models.", "data.")
@@ -167,14 +174,6 @@ def _json_dump(path: Path, payload: Any) -> None:
     path.write_text(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GB"
-
-
 def _files(folder: Path) -> list[str]:
     return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
 
@@ -182,7 +181,7 @@ def _files(folder: Path) -> list[str]:
 def _report(folder: Path, before: set[str], what: str) -> None:
     new = [f for f in _files(folder) if f not in before]
     total = sum((folder / f).stat().st_size for f in new)
-    log.info("wrote %s: %s (%s)", what, ", ".join(new), _size(total))
+    log.info("wrote %s: %s (%s)", what, ", ".join(new), human_bytes(total))
 
 
 # --------------------------------------------------------------------------------------- VLM
@@ -400,24 +399,61 @@ def _usage(info: dict[str, Any]) -> list[str]:
     return blocks
 
 
-def model_card(info: dict[str, Any]) -> str:
-    """The export's ``README.md``: Hub YAML metadata, settings, evaluation and usage."""
-    vlm, selection = info["vlm"], info["selection"]
-    meta: dict[str, Any] = {}
-    lora_trained = bool(vlm and vlm["lora"]["enabled"])
-    if is_hub_id(info["base_model"]):
-        meta["base_model"] = info["base_model"]
-        if lora_trained:
-            meta["base_model_relation"] = "adapter" if info["adapter_only"] else "finetune"
-    if info["datasets"]:
-        meta["datasets"] = list(info["datasets"])
-    meta["library_name"] = ("peft" if info["adapter_only"] else "transformers") if vlm else "pytorch"
-    if vlm:
-        meta["pipeline_tag"] = "image-text-to-text"
-    meta["tags"] = [t for t in TAGS if t != "lora" or lora_trained]
+def eval_results(results: dict[str, Any] | None, datasets: list[str]) -> list[EvalResult]:
+    """Hub ``model-index`` entries from an ``evaluate`` run's ``results.json``: the ``learned`` rows.
 
-    name = info["repo_id"] or Path(info["output"]).name
-    lines = ["---", _yaml_block(meta), "---", "", f"# {name}", ""]
+    One :class:`huggingface_hub.EvalResult` per budget K and metric of :data:`CARD_METRICS` in
+    the row, on the first ``datasets`` id (the Hub needs one to show results; none: no entries).
+    Caption scores marked approximate (no Java) are left out; the card's table keeps its banner.
+    """
+    if not results or not datasets:
+        return []
+    split = (results.get("meta") or {}).get("split")
+    exact = not results.get("approximate_caption_scores")
+    entries = []
+    for row in results.get("summary") or []:
+        if row.get("selector") != "learned":  # the selector this export holds
+            continue
+        for column, label in CARD_METRICS.items():
+            value = row.get(column)
+            if isinstance(value, (int, float)) and (exact or column == "recall"):
+                entries.append(EvalResult(
+                    task_type="video-text-to-text", dataset_type=datasets[0], dataset_name=datasets[0],
+                    dataset_split=split, metric_type=column, metric_value=round(float(value), 4),
+                    metric_name=f"{label}, K={row['K']}",
+                ))  # fmt: skip
+    return entries
+
+
+def card_data(info: dict[str, Any]) -> ModelCardData:
+    """The card's Hub metadata (``None`` fields are left out of its YAML header)."""
+    vlm = info["vlm"]
+    lora_trained = bool(vlm and vlm["lora"]["enabled"])
+    base = info["base_model"] if is_hub_id(info["base_model"]) else None
+    results = eval_results(info["results"], info["datasets"])
+    return ModelCardData(
+        license=info["license"],
+        base_model=base,
+        datasets=list(info["datasets"]) or None,
+        library_name=("peft" if info["adapter_only"] else "transformers") if vlm else "pytorch",
+        pipeline_tag="image-text-to-text" if vlm else None,
+        tags=[t for t in TAGS if t != "lora" or lora_trained],
+        metrics=list(dict.fromkeys(r.metric_type for r in results)) or None,
+        model_name=_card_name(info) if results else None,
+        eval_results=results or None,
+        base_model_relation=("adapter" if info["adapter_only"] else "finetune") if base and lora_trained else None,
+    )
+
+
+def _card_name(info: dict[str, Any]) -> str:
+    return info["repo_id"] or Path(info["output"]).name
+
+
+def model_card(info: dict[str, Any]) -> ModelCard:
+    """The export's ``README.md``: Hub metadata (:func:`card_data`), settings, evaluation and usage."""
+    vlm, selection = info["vlm"], info["selection"]
+    lora_trained = bool(vlm and vlm["lora"]["enabled"])
+    lines = [f"# {_card_name(info)}", ""]
     k = info["num_frames"]
     if vlm:
         tuned = "fine-tuned with a LoRA adapter" if lora_trained else "(no LoRA adapter trained)"
@@ -495,8 +531,9 @@ def model_card(info: dict[str, Any]) -> str:
     for block in _usage(info):
         lines += ["```python", block.rstrip(), "```", ""]
     lines += ["## Files", ""]
-    lines += [f"- `{f}` ({_size(s)})" for f, s in info["files"]]
-    return "\n".join(lines) + "\n"
+    lines += [f"- `{f}` ({human_bytes(s)})" for f, s in info["files"]]
+    body = "\n".join(lines) + "\n"
+    return ModelCard(f"---\n{card_data(info).to_yaml()}\n---\n\n{body}")
 
 
 # --------------------------------------------------------------------------------------- tokens
@@ -542,23 +579,6 @@ def _normalise_permissions(folder: Path) -> None:
         path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
 
 
-def _replace(tmp: Path, output: Path, overwrite: bool) -> None:
-    """Moves the finished folder into place (the old one, if replaced, goes only once the new one is there)."""
-    _check_output(output, overwrite)
-    old = None
-    if output.exists():
-        old = output.with_name(f".{output.name}.old-{uuid.uuid4().hex[:8]}")
-        output.rename(old)
-    try:
-        tmp.rename(output)
-    except BaseException:
-        if old is not None:
-            old.rename(output)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def export_module(
     module: Any,
     output: str | Path,
@@ -572,6 +592,7 @@ def export_module(
     base_model: str | None = None,
     datasets: list[str] | None = None,
     source: dict[str, Any] | None = None,
+    license: str | None = LICENSE,
 ) -> Path:
     """Writes ``module`` (a ``DenseCaptioner`` or ``SelectorTrainer``) as a Hub folder at ``output``.
 
@@ -586,11 +607,14 @@ def export_module(
         overwrite: Replace an existing ``output``.
         push_to_hub: ``ORG/NAME`` to create (if needed) and upload the folder to.
         private: Create the Hub repo private.
-        evaluation: Markdown file with the evaluation table for the card (default: none).
+        evaluation: Markdown file with the evaluation table for the card (default: none). When
+            it is an ``evaluate`` run's ``results.md``, the ``results.json`` beside it also gives
+            the card's Hub metadata its eval results (:func:`eval_results`; needs ``datasets``).
         base_model: Base model id to record (default: the VLM's ``model_name_or_path``); use it
             when training used a local copy of a Hub model.
         datasets: Hub dataset ids trained on (card metadata).
         source: ``{"checkpoint", "global_step", "epoch"}`` of where the weights came from.
+        license: License id for the card's metadata (``None``: none recorded).
 
     Returns:
         The export folder.
@@ -608,12 +632,14 @@ def export_module(
     vlm = _find_vlm(module)
     if adapter_only and (vlm is None or not vlm.lora_settings.enabled):
         raise ExportError("--adapter-only: this checkpoint has no trained LoRA adapter (vlm.lora.enabled / train_lora)")
-    evaluation_text = None
+    evaluation_text, results = None, None
     if evaluation is not None:
         evaluation = Path(evaluation)
         if not evaluation.is_file():
             raise FileNotFoundError(f"--evaluation: no file at {evaluation}")
         evaluation_text = evaluation.read_text()
+        if (evaluation.parent / "results.json").is_file():
+            results = json.loads((evaluation.parent / "results.json").read_text())
     if vlm is not None:
         base = base_model or vlm.model_name_or_path
     else:
@@ -632,6 +658,8 @@ def export_module(
         "epoch": source.get("epoch", "?"),
         "num_frames": int(getattr(module, "num_frames", 0)),
         "evaluation": evaluation_text,
+        "results": results,
+        "license": license,
         "selection": selection,
         "feature_dim": getattr(getattr(module.selector, "model", module.selector), "feature_dim", None),
         "vlm": None,
@@ -653,11 +681,9 @@ def export_module(
             base,
         )
 
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir()
-    log.info("building %s in %s", output, tmp)
-    try:
+    def build(tmp: Path) -> None:
+        tmp.mkdir()
+        log.info("building %s in %s", output, tmp)
         if vlm is not None:
             _save_vlm(vlm, tmp, adapter_only, base)
         _save_selector(module, selection, tmp)
@@ -665,17 +691,17 @@ def export_module(
         _json_dump(tmp / TRAINING_FILE, training)
         log.info("wrote %s", TRAINING_FILE)
         info["files"] = [(f, (tmp / f).stat().st_size) for f in _files(tmp)]
-        (tmp / CARD_FILE).write_text(model_card(info))
+        model_card(info).save(tmp / CARD_FILE)
         log.info("wrote model card %s", CARD_FILE)
         check_no_tokens(tmp)
         _normalise_permissions(tmp)
-        _replace(tmp, output, overwrite)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        _check_output(output, overwrite)  # again: another export may have taken the name meanwhile
+
+    # Built in a hidden sibling and renamed into place; a replaced folder goes only once the new one is there.
+    write_atomic(output, build)
     files = _files(output)
     total = sum((output / f).stat().st_size for f in files)
-    log.info("exported %s: %d files, %s", output, len(files), _size(total))
+    log.info("exported %s: %d files, %s", output, len(files), human_bytes(total))
     if push_to_hub is not None:
         push_folder(output, push_to_hub, private=private)
     return output
@@ -736,6 +762,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--base-model", metavar="ID", help="base model id to record (default: the VLM's model_name_or_path)"
     )
     parser.add_argument("--dataset", action="append", metavar="ID", help="Hub dataset id trained on (repeatable)")
+    parser.add_argument(
+        "--license", default=LICENSE, help=f"license id for the card's metadata (default: {LICENSE}, the SmolVLM2 "
+        "base models' and this project's; 'none' records none)"
+    )  # fmt: skip
     return parser
 
 
@@ -760,6 +790,7 @@ def main(argv: list[str] | None = None) -> Path:
             evaluation=args.evaluation,
             base_model=args.base_model,
             datasets=args.dataset,
+            license=None if args.license == "none" else args.license,
         )
     except (ExportError, FileExistsError, FileNotFoundError) as err:
         parser.exit(2, f"{parser.prog}: error: {err}\n")

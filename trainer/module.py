@@ -7,7 +7,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from data.encodings import FrameEncodings
 from models.prompting import format_dense_caption, parse_dense_caption
@@ -18,6 +18,7 @@ from trainer.checkpointing import (
     keep_trainable_state,
     plain_hparams,
 )
+from trainer.schedules import fit_to_run
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,8 @@ class DenseCaptioner(pl.LightningModule):
         selector: Chooses the frames the VLM sees (default: uniform).
         num_frames: Frame budget ``K`` per video.
         optimizer: Optimizer factory for the trainable parameters.
+        lr_scheduler: LR schedule factory (e.g. :class:`trainer.schedules.WarmupCosine`), stepped
+            once per optimizer step (after gradient accumulation); ``None`` keeps the LR constant.
     """
 
     def __init__(
@@ -38,6 +41,7 @@ class DenseCaptioner(pl.LightningModule):
         selector: FrameSelector | None = None,
         num_frames: int = 8,
         optimizer: OptimizerCallable = torch.optim.AdamW,
+        lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
         super().__init__()
         if num_frames < 1:
@@ -51,6 +55,7 @@ class DenseCaptioner(pl.LightningModule):
         self.selector = selector if selector is not None else UniformSelector()
         self.num_frames = num_frames
         self.optimizer = optimizer
+        self.lr_scheduler = lr_scheduler
         # Checkpoints hold trainable weights only (the frozen base is reloaded from the hub
         # folder), so loading is non-strict and :meth:`on_load_checkpoint` checks keys itself.
         self.strict_loading = False
@@ -144,13 +149,18 @@ class DenseCaptioner(pl.LightningModule):
         ]
 
     # ----------------------------------------------------------------------------- optimisation
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
         params = [p for p in self.parameters() if p.requires_grad]
         if not params:
             raise ValueError(
                 "nothing to train: the VLM is frozen (vlm.lora.enabled=false) and the selector has no parameters"
             )
-        return self.optimizer(params)
+        optimizer = self.optimizer(params)
+        if self.lr_scheduler is None:
+            return optimizer
+        # estimated_stepping_batches: optimizer steps of the run, from max_steps or max_epochs.
+        scheduler = fit_to_run(self.lr_scheduler(optimizer), lambda: self.trainer.estimated_stepping_batches)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # ----------------------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -17,7 +17,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from data.schema import write_text_atomic
+from data.atomic import write_atomic
 
 
 def write_predictions(predictions: list[dict[str, Any]], path: str | Path, details: str = "") -> Path:
@@ -30,7 +30,7 @@ def write_predictions(predictions: list[dict[str, Any]], path: str | Path, detai
         "frames": {p["video_id"]: p.get("frame_times", []) for p in predictions},
         "raw_text": {p["video_id"]: p.get("text", "") for p in predictions},
     }
-    return write_text_atomic(path, json.dumps(payload, indent=1))
+    return write_atomic(path, json.dumps(payload, indent=1))
 
 
 def read_predictions(path: str | Path) -> dict[str, list[dict[str, Any]]]:

@@ -6,10 +6,11 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from models.scene import SceneBoundaryModel
 from trainer.checkpointing import plain_hparams
+from trainer.schedules import fit_to_run
 
 
 def boundary_targets(timestamps: torch.Tensor, events: list[dict[str, Any]], tolerance: float) -> torch.Tensor:
@@ -39,6 +40,8 @@ class SceneBoundaryTrainer(pl.LightningModule):
         model: The boundary model (its ``model.*`` weights are what the selector loads).
         optimizer: Optimizer factory.
         tolerance: Seconds around an event start/end that still count as a boundary frame.
+        lr_scheduler: LR schedule factory (e.g. :class:`trainer.schedules.WarmupCosine`), stepped
+            once per optimizer step; ``None`` keeps the LR constant.
     """
 
     def __init__(
@@ -46,6 +49,7 @@ class SceneBoundaryTrainer(pl.LightningModule):
         model: SceneBoundaryModel,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         tolerance: float = 0.5,
+        lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
         super().__init__()
         if tolerance < 0:
@@ -56,6 +60,7 @@ class SceneBoundaryTrainer(pl.LightningModule):
         self.remove_ignored_hparams([k for k, v in self.hparams.items() if not plain_hparams(v)])
         self.model = model
         self.optimizer = optimizer
+        self.lr_scheduler = lr_scheduler
         self.tolerance = tolerance
         self._val_counts = torch.zeros(3)  # true positives, false positives, false negatives
 
@@ -96,5 +101,9 @@ class SceneBoundaryTrainer(pl.LightningModule):
         f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0  # nothing to find, nothing claimed
         self.log("val/boundary_f1", f1, prog_bar=True)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return self.optimizer(self.parameters())
+    def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
+        optimizer = self.optimizer(self.parameters())
+        if self.lr_scheduler is None:
+            return optimizer
+        scheduler = fit_to_run(self.lr_scheduler(optimizer), lambda: self.trainer.estimated_stepping_batches)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

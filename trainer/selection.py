@@ -31,6 +31,7 @@ such runs with ``max_epochs``, or set ``max_steps`` to twice the batches you wan
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from data.encodings import FrameEncodings
 from models.decoders import Decoder, TopKDecoder
@@ -59,6 +60,7 @@ from trainer.checkpointing import (
     plain_hparams,
 )
 from trainer.metrics import event_recall
+from trainer.schedules import fit_to_run, steps_per_side
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +160,13 @@ class SelectorTrainer(pl.LightningModule):
         objective: Loss mix and schedules.
         selector_optimizer: Optimizer factory for the importance model.
         lora_optimizer: Optimizer factory for the LoRA adapter.
+        selector_lr_scheduler: LR schedule factory for the importance model's optimizer (e.g.
+            :class:`trainer.schedules.WarmupCosine`); ``None`` keeps its LR constant.
+        lora_lr_scheduler: LR schedule factory for the LoRA adapter's optimizer; ``None``: constant.
+            Each side's schedule steps exactly when that side's optimizer steps, so it counts
+            that side's own steps: with ``alternate_every`` or ``lora_start`` the two schedules
+            advance at different rates, and ``total_steps: null`` gives each side the steps it
+            will take in this run.
         reward_batch_size: Videos per VLM forward pass when scoring sampled subsets.
 
     Each candidate frame goes through a vision tower once per run: at setup the module registers
@@ -183,6 +192,8 @@ class SelectorTrainer(pl.LightningModule):
         selector_optimizer: OptimizerCallable = torch.optim.AdamW,
         lora_optimizer: OptimizerCallable = torch.optim.AdamW,
         reward_batch_size: int = 16,
+        selector_lr_scheduler: LRSchedulerCallable | None = None,
+        lora_lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -207,6 +218,8 @@ class SelectorTrainer(pl.LightningModule):
         self.objective = objective
         self.selector_optimizer = selector_optimizer
         self.lora_optimizer = lora_optimizer
+        self.selector_lr_scheduler = selector_lr_scheduler
+        self.lora_lr_scheduler = lora_lr_scheduler
         self.reward_batch_size = reward_batch_size
         self._tokenizer = None  # loaded on the first batch with a text query
         # Training batches done: the schedules' clock (global_step counts 1 or 2 per batch).
@@ -507,9 +520,11 @@ class SelectorTrainer(pl.LightningModule):
             opt.zero_grad()
         if total.requires_grad:
             self.manual_backward(total)
-            for opt, side in zip(optimizers, self._optimizer_sides):
+            for opt, side, schedule in zip(optimizers, self._optimizer_sides, self._side_schedules):
                 if (side == "selector" and train_sel) or (side == "lora" and train_lora):
                     opt.step()
+                    if schedule is not None:
+                        schedule.step()  # only with its own optimizer: each side's schedule counts its steps
         self.batches_done += 1
         return total.detach()
 
@@ -558,16 +573,40 @@ class SelectorTrainer(pl.LightningModule):
             self.log(f"{stage}_baseline/uniform_caption_loss", loss, batch_size=n, sync_dist=True)
 
     # ----------------------------------------------------------------------------- optimisation
-    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        optimizers, self._optimizer_sides = [], []
+    def configure_optimizers(self) -> list[torch.optim.Optimizer] | tuple[list[torch.optim.Optimizer], list[dict]]:
+        optimizers, factories, self._optimizer_sides = [], [], []
         if self.objective.train_selector:
             optimizers.append(self.selector_optimizer(self.selector.parameters()))
+            factories.append(self.selector_lr_scheduler)
             self._optimizer_sides.append("selector")
         if self.objective.train_lora:
             params = [p for p in self.vlm.parameters() if p.requires_grad]
             optimizers.append(self.lora_optimizer(params))
+            factories.append(self.lora_lr_scheduler)
             self._optimizer_sides.append("lora")
-        return optimizers
+
+        @functools.cache
+        def run_steps() -> tuple[float, ...]:
+            # Each side's steps in this run: replay _sides over the run's batches, then restore the clock.
+            done = self.batches_done
+
+            def sides_at(batch: int) -> list[bool]:
+                self.batches_done = batch
+                sel, lora = self._sides()
+                return [sel if side == "selector" else lora for side in self._optimizer_sides]
+
+            try:
+                return tuple(steps_per_side(self.trainer, sides_at))
+            finally:
+                self.batches_done = done
+
+        # Stepped by training_step (manual optimisation); Lightning saves and restores their state.
+        self._side_schedules = [None if f is None else f(opt) for f, opt in zip(factories, optimizers)]
+        for i, schedule in enumerate(self._side_schedules):
+            if schedule is not None:
+                fit_to_run(schedule, lambda i=i: run_steps()[i])
+        schedules = [{"scheduler": s, "interval": "step"} for s in self._side_schedules if s is not None]
+        return (optimizers, schedules) if schedules else optimizers
 
     # ----------------------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from data.schema import write_text_atomic
+from data.atomic import write_atomic
 
 APPROXIMATE_BANNER = [
     "> **APPROXIMATE CAPTION SCORES — NOT COMPARABLE TO PUBLISHED NUMBERS.**",
@@ -36,7 +36,7 @@ def write_results(output: Path, summary: list[dict[str, Any]], meta: dict[str, A
     approximate = any(row.get("approximate") for row in summary)
     rows = [{k: v for k, v in row.items() if k != "approximate"} for row in summary]
     columns = list(dict.fromkeys(key for row in rows for key in row))
-    write_text_atomic(
+    write_atomic(
         output / "results.json",
         json.dumps({"meta": meta, "approximate_caption_scores": approximate, "summary": rows}, indent=1),
     )
@@ -44,7 +44,7 @@ def write_results(output: Path, summary: list[dict[str, Any]], meta: dict[str, A
     writer = csv.DictWriter(text, fieldnames=columns)
     writer.writeheader()
     writer.writerows(rows)
-    write_text_atomic(output / "results.csv", text.getvalue())
+    write_atomic(output / "results.csv", text.getvalue())
 
     def fmt(value: Any) -> str:
         return f"{value:.3f}" if isinstance(value, float) else str(value)
@@ -55,4 +55,4 @@ def write_results(output: Path, summary: list[dict[str, Any]], meta: dict[str, A
         lines += [*APPROXIMATE_BANNER, ""]
     lines += ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
     lines += ["| " + " | ".join(fmt(row.get(c, "")) for c in shown) + " |" for row in rows]
-    write_text_atomic(output / "results.md", "\n".join(lines) + "\n")
+    write_atomic(output / "results.md", "\n".join(lines) + "\n")
