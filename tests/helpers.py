@@ -1,7 +1,8 @@
-"""Command lines for in-process ``python -m trainer`` runs on the tiny model and small synthetic data."""
+"""Command lines for in-process ``python -m trainer`` runs on the tiny model and small synthetic data, and frame checks."""
 
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 CONFIGS = Path(__file__).parents[1] / "configs"
@@ -47,3 +48,12 @@ def vlm_with_a_trained_adapter(model_dir, dropout: float = 0.0, std: float = 0.5
             if "lora_B" in name:
                 p.normal_(0.0, std)
     return vlm
+
+
+def color_mask(frame: np.ndarray, rgb) -> np.ndarray:
+    """Saturated pixels whose chromaticity matches a shape colour (brightness flicker scales both)."""
+    f = frame.astype(float)
+    chroma = f / (f.sum(-1, keepdims=True) + 1e-6)
+    target = np.array(rgb, float) / sum(rgb)
+    saturated = f.max(-1) - f.min(-1) > 60
+    return saturated & (np.abs(chroma - target).max(-1) < 0.08)

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers import color_mask
 
 from data.atomic import write_atomic
 from data.datamodule import DenseCaptionDataModule, VideoCaptionDataset, collate_videos
@@ -51,17 +52,9 @@ def test_decoder_errors_name_the_file(tmp_path):
         decode_video(corrupt)
 
 
-def _color_mask(frame: np.ndarray, rgb) -> np.ndarray:
-    """Saturated pixels whose chromaticity matches a shape colour (brightness flicker scales both)."""
-    f = frame.astype(float)
-    chroma = f / (f.sum(-1, keepdims=True) + 1e-6)
-    target = np.array(rgb, float) / sum(rgb)
-    saturated = f.max(-1) - f.min(-1) > 60
-    return saturated & (np.abs(chroma - target).max(-1) < 0.08)
-
 
 def _color_pixels(frame: np.ndarray, rgb) -> int:
-    return int(_color_mask(frame, rgb).sum())
+    return int(color_mask(frame, rgb).sum())
 
 
 def test_generator_annotations_match_rendered_content(synthetic):
@@ -82,7 +75,7 @@ def test_generator_annotations_match_rendered_content(synthetic):
             # ... and moves in the captioned direction.
             ys, xs = [], []
             for i in (first, last):
-                yy, xx = np.nonzero(_color_mask(frames[i], COLORS[obj["color"]]))
+                yy, xx = np.nonzero(color_mask(frames[i], COLORS[obj["color"]]))
                 ys.append(yy.mean()); xs.append(xx.mean())
             dx, dy = xs[1] - xs[0], ys[1] - ys[0]
             expected = {"moves left": dx < -10, "moves right": dx > 10, "moves up": dy < -10, "moves down": dy > 10}

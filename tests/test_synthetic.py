@@ -9,6 +9,7 @@ import av
 import numpy as np
 import pytest
 import yaml
+from helpers import color_mask
 
 import data.synthetic as synthetic
 from data.synthetic import COLORS, NEW_DISTRACTORS, VERBS, WIDENING_FIELDS, SyntheticConfig, generate_dataset
@@ -52,14 +53,6 @@ def _render(cfg: SyntheticConfig, tmp_path, rendered, index: int = 0):
     sample = synthetic.generate_video(cfg, index, tmp_path)
     return sample, np.stack(frames[Path(sample.video).name]).astype(np.int16)
 
-
-def _color_mask(frame: np.ndarray, rgb) -> np.ndarray:
-    """Saturated pixels whose chromaticity matches a shape colour (as in test_data.py)."""
-    f = frame.astype(float)
-    chroma = f / (f.sum(-1, keepdims=True) + 1e-6)
-    target = np.array(rgb, float) / sum(rgb)
-    saturated = f.max(-1) - f.min(-1) > 60
-    return saturated & (np.abs(chroma - target).max(-1) < 0.08)
 
 
 # Measured on the code before the generator was widened (data/synthetic.py at the commit before
@@ -150,7 +143,7 @@ def test_occluder_is_large_grey_and_never_an_event_colour(strength, tmp_path, re
     saturation = on.max(-1) - on.min(-1)  # grey, up to the sensor noise (std 4 x strength per channel)
     assert np.median(saturation[painted]) < 12 * strength
     for rgb in COLORS.values():
-        assert not (_color_mask(on, rgb) & painted).any()
+        assert not (color_mask(on, rgb) & painted).any()
 
 
 @pytest.mark.parametrize("kind", ["move", "static", "blink", "grow"])
@@ -166,7 +159,7 @@ def test_each_event_kind_renders_and_is_captioned(kind, tmp_path, rendered):
         assert obj.get("kind", "move") == kind and obj["motion"] in verbs[kind]  # no "kind" at the default
         assert event.caption == f"a {obj['color']} {obj['shape']} {obj['motion']}"
         inside[first : last + 1] = True
-        counts = np.array([_color_mask(f, COLORS[obj["color"]]).sum() for f in video[first : last + 1]])
+        counts = np.array([color_mask(f, COLORS[obj["color"]]).sum() for f in video[first : last + 1]])
         assert counts[0] > 3 and counts[-1] > 10, counts  # on at both ends, blink included
         if kind == "blink":
             assert (counts < 3).any() and (counts > 10).sum() >= 2, counts  # off in between
@@ -175,17 +168,17 @@ def test_each_event_kind_renders_and_is_captioned(kind, tmp_path, rendered):
         if kind == "grow":
             assert counts[-1] > 3 * counts[0], counts
         if kind == "static":
-            ys, xs = zip(*(np.nonzero(_color_mask(video[i], COLORS[obj["color"]])) for i in (first, last)))
+            ys, xs = zip(*(np.nonzero(color_mask(video[i], COLORS[obj["color"]])) for i in (first, last)))
             assert abs(xs[0].mean() - xs[1].mean()) < 1 and abs(ys[0].mean() - ys[1].mean()) < 1
     for i in np.nonzero(~inside)[0]:
-        assert max(_color_mask(video[i], c).sum() for c in COLORS.values()) < 3, i
+        assert max(color_mask(video[i], c).sum() for c in COLORS.values()) < 3, i
 
 
 def test_small_radius_range_gives_small_shapes(tmp_path, rendered):
     sample, frames = _render(SyntheticConfig(**TINY, radius_range=(0.04, 0.04), event_kinds=["static"]),
                              tmp_path, rendered)  # fmt: skip
     (first, _), obj = sample.extra["informative_frames"][0], sample.extra["objects"][0]
-    area = _color_mask(frames[first], COLORS[obj["color"]]).sum()
+    area = color_mask(frames[first], COLORS[obj["color"]]).sum()
     assert 0 < area < 20  # a radius of about 2 pixels
 
 
