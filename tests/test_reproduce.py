@@ -182,6 +182,7 @@ def tiny_again(monkeypatch) -> TableSpec:
     return spec
 
 
+@pytest.mark.slow  # ~1 min; the next test covers the rule with a stubbed evaluation
 def test_a_table_evaluates_another_tables_training_run(tiny, tiny_again, tmp_path, monkeypatch):
     """For real: tiny's finished fit (copied, not evaluated yet) is evaluated by tiny_again, then by tiny itself."""
     _, _, first, _ = tiny
@@ -289,8 +290,8 @@ def test_wide_heldout_evaluates_wide_budgets_run_on_the_held_out_family(tmp_path
     assert len(ran) == 1  # wide_budget's fit had finished: only the evaluation ran
     assert ran[0][1:] == [
         "-m", "trainer", "evaluate", "--config", "configs/wide_budget.yaml", "--ckpt", str(best),
-        "--selectors", "learned", "uniform", "random", "pixel_l1", "flow", "xcorr", "--budgets", "4", "8", "16", "32",
-        "--share-decoder", "--split", "train", "--seed", "0", "--device", "cpu",
+        "--selectors", "learned", "xcorr", "pixel_l1", "uniform", "random", "--budgets", "4", "8", "16", "32",
+        "--share-decoder", "--split", "train", "--max-videos", "48", "--plot-videos", "2", "--seed", "0", "--device", "cpu",
         "--output", str(tmp_path / "wide_heldout" / "seed0" / "eval"),
         "--set", "data.synthetic=configs/parts/synthetic_heldout.yaml",
     ]  # fmt: skip
