@@ -43,6 +43,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from data.atomic import write_atomic
 from data.schema import Event, VideoSample, save_annotations
 
 # At most 200 per channel, like the textures below: flicker (x1.25) then never clips, so a
@@ -642,18 +643,20 @@ def write_video(path: Path, frames: list[np.ndarray], fps: float) -> None:
 
     The rate is an exact fraction (29.97 -> 2997/100, not 30), so frame ``i`` is shown at ``i / fps``.
     """
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    with av.open(str(tmp), mode="w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-        stream.width, stream.height = frames[0].shape[1], frames[0].shape[0]
-        stream.pix_fmt = "yuv444p"  # no chroma subsampling: small coloured shapes keep their colour
-        stream.options = {"crf": "12", "preset": "veryfast"}
-        for array in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")):
+
+    def encode(tmp: Path) -> None:
+        with av.open(str(tmp), mode="w") as container:
+            stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+            stream.width, stream.height = frames[0].shape[1], frames[0].shape[0]
+            stream.pix_fmt = "yuv444p"  # no chroma subsampling: small coloured shapes keep their colour
+            stream.options = {"crf": "12", "preset": "veryfast"}
+            for array in frames:
+                for packet in stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")):
+                    container.mux(packet)
+            for packet in stream.encode():
                 container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    tmp.replace(path)
+
+    write_atomic(path, encode)  # the temp name keeps ".mp4": PyAV picks the container by it
 
 
 def generate_video(cfg: SyntheticConfig, index: int, video_dir: Path) -> VideoSample:

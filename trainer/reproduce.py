@@ -72,6 +72,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from data.atomic import write_atomic
+
 
 @dataclass(frozen=True)
 class TableSpec:
@@ -382,7 +384,7 @@ def _open_record(spec: TableSpec, seed: int, run: Path) -> dict[str, Any]:
                              "another folder (--output, or --fit-from for a reused training run) or remove it")  # fmt: skip
     run.mkdir(parents=True, exist_ok=True)
     record = {**now, "steps": []}
-    _write_atomic(record_path, json.dumps(record, indent=1))  # before any step: a folder with files has a record
+    write_atomic(record_path, json.dumps(record, indent=1))  # before any step: a folder with files has a record
     return record
 
 
@@ -391,7 +393,7 @@ def _step(record: dict[str, Any], run: Path, name: str, command: list[str]) -> N
     seconds = run_step(name, command)
     record["steps"].append({"name": name, "command": _display(command), "seconds": seconds,
                             "finished": _utc_now(), "machine": machine()})  # fmt: skip
-    _write_atomic(run / RUN_RECORD, json.dumps(record, indent=1))
+    write_atomic(run / RUN_RECORD, json.dumps(record, indent=1))
 
 
 def _resumable(last: Path) -> str | None:
@@ -490,12 +492,6 @@ def run_seed(spec: TableSpec, seed: int, run: Path, fit_run: Path | None = None)
 def _spec_json(spec: TableSpec) -> dict[str, Any]:
     """The spec as JSON data (tuples as lists), stored with each run and compared on reruns."""
     return json.loads(json.dumps(spec.__dict__))
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 # ------------------------------------------------------------------------------- tables
@@ -763,7 +759,7 @@ def find_block(readme: Path, name: str) -> tuple[str, int, int]:
 
 def write_block(readme: Path, name: str, block: str) -> None:
     text, start, end = find_block(readme, name)
-    _write_atomic(readme, text[:start] + "\n" + block.strip("\n") + "\n" + text[end:])
+    write_atomic(readme, text[:start] + "\n" + block.strip("\n") + "\n" + text[end:])
 
 
 def check_block(readme: Path, name: str, body: str) -> str:
@@ -791,11 +787,11 @@ def reproduce(spec: TableSpec, seeds: list[int], output: Path, fit_from: Path | 
     results = {seed: load_results(output / f"seed{seed}") for seed in seeds}
     for seed, record in zip(seeds, records):
         seed_body = single_body(spec, *results[seed])
-        _write_atomic(output / f"seed{seed}" / "table.md", table_markdown(spec, header(spec, [record]), seed_body))
+        write_atomic(output / f"seed{seed}" / "table.md", table_markdown(spec, header(spec, [record]), seed_body))
     body = single_body(spec, *results[seeds[0]]) if len(seeds) == 1 else spread_body(spec, seeds, results)
     head = header(spec, records)
     markdown = table_markdown(spec, head, body)
-    _write_atomic(output / "table.md", markdown)
+    write_atomic(output / "table.md", markdown)
     print(f"\nwrote {output / 'table.md'}\n\n{body}", flush=True)
     return markdown, readme_block(spec, head, body)
 
