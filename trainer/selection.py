@@ -473,12 +473,13 @@ class SelectorTrainer(pl.LightningModule):
         return self.vlm(self.vlm.build_batch(**shown, durations=batch["duration"], targets=targets, queries=batch["query"]))
 
     # ----------------------------------------------------------------------------- steps
-    def _sides(self) -> tuple[bool, bool]:
-        """Which of (selector, LoRA) steps now."""
+    def _sides(self, batch: int | None = None) -> tuple[bool, bool]:
+        """Which of (selector, LoRA) steps on training batch ``batch`` (default: the next one, ``batches_done``)."""
         o = self.objective
-        sel, lora = o.train_selector, o.train_lora and self.batches_done >= o.lora_start
+        batch = self.batches_done if batch is None else batch
+        sel, lora = o.train_selector, o.train_lora and batch >= o.lora_start
         if o.alternate_every > 0 and sel and lora:
-            selector_turn = (self.batches_done // o.alternate_every) % 2 == 0
+            selector_turn = (batch // o.alternate_every) % 2 == 0
             return selector_turn, not selector_turn
         return sel, lora
 
@@ -543,7 +544,7 @@ class SelectorTrainer(pl.LightningModule):
         per_video: list[list[float]] = [[] for _ in range(n)]
         for k in self.eval_budgets:
             recalls = []
-            at_k = self.policy_logits(batch, k)[0] if self.selector.budget_aware else logits
+            at_k = self.policy_logits(batch, k)[0] if self.selector.budget_aware and k != self.num_frames else logits
             for i, events in enumerate(batch["events"]):
                 t = batch["timestamps"][i]
                 if k > len(t):
@@ -585,20 +586,13 @@ class SelectorTrainer(pl.LightningModule):
             factories.append(self.lora_lr_scheduler)
             self._optimizer_sides.append("lora")
 
+        def sides_at(batch: int) -> list[bool]:
+            sel, lora = self._sides(batch)
+            return [sel if side == "selector" else lora for side in self._optimizer_sides]
+
         @functools.cache
         def run_steps() -> tuple[float, ...]:
-            # Each side's steps in this run: replay _sides over the run's batches, then restore the clock.
-            done = self.batches_done
-
-            def sides_at(batch: int) -> list[bool]:
-                self.batches_done = batch
-                sel, lora = self._sides()
-                return [sel if side == "selector" else lora for side in self._optimizer_sides]
-
-            try:
-                return tuple(steps_per_side(self.trainer, sides_at))
-            finally:
-                self.batches_done = done
+            return tuple(steps_per_side(self.trainer, sides_at))  # each side's steps in this run
 
         # Stepped by training_step (manual optimisation); Lightning saves and restores their state.
         self._side_schedules = [None if f is None else f(opt) for f, opt in zip(factories, optimizers)]
