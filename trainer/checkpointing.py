@@ -98,7 +98,6 @@ def restore_trainable_state(module: pl.LightningModule, checkpoint: dict[str, An
     module.load_state_dict(checkpoint["state_dict"], strict=False)
 
 
-
 def resumes_exactly(checkpoint: dict[str, Any]) -> bool:
     """Whether ``fit --ckpt_path`` continues this checkpoint bit-exactly: it holds :class:`RngState`'s
     states (checkpoints from before it do not) and was not written in the middle of a step."""

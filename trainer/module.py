@@ -18,7 +18,7 @@ from trainer.checkpointing import (
     keep_trainable_state,
     plain_hparams,
 )
-from trainer.schedules import fit_to_run
+from trainer.schedules import with_schedule
 
 log = logging.getLogger(__name__)
 
@@ -155,12 +155,7 @@ class DenseCaptioner(pl.LightningModule):
             raise ValueError(
                 "nothing to train: the VLM is frozen (vlm.lora.enabled=false) and the selector has no parameters"
             )
-        optimizer = self.optimizer(params)
-        if self.lr_scheduler is None:
-            return optimizer
-        # estimated_stepping_batches: optimizer steps of the run, from max_steps or max_epochs.
-        scheduler = fit_to_run(self.lr_scheduler(optimizer), lambda: self.trainer.estimated_stepping_batches)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return with_schedule(self, self.optimizer(params), self.lr_scheduler)
 
     # ----------------------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -10,7 +10,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from models.scene import SceneBoundaryModel
 from trainer.checkpointing import plain_hparams
-from trainer.schedules import fit_to_run
+from trainer.schedules import with_schedule
 
 
 def boundary_targets(timestamps: torch.Tensor, events: list[dict[str, Any]], tolerance: float) -> torch.Tensor:
@@ -102,8 +102,4 @@ class SceneBoundaryTrainer(pl.LightningModule):
         self.log("val/boundary_f1", f1, prog_bar=True)
 
     def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
-        optimizer = self.optimizer(self.parameters())
-        if self.lr_scheduler is None:
-            return optimizer
-        scheduler = fit_to_run(self.lr_scheduler(optimizer), lambda: self.trainer.estimated_stepping_batches)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return with_schedule(self, self.optimizer(self.parameters()), self.lr_scheduler)

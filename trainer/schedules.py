@@ -122,6 +122,23 @@ def fit_to_run(scheduler: LRScheduler, steps: Callable[[], float]) -> LRSchedule
     return scheduler
 
 
+def with_schedule(
+    module: pl.LightningModule, optimizer: Optimizer, lr_scheduler: Callable[[Optimizer], LRScheduler] | None
+) -> Optimizer | dict:
+    """What an automatically optimised module's ``configure_optimizers`` returns for one optimizer.
+
+    The optimizer alone when there is no schedule; else the optimizer with its schedule, stepped
+    once per optimizer step, and a ``total_steps: null`` filled with the run's optimizer steps
+    (the module's ``trainer.estimated_stepping_batches``: from ``max_steps`` or ``max_epochs``,
+    after gradient accumulation; only read then, so a module without a trainer can still build
+    a schedule of fixed length).
+    """
+    if lr_scheduler is None:
+        return optimizer
+    scheduler = fit_to_run(lr_scheduler(optimizer), lambda: module.trainer.estimated_stepping_batches)
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
 def steps_per_side(trainer: pl.Trainer, sides_at: Callable[[int], Sequence[bool]]) -> list[float]:
     """Optimizer steps each optimizer of a manually optimised module takes in ``trainer``'s run.
 
