@@ -208,7 +208,7 @@ class EmbeddingSelector(FrameSelector):
     def _unit(self, frames: torch.Tensor) -> torch.Tensor:
         return nn.functional.normalize(self.encoder(frames), dim=1)
 
-    def scores(self, frames: torch.Tensor, timestamps: torch.Tensor) -> torch.Tensor:
+    def scores(self, frames: torch.Tensor, timestamps: torch.Tensor, k: int | None = None) -> torch.Tensor:
         e = self._unit(frames)
         d = 1.0 - (e[1:] * e[:-1]).sum(1)
         return _first_like_second(torch.cat([d[:1], d]))

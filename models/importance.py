@@ -23,7 +23,7 @@ import torch
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
-from models.decoders import Decoder, check_budget
+from models.decoders import Decoder
 from models.encoders import FrameEncoder
 from models.selectors import FrameSelector
 
@@ -485,20 +485,14 @@ class ImportanceSelector(FrameSelector):
                 features[None].to(device), timestamps[None].float().to(device), query_ids=query, budget=budget
             )[0]
 
-    def scores(self, frames: torch.Tensor, timestamps: torch.Tensor, budget: int | None = None) -> torch.Tensor:
+    def scores(self, frames: torch.Tensor, timestamps: torch.Tensor, k: int | None = None) -> torch.Tensor:
         """Logits ``(T,)`` of ``uint8 (T, 3, H, W)`` frames, on the CPU like the other selectors' scores.
 
-        A budget-aware model scores frames for one K: ``budget``, else :attr:`budget`.
+        A budget-aware model scores frames for one budget: ``k``, else :attr:`budget`.
         """
         if self.encoder is None:
             raise ValueError(
                 "ImportanceSelector.scores needs an `encoder` to turn frames into features; "
                 "pass one, or call scores_from_features with cached features"
             )
-        return self.scores_from_features(self.encoder(frames), timestamps, budget=budget).cpu()
-
-    def select(self, frames: torch.Tensor, timestamps: torch.Tensor, k: int) -> torch.Tensor:
-        """Indices of ``k`` frames in time order, from logits scored for that budget."""
-        check_budget(k, frames.shape[0])
-        pairwise = self.pairwise(frames, timestamps) if getattr(self.decoder, "needs_pairwise", False) else None
-        return self.decoder.decode(self.scores(frames, timestamps, budget=k), k, pairwise=pairwise)
+        return self.scores_from_features(self.encoder(frames), timestamps, budget=k).cpu()

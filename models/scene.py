@@ -2,13 +2,11 @@
 
 :class:`SceneBoundaryModel` predicts, for every decoded frame, how likely an event starts or
 ends there; :class:`SceneBoundarySelector` uses those probabilities as frame scores. The model
-is trained by :class:`trainer.scene.SceneBoundaryTrainer` (``configs/scene_boundary.yaml``) and
-the selector loads that run's checkpoint, frozen, so the captioner can use it.
+is trained by :class:`trainer.scene.SceneBoundaryTrainer` (``configs/scene_boundary.yaml``); a
+captioner uses that run's checkpoint, frozen, through :class:`trainer.loading.TrainedSelector`.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -71,79 +69,19 @@ class SceneBoundaryModel(nn.Module):
 
 
 class SceneBoundarySelector(FrameSelector):
-    """Frames most likely to sit on an event boundary, by a trained :class:`SceneBoundaryModel`.
+    """Frames most likely to sit on an event boundary, by a :class:`SceneBoundaryModel`.
+
+    A trained one comes from a ``SceneBoundaryTrainer`` checkpoint through
+    :func:`trainer.loading.load_selector` (or, in configs, :class:`trainer.loading.TrainedSelector`).
 
     Args:
-        model: The boundary model. Optional when ``checkpoint`` is given: the model is then built
-            from the hyperparameters the checkpoint records.
-        checkpoint: A ``SceneBoundaryTrainer`` Lightning checkpoint (e.g.
-            ``checkpoints/scene_boundary/last.ckpt``). Its ``model.*`` weights are loaded and the
-            model is frozen, so the captioner neither trains nor re-saves it.
+        model: The boundary model.
         decoder: Scores-to-indices decoder (default: top-k).
     """
 
-    def __init__(
-        self, model: SceneBoundaryModel | None = None, checkpoint: str | None = None, decoder: Decoder | None = None
-    ) -> None:
+    def __init__(self, model: SceneBoundaryModel, decoder: Decoder | None = None) -> None:
         super().__init__(decoder)
-        self.checkpoint = checkpoint
-        self.frozen = checkpoint is not None
-        if checkpoint is not None:
-            model = load_scene_boundary_model(checkpoint, model)
-            model.requires_grad_(False)
-            model.eval()
-        elif model is None:
-            raise ValueError("SceneBoundarySelector needs a model or a checkpoint of a trained one")
         self.model = model
 
-    def train(self, mode: bool = True) -> "SceneBoundarySelector":
-        # Lightning puts the whole LightningModule in train mode; a frozen model stays in eval.
-        super().train(mode)
-        if self.frozen:
-            self.model.eval()
-        return self
-
-    def scores(self, frames: torch.Tensor, timestamps: torch.Tensor) -> torch.Tensor:
-        # A frozen model needs no graph; no_grad also picks the same LSTM kernel whether or not
-        # the caller is in grad mode, so scores are bit-identical across call sites.
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
-            return torch.sigmoid(self.model(frames)).cpu()
-
-
-def load_scene_boundary_model(checkpoint: str | Path, model: SceneBoundaryModel | None = None) -> SceneBoundaryModel:
-    """The boundary model of a ``SceneBoundaryTrainer`` checkpoint, with its trained weights.
-
-    Args:
-        checkpoint: Path to the Lightning checkpoint.
-        model: Model to load into; ``None`` builds one from the checkpoint's hyperparameters.
-
-    Raises:
-        FileNotFoundError: The checkpoint does not exist.
-        RuntimeError: It holds no boundary model, or one whose weights do not fit ``model``.
-    """
-    path = Path(checkpoint).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"scene-boundary checkpoint not found: {path} (train one with "
-            "`python -m trainer fit --config configs/scene_boundary.yaml`)"
-        )
-    ckpt = torch.load(path, weights_only=True, map_location="cpu")
-    state = {k[len("model.") :]: v for k, v in ckpt.get("state_dict", {}).items() if k.startswith("model.")}
-    if not state:
-        raise RuntimeError(f"{path} holds no `model.*` weights: it is not a SceneBoundaryTrainer checkpoint")
-    if model is None:
-        spec = ckpt.get("hyper_parameters", {}).get("model")
-        if not (isinstance(spec, dict) and spec.get("class_path", "").endswith("SceneBoundaryModel")):
-            raise RuntimeError(f"{path} does not record its SceneBoundaryModel settings; pass `model` explicitly")
-        model = SceneBoundaryModel(**spec.get("init_args", {}))
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unknown = sorted(set(state) - set(expected))
-    resized = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
-    if missing or unknown or resized:
-        raise RuntimeError(
-            f"{path} does not match this SceneBoundaryModel(hidden={model.hidden}, layers={model.layers}, "
-            f"thumb={model.thumb}): missing {missing[:3]}, unknown {unknown[:3]}, other shapes {resized[:3]}"
-        )
-    model.load_state_dict(state)
-    return model
+    def scores(self, frames: torch.Tensor, timestamps: torch.Tensor, k: int | None = None) -> torch.Tensor:
+        return torch.sigmoid(self.model(frames)).cpu()

@@ -1,12 +1,16 @@
 """Frame selectors: score ``T`` candidate frames and choose ``K`` of them.
 
-Every selector is a plain ``nn.Module`` with the same calls:
+Every selector is a plain ``nn.Module`` with three calls (and :meth:`FrameSelector.choose`):
 
-* ``scores(frames, timestamps) -> (T,)``: how much each frame is worth showing the VLM;
+* ``scores(frames, timestamps, k=None) -> (T,)``: how much each frame is worth showing the VLM
+  when ``k`` frames will be shown (only budget-aware selectors, the learned mask, use ``k``);
 * ``pairwise(frames, timestamps) -> (T, T) | None``: optional dissimilarity of any two frames,
   used by decoders that reward novelty between consecutive chosen frames;
 * ``select(frames, timestamps, k) -> (K,)``: the chosen frame indices, ascending in time. By
-  default the selector's ``decoder`` (see :mod:`models.decoders`) turns scores into indices.
+  default the selector's ``decoder`` (see :mod:`models.decoders`) turns ``scores(..., k)`` and,
+  when the decoder needs them, the pairwise terms into indices;
+* ``choose(frames, timestamps, k) -> (indices, shown frames, their times)``: what the VLM is
+  shown, from one selection (the selected frames, except for a selector that makes frames).
 
 ``frames`` are ``uint8`` ``(T, 3, H, W)`` RGB and ``timestamps`` are seconds ``(T,)``.
 """
@@ -39,8 +43,15 @@ class FrameSelector(nn.Module):
         super().__init__()
         self.decoder = decoder if decoder is not None else TopKDecoder()
 
-    def scores(self, frames: torch.Tensor, timestamps: torch.Tensor) -> torch.Tensor:
-        """Per-frame importance, shape ``(T,)``; higher is more worth showing."""
+    def scores(self, frames: torch.Tensor, timestamps: torch.Tensor, k: int | None = None) -> torch.Tensor:
+        """Per-frame importance, shape ``(T,)``; higher is more worth showing.
+
+        Args:
+            frames: ``uint8 (T, 3, H, W)``.
+            timestamps: Seconds ``(T,)``.
+            k: The frame budget the scores are for; ``None``: the selector's default. Only a
+                budget-aware selector's scores depend on it.
+        """
         raise NotImplementedError
 
     def pairwise(self, frames: torch.Tensor, timestamps: torch.Tensor) -> torch.Tensor | None:
@@ -50,7 +61,7 @@ class FrameSelector(nn.Module):
     def select(self, frames: torch.Tensor, timestamps: torch.Tensor, k: int) -> torch.Tensor:
         """Indices of ``k`` frames, sorted in time order."""
         check_budget(k, frames.shape[0])
-        scores = self.scores(frames, timestamps)
+        scores = self.scores(frames, timestamps, k)
         pairwise = self.pairwise(frames, timestamps) if getattr(self.decoder, "needs_pairwise", False) else None
         return self.decoder.decode(scores, k, pairwise=pairwise)
 
@@ -65,19 +76,11 @@ class FrameSelector(nn.Module):
         idx = self.select(frames, timestamps, k).cpu()
         return idx, frames[idx], timestamps[idx]
 
-    def gather(self, frames: torch.Tensor, timestamps: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The ``k`` frames to show the VLM and their timestamps."""
-        _, shown, times = self.choose(frames, timestamps, k)
-        return shown, times
-
-    def forward(self, frames: torch.Tensor, timestamps: torch.Tensor, k: int) -> torch.Tensor:
-        return self.select(frames, timestamps, k)
-
 
 class UniformSelector(FrameSelector):
     """Evenly spaced frames: the baseline every other selector must beat."""
 
-    def scores(self, frames: torch.Tensor, timestamps: torch.Tensor) -> torch.Tensor:
+    def scores(self, frames: torch.Tensor, timestamps: torch.Tensor, k: int | None = None) -> torch.Tensor:
         return torch.zeros(frames.shape[0])
 
     def select(self, frames: torch.Tensor, timestamps: torch.Tensor, k: int) -> torch.Tensor:
@@ -115,7 +118,7 @@ class RandomSelector(FrameSelector):
         fingerprint = int(frames.reshape(-1)[::step].long().sum()) + 7919 * frames.shape[0]
         return torch.Generator().manual_seed(self.seed * 1_000_003 + fingerprint)
 
-    def scores(self, frames: torch.Tensor, timestamps: torch.Tensor) -> torch.Tensor:
+    def scores(self, frames: torch.Tensor, timestamps: torch.Tensor, k: int | None = None) -> torch.Tensor:
         return torch.rand(frames.shape[0], generator=self._generator(frames))
 
     def select(self, frames: torch.Tensor, timestamps: torch.Tensor, k: int) -> torch.Tensor:
@@ -142,7 +145,7 @@ class PixelDiffSelector(FrameSelector):
     def _flat(self, frames: torch.Tensor) -> torch.Tensor:
         return _small_gray(frames, self.size).flatten(1)
 
-    def scores(self, frames: torch.Tensor, timestamps: torch.Tensor) -> torch.Tensor:
+    def scores(self, frames: torch.Tensor, timestamps: torch.Tensor, k: int | None = None) -> torch.Tensor:
         x = self._flat(frames)
         d = (x[1:] - x[:-1]).abs().pow(self.p).mean(1).pow(1.0 / self.p)
         return _first_like_second(torch.cat([d[:1], d]))
@@ -202,7 +205,7 @@ class OpticalFlowSelector(FrameSelector):
         self.alpha = alpha
         self.iterations = iterations
 
-    def scores(self, frames: torch.Tensor, timestamps: torch.Tensor) -> torch.Tensor:
+    def scores(self, frames: torch.Tensor, timestamps: torch.Tensor, k: int | None = None) -> torch.Tensor:
         if frames.shape[0] < 2:
             return torch.zeros(frames.shape[0])
         x = _small_gray(frames, self.size)
@@ -222,7 +225,7 @@ class FrameAveragingSelector(FrameSelector):
 
     shows_candidates = False
 
-    def scores(self, frames: torch.Tensor, timestamps: torch.Tensor) -> torch.Tensor:
+    def scores(self, frames: torch.Tensor, timestamps: torch.Tensor, k: int | None = None) -> torch.Tensor:
         return torch.zeros(frames.shape[0])
 
     def select(self, frames: torch.Tensor, timestamps: torch.Tensor, k: int) -> torch.Tensor:

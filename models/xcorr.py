@@ -456,7 +456,7 @@ class CrossCorrelationSelector(FrameSelector):
         return normalize_frames(frames, size=self.size, grayscale=self.grayscale, eps=self.eps)
 
     @torch.no_grad()
-    def scores(self, frames: torch.Tensor, timestamps: torch.Tensor) -> torch.Tensor:
+    def scores(self, frames: torch.Tensor, timestamps: torch.Tensor, k: int | None = None) -> torch.Tensor:
         """``1 - sim(F_{t-1}, F_t)`` per frame; the first frame scores 0."""
         return consecutive_diffs(self._normalized(frames), max_shift=self.max_shift, norm=self.norm)
 

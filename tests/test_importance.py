@@ -282,9 +282,9 @@ def test_budget_aware_selector_scores_each_budget_and_round_trips(tiny_model_dir
     features = encoder(frames)
     for k in (2, 4, 8):
         expected = model.eval()(features[None], stamps[None], budget=k)[0]
-        assert torch.allclose(selector.scores(frames, stamps, budget=k), expected, atol=1e-6)
+        assert torch.allclose(selector.scores(frames, stamps, k), expected, atol=1e-6)
         assert selector.select(frames, stamps, k).tolist() == sorted(expected.topk(k).indices.tolist())
-    assert torch.equal(selector.scores(frames, stamps), selector.scores(frames, stamps, budget=4))  # its default K
+    assert torch.equal(selector.scores(frames, stamps), selector.scores(frames, stamps, 4))  # its default K
     with pytest.raises(ValueError, match="budget-aware"):
         ImportanceSelector(model=model, encoder=encoder).scores(frames, stamps)  # no K known
     model.save_pretrained(tmp_path)

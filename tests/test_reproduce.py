@@ -311,9 +311,9 @@ def test_wide_heldout_evaluates_wide_budgets_run_on_the_held_out_family(tmp_path
     assert command[command.index("--split") + 1] == "val" and "--share-decoder" in command
 
     # The --set parses: evaluate rebuilds wide_budget's model on the held-out family's data.
-    from trainer.evaluate import load_trained
+    from trainer.loading import module_from_config
 
-    datamodule, module = load_trained(held.config, None, ran[0][ran[0].index("--set") + 1 :])
+    datamodule, module = module_from_config(held.config, None, ran[0][ran[0].index("--set") + 1 :])
     heldout = datamodule.synthetic
     assert (heldout.seed, heldout.num_videos, heldout.event_kinds) == (12, 96, ["blink"])
     assert datamodule.fps == 4.0 and type(module).__name__ == "SelectorTrainer"  # the rest is wide_budget.yaml's
@@ -321,10 +321,10 @@ def test_wide_heldout_evaluates_wide_budgets_run_on_the_held_out_family(tmp_path
 
 @pytest.mark.parametrize("name", ["smoke_budget", "wide_budget"])
 def test_budget_table_configs_parse_and_train_at_the_tables_budgets(name):
-    from trainer.evaluate import load_trained
+    from trainer.loading import module_from_config
 
     spec = TABLES[name]
-    _, module = load_trained(spec.config, None, list(spec.overrides))
+    _, module = module_from_config(spec.config, None, list(spec.overrides))
     low, high = module.budget_range
     assert low <= min(spec.budgets) and max(spec.budgets) <= high  # the one mask was trained at every K shown
 

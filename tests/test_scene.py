@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from models.scene import SceneBoundaryModel, SceneBoundarySelector
+from trainer.loading import LoadError, TrainedSelector
 from trainer.__main__ import main
 from trainer.scene import SceneBoundaryTrainer, boundary_targets
 
@@ -79,18 +80,18 @@ def _fit_args(tmp_path, synthetic, *extra):
     ]  # fmt: skip
 
 
-def test_selector_loads_the_fit_checkpoint_and_reproduces_its_scores(tmp_path, synthetic):
+def test_trained_selector_loads_the_fit_checkpoint_and_reproduces_its_scores(tmp_path, synthetic):
     cli = main(_fit_args(tmp_path, synthetic, "--trainer.max_steps", "3"))
     assert cli.trainer.global_step == 3
     last = tmp_path / "ckpt" / "last.ckpt"
     hp = torch.load(last, weights_only=True)["hyper_parameters"]
     assert hp["model"]["init_args"]["hidden"] == 16 and hp["tolerance"] == 0.5
 
-    selector = SceneBoundarySelector(checkpoint=str(last))  # model rebuilt from the checkpoint
-    assert selector.model.hidden == 16
+    selector = TrainedSelector(str(last))  # model rebuilt from the checkpoint's hparams
+    assert isinstance(selector.inner, SceneBoundarySelector) and selector.inner.model.hidden == 16
     assert not any(p.requires_grad for p in selector.parameters())
     selector.train()
-    assert not selector.model.training  # frozen stays in eval under Lightning's train()
+    assert not selector.inner.model.training  # frozen stays in eval under Lightning's train()
 
     trained = cli.model.model.eval()
     dataset = cli.datamodule.datasets["train"]
@@ -104,21 +105,26 @@ def test_selector_loads_the_fit_checkpoint_and_reproduces_its_scores(tmp_path, s
         chosen = selector.select(item["frames"], item["timestamps"], 4)
         assert chosen.tolist() == sorted(expected.topk(4).indices.tolist())
 
-    # An explicitly given model receives the same weights.
-    explicit = SceneBoundarySelector(model=SceneBoundaryModel(hidden=16), checkpoint=str(last))
-    for (k, a), b in zip(selector.state_dict().items(), explicit.state_dict().values()):
-        assert torch.equal(a, b), k
-
 
 def test_bad_checkpoints_raise_clear_errors(tmp_path, synthetic):
-    with pytest.raises(FileNotFoundError, match="scene-boundary checkpoint not found"):
-        SceneBoundarySelector(checkpoint=str(tmp_path / "nope.ckpt"))
-    with pytest.raises(ValueError, match="needs a model or a checkpoint"):
-        SceneBoundarySelector()
+    with pytest.raises(FileNotFoundError, match="no such file or folder"):
+        TrainedSelector(str(tmp_path / "nope.ckpt"))
+    with pytest.raises(LoadError, match="not an export"):
+        TrainedSelector(str(tmp_path))
     torch.save({"state_dict": {"vlm.lora_A": torch.zeros(1)}}, tmp_path / "other.ckpt")
-    with pytest.raises(RuntimeError, match="not a SceneBoundaryTrainer checkpoint"):
-        SceneBoundarySelector(checkpoint=str(tmp_path / "other.ckpt"))
+    with pytest.raises(LoadError, match="no _class_path"):
+        TrainedSelector(str(tmp_path / "other.ckpt"))
     module = SceneBoundaryTrainer(SceneBoundaryModel(hidden=16))
-    torch.save({"state_dict": module.state_dict()}, tmp_path / "small.ckpt")
-    with pytest.raises(RuntimeError, match=r"does not match this SceneBoundaryModel\(hidden=32"):
-        SceneBoundarySelector(model=SceneBoundaryModel(hidden=32), checkpoint=str(tmp_path / "small.ckpt"))
+    spec = {"class_path": "models.scene.SceneBoundaryModel", "init_args": {"hidden": 32}}
+    hparams = {"_class_path": "trainer.scene.SceneBoundaryTrainer", "model": spec}
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": hparams}, tmp_path / "small.ckpt")
+    with pytest.raises(RuntimeError, match="size mismatch"):  # strict: weights that do not fit are an error
+        TrainedSelector(str(tmp_path / "small.ckpt"))
+    # One trust rule: only this project's classes, and no remote code.
+    torch.save({"state_dict": {}, "hyper_parameters": {"_class_path": "os.system"}}, tmp_path / "evil.ckpt")
+    with pytest.raises(LoadError, match="refusing to import 'os.system'"):
+        TrainedSelector(str(tmp_path / "evil.ckpt"))
+    remote = {**hparams, "model": {**spec, "init_args": {"trust_remote_code": True}}}
+    torch.save({"state_dict": {}, "hyper_parameters": remote}, tmp_path / "remote.ckpt")
+    with pytest.raises(LoadError, match="trust_remote_code"):
+        TrainedSelector(str(tmp_path / "remote.ckpt"))

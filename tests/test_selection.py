@@ -60,7 +60,7 @@ def test_policy_gradient_moves_probability_to_the_rewarded_subset(trainer_module
     before = _subset_prob(trainer_module, batch, good)
     # A small step size: a too-large one overshoots into a deterministic policy that never
     # samples the good subset again (zero advantage everywhere), which is not what is tested here.
-    opt = torch.optim.Adam(trainer_module.selector.parameters(), lr=0.01)
+    opt = torch.optim.Adam(trainer_module.policy.parameters(), lr=0.01)
     torch.manual_seed(1)
     for _ in range(30):
         logits, _, mask = trainer_module.policy_logits(batch)
@@ -85,7 +85,7 @@ def test_teacher_loss_pulls_scores_toward_the_teacher(trainer_module):
     teacher = torch.linspace(-1, 1, 10).float()
     for vid in batch["video_id"]:
         trainer_module._teacher_scores[vid] = teacher
-    opt = torch.optim.Adam(trainer_module.selector.parameters(), lr=0.02)
+    opt = torch.optim.Adam(trainer_module.policy.parameters(), lr=0.02)
 
     def agreement():
         with torch.no_grad():
@@ -111,7 +111,7 @@ def test_teacher_loss_is_finite_on_a_one_frame_video(trainer_module):
     loss = trainer_module.teacher_loss(batch, logits, mask)
     loss.backward()
     assert torch.isfinite(loss)
-    grads = [p.grad for p in trainer_module.selector.parameters() if p.grad is not None]
+    grads = [p.grad for p in trainer_module.policy.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
 
 
@@ -184,7 +184,7 @@ def test_ranking_loss_prefers_the_subset_the_vlm_likes(tiny_model_dir, monkeypat
     batch = _batch(n=1)
     # A VLM whose caption loss is low exactly when frame 5 is shown.
     monkeypatch.setattr(module, "caption_nll", lambda b, subsets: 3.0 - 2.0 * (subsets == 5).any(-1).float())
-    opt = torch.optim.Adam(module.selector.parameters(), lr=0.05)
+    opt = torch.optim.Adam(module.policy.parameters(), lr=0.05)
     for _ in range(25):
         logits, _, _ = module.policy_logits(batch)
         loss = module.rank_loss(batch, logits)
@@ -236,7 +236,7 @@ def test_selector_configs_train_cache_features_and_resume(config, tmp_path, tiny
     # The schedules count batches, and that clock is checkpointed for resume.
     both_sides = sorted(module._optimizer_sides) == ["lora", "selector"]
     assert ckpt[BATCHES_KEY] == module.batches_done == (1 if both_sides else 2)
-    assert ckpt["state_dict"] and all(k.startswith("selector.") or "lora_" in k for k in ckpt["state_dict"])
+    assert ckpt["state_dict"] and all(k.startswith("policy.") or "lora_" in k for k in ckpt["state_dict"])
     batch = next(iter(cli.datamodule.val_dataloader()))
     module.eval()
     with torch.no_grad():
@@ -334,7 +334,7 @@ def test_one_budget_aware_mask_learns_different_frames_for_different_budgets(tin
         hits = torch.isin(subsets, torch.tensor(best.get(k, []))).float().sum(-1)
         return hits / k
 
-    opt = torch.optim.Adam(module.selector.parameters(), lr=0.01)
+    opt = torch.optim.Adam(module.policy.parameters(), lr=0.01)
     module.rewards = reward
     torch.manual_seed(1)
     for step in range(300):

@@ -70,7 +70,7 @@ def test_optical_flow_ranks_motion_above_static_frames():
 def test_frame_averaging_pools_bins():
     frames = torch.arange(8, dtype=torch.uint8).view(8, 1, 1, 1).expand(8, 3, 2, 2).contiguous()
     stamps = torch.arange(8, dtype=torch.float64) * 0.5
-    pooled, times = FrameAveragingSelector().gather(frames, stamps, 4)
+    _, pooled, times = FrameAveragingSelector().choose(frames, stamps, 4)
     assert pooled[:, 0, 0, 0].tolist() == [0, 2, 4, 6]  # means 0.5, 2.5, ... rounded half-to-even
     assert times.tolist() == [0.25, 1.25, 2.25, 3.25]
     assert FrameAveragingSelector().select(frames, stamps, 4).tolist() == [1, 3, 5, 7]

@@ -244,7 +244,7 @@ def speed_report(sample: VideoSample, size: int, direct_pairs: int, k: int) -> N
     }
     print(f"selectors (K={k}), scoring only, frames already decoded:")
     for name, selector in selectors.items():
-        seconds, _ = _timed(lambda: selector.gather(frames, stamps, k), repeat=2)
+        seconds, _ = _timed(lambda: selector.choose(frames, stamps, k), repeat=2)
         note = "  < decode cost" if seconds < decode_s else ""
         print(f"  {name:40s} {t / seconds:12.1f} frames/s{note}")
 

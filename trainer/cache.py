@@ -87,9 +87,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     if not 0 <= args.shard < args.num_shards:
         parser.error(f"--shard must be in [0, {args.num_shards}), got {args.shard}")
-    from trainer.evaluate import load_trained, resolve_device
+    from trainer.evaluate import resolve_device
+    from trainer.loading import module_from_config
 
-    datamodule, module = load_trained(args.config, None, args.set)
+    datamodule, module = module_from_config(args.config, None, args.set)
     module.to(resolve_device(args.device))
     datamodule.prepare_data()
     splits = [s for s in args.splits if datamodule.files.get(s) is not None or datamodule.uses_synthetic]

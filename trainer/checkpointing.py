@@ -92,10 +92,11 @@ def restore_trainable_state(module: pl.LightningModule, checkpoint: dict[str, An
     """Loads a trainable-only checkpoint into a freshly built module (outside ``Trainer.fit``).
 
     The module's own ``on_load_checkpoint`` checks the keys first, as Lightning would; loading is
-    then non-strict because the frozen base is not in the checkpoint.
+    then as strict as the module asks Lightning to be (``strict_loading``): non-strict for modules
+    whose checkpoints leave the frozen base out.
     """
     module.on_load_checkpoint(checkpoint)
-    module.load_state_dict(checkpoint["state_dict"], strict=False)
+    module.load_state_dict(checkpoint["state_dict"], strict=module.strict_loading)
 
 
 def resumes_exactly(checkpoint: dict[str, Any]) -> bool:

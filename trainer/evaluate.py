@@ -33,12 +33,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import json
 import logging
 import os
 import shutil
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -62,7 +60,7 @@ from models.selectors import (
     UniformSelector,
 )
 from models.xcorr import CrossCorrelationSelector
-from trainer.checkpointing import restore_trainable_state
+from trainer.loading import import_class, module_from_config, selector_of
 from trainer.metrics import event_recall, paired_bootstrap_ci, temporal_coverage
 from trainer.predictions import write_predictions
 from trainer.score import add_protocol_arguments, protocol_options
@@ -89,30 +87,21 @@ BASELINES = {
 }
 
 
-def learned_selector(module: Any) -> FrameSelector:
-    """The selector a trained module uses at inference, as a :class:`FrameSelector`."""
-    if hasattr(module, "encoder") and hasattr(module, "decoder"):  # SelectorTrainer
-        from models.importance import ImportanceSelector
-
-        selector = ImportanceSelector(module.selector, module.encoder, decoder=module.decoder, budget=module.num_frames)
-        return selector.eval()
-    return module.selector
-
-
 def build_selector(name: str, module: Any) -> FrameSelector:
-    """A selector from a short name, ``learned`` or a dotted class path."""
+    """A selector from a short name, ``learned`` (the module's inference selector) or a class path.
+
+    A class path must name a :class:`FrameSelector` of this project (the one allow-list of
+    :mod:`trainer.loading`); it is built with no arguments.
+    """
     if name == "learned":
         if module is None:
             raise ValueError("selector 'learned' needs --config (and usually --ckpt) of a trained module")
-        return learned_selector(module)
+        return selector_of(module).eval()
     if name in BASELINES:
         return BASELINES[name]()
     if "." in name:
-        module_name, _, cls = name.rpartition(".")
-        return getattr(importlib.import_module(module_name), cls)()
+        return import_class(name, FrameSelector)()
     raise ValueError(f"unknown selector {name!r}: use one of {sorted(BASELINES)}, 'learned' or a class path")
-
-
 
 
 def _chosen(selector: FrameSelector, frames: torch.Tensor, stamps: torch.Tensor, k: int):
@@ -534,27 +523,6 @@ def plot_video(item: dict[str, Any], selectors: dict[str, FrameSelector], k: int
     plt.close(fig)
 
 
-def load_trained(config: str | None, ckpt: str | None, sets: list[str]):
-    """(data module, LightningModule) from a config, ``KEY=VALUE`` overrides and checkpoint weights if given."""
-    from trainer.__main__ import main as cli_main
-
-    overrides = [part for kv in sets for part in (f"--{kv.split('=', 1)[0]}", kv.split("=", 1)[1])]
-    if config is None:
-        raise ValueError("--config is required (it defines the data and, for 'learned', the model)")
-    # The CLI is driven by ``args`` alone; with the evaluate/export command line still in
-    # sys.argv, LightningCLI would warn that both are given.
-    argv, sys.argv = sys.argv, sys.argv[:1]
-    try:
-        cli = cli_main(["--config", config, *overrides], run=False)
-    finally:
-        sys.argv = argv
-    module = cli.model
-    if ckpt is not None:
-        restore_trainable_state(module, torch.load(ckpt, map_location="cpu", weights_only=True))
-    module.eval()
-    return cli.datamodule, module
-
-
 def resolve_device(name: str) -> torch.device:
     """``auto``: the GPU when there is one, else the CPU; anything else as torch reads it."""
     return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
@@ -644,7 +612,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         parser.error(f"--shard must be in [0, {args.num_shards}), got {args.shard}")
     if args.resume and args.overwrite:
         parser.error("--resume and --overwrite exclude each other")
-    datamodule, module = load_trained(args.config, args.ckpt, args.set)
+    datamodule, module = module_from_config(args.config, args.ckpt, args.set)
     datamodule.set_frame_budget(1)  # short videos are skipped per budget, not dropped here
     datamodule.prepare_data()
     datamodule.setup(SPLIT_STAGES[args.split])
@@ -656,9 +624,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if isinstance(selector, RandomSelector):
             selector.seed = args.seed  # --seed decides the random baseline's draws too
     if args.share_decoder:
-        shared = getattr(module, "decoder", None) or getattr(getattr(module, "selector", None), "decoder", None)
-        if shared is None:
-            parser.error("--share-decoder: the checkpoint's module has no decoder to share")
+        if module is None or not hasattr(module, "inference_selector"):
+            parser.error("--share-decoder: the config's module has no trained selector whose decoder to share")
+        shared = selector_of(module).decoder
         for name, selector in selectors.items():
             if name != "learned" and hasattr(selector, "decoder"):
                 selector.decoder = shared  # compare scores, not decoders

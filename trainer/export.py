@@ -24,7 +24,7 @@ base, which is reloaded from ``model_name_or_path``. The export folder then hold
                                    learned mask; ``{class_path, init_args}`` (+ weights if it has any)
                                    for the other selectors
     selector/frame_selection.json  how frames are chosen: selector, encoder, decoder, budget K
-                                   (:func:`load_selector` rebuilds a ready selector from it)
+                                   (:func:`trainer.loading.load_selector` rebuilds a ready selector from it)
     training.json                  the checkpoint's hyperparameters, step and epoch
 
 A checkpoint without a VLM (``SelectorTrainer`` with ``vlm: null``) exports the selector, card and
@@ -43,14 +43,12 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import importlib
 import inspect
 import json
 import logging
 import os
 import re
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -61,14 +59,23 @@ from torch import nn
 
 from data.atomic import write_atomic
 from data.features import human_bytes
-from trainer.checkpointing import restore_trainable_state
+from models.selectors import FrameSelector
+from trainer.checkpointing import plain_hparams
+from trainer.loading import (
+    HUB_ID,
+    SELECTION_FILE,
+    SELECTOR_DIR,
+    LoadError,
+    TrainedSelector,
+    is_hub_id,
+    module_from_checkpoint,
+    selector_of,
+)
 
 log = logging.getLogger(__name__)
 
 #: Hub tags of every export ("lora" only where a LoRA adapter was trained).
 TAGS = ("smolvlm", "video", "dense-captioning", "frame-selection", "lora")
-SELECTOR_DIR = "selector"
-SELECTION_FILE = "frame_selection.json"
 TRAINING_FILE = "training.json"
 CARD_FILE = "README.md"
 EVALUATION_FILE = "evaluation.md"
@@ -78,96 +85,41 @@ LICENSE = "apache-2.0"
 CARD_METRICS = {"recall": "event recall of the chosen frames", "meteor": "METEOR", "cider": "CIDEr",
                 "soda_c": "SODA_c", "bleu4": "BLEU-4", "rouge_l": "ROUGE-L"}  # fmt: skip
 
-# Packages whose classes a checkpoint or an export may name (nothing else is imported from them).
-_ALLOWED_PACKAGES = ("trainer.", "models.", "data.")
-_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _TOKEN_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HUGGINGFACE_HUB_TOKEN", "HF_API_TOKEN")
 _TOKEN_PATTERN = re.compile(rb"hf_[A-Za-z0-9]{30,}")  # the shape of a Hugging Face access token
 _TEXT_SUFFIXES = (".json", ".md", ".txt", ".jinja", ".yaml", ".yml", ".model")
 
 
-class ExportError(RuntimeError):
+class ExportError(LoadError):
     """The checkpoint cannot be exported as asked (the message says why and what to do)."""
 
 
-# --------------------------------------------------------------------------------------- loading
-def _import_class(class_path: str, base: type) -> type:
-    """The class at ``class_path``, which must live in this project and subclass ``base``."""
-    module_name, _, name = class_path.rpartition(".")
-    if not module_name.startswith(_ALLOWED_PACKAGES):
-        raise ExportError(
-            f"refusing to import {class_path!r}: only classes from {', '.join(p + '*' for p in _ALLOWED_PACKAGES)} "
-            "are rebuilt from checkpoints and exports"
-        )
-    cls = getattr(importlib.import_module(module_name), name, None)
-    if not isinstance(cls, type) or not issubclass(cls, base):
-        raise ExportError(f"{class_path!r} is not a {base.__module__}.{base.__qualname__}")
-    return cls
-
-
-def build_from_spec(spec: dict[str, Any], base: type = nn.Module) -> Any:
-    """Instantiates ``{"class_path": ..., "init_args": {...}}`` the way the CLI does (nested specs included)."""
-    from jsonargparse import ArgumentParser
-
-    cls = _import_class(spec["class_path"], base)
-    parser = ArgumentParser(exit_on_error=False)
-    parser.add_class_arguments(cls, "obj", fail_untyped=False)
-    cfg = parser.parse_object({"obj": dict(spec.get("init_args") or {})})
-    return parser.instantiate_classes(cfg).obj
-
-
-def load_module(ckpt_path: str | Path, map_location: str | torch.device = "cpu") -> tuple[Any, dict[str, Any]]:
-    """Rebuilds the LightningModule of a ``python -m trainer fit`` checkpoint and loads its weights.
-
-    The module is instantiated from the checkpoint's ``hyper_parameters`` (``_class_path`` + init
-    args) with :func:`lightning.pytorch.cli.instantiate_module`; the frozen base comes from
-    ``model_name_or_path`` and the trainable-only state dict is loaded non-strictly after the
-    module's own ``on_load_checkpoint`` key check.
-
-    Returns:
-        The module (eval mode, on the CPU) and the checkpoint dict.
-    """
-    import lightning.pytorch as pl
-    from lightning.pytorch.cli import instantiate_module
-
-    path = Path(ckpt_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"--ckpt: no checkpoint file at {path}")
-    checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    hparams = dict(checkpoint.get("hyper_parameters") or {})
-    hparams.pop("_instantiator", None)
-    class_path = hparams.get("_class_path")
-    if not class_path:
-        raise ExportError(
-            f"{path}: the checkpoint's hyper_parameters have no _class_path; export needs a checkpoint "
-            "written by `python -m trainer fit` (the LightningCLI records the module's class and init args)"
-        )
-    cls = _import_class(class_path, pl.LightningModule)
-    log.info("loading %s (%s, step %s)", path, class_path, checkpoint.get("global_step"))
-    with warnings.catch_warnings():
-        # Built outside the CLI, save_hyperparameters sees the injected modules (and drops them).
-        warnings.filterwarnings("ignore", message=r"Attribute '\w+' is an instance of `nn.Module`")
-        module = instantiate_module(cls, hparams)
-    restore_trainable_state(module, checkpoint)
-    module.eval()
-    return module, checkpoint
-
-
 # --------------------------------------------------------------------------------------- helpers
-def is_hub_id(name: str | None) -> bool:
-    """True for ``org/name`` Hub ids (not for local folders, which the Hub metadata cannot name)."""
-    if not name or name.startswith((".", "/", "~")) or Path(name).exists():
-        return False
-    return bool(_HUB_ID.match(name))
-
-
 def _spec_of(obj: Any, recorded: Any) -> dict[str, Any]:
-    """``{class_path, init_args}`` of ``obj``: the recorded config when it names this class."""
+    """``{class_path, init_args}`` of ``obj``: the recorded config when it names this class.
+
+    Without one, the init args are read back from the object's attributes of the same names
+    (plain values, and nested modules as specs of their own); a required argument that cannot be
+    read is reported, since the spec alone then cannot rebuild the object.
+    """
     class_path = f"{type(obj).__module__}.{type(obj).__qualname__}"
     if isinstance(recorded, dict) and recorded.get("class_path") == class_path:
         return {"class_path": class_path, "init_args": dict(recorded.get("init_args") or {})}
-    log.warning("no recorded init args for %s; its spec holds the class path only", class_path)
-    return {"class_path": class_path, "init_args": {}}
+    init_args, unread = {}, []
+    for name, param in inspect.signature(type(obj).__init__).parameters.items():
+        if name == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        value = getattr(obj, name, inspect.Parameter.empty)
+        if isinstance(value, nn.Module):
+            init_args[name] = _spec_of(value, None)
+        elif value is not inspect.Parameter.empty and plain_hparams(value):
+            if value != param.default:
+                init_args[name] = value
+        elif param.default is inspect.Parameter.empty:
+            unread.append(name)
+    if unread:
+        log.warning("no recorded init args for %s, and %s cannot be read back from it", class_path, ", ".join(unread))
+    return {"class_path": class_path, "init_args": init_args}
 
 
 def _json_dump(path: Path, payload: Any) -> None:
@@ -225,38 +177,56 @@ def _save_vlm(vlm: Any, folder: Path, adapter_only: bool, base_model: str) -> No
 
 
 # --------------------------------------------------------------------------------------- selector
-def _selector_info(module: Any, hparams: dict[str, Any]) -> dict[str, Any]:
-    """What ``selector/frame_selection.json`` records (and the card shows) about frame choice."""
-    from models.decoders import TopKDecoder
-    from models.importance import FrameImportanceModel, ImportanceSelector
+def _recorded_parts(hparams: dict[str, Any]) -> dict[str, Any]:
+    """The recorded specs of the inference selector and its parts (``selector``, ``model``, ``encoder``, ``decoder``).
 
-    selector = module.selector
-    default_decoder = {"class_path": f"{TopKDecoder.__module__}.TopKDecoder", "init_args": {}}
-    if isinstance(selector, FrameImportanceModel):  # SelectorTrainer: the policy, its encoder and decoder
-        spec = _spec_of(selector, hparams.get("selector"))
-        encoder = _spec_of(module.encoder, hparams.get("encoder"))
-        decoder = _spec_of(module.decoder, hparams.get("decoder")) if hparams.get("decoder") else default_decoder
+    A captioner records its selector's spec; a selector trainer records the parts its inference
+    selector is made of (``policy``, ``encoder``, ``decoder``).
+    """
+    spec = hparams.get("selector")
+    if isinstance(spec, dict):
+        return {"selector": spec, **(spec.get("init_args") or {})}
+    return {"model": hparams.get("policy"), "encoder": hparams.get("encoder"), "decoder": hparams.get("decoder")}
+
+
+def _selector_info(selector: FrameSelector, hparams: dict[str, Any]) -> dict[str, Any]:
+    """What ``selector/frame_selection.json`` records (and the card shows) about frame choice.
+
+    Args:
+        selector: The module's inference selector (:func:`trainer.loading.selector_of`).
+        hparams: The module's recorded config.
+    """
+    from models.importance import ImportanceSelector
+
+    if isinstance(selector, TrainedSelector):  # a frozen trained selector: what its own source records
+        if selector.trained.kind == "export":
+            target = selector.trained.path / SELECTOR_DIR
+            info = json.loads((target if target.is_dir() else selector.trained.path).joinpath(SELECTION_FILE).read_text())
+            info.pop("format_version", None)
+            info.pop("num_frames", None)
+        else:
+            info = _selector_info(selector.inner, selector.trained.hparams)
+        recorded = (_recorded_parts(hparams).get("decoder"))
+        if recorded:  # the captioner replaced the trained selector's decoder
+            info["decoder"] = _spec_of(selector.decoder, recorded)
+        return info
+    parts = _recorded_parts(hparams)
+    decoder = _spec_of(selector.decoder, parts.get("decoder"))
+    if isinstance(selector, ImportanceSelector):  # the learned mask: saved with save_pretrained, plus its encoder
+        spec = _spec_of(selector.model, parts.get("model"))
+        encoder = _spec_of(selector.encoder, parts.get("encoder")) if selector.encoder is not None else None
         return {"selector": spec, "importance_model": True, "encoder": encoder, "decoder": decoder}
-    recorded = hparams.get("selector")
-    if recorded is None and "selector" in hparams:  # the module's own default
-        recorded = {"class_path": f"{type(selector).__module__}.{type(selector).__qualname__}", "init_args": {}}
-    spec = _spec_of(selector, recorded)
-    decoder = (spec["init_args"].get("decoder") or default_decoder) if hasattr(selector, "decoder") else None
-    if isinstance(selector, ImportanceSelector):  # a learned mask used by the captioner
-        encoder = spec["init_args"].get("encoder")
-        return {"selector": spec, "importance_model": True, "encoder": encoder, "decoder": decoder}
-    return {"selector": spec, "importance_model": False, "encoder": None, "decoder": decoder}
+    return {"selector": _spec_of(selector, parts.get("selector")), "importance_model": False, "encoder": None,
+            "decoder": decoder}  # fmt: skip
 
 
-def _save_selector(module: Any, info: dict[str, Any], folder: Path) -> None:
-    from models.importance import FrameImportanceModel
-
+def _save_selector(selector: FrameSelector, info: dict[str, Any], folder: Path, num_frames: int) -> None:
     target = folder / SELECTOR_DIR
     target.mkdir()
-    selector = module.selector
+    if isinstance(selector, TrainedSelector):
+        selector = selector.inner
     if info["importance_model"]:
-        model = selector if isinstance(selector, FrameImportanceModel) else selector.model
-        model.save_pretrained(target)  # config.json (init args) + model.safetensors
+        selector.model.save_pretrained(target)  # config.json (init args) + model.safetensors
         (target / CARD_FILE).unlink(missing_ok=True)  # the mixin's generic card; the export's card documents it
         info["weights"] = "model.safetensors"
     else:
@@ -267,39 +237,8 @@ def _save_selector(module: Any, info: dict[str, Any], folder: Path) -> None:
 
             save_model(selector, str(target / "model.safetensors"))
             info["weights"] = "model.safetensors"
-    _json_dump(target / SELECTION_FILE, {"format_version": 1, **info, "num_frames": int(module.num_frames)})
+    _json_dump(target / SELECTION_FILE, {"format_version": 1, **info, "num_frames": int(num_frames)})
     log.info("wrote selector: %s", ", ".join(f"{SELECTOR_DIR}/{f}" for f in _files(target)))
-
-
-def load_selector(folder: str | Path) -> nn.Module:
-    """The trained frame selector of an export folder, ready to ``select``/``gather`` frames.
-
-    For the learned mask this is an :class:`models.importance.ImportanceSelector` around
-    ``FrameImportanceModel.from_pretrained(folder / "selector")`` with the recorded frame encoder
-    and decoder; other selectors are rebuilt from their class path and init args (and weights).
-
-    Args:
-        folder: The export folder (or its ``selector/`` subfolder).
-    """
-    folder = Path(folder)
-    target = folder / SELECTOR_DIR if (folder / SELECTOR_DIR).is_dir() else folder
-    info = json.loads((target / SELECTION_FILE).read_text())
-    from models.decoders import Decoder
-
-    decoder = build_from_spec(info["decoder"], Decoder) if info.get("decoder") else None
-    if info["importance_model"]:
-        from models.importance import FrameImportanceModel, ImportanceSelector
-
-        model = FrameImportanceModel.from_pretrained(target, strict=True)
-        encoder = build_from_spec(info["encoder"]) if info.get("encoder") else None
-        selector = ImportanceSelector(model=model, encoder=encoder, decoder=decoder, budget=info.get("num_frames"))
-    else:
-        selector = build_from_spec(info["selector"])
-        if info.get("weights"):
-            from safetensors.torch import load_model
-
-            load_model(selector, str(target / info["weights"]))
-    return selector.eval()
 
 
 # --------------------------------------------------------------------------------------- card
@@ -379,17 +318,17 @@ def _usage(info: dict[str, Any]) -> list[str]:
             "# Dense captions from the frames the trained selector picks, shown with their true timestamps.\n"
             "import torch\n"
             "from models.vlm import LoraSettings, SmolVLM  # this repository (pip install -e .)\n"
-            "from trainer.export import load_selector\n\n"
+            "from trainer.loading import load_selector\n\n"
             f"{folder_line}\n"
             "selector = load_selector(folder)\n"
             f"{load}\n{video}\n"
-            f"shown, times = selector.gather(frames, timestamps, {k})\n"
+            f"_, shown, times = selector.choose(frames, timestamps, {k})\n"
             "print(vlm.generate([shown], [times], [duration])[0])  # one event per line: MM:SS-MM:SS caption\n"
         )
     else:
         blocks.append(
             "import torch\n"
-            "from trainer.export import load_selector  # this repository (pip install -e .)\n\n"
+            "from trainer.loading import load_selector  # this repository (pip install -e .)\n\n"
             f"{folder_line}\n"
             "selector = load_selector(folder)\n\n"
             f"{video}\n"
@@ -512,7 +451,7 @@ def model_card(info: dict[str, Any]) -> ModelCard:
             (
                 "The learned importance mask is a `models.importance.FrameImportanceModel` (Hub mixin): load it with "
                 '`FrameImportanceModel.from_pretrained(folder / "selector")`; it scores the encoder\'s per-frame features '
-                "and the decoder picks K frames. `trainer.export.load_selector(folder)` builds the whole selector "
+                "and the decoder picks K frames. `trainer.loading.load_selector(folder)` builds the whole selector "
                 "(encoder + mask + decoder)."
             ),
             "",
@@ -521,7 +460,7 @@ def model_card(info: dict[str, Any]) -> ModelCard:
         lines += [
             (
                 f"`{SELECTOR_DIR}/config.json` holds its class path and init args; "
-                "`trainer.export.load_selector(folder)` rebuilds it."
+                "`trainer.loading.load_selector(folder)` rebuilds it."
             ),
             "",
         ]
@@ -567,7 +506,7 @@ def _check_output(output: Path, overwrite: bool) -> None:
 
 
 def _check_repo_id(repo_id: str | None) -> None:
-    if repo_id is not None and not _HUB_ID.match(repo_id):
+    if repo_id is not None and not HUB_ID.match(repo_id):
         raise ExportError(f"--push-to-hub takes ORG/NAME, got {repo_id!r}")
 
 
@@ -599,7 +538,7 @@ def export_module(
     The module itself is not changed: the LoRA adapter is merged on a copy.
 
     Args:
-        module: The LightningModule (trained in memory, or from :func:`load_module`).
+        module: The LightningModule (trained in memory, or from :func:`trainer.loading.module_from_checkpoint`).
         output: Folder to create (atomically; refused if it exists unless ``overwrite``).
         hparams: The module's config (``_class_path`` and init args as ``class_path``/``init_args``
             dicts); default ``module.hparams`` (what the CLI recorded).
@@ -624,11 +563,10 @@ def export_module(
     hparams.pop("_instantiator", None)
     _check_output(output, overwrite)
     _check_repo_id(push_to_hub)
-    if not hasattr(module, "selector"):
-        raise ExportError(
-            f"{type(module).__name__} has no frame selector or VLM to export "
-            "(export supports trainer.module.DenseCaptioner and trainer.selection.SelectorTrainer)"
-        )
+    try:
+        selector = selector_of(module)
+    except LoadError as err:
+        raise ExportError(f"{err}: nothing to export") from err
     vlm = _find_vlm(module)
     if adapter_only and (vlm is None or not vlm.lora_settings.enabled):
         raise ExportError("--adapter-only: this checkpoint has no trained LoRA adapter (vlm.lora.enabled / train_lora)")
@@ -645,7 +583,7 @@ def export_module(
     else:
         base = base_model or getattr(getattr(module, "encoder", None), "model_name_or_path", None) or "unknown"
     source = source or {}
-    selection = _selector_info(module, hparams)
+    selection = _selector_info(selector, hparams)
     info: dict[str, Any] = {
         "output": str(output),
         "repo_id": push_to_hub,
@@ -661,7 +599,7 @@ def export_module(
         "results": results,
         "license": license,
         "selection": selection,
-        "feature_dim": getattr(getattr(module.selector, "model", module.selector), "feature_dim", None),
+        "feature_dim": getattr(getattr(getattr(selector, "inner", selector), "model", None), "feature_dim", None),
         "vlm": None,
     }
     if vlm is not None:
@@ -686,7 +624,7 @@ def export_module(
         log.info("building %s in %s", output, tmp)
         if vlm is not None:
             _save_vlm(vlm, tmp, adapter_only, base)
-        _save_selector(module, selection, tmp)
+        _save_selector(selector, selection, tmp, info["num_frames"])
         training = {"class_path": info["class_path"], "hyper_parameters": hparams, **source}
         _json_dump(tmp / TRAINING_FILE, training)
         log.info("wrote %s", TRAINING_FILE)
@@ -708,14 +646,14 @@ def export_module(
 
 
 def export_checkpoint(ckpt_path: str | Path, output: str | Path, **kwargs: Any) -> Path:
-    """:func:`load_module` + :func:`export_module`; ``evaluation`` defaults to ``evaluation.md`` beside the checkpoint."""
+    """:func:`trainer.loading.module_from_checkpoint` + :func:`export_module`; ``evaluation`` defaults to ``evaluation.md`` beside the checkpoint."""
     output = Path(output)
     _check_output(output, kwargs.get("overwrite", False))  # before the (slow) model load
     _check_repo_id(kwargs.get("push_to_hub"))
     if kwargs.get("evaluation") is None:
         default = Path(ckpt_path).parent / EVALUATION_FILE
         kwargs["evaluation"] = default if default.is_file() else None
-    module, checkpoint = load_module(ckpt_path)
+    module, checkpoint = module_from_checkpoint(ckpt_path)
     source = {
         "checkpoint": str(ckpt_path),
         "global_step": checkpoint.get("global_step"),

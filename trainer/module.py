@@ -157,6 +157,10 @@ class DenseCaptioner(pl.LightningModule):
             )
         return with_schedule(self, self.optimizer(params), self.lr_scheduler)
 
+    def inference_selector(self) -> FrameSelector:
+        """The frame selector this captioner shows its VLM frames with."""
+        return self.selector
+
     # ----------------------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Trainable weights only: the frozen base (hundreds of MB for real SmolVLMs) is reloaded

@@ -63,6 +63,6 @@ class DenseCaptionWriter(BasePredictionWriter):
             torch.distributed.all_gather_object(shards, flat)
             flat = list({p["video_id"]: p for shard in shards for p in shard}.values())
         if trainer.is_global_zero:
-            details = f"frames selected by {type(pl_module.selector).__name__}, K={pl_module.num_frames}"
+            details = f"frames selected by {type(pl_module.inference_selector()).__name__}, K={pl_module.num_frames}"
             path = write_predictions(flat, self.output, details)
             print(f"wrote {len(flat)} dense captions to {path}")

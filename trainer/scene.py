@@ -8,7 +8,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
-from models.scene import SceneBoundaryModel
+from models.scene import SceneBoundaryModel, SceneBoundarySelector
 from trainer.checkpointing import plain_hparams
 from trainer.schedules import with_schedule
 
@@ -37,7 +37,7 @@ class SceneBoundaryTrainer(pl.LightningModule):
     Boundaries are rare, so positives are weighted by ``negatives / positives`` of each batch.
 
     Args:
-        model: The boundary model (its ``model.*`` weights are what the selector loads).
+        model: The boundary model; :meth:`inference_selector` scores frames with it.
         optimizer: Optimizer factory.
         tolerance: Seconds around an event start/end that still count as a boundary frame.
         lr_scheduler: LR schedule factory (e.g. :class:`trainer.schedules.WarmupCosine`), stepped
@@ -55,7 +55,7 @@ class SceneBoundaryTrainer(pl.LightningModule):
         if tolerance < 0:
             raise ValueError(f"model.tolerance must be >= 0, got {tolerance}")
         # As in DenseCaptioner: the YAML's class_path/init_args make checkpoints self-describing
-        # (the selector rebuilds the model from them); directly passed objects are not pickled.
+        # (trainer.loading rebuilds the model from them); directly passed objects are not pickled.
         self.save_hyperparameters()
         self.remove_ignored_hparams([k for k, v in self.hparams.items() if not plain_hparams(v)])
         self.model = model
@@ -100,6 +100,10 @@ class SceneBoundaryTrainer(pl.LightningModule):
         tp, fp, fn = self._val_counts.tolist()
         f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0  # nothing to find, nothing claimed
         self.log("val/boundary_f1", f1, prog_bar=True)
+
+    def inference_selector(self) -> SceneBoundarySelector:
+        """Frames by boundary probability: a :class:`SceneBoundarySelector` around the trained model."""
+        return SceneBoundarySelector(self.model)
 
     def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
         return with_schedule(self, self.optimizer(self.parameters()), self.lr_scheduler)

@@ -44,7 +44,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from data.encodings import FrameEncodings
 from models.decoders import Decoder, TopKDecoder
 from models.encoders import FrameEncoder
-from models.importance import FrameImportanceModel, gumbel_topk, plackett_luce_log_prob
+from models.importance import FrameImportanceModel, ImportanceSelector, gumbel_topk, plackett_luce_log_prob
 from models.prompting import format_dense_caption
 from models.selectors import (
     FrameSelector,
@@ -139,8 +139,9 @@ class SelectorTrainer(pl.LightningModule):
     """Trains :class:`FrameImportanceModel` (and optionally the VLM's LoRA) on cached frame features.
 
     Args:
-        selector: The importance model being trained (its ``feature_dim`` must match the encoder).
-        encoder: Frozen vision encoder whose pooled features the selector reads.
+        policy: The importance model being trained (its ``feature_dim`` must match the encoder). The
+            selector it makes at inference is :meth:`inference_selector`.
+        encoder: Frozen vision encoder whose pooled features the policy reads.
         vlm: SmolVLM for likelihood rewards, ranking and joint caption training (optional).
         teacher: Distillation teacher (default: per-channel cross-correlation).
         decoder: Turns the policy's scores into K frames at validation/inference; the
@@ -150,7 +151,7 @@ class SelectorTrainer(pl.LightningModule):
             budget the policy trains at unless ``budget_range`` is set.
         budget_range: ``[low, high]``: train the policy at a budget K drawn per batch from this
             range (log-uniformly, so small budgets are drawn as often per octave as large ones;
-            capped by the batch's shortest video). Needs a budget-aware selector
+            capped by the batch's shortest video). Needs a budget-aware policy
             (``max_budget >= high``), which is told each batch's K: one mask for every budget.
             Rewards from the VLM (likelihood reward) are computed at the drawn K, so the VLM must
             accept ``high`` frames.
@@ -171,16 +172,19 @@ class SelectorTrainer(pl.LightningModule):
 
     Each candidate frame goes through a vision tower once per run: at setup the module registers
     its encoders with the data module (:meth:`DenseCaptionDataModule.set_frame_encoders`), whose
-    batches then carry the selector's ``features`` and the VLM's ``image_embeds`` (cached on disk
+    batches then carry the policy's ``features`` and the VLM's ``image_embeds`` (cached on disk
     with ``data.feature_cache``). When the encoder is the VLM's own checkpoint, one pass gives
     both; every VLM forward (rewards, ranking, caption loss) gathers the shown frames' embedding
     rows instead of re-running the tower on pixels, unless :meth:`SmolVLM.embeds_blocker` says why
     it cannot (then the pixel path runs and one log line says why).
     """
 
+    #: Init args renamed since older checkpoints were written (old name: new name).
+    renamed_hparams = {"selector": "policy"}
+
     def __init__(
         self,
-        selector: FrameImportanceModel,
+        policy: FrameImportanceModel,
         encoder: FrameEncoder,
         vlm: SmolVLM | None = None,
         teacher: FrameSelector | None = None,
@@ -205,12 +209,12 @@ class SelectorTrainer(pl.LightningModule):
         if objective.train_lora and (vlm is None or not vlm.lora_settings.enabled):
             raise ValueError("objective.train_lora needs a vlm with lora.enabled: true")
         self.eval_budgets = sorted(set(eval_budgets or [4, 8]))
-        self.budget_range = self._check_budgets(selector, num_frames, budget_range, self.eval_budgets)
+        self.budget_range = self._check_budgets(policy, num_frames, budget_range, self.eval_budgets)
         if vlm is not None:
             # The VLM sees num_frames frames, or the drawn budget when its likelihood is a reward.
             top = self.budget_range[1] if self.budget_range and objective.likelihood_reward > 0 else num_frames
             vlm.check_frame_budget(max(num_frames, top))
-        self.selector = selector
+        self.policy = policy
         self.encoder = encoder
         self.vlm = vlm
         self.teacher = teacher if teacher is not None else CrossCorrelationSelector(size=64, grayscale=False)
@@ -237,28 +241,28 @@ class SelectorTrainer(pl.LightningModule):
         if vlm is not None and not objective.train_lora:
             vlm.requires_grad_(False)
         if not objective.train_selector:
-            selector.requires_grad_(False)
+            policy.requires_grad_(False)
         self.strict_loading = False
 
     @staticmethod
     def _check_budgets(
-        selector: FrameImportanceModel, num_frames: int, budget_range: list[int] | None, eval_budgets: list[int]
+        policy: FrameImportanceModel, num_frames: int, budget_range: list[int] | None, eval_budgets: list[int]
     ) -> tuple[int, int] | None:
-        """Validated ``budget_range`` as ``(low, high)``, or ``None``; every budget fits a budget-aware selector."""
+        """Validated ``budget_range`` as ``(low, high)``, or ``None``; every budget fits a budget-aware policy."""
         if budget_range is not None:
             if len(budget_range) != 2 or not 1 <= budget_range[0] <= budget_range[1]:
                 raise ValueError(f"model.init_args.budget_range must be [low, high] with 1 <= low <= high, got {budget_range}")
-            if not selector.budget_aware:
+            if not policy.budget_aware:
                 raise ValueError(
-                    "model.init_args.budget_range trains one mask for many budgets: the selector must be "
-                    f"budget-aware (selector.init_args.max_budget >= {budget_range[1]})"
+                    "model.init_args.budget_range trains one mask for many budgets: the policy must be "
+                    f"budget-aware (policy.init_args.max_budget >= {budget_range[1]})"
                 )
-        if selector.budget_aware:
+        if policy.budget_aware:
             wanted = max([num_frames, *eval_budgets, *(budget_range or [])])
-            if wanted > selector.max_budget:
+            if wanted > policy.max_budget:
                 raise ValueError(
-                    f"budget K={wanted} (num_frames, eval_budgets or budget_range) exceeds the selector's "
-                    f"max_budget={selector.max_budget}"
+                    f"budget K={wanted} (num_frames, eval_budgets or budget_range) exceeds the policy's "
+                    f"max_budget={policy.max_budget}"
                 )
         return None if budget_range is None else (int(budget_range[0]), int(budget_range[1]))
 
@@ -342,11 +346,11 @@ class SelectorTrainer(pl.LightningModule):
     def query_tokens(self, batch: dict[str, list]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Token ids ``(B, L)`` and mask of the videos' text queries, or ``(None, None)``.
 
-        Only for a selector built with ``query_vocab_size > 0`` and a batch with at least one
+        Only for a policy built with ``query_vocab_size > 0`` and a batch with at least one
         query; the VLM's tokenizer (or the encoder checkpoint's) turns text into ids, so the
-        selector's query vocabulary must cover it. Videos without a query get no query tokens.
+        policy's query vocabulary must cover it. Videos without a query get no query tokens.
         """
-        if self.selector.query_vocab_size == 0 or not any(batch["query"]):
+        if self.policy.query_vocab_size == 0 or not any(batch["query"]):
             return None, None
         if self._tokenizer is None:
             if self.vlm is not None:
@@ -355,14 +359,14 @@ class SelectorTrainer(pl.LightningModule):
                 from transformers import AutoTokenizer
 
                 self._tokenizer = AutoTokenizer.from_pretrained(self.encoder.model_name_or_path)
-            if len(self._tokenizer) > self.selector.query_vocab_size:
+            if len(self._tokenizer) > self.policy.query_vocab_size:
                 raise ValueError(
-                    f"selector.query_vocab_size={self.selector.query_vocab_size} is smaller than the query "
+                    f"policy.query_vocab_size={self.policy.query_vocab_size} is smaller than the query "
                     f"tokenizer's {len(self._tokenizer)} tokens"
                 )
         encoded = self._tokenizer(
             [q or "" for q in batch["query"]], add_special_tokens=False, truncation=True,
-            max_length=self.selector.max_query_len, padding="max_length", return_tensors="pt",
+            max_length=self.policy.max_query_len, padding="max_length", return_tensors="pt",
         )  # fmt: skip
         return encoded["input_ids"].to(self.device), encoded["attention_mask"].bool().to(self.device)
 
@@ -373,7 +377,7 @@ class SelectorTrainer(pl.LightningModule):
         features, stamps, mask = self.video_features(batch)
         query_ids, query_mask = self.query_tokens(batch)
         budget = self.num_frames if budget is None else budget
-        return self.selector(features, stamps, mask, query_ids, query_mask, budget=budget), stamps, mask
+        return self.policy(features, stamps, mask, query_ids, query_mask, budget=budget), stamps, mask
 
     # ----------------------------------------------------------------------------- rewards
     def temperature(self) -> float:
@@ -491,7 +495,7 @@ class SelectorTrainer(pl.LightningModule):
         k = self.training_budget(batch)
         logits, _, mask = self.policy_logits(batch, k)
         # What the VLM is shown (ranking, caption loss) is num_frames frames, scored for that budget.
-        vlm_logits = logits if k == self.num_frames or not self.selector.budget_aware else None
+        vlm_logits = logits if k == self.num_frames or not self.policy.budget_aware else None
         if vlm_logits is None and ((train_sel and o.rank_weight > 0) or (train_lora and o.caption_weight > 0)):
             vlm_logits = self.policy_logits(batch, self.num_frames)[0]
         total = logits.new_zeros(())
@@ -544,7 +548,7 @@ class SelectorTrainer(pl.LightningModule):
         per_video: list[list[float]] = [[] for _ in range(n)]
         for k in self.eval_budgets:
             recalls = []
-            at_k = self.policy_logits(batch, k)[0] if self.selector.budget_aware and k != self.num_frames else logits
+            at_k = self.policy_logits(batch, k)[0] if self.policy.budget_aware and k != self.num_frames else logits
             for i, events in enumerate(batch["events"]):
                 t = batch["timestamps"][i]
                 if k > len(t):
@@ -577,7 +581,7 @@ class SelectorTrainer(pl.LightningModule):
     def configure_optimizers(self) -> list[torch.optim.Optimizer] | tuple[list[torch.optim.Optimizer], list[dict]]:
         optimizers, factories, self._optimizer_sides = [], [], []
         if self.objective.train_selector:
-            optimizers.append(self.selector_optimizer(self.selector.parameters()))
+            optimizers.append(self.selector_optimizer(self.policy.parameters()))
             factories.append(self.selector_lr_scheduler)
             self._optimizer_sides.append("selector")
         if self.objective.train_lora:
@@ -602,11 +606,24 @@ class SelectorTrainer(pl.LightningModule):
         schedules = [{"scheduler": s, "interval": "step"} for s in self._side_schedules if s is not None]
         return (optimizers, schedules) if schedules else optimizers
 
+    # ----------------------------------------------------------------------------- inference
+    def inference_selector(self) -> ImportanceSelector:
+        """The trained policy as a :class:`FrameSelector`: its encoder, decoder and default budget ``num_frames``.
+
+        It shares the policy's weights (no copy) and is in eval mode.
+        """
+        return ImportanceSelector(self.policy, self.encoder, decoder=self.decoder, budget=self.num_frames).eval()
+
     # ----------------------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         keep_trainable_state(self, checkpoint)
         checkpoint[BATCHES_KEY] = self.batches_done
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        check_trainable_state(self, checkpoint, "; check the selector, LoRA and objective settings in the config")
+        # Checkpoints written before the importance model was called ``policy`` name it ``selector``.
+        checkpoint["state_dict"] = {
+            ("policy." + k[len("selector.") :] if k.startswith("selector.") else k): v
+            for k, v in checkpoint["state_dict"].items()
+        }
+        check_trainable_state(self, checkpoint, "; check the policy, LoRA and objective settings in the config")
         self.batches_done = int(checkpoint.get(BATCHES_KEY, 0))
