@@ -1,0 +1,129 @@
+"""trainer.loading: every form of trained result gives the same selector, under one trust rule."""
+
+import json
+
+import pytest
+import torch
+from helpers import fit_args
+
+from trainer.__main__ import main as cli_main
+from trainer.export import main as export_main
+from trainer.loading import (
+    LoadError,
+    TrainedSelector,
+    build_from_spec,
+    import_class,
+    load_selector,
+    load_trained,
+    module_from_checkpoint,
+    resolve_source,
+)
+
+
+@pytest.fixture(scope="module")
+def trained_mask(tmp_path_factory, tiny_model_dir, synthetic):
+    """A 2-step smoke_rl run's last checkpoint and its export folder."""
+    tmp = tmp_path_factory.mktemp("loading")
+    cli_main(["fit", *fit_args("smoke_rl.yaml", tmp, tiny_model_dir, synthetic, "--trainer.max_steps", "2",
+                               "--trainer.limit_val_batches", "0")])  # fmt: skip
+    ckpt = tmp / "ckpt" / "last.ckpt"
+    export = tmp / "export"
+    export_main(["--ckpt", str(ckpt), "--output", str(export)])
+    return ckpt, export
+
+
+def _video(seed=0, t=20):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (t, 3, 64, 64), dtype=torch.uint8, generator=g), torch.arange(t, dtype=torch.float64) * 0.5
+
+
+def test_checkpoint_export_and_hub_id_give_the_same_selector(trained_mask, monkeypatch):
+    ckpt, export = trained_mask
+    from_ckpt = load_trained(ckpt)
+    assert from_ckpt.kind == "checkpoint" and type(from_ckpt.module).__name__ == "SelectorTrainer"
+    assert from_ckpt.hparams["_class_path"] == "trainer.selection.SelectorTrainer"
+    from_export = load_trained(export)
+    assert from_export.kind == "export" and from_export.module is None
+    assert from_export.hparams["policy"] == from_ckpt.hparams["policy"]  # training.json's record
+
+    # A Hub id is fetched with snapshot_download (here: answered from the export folder).
+    asked = []
+    monkeypatch.setattr("huggingface_hub.snapshot_download", lambda repo_id: asked.append(repo_id) or str(export))
+    from_hub = load_selector("someone/tiny-mask")
+    assert asked == ["someone/tiny-mask"]
+
+    frames, times = _video()
+    for k in (2, 4, 8):
+        expected = from_ckpt.selector.select(frames, times, k)
+        assert torch.equal(from_export.selector.select(frames, times, k), expected)
+        assert torch.equal(from_hub.select(frames, times, k), expected)
+    assert torch.equal(from_export.selector.scores(frames, times), from_ckpt.selector.scores(frames, times))
+
+
+def test_sources_that_are_none_of_the_three_say_what_is_accepted(tmp_path, monkeypatch):
+    with pytest.raises(FileNotFoundError, match="Lightning checkpoint .* export folder .* Hub id"):
+        resolve_source(tmp_path / "missing.ckpt")
+    with pytest.raises(LoadError, match="not an export"):
+        resolve_source(tmp_path)
+
+    def offline(repo_id):
+        raise OSError("offline")
+
+    monkeypatch.setattr("huggingface_hub.snapshot_download", offline)
+    with pytest.raises(FileNotFoundError, match="could not provide it .*offline"):
+        resolve_source("nobody/nothing")
+
+
+def test_old_checkpoints_that_call_the_policy_selector_still_load(trained_mask, tmp_path):
+    ckpt, _ = trained_mask
+    checkpoint = torch.load(ckpt, weights_only=True)
+    hparams = dict(checkpoint["hyper_parameters"])
+    hparams["selector"] = hparams.pop("policy")
+    old = {**checkpoint, "hyper_parameters": hparams,
+           "state_dict": {k.replace("policy.", "selector.", 1): v for k, v in checkpoint["state_dict"].items()}}  # fmt: skip
+    assert any(k.startswith("selector.") for k in old["state_dict"])
+    torch.save(old, tmp_path / "old.ckpt")
+    module, _ = module_from_checkpoint(tmp_path / "old.ckpt")
+    new, _ = module_from_checkpoint(ckpt)
+    for (name, a), b in zip(new.policy.state_dict().items(), module.policy.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_one_allow_list_for_checkpoints_exports_and_selector_names(tmp_path):
+    with pytest.raises(LoadError, match="refusing to import 'subprocess.Popen'"):
+        import_class("subprocess.Popen", object)
+    with pytest.raises(LoadError, match="is not a"):
+        import_class("models.decoders.TopKDecoder", torch.optim.Optimizer)
+    with pytest.raises(LoadError, match="trust_remote_code"):
+        build_from_spec({"class_path": "models.encoders.FrameEncoder", "init_args": {"trust_remote_code": True}})
+    # evaluate's selector names go through the same list.
+    from trainer.evaluate import build_selector
+
+    with pytest.raises(LoadError, match="refusing to import"):
+        build_selector("collections.OrderedDict", None)
+    assert type(build_selector("models.selectors.UniformSelector", None)).__name__ == "UniformSelector"
+    # An export whose selector spec names a foreign class is refused too.
+    folder = tmp_path / "bad" / "selector"
+    folder.mkdir(parents=True)
+    (folder / "frame_selection.json").write_text(json.dumps(
+        {"importance_model": False, "selector": {"class_path": "os.system"}, "decoder": None}))  # fmt: skip
+    with pytest.raises(LoadError, match="refusing to import 'os.system'"):
+        load_selector(tmp_path / "bad")
+
+
+def test_trained_selector_in_a_captioner_config_is_frozen_and_picks_the_trained_frames(
+    trained_mask, tmp_path, tiny_model_dir, synthetic
+):
+    ckpt, export = trained_mask
+    spec = json.dumps({"class_path": "trainer.loading.TrainedSelector", "init_args": {"source": str(export)}})
+    cli = cli_main(fit_args("smoke.yaml", tmp_path, tiny_model_dir, synthetic, "--model.init_args.selector", spec,
+                            "--trainer.max_steps", "1", "--trainer.limit_val_batches", "0"), run=False)  # fmt: skip
+    selector = cli.model.inference_selector()
+    assert isinstance(selector, TrainedSelector)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    assert not any(p.requires_grad for p in selector.parameters()) and not selector.inner.training
+    # The captioner's checkpoint keeps only what trained (the LoRA adapter), not the frozen selector.
+    saved = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)["state_dict"]
+    assert saved and not any(k.startswith("selector.") for k in saved)
+    frames, times = _video(1)
+    assert torch.equal(selector.select(frames, times, 4), load_selector(ckpt).select(frames, times, 4))
