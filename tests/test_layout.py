@@ -32,3 +32,43 @@ def test_data_never_imports_models_or_trainer():
                 names = [node.module]
             offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] in ("models", "trainer")]
     assert not offenders, offenders
+
+
+def _module_level_imports(path: Path, package: str) -> set[str]:
+    """Project modules ``path`` imports at module level (imports inside functions are deferred on purpose)."""
+    import ast
+
+    found = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            base = node.module if node.level == 0 else f"{package}.{node.module}"
+            found.add(base)
+            found |= {f"{base}.{a.name}" for a in node.names}
+    return found
+
+
+def test_no_import_circle_between_project_modules():
+    """Module-level imports of data/, models/ and trainer/ form no cycle (so any module imports first)."""
+    modules = {f"{p.parent.name}.{p.stem}": p for top in ("data", "models", "trainer")
+               for p in (ROOT / top).glob("*.py") if p.stem != "__init__"}  # fmt: skip
+    graph = {m: sorted(i for i in _module_level_imports(p, m.split(".")[0]) if i in modules and i != m)
+             for m, p in modules.items()}  # fmt: skip
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    cycles = []
+
+    def visit(m: str, path: list[str]) -> None:
+        state[m] = 1
+        for n in graph[m]:
+            if state.get(n) == 1:
+                cycles.append(path[path.index(n):] + [n] if n in path else [m, n])
+            elif n not in state:
+                visit(n, [*path, n])
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
+    assert not cycles, cycles
+    assert len(modules) >= 30 and any(graph.values())
