@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from data.schema import Event, VideoSample
-from trainer.bench import (
+from trainer.benchmarks.bench import (
     boundary_f1,
     boundary_report,
     main,

@@ -16,8 +16,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from data.schema import Event
-from trainer import caption_metrics
-from trainer.caption_metrics import (
+from trainer.evaluation import caption_metrics
+from trainer.evaluation.caption_metrics import (
     JUNK_REFERENCES,
     DenseCaptionMetric,
     LocalizationMetric,

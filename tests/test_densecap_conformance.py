@@ -1,4 +1,4 @@
-"""trainer.caption_metrics against the official evaluators' own output on real ActivityNet annotations.
+"""trainer.evaluation.caption_metrics against the official evaluators' own output on real ActivityNet annotations.
 
 The fixture (``shared/fixtures/densecap``, see its README) holds 100 videos of ActivityNet Captions'
 ``val_1``/``val_2``, three prediction files, and the scores that densevid_eval (2018 and 2019 forms,
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from trainer.caption_metrics import (
+from trainer.evaluation.caption_metrics import (
     evaluate_dense_captions,
     java_available,
     meteor_session,

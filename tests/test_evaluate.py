@@ -10,10 +10,10 @@ import torch
 from data.decode import decode_video
 from data.schema import load_annotations
 from models.selectors import uniform_indices
-from trainer.caption_metrics import evaluate_dense_captions
-from trainer.evaluate import iter_rows
-from trainer.evaluate import main as evaluate
-from trainer.metrics import event_recall
+from trainer.evaluation.caption_metrics import evaluate_dense_captions
+from trainer.evaluation.evaluate import iter_rows
+from trainer.evaluation.evaluate import main as evaluate
+from trainer.evaluation.metrics import event_recall
 from trainer.predictions import read_predictions
 
 CONFIGS = Path(__file__).parents[1] / "configs"
@@ -130,7 +130,7 @@ def test_evaluate_is_reproducible_with_a_seed(tmp_path, tiny_model_dir, syntheti
 
 
 def test_paired_bootstrap_interval_on_known_cases():
-    from trainer.metrics import paired_bootstrap_ci
+    from trainer.evaluation.metrics import paired_bootstrap_ci
 
     # A constant difference has no spread: the interval is that difference.
     assert paired_bootstrap_ci([0.5, 0.7, 0.9], [0.4, 0.6, 0.8]) == pytest.approx((0.1, 0.1, 0.1))

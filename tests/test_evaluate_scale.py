@@ -11,8 +11,8 @@ import pytest
 
 from data.datamodule import DenseCaptionDataModule
 from data.schema import AnnotationError
-from trainer.evaluate import iter_rows, repair_rows
-from trainer.evaluate import main as evaluate
+from trainer.evaluation.evaluate import iter_rows, repair_rows
+from trainer.evaluation.evaluate import main as evaluate
 
 REPO = Path(__file__).parents[1]
 CONFIGS = REPO / "configs"
@@ -46,13 +46,13 @@ def _args(tmp_path, tiny_model_dir, synthetic, test_file, output, *extra, fps=1.
 def _peak_rss_kib(args: list[str], hold_videos: bool = False) -> int:
     """Peak RSS of an evaluate process; ``hold_videos`` keeps every decoded video, as the old evaluate did."""
     hold = (
-        "import trainer.evaluate as e\nheld = []\nrun = e.evaluate_video\n"
+        "import trainer.evaluation.evaluate as e\nheld = []\nrun = e.evaluate_video\n"
         "e.evaluate_video = lambda item, *a: (held.append(item), run(item, *a))[1]\n"
     )
     # VmHWM, not getrusage's ru_maxrss: the latter keeps the forking parent's (pytest's) RSS
     # across exec, so every child would report at least that.
     code = (
-        f"import sys\n{hold if hold_videos else ''}from trainer.evaluate import main\nmain(sys.argv[1:])\n"
+        f"import sys\n{hold if hold_videos else ''}from trainer.evaluation.evaluate import main\nmain(sys.argv[1:])\n"
         "print('PEAK', [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])"
     )
     done = subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, env=ENV, capture_output=True, text=True,

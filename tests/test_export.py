@@ -10,9 +10,9 @@ import yaml
 from helpers import fit_args
 
 from trainer.__main__ import main as cli_main
-from trainer.export import TAGS, ExportError, export_module
+from trainer.tools.export import TAGS, ExportError, export_module
 from trainer.loading import load_selector
-from trainer.export import main as export_main
+from trainer.tools.export import main as export_main
 
 CONFIGS = Path(__file__).parents[1] / "configs"
 TOKEN = "hf_test_secret_123"
@@ -249,7 +249,7 @@ def test_refuses_to_overwrite_without_flag(captioner, tmp_path, capsys):
 
 
 def test_failed_export_leaves_no_folder_and_keeps_the_old_one(captioner, tmp_path, monkeypatch):
-    from trainer import export
+    from trainer.tools import export
 
     module, _ = captioner
 

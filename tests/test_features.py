@@ -272,7 +272,7 @@ def test_precompute_fills_the_cache_with_the_encoder_outputs(tmp_path, synthetic
 
 
 def test_cache_command_fills_what_a_run_reads_over_shards(tmp_path, synthetic, tiny_model_dir):
-    from trainer.cache import main as cache
+    from trainer.tools.cache import main as cache
 
     _, paths, _ = synthetic
     sets = [f"data.train_file={paths['train']}", f"data.val_file={paths['val']}", f"data.test_file={paths['test']}",

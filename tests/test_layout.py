@@ -51,9 +51,9 @@ def _module_level_imports(path: Path, package: str) -> set[str]:
 
 def test_no_import_circle_between_project_modules():
     """Module-level imports of data/, models/ and trainer/ form no cycle (so any module imports first)."""
-    modules = {f"{p.parent.name}.{p.stem}": p for top in ("data", "models", "trainer")
-               for p in (ROOT / top).glob("*.py") if p.stem != "__init__"}  # fmt: skip
-    graph = {m: sorted(i for i in _module_level_imports(p, m.split(".")[0]) if i in modules and i != m)
+    modules = {".".join(p.relative_to(ROOT).with_suffix("").parts): p for top in ("data", "models", "trainer")
+               for p in (ROOT / top).rglob("*.py") if p.stem != "__init__"}  # fmt: skip
+    graph = {m: sorted(i for i in _module_level_imports(p, m.rpartition(".")[0]) if i in modules and i != m)
              for m, p in modules.items()}  # fmt: skip
     state: dict[str, int] = {}  # 1: on the current path, 2: done
     cycles = []

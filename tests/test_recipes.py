@@ -17,9 +17,9 @@ import torch
 from data.schema import load_annotations
 from data.synthetic import SyntheticConfig, generate_dataset
 from trainer.__main__ import main as cli_main
-from trainer.cache import main as cache_main
-from trainer.evaluate import main as evaluate_main
-from trainer.export import main as export_main
+from trainer.tools.cache import main as cache_main
+from trainer.evaluation.evaluate import main as evaluate_main
+from trainer.tools.export import main as export_main
 
 ROOT = Path(__file__).parents[1]
 FAMILIES = ("uniform_lora", "rl_likelihood", "ranking", "teacher_joint")

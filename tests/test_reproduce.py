@@ -1,4 +1,4 @@
-"""``python -m trainer.reproduce``: a table regenerated twice is the same, README blocks, several seeds,
+"""``python -m trainer reproduce``: a table regenerated twice is the same, README blocks, several seeds,
 interrupted runs, tables that evaluate another table's training run.
 
 The ``tiny`` table trains and evaluates for real (two fresh runs, ~45 s each on 2 CPU cores, in
@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from trainer import reproduce
-from trainer.reproduce import TABLES, TableSpec, body_of, main
+from trainer.evaluation import reproduce
+from trainer.evaluation.reproduce import TABLES, TableSpec, body_of, main
 
 ROOT = Path(__file__).parents[1]
 README = "# project\n\nSome text.\n\n<!-- reproduce:tiny -->\nan old table\n<!-- /reproduce:tiny -->\n\nMore text.\n"
@@ -83,7 +83,7 @@ def test_write_then_check_and_a_changed_number(tiny, tmp_path, monkeypatch, caps
     assert text[:start] == README[: README.index("<!-- reproduce:tiny -->")]
     assert text[end:] == README[README.index("<!-- /reproduce:tiny -->"):]
     block = text[start:end]
-    assert "\n*Regenerate with `python -m trainer.reproduce tiny --seed 0 --write`" in block
+    assert "\n*Regenerate with `python -m trainer reproduce tiny --seed 0 --write`" in block
     assert body_of(block) == body_of((first / "table.md").read_text())
 
     # The CLI's check path against the first run's numbers (a regeneration gives the same: see above).
@@ -202,7 +202,7 @@ def test_a_table_evaluates_another_tables_training_run(tiny, tiny_again, tmp_pat
     assert Path(again["ckpt"]).parent == base / "checkpoints" and Path(again["ckpt"]).name != "last.ckpt"
     assert f"--ckpt {again['ckpt']} " in again["steps"][0]["command"]
     text = (tmp_path / "tiny_again" / "table.md").read_text()
-    assert f"training run: table `tiny`'s (`python -m trainer.reproduce tiny` trains it; this table evaluates it " \
+    assert f"training run: table `tiny`'s (`python -m trainer reproduce tiny` trains it; this table evaluates it " \
            f"without training), in `{base}`" in text  # fmt: skip
     assert "wall time: fit (tiny) " in text and "python -m trainer fit " in text  # the base's fit, as it ran
 

@@ -1,4 +1,4 @@
-"""``python -m trainer.scale_plan``: FLOP counts agree with the published architectures' parameters."""
+"""``python -m trainer scale_plan``: FLOP counts agree with the published architectures' parameters."""
 
 import argparse
 
@@ -7,7 +7,7 @@ import torch
 from transformers import SmolVLMForConditionalGeneration
 
 from models.standin import SHAPES, standin_config
-from trainer.scale_plan import Rates, plan, text_flops_per_token, vision_flops_per_frame
+from trainer.benchmarks.scale_plan import Rates, plan, text_flops_per_token, vision_flops_per_frame
 
 
 @pytest.mark.parametrize("name", sorted(SHAPES))

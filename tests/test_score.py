@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from trainer.caption_metrics import evaluate_dense_captions
-from trainer.score import main as score
+from trainer.evaluation.caption_metrics import evaluate_dense_captions
+from trainer.evaluation.score import main as score
 
 FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "densecap"
 
@@ -69,7 +69,7 @@ def test_score_rejects_what_it_cannot_read(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not FIXTURE.is_dir(), reason="needs ../shared/fixtures/densecap")
 def test_score_matches_the_official_evaluator_on_real_annotations(tmp_path):
-    from trainer.caption_metrics import java_available
+    from trainer.evaluation.caption_metrics import java_available
 
     if not java_available():
         pytest.skip("needs Java")

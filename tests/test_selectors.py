@@ -114,7 +114,7 @@ def test_embedding_selector(which, tiny_model_dir, tiny_vit):
 def test_bench_reports_fft_matching_direct_and_every_selector(capsys):
     import re
 
-    from trainer.bench import main as bench
+    from trainer.benchmarks.bench import main as bench
 
     bench(["--frames", "24", "--size", "32", "--direct-pairs", "1", "--k", "4"])
     out = capsys.readouterr().out

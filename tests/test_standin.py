@@ -11,8 +11,8 @@ from transformers import AutoModelForImageTextToText, AutoProcessor, SmolVLMForC
 from models.standin import SHAPES, SPECIAL_IDS, VOCAB_SIZE, build_padded_tokenizer, standin_config
 from models.vlm import LoraSettings, SmolVLM
 from trainer.__main__ import main as cli_main
-from trainer.evaluate import main as evaluate_main
-from trainer.export import main as export_main
+from trainer.evaluation.evaluate import main as evaluate_main
+from trainer.tools.export import main as export_main
 
 CONFIGS = Path(__file__).parents[1] / "configs"
 
@@ -133,8 +133,8 @@ def test_joint_training_evaluate_and_export_on_the_256m_standin(standin_256m, tm
 
 
 def test_the_gpu_measurement_command_runs_on_cpu(tmp_path, monkeypatch):
-    """``python -m trainer.realshape --device cpu --steps 1``: the real configs' fit runs, with reports."""
-    from trainer.realshape import main as realshape_main
+    """``python -m trainer realshape --device cpu --steps 1``: the real configs' fit runs, with reports."""
+    from trainer.benchmarks.realshape import main as realshape_main
 
     monkeypatch.setenv("FRAME_SELECT_CACHE", str(tmp_path / "cache"))  # the subprocesses build and read here
     output = tmp_path / "realshape.json"

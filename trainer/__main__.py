@@ -1,10 +1,17 @@
 """``python -m trainer fit|validate|test|predict --config configs/<name>.yaml``.
 
-``python -m trainer evaluate ...`` (see :mod:`trainer.evaluate`), ``python -m trainer score ...``
-(see :mod:`trainer.score`), ``python -m trainer export ...`` (see :mod:`trainer.export`) and
-``python -m trainer cache ...`` (see :mod:`trainer.cache`) are plain argparse commands next to the
-Lightning ones. ``python -m trainer.reproduce NAME`` reruns fit and evaluate for a README table (see
-:mod:`trainer.reproduce`).
+The training code lives in ``trainer/`` itself (the LightningModules, schedules, checkpoints,
+loading); the tools that use it are plain argparse commands next to the Lightning ones, in
+sub-packages:
+
+* ``trainer.evaluation``: ``python -m trainer evaluate`` (selectors at equal budgets),
+  ``python -m trainer score`` (official dense-caption scores), ``python -m trainer reproduce NAME``
+  (fit and evaluate again for a README table), and the metrics they share;
+* ``trainer.tools``: ``python -m trainer export`` (Hub folder), ``python -m trainer cache`` (fill the
+  frame and feature caches);
+* ``trainer.benchmarks``: ``python -m trainer bench`` (selector speed and boundary quality),
+  ``python -m trainer bench_step``, ``python -m trainer realshape`` (real-shape stand-ins) and
+  ``python -m trainer scale_plan``.
 """
 
 from __future__ import annotations
@@ -17,6 +24,20 @@ from lightning.pytorch.cli import LightningCLI
 from data.datamodule import DenseCaptionDataModule
 from trainer.checkpointing import FinalCheckpoint, RngState
 from trainer.predictions import DenseCaptionWriter
+
+
+#: The argparse commands next to LightningCLI's fit/validate/test/predict, and their modules.
+COMMANDS = {
+    "evaluate": "trainer.evaluation.evaluate",
+    "score": "trainer.evaluation.score",
+    "reproduce": "trainer.evaluation.reproduce",
+    "export": "trainer.tools.export",
+    "cache": "trainer.tools.cache",
+    "bench": "trainer.benchmarks.bench",
+    "bench_step": "trainer.benchmarks.bench_step",
+    "realshape": "trainer.benchmarks.realshape",
+    "scale_plan": "trainer.benchmarks.scale_plan",
+}
 
 
 class FrameSelectCLI(LightningCLI):
@@ -79,9 +100,10 @@ if __name__ == "__main__":
     import sys
 
     command = sys.argv[1] if len(sys.argv) > 1 else ""
-    if command in ("evaluate", "score", "export", "cache"):
+    if command in COMMANDS:
         import importlib
 
-        importlib.import_module(f"trainer.{command}").main(sys.argv[2:])
+        result = importlib.import_module(COMMANDS[command]).main(sys.argv[2:])
+        sys.exit(result if isinstance(result, int) else 0)
     else:
         main()

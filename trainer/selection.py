@@ -59,7 +59,7 @@ from trainer.checkpointing import (
     keep_trainable_state,
     plain_hparams,
 )
-from trainer.metrics import event_recall
+from trainer.evaluation.metrics import event_recall
 from trainer.schedules import fit_to_run, steps_per_side
 
 log = logging.getLogger(__name__)
@@ -283,7 +283,7 @@ class SelectorTrainer(pl.LightningModule):
             self.register_encoders(datamodule)
 
     def register_encoders(self, datamodule: Any) -> FrameEncodings | None:
-        """Tells the data module this run's frame budget and encoders (see :mod:`trainer.cache`).
+        """Tells the data module this run's frame budget and encoders (see :mod:`trainer.tools.cache`).
 
         Returns:
             The data module's :class:`~data.encodings.FrameEncodings`, or ``None`` if it takes none.

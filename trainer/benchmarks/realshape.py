@@ -1,4 +1,4 @@
-"""Speed and memory of the real SmolVLM2 shapes: ``python -m trainer.realshape [--device cuda]``.
+"""Speed and memory of the real SmolVLM2 shapes: ``python -m trainer realshape [--device cuda]``.
 
 The command to run once on a GPU machine (no network needed, a few minutes): for each
 random-weight stand-in with a published architecture (:mod:`models.standin`, built once under
@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 SHAPE_CONFIGS = {
     "tiny": "smolvlm2_256m.yaml",
     "smolvlm2-256m": "smolvlm2_256m.yaml",
@@ -102,7 +102,7 @@ def run_one(cmd: list[str], report: Path, timeout: float) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     """Entry point; returns one row per run."""
-    parser = argparse.ArgumentParser(prog="python -m trainer.realshape", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m trainer realshape", description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     parser.add_argument("--shapes", nargs="+", default=["smolvlm2-256m", "smolvlm2-500m", "smolvlm2-2.2b"],
                         choices=sorted(SHAPE_CONFIGS))  # fmt: skip

@@ -1,4 +1,4 @@
-"""A costed plan for ActivityNet-scale training: ``python -m trainer.scale_plan [--measure]``.
+"""A costed plan for ActivityNet-scale training: ``python -m trainer scale_plan [--measure]``.
 
 Prints, as Markdown with the arithmetic shown, what one epoch of each recipe family costs for
 each SmolVLM2 size on a dataset of ``--videos`` videos of ``--seconds`` seconds (default:
@@ -13,7 +13,7 @@ ActivityNet Captions train, 10,009 videos of about 2 minutes):
   language model on one prompt of the recipes' length (rates in TFLOP/s achieved), and PyAV
   decoding of a generated 1280x720, 30 fps H.264 clip at the recipes' 1 fps / 384 px. GPU hours
   use ``--gpu-tflops`` (achieved, not peak), which stays an assumption until
-  ``python -m trainer.realshape`` has run on a GPU;
+  ``python -m trainer realshape`` has run on a GPU;
 * how many GPUs make an epoch fit in a day, and what saturates first.
 
 Nothing is downloaded; ``--measure`` builds the 256M stand-in (1 GB) in a temporary folder unless
@@ -221,7 +221,7 @@ def plan(args: argparse.Namespace, rates: Rates | None) -> str:
 
 def main(argv: list[str] | None = None) -> str:
     """Entry point; prints and returns the plan."""
-    parser = argparse.ArgumentParser(prog="python -m trainer.scale_plan", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m trainer scale_plan", description=__doc__.split("\n")[0])
     parser.add_argument("--videos", type=int, default=10_009, help="videos per epoch (ActivityNet Captions train)")
     parser.add_argument("--seconds", type=float, default=120.0, help="mean video length")
     parser.add_argument("--fps", type=float, default=1.0)
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--k", type=int, default=8, help="frames shown to the VLM")
     parser.add_argument("--gpu-tflops", type=float, nargs=2, default=[50.0, 250.0],
                         help="low and high achieved GPU TFLOP/s (default: 5%% and 25%% of an H100's 989 bf16 dense "
-                             "peak; an assumption until trainer.realshape has run on a GPU)")  # fmt: skip
+                             "peak; an assumption until trainer.benchmarks.realshape has run on a GPU)")  # fmt: skip
     parser.add_argument("--cores-per-gpu", type=int, default=16, help="CPU cores that decode for each GPU")
     parser.add_argument("--disk-gbs", type=float, default=2.0, help="cache read bandwidth per GPU, GB/s (assumed)")
     parser.add_argument("--measure", action="store_true", help="measure compute and decode rates on this machine")

@@ -3,7 +3,7 @@
 Every selector runs on the same videos at the same budgets K. Without a VLM it reports event
 recall@K, temporal coverage and selection speed; with the config's VLM it adds the caption NLL
 given the chosen frames and, with ``--generate``, dense-captioning scores of the generated captions
-under the official ActivityNet protocol (:mod:`trainer.caption_metrics`; ``--ref`` names the
+under the official ActivityNet protocol (:mod:`trainer.evaluation.caption_metrics`; ``--ref`` names the
 official reference files, e.g. ``val_1.json val_2.json``).
 
 It streams: a DataLoader decodes videos in worker processes while the selectors and the VLM run
@@ -61,10 +61,10 @@ from models.selectors import (
 )
 from models.xcorr import CrossCorrelationSelector
 from trainer.loading import import_class, module_from_config, selector_of
-from trainer.metrics import event_recall, paired_bootstrap_ci, temporal_coverage
+from trainer.evaluation.metrics import event_recall, paired_bootstrap_ci, temporal_coverage
 from trainer.predictions import write_predictions
-from trainer.score import add_protocol_arguments, protocol_options
-from trainer.tables import write_results
+from trainer.evaluation.score import add_protocol_arguments, protocol_options
+from trainer.evaluation.tables import write_results
 
 log = logging.getLogger(__name__)
 
@@ -333,7 +333,7 @@ def _score_key(
     soda: str | None,
 ) -> None:
     """Writes the submission of one ``selector@K`` and adds its caption scores to its summary row."""
-    from trainer.caption_metrics import evaluate_dense_captions
+    from trainer.evaluation.caption_metrics import evaluate_dense_captions
 
     name, _, k = key.rpartition("@")
     write_predictions([{"video_id": v, "events": e} for v, e in predictions.items()],
@@ -375,7 +375,7 @@ def merge(
         java: Whether METEOR, SODA_c and the PTB tokenizer may run (they need Java; without it
             the caption scores are approximate and the tables say so).
         version: densevid_eval form to follow (``"2018"`` or ``"2019"``).
-        soda: SODA_c mode (see :func:`trainer.caption_metrics.evaluate_dense_captions`).
+        soda: SODA_c mode (see :func:`trainer.evaluation.caption_metrics.evaluate_dense_captions`).
         ci: Level of the paired bootstrap intervals in ``paired.md`` (0: none).
         against: The selector the others are compared with, video by video (default:
             ``learned`` if evaluated, else the first selector).
@@ -430,7 +430,7 @@ def merge(
 
     protocol = None
     if captions:
-        from trainer.caption_metrics import meteor_session, read_reference_file
+        from trainer.evaluation.caption_metrics import meteor_session, read_reference_file
 
         own = _official_references(caption_refs)
         write_atomic(output / "references.json", json.dumps(own, indent=1))

@@ -4,7 +4,7 @@ Reads ActivityNet-format submissions (``{"results": {video_id: [{"sentence", "ti
 ``predict`` and ``evaluate --generate`` write them, or any other method's) and official reference
 files, and writes the same tables as ``evaluate`` (``results.md``, ``results.csv``,
 ``results.json``): localisation precision/recall/F1, BLEU-1..4, METEOR, ROUGE-L, CIDEr and
-SODA_c, under the official protocol of :mod:`trainer.caption_metrics` (several reference files
+SODA_c, under the official protocol of :mod:`trainer.evaluation.caption_metrics` (several reference files
 as densevid_eval takes them; every reference video counts, a missing one scores 0).
 
 Examples::
@@ -19,7 +19,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from trainer.caption_metrics import (
+from trainer.evaluation.caption_metrics import (
     DEFAULT_TIOUS,
     MAX_PROPOSALS,
     SODA_MODES,
@@ -28,7 +28,7 @@ from trainer.caption_metrics import (
     read_reference_file,
 )
 from trainer.predictions import read_predictions
-from trainer.tables import write_results
+from trainer.evaluation.tables import write_results
 
 
 def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +36,7 @@ def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--evaluator-version", default="2018", choices=["2018", "2019"],
                         help="densevid_eval form the caption scores follow")  # fmt: skip
     parser.add_argument("--soda", default="auto", choices=["auto", *SODA_MODES, "none"],
-                        help="SODA_c mode with several reference files (see trainer.caption_metrics)")  # fmt: skip
+                        help="SODA_c mode with several reference files (see trainer.evaluation.caption_metrics)")  # fmt: skip
     parser.add_argument("--no-java", action="store_true",
                         help="skip METEOR, SODA_c and the PTB tokenizer (Java): approximate caption scores")  # fmt: skip
 
@@ -67,7 +67,7 @@ def score_files(
         tious: tIoU thresholds.
         java: Whether METEOR, SODA_c and the PTB tokenizer may run (approximate scores without).
         version: densevid_eval form to follow (``"2018"`` or ``"2019"``).
-        soda: SODA_c mode (see :func:`trainer.caption_metrics.evaluate_dense_captions`).
+        soda: SODA_c mode (see :func:`trainer.evaluation.caption_metrics.evaluate_dense_captions`).
         max_proposals: Predictions kept per video.
 
     Returns:

@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     if not 0 <= args.shard < args.num_shards:
         parser.error(f"--shard must be in [0, {args.num_shards}), got {args.shard}")
-    from trainer.evaluate import resolve_device
+    from trainer.evaluation.evaluate import resolve_device
     from trainer.loading import module_from_config
 
     datamodule, module = module_from_config(args.config, None, args.set)

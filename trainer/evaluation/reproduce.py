@@ -1,4 +1,4 @@
-"""Regenerate a README results table with one command: ``python -m trainer.reproduce NAME``.
+"""Regenerate a README results table with one command: ``python -m trainer reproduce NAME``.
 
 Each table is a :class:`TableSpec` in :data:`TABLES`: a config, the overrides that define its data
 and model, training-only flags, and the ``evaluate`` arguments. The command runs, each as a
@@ -43,11 +43,11 @@ is the same.
 
 Examples::
 
-    python -m trainer.reproduce --list
-    python -m trainer.reproduce smoke_rl --write          # train, evaluate, update README.md
-    python -m trainer.reproduce smoke_rl --check          # does README.md still hold?
-    python -m trainer.reproduce smoke_rl --seeds 5        # spread over training seeds 0-4
-    python -m trainer.reproduce wide_heldout              # wide_budget's run (trained if needed), held-out family
+    python -m trainer reproduce --list
+    python -m trainer reproduce smoke_rl --write          # train, evaluate, update README.md
+    python -m trainer reproduce smoke_rl --check          # does README.md still hold?
+    python -m trainer reproduce smoke_rl --seeds 5        # spread over training seeds 0-4
+    python -m trainer reproduce wide_heldout              # wide_budget's run (trained if needed), held-out family
 
 Adding a table is one more :class:`TableSpec` in :data:`TABLES` and the two marker lines in the
 README.
@@ -670,7 +670,7 @@ def _fit_from_line(head: dict[str, Any]) -> str | None:
         return None
     table = head["fit_from"][0][1]
     folders = ", ".join(f"`{run}`" for _, _, run in head["fit_from"])
-    return (f"training run: table `{table}`'s (`python -m trainer.reproduce {table}` trains it; this table evaluates "
+    return (f"training run: table `{table}`'s (`python -m trainer reproduce {table}` trains it; this table evaluates "
             f"it without training), in {folders}")  # fmt: skip
 
 
@@ -678,7 +678,7 @@ def table_markdown(spec: TableSpec, head: dict[str, Any], body: str) -> str:
     """``table.md``: the header as a list, then the body (the lines a ``--check`` compares)."""
     seeds = head["seeds"]
     lines = [f"# `{spec.name}`: {spec.description}", "",
-             f"- regenerate: `python -m trainer.reproduce {spec.name}"
+             f"- regenerate: `python -m trainer reproduce {spec.name}"
              + (f" --seeds {len(seeds)} --seed {seeds[0]}`" if len(seeds) > 1 else f" --seed {seeds[0]}`"),
              f"- training seed{'s' if len(seeds) > 1 else ''}: {_seed_list(seeds)} (`--seed_everything`); "
              f"evaluate `--seed {spec.eval_seed}`",
@@ -714,7 +714,7 @@ def readme_block(spec: TableSpec, head: dict[str, Any], body: str) -> str:
     plural = "s" if len(seeds) > 1 else ""
     reused = (f"The training run{plural} of table `{head['fit_from'][0][1]}`, evaluated here without training. "
               if head.get("fit_from") else "")  # fmt: skip
-    paragraph = (f"*Regenerate with `python -m trainer.reproduce {spec.name}{flags} --write` (compare: "
+    paragraph = (f"*Regenerate with `python -m trainer reproduce {spec.name}{flags} --write` (compare: "
                  "`--check`). "
                  f"{reused}Training seed{plural} {_seed_list(seeds)}, evaluate seed {spec.eval_seed}; "
                  f"{head['date']}; {' / '.join(head['machines'])}; {times}. "
@@ -798,7 +798,7 @@ def reproduce(spec: TableSpec, seeds: list[int], output: Path, fit_from: Path | 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (0 done or equal, 1 ``--check`` found a difference, 2 error)."""
-    parser = argparse.ArgumentParser(prog="python -m trainer.reproduce", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m trainer reproduce", description=__doc__.split("\n")[0])
     parser.add_argument("name", nargs="?", help="the table (see --list)")
     parser.add_argument("--list", action="store_true", help="list the tables and exit")
     parser.add_argument("--output", default=None, help="run folder (default outputs/reproduce/NAME)")

@@ -1,4 +1,4 @@
-"""Selector speed and boundary benchmark: ``python -m trainer.bench [--frames 300] [--size 128]``.
+"""Selector speed and boundary benchmark: ``python -m trainer bench [--frames 300] [--size 128]``.
 
 Everything is printed from one run, so the speed ratios are comparable even on a noisy machine.
 

@@ -1,6 +1,6 @@
 """Seconds per selector-training step, the VLM fed pixels vs each frame's precomputed embeddings.
 
-``python -m trainer.bench_step [--model DIR] [--frames 32] [--k 8] [--group 8] [--rank 6] [--batch 2]``
+``python -m trainer bench_step [--model DIR] [--frames 32] [--k 8] [--group 8] [--rank 6] [--batch 2]``
 
 One training step of :class:`trainer.selection.SelectorTrainer` with every VLM-driven term on:
 RL with ``--group`` rollouts per video rewarded by the caption likelihood, Frame-Voyager ranking of
@@ -118,7 +118,7 @@ def _prepare(args: argparse.Namespace, workdir: Path) -> None:
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     """Entry point; returns one row per mode."""
-    parser = argparse.ArgumentParser(prog="python -m trainer.bench_step", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m trainer bench_step", description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=None, help="SmolVLM checkpoint folder (default: the 256M stand-in)")
     parser.add_argument("--frames", type=int, default=32, help="candidate frames T per video")
     parser.add_argument("--k", type=int, default=8, help="frames K shown to the VLM")
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         workdir = Path(args.workdir or tmp)
         _prepare(args, workdir)
         for mode in args.modes:
-            cmd = [sys.executable, "-m", "trainer.bench_step", "--one", mode, "--workdir", str(workdir),
+            cmd = [sys.executable, "-m", "trainer.benchmarks.bench_step", "--one", mode, "--workdir", str(workdir),
                    "--model", args.model, "--frames", str(args.frames), "--k", str(args.k), "--group",
                    str(args.group), "--rank", str(args.rank), "--batch", str(args.batch)]  # fmt: skip
             out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})

@@ -1,0 +1,1 @@
+"""Tools around trained results: Hub export and cache filling."""
