@@ -31,7 +31,7 @@ settings is not detected for cached frames.
 To clear a cache, delete ``<root>`` (or one encoder's or one decode setting's subfolder).
 
 To fill the caches a config's runs read, ahead of training: ``python -m trainer cache --config
-CONFIG`` (:mod:`trainer.cache`).
+CONFIG`` (:mod:`trainer.tools.cache`).
 """
 
 from __future__ import annotations
