@@ -13,6 +13,7 @@ from models.vlm import LoraSettings, SmolVLM
 from trainer.__main__ import main as cli_main
 from trainer.evaluate import main as evaluate_main
 from trainer.export import main as export_main
+from trainer.objectives import shown_frames
 
 CONFIGS = Path(__file__).parents[1] / "configs"
 
@@ -91,7 +92,7 @@ def test_joint_training_evaluate_and_export_on_the_256m_standin(standin_256m, tm
     # 64 image tokens per frame, K frames, in a batch the module builds; the loss reaches LoRA.
     batch = next(iter(cli.datamodule.train_dataloader()))
     batch = cli.datamodule.on_after_batch_transfer(batch, 0)
-    inputs = module.vlm.build_batch(**module.shown(batch, [(0, torch.arange(4))]), durations=batch["duration"][:1],
+    inputs = module.vlm.build_batch(**shown_frames(batch, [(0, torch.arange(4))]), durations=batch["duration"][:1],
                                     targets=["00:01-00:02 a red circle"])  # fmt: skip
     assert (inputs["input_ids"][0] == 49190).sum().item() == 4 * 64
     assert inputs["image_embeds"].shape == (4, 64, 576)
