@@ -4,6 +4,7 @@ import csv
 from pathlib import Path
 from types import SimpleNamespace
 
+import lightning.pytorch as pl
 import pytest
 import torch
 import yaml
@@ -273,10 +274,9 @@ def test_selector_configs_train_cache_features_and_resume(config, tmp_path, tiny
     # last.ckpt is the final state even though training stopped on max_steps after the last
     # top-k save (trainer.checkpointing.FinalCheckpoint).
     assert ckpt["global_step"] == cli.trainer.global_step == 2
-    # global_step counts optimizer steps: 2 per batch when the selector and LoRA both train.
-    # The schedules count batches, and that clock is checkpointed for resume.
-    both_sides = sorted(module._optimizer_sides) == ["lora", "selector"]
-    assert ckpt[BATCHES_KEY] == module.batches_done == (1 if both_sides else 2)
+    # global_step counts batches, also when the selector and LoRA both train; the schedules'
+    # clock is checkpointed for resume.
+    assert ckpt[BATCHES_KEY] == module.batches_done == 2
     assert ckpt["state_dict"] and all(k.startswith("policy.") or "lora_" in k for k in ckpt["state_dict"])
     batch = next(iter(cli.datamodule.val_dataloader()))
     module.eval()
@@ -292,6 +292,35 @@ def test_selector_configs_train_cache_features_and_resume(config, tmp_path, tiny
     assert torch.allclose(got, expected, atol=1e-6)
     rows = list(csv.DictReader(open(Path(cli.trainer.logger.log_dir) / "metrics.csv")))
     assert any(r.get("train/loss") for r in rows)
+
+
+class _Batches(pl.Callback):
+    """Counts training batches."""
+
+    def __init__(self) -> None:
+        self.batches = 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.batches += 1
+
+
+@pytest.mark.parametrize("alternate", [0, 1], ids=["both-sides", "alternating"])
+def test_max_steps_counts_training_batches_whichever_sides_train(alternate, tmp_path, tiny_model_dir, synthetic):
+    """``trainer.max_steps: 3`` is 3 batches, with the selector and LoRA stepping on each or taking turns."""
+    args = fit_args("smoke_joint.yaml", tmp_path, tiny_model_dir, synthetic, "--trainer.max_steps", "3",
+                    "--trainer.max_epochs", "100", "--trainer.limit_val_batches", "0", "--data.batch_size", "1",
+                    "--model.init_args.objective.group_size", "2",
+                    "--model.init_args.objective.alternate_every", str(alternate))  # fmt: skip
+    cli = main(args, run=False)
+    probe = _Batches()
+    cli.trainer.callbacks.append(probe)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    assert probe.batches == cli.trainer.global_step == cli.model.batches_done == 3
+    steps = {}
+    for side, opt in zip(cli.model._optimizer_sides, cli.trainer.optimizers):
+        steps[side] = max(int(state["step"]) for state in opt.state.values())  # AdamW's own count
+    assert steps == ({"selector": 3, "lora": 3} if not alternate else {"selector": 2, "lora": 1})
+    assert torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)["global_step"] == 3
 
 
 def test_text_queries_reach_the_policy(tiny_model_dir):

@@ -12,10 +12,10 @@ against are logged by :class:`trainer.callbacks.ValidationBaselines`, which
 at a time, switching every that many steps (the notes' "train separately" schedule);
 ``lora_start`` > 0 trains the selector alone for that many batches before LoRA joins.
 
-Schedules (``temperature_steps``, ``teacher_anneal_steps``, ``alternate_every``, ``lora_start``)
-count training batches. Lightning's ``global_step`` (and so ``trainer.max_steps``) counts
-optimizer steps instead, which is two per batch while the selector and LoRA both train: bound
-such runs with ``max_epochs``, or set ``max_steps`` to twice the batches you want.
+Schedules (``temperature_steps``, ``teacher_anneal_steps``, ``alternate_every``, ``lora_start``),
+Lightning's ``global_step`` and so ``trainer.max_steps`` all count training batches, whichever
+sides train: :meth:`SelectorTrainer.step_optimizers` counts one step per batch however many
+optimizers step on it.
 """
 
 from __future__ import annotations
@@ -155,7 +155,8 @@ class SelectorTrainer(pl.LightningModule):
         self.reward_batch_size = reward_batch_size
         self.validation_baselines = validation_baselines
         self._tokenizer = None  # loaded on the first batch with a text query
-        # Training batches done: the schedules' clock (global_step counts 1 or 2 per batch).
+        # Training batches done: the schedules' clock (global_step too, except for batches where
+        # nothing steps; this one is checkpointed and always counts).
         self.batches_done = 0
         self.decoder = decoder if decoder is not None else TopKDecoder()
         # One scorer for every VLM-driven term: rewards, ranking targets and the caption loss.
@@ -341,7 +342,12 @@ class SelectorTrainer(pl.LightningModule):
     def step_optimizers(self, loss: torch.Tensor, stepping: dict[str, bool]) -> None:
         """Backpropagates ``loss`` and steps the optimizers of the sides in ``stepping`` that are on.
 
-        Each side's LR schedule steps with its own optimizer, so it counts that side's steps.
+        Lightning counts every step of its optimizer wrapper (``LightningOptimizer.step``) as one
+        ``global_step``, which ``trainer.max_steps`` and ``every_n_train_steps`` read. So that both
+        count batches, only the first optimizer that steps on a batch goes through the wrapper;
+        another steps its underlying optimizer through the same strategy call the wrapper makes
+        (precision plugin: gradient unscaling and clipping, ``on_before_optimizer_step``), without
+        the count. Each side's LR schedule steps with its own optimizer, so it counts that side's steps.
         """
         optimizers = self.optimizers()
         optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
@@ -350,10 +356,15 @@ class SelectorTrainer(pl.LightningModule):
         if not loss.requires_grad:
             return
         self.manual_backward(loss)
+        counted = False
         for opt, side, schedule in zip(optimizers, self._optimizer_sides, self._side_schedules):
             if not stepping[side]:
                 continue
-            opt.step()
+            if counted:
+                self.trainer.strategy.optimizer_step(opt.optimizer, closure=_no_closure)
+            else:
+                opt.step()
+                counted = True
             if schedule is not None:
                 schedule.step()  # only with its own optimizer: each side's schedule counts its steps
 
@@ -448,3 +459,7 @@ class SelectorTrainer(pl.LightningModule):
         }
         check_trainable_state(self, checkpoint, "; check the policy, LoRA and objective settings in the config")
         self.batches_done = int(checkpoint.get(BATCHES_KEY, 0))
+
+
+def _no_closure() -> None:
+    """The closure ``LightningOptimizer.step`` passes when given none: the loss is already backpropagated."""
