@@ -96,8 +96,9 @@ def test_steps_per_side_replays_the_run():
     lora_from_3 = lambda b: [True, b >= 3]  # noqa: E731
     alternate = lambda b: [b % 2 == 0, b % 2 == 1]  # noqa: E731
     assert steps_per_side(_trainer(10, 2, -1), both) == [20, 20]  # max_epochs bounds batches
-    assert steps_per_side(_trainer(10, -1, 9), both) == [5, 5]  # max_steps counts both optimizers' steps
-    assert steps_per_side(_trainer(10, 2, 9), lora_from_3) == [6, 3]
+    assert steps_per_side(_trainer(10, -1, 9), both) == [9, 9]  # max_steps counts batches, not optimizer steps
+    assert steps_per_side(_trainer(10, 2, 9), lora_from_3) == [9, 6]
+    assert steps_per_side(_trainer(10, -1, 5), lambda b: [False, b >= 3]) == [0, 5]  # a batch where nothing steps is no step
     assert steps_per_side(_trainer(4, 1, -1), lora_from_3) == [4, 1]
     assert steps_per_side(_trainer(5, 1, -1), alternate) == [3, 2]
     assert steps_per_side(_trainer(math.inf, -1, -1), both) == [math.inf, math.inf]
@@ -160,25 +161,25 @@ def test_captioner_schedule_spans_max_steps_and_resumes_where_it_stopped(tmp_pat
 
 
 def test_selector_sides_count_their_own_steps_and_resume(tmp_path, tiny_model_dir, synthetic):
-    """LoRA joins after one batch: the selector steps on batches 0-3, LoRA on 1-3 (max_steps 7)."""
+    """LoRA joins after one batch: the selector steps on batches 0-3, LoRA on 1-3 (max_steps 4: batches)."""
     schedule = []
     for side in ("selector", "lora"):
         schedule += [f"--model.init_args.{side}_lr_scheduler", SCHEDULE,
                      f"--model.init_args.{side}_lr_scheduler.init_args.warmup_steps", "1",
                      f"--model.init_args.{side}_lr_scheduler.init_args.min_lr_ratio", "0.1"]  # fmt: skip
-    args = fit_args("smoke_joint.yaml", tmp_path, tiny_model_dir, synthetic, "--trainer.max_steps", "7",
+    args = fit_args("smoke_joint.yaml", tmp_path, tiny_model_dir, synthetic, "--trainer.max_steps", "4",
                     "--trainer.max_epochs", "100", "--trainer.limit_val_batches", "0",
                     "--model.init_args.objective.lora_start", "1", "--model.init_args.objective.group_size", "2",
                     "--data.batch_size", "2", *schedule)  # fmt: skip
     before = _LRs(stop_after=2)
     first = _fit(args, before)
-    assert first.trainer.global_step == 3 and first.model.batches_done == 2
+    assert first.trainer.global_step == 2 and first.model.batches_done == 2
     selector, lora = (c.scheduler for c in first.trainer.lr_scheduler_configs)
-    assert (selector.total_steps, lora.total_steps) == (4, 3)  # each side's steps in a 7-step run
+    assert (selector.total_steps, lora.total_steps) == (4, 3)  # each side's steps in a 4-batch run
     assert (selector.last_epoch, lora.last_epoch) == (2, 1)
     probe = _LRs()
     resumed = _fit(args, probe, ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"))
-    assert resumed.trainer.global_step == 7 and resumed.model.batches_done == 4
+    assert resumed.trainer.global_step == 4 and resumed.model.batches_done == 4
     selector, lora = (c.scheduler for c in resumed.trainer.lr_scheduler_configs)
     assert (selector.last_epoch, lora.last_epoch) == (4, 3)
     lrs = before.lrs + probe.lrs

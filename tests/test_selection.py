@@ -1,8 +1,10 @@
-"""SelectorTrainer: policy gradient, teacher distillation, joint LoRA, checkpoints, configs."""
+"""SelectorTrainer and its objectives: policy gradient, ranking, teacher distillation, joint LoRA, checkpoints, configs."""
 
 import csv
 from pathlib import Path
+from types import SimpleNamespace
 
+import lightning.pytorch as pl
 import pytest
 import torch
 import yaml
@@ -10,9 +12,19 @@ from helpers import CONFIGS, fit_args, vlm_with_a_trained_adapter
 
 from models.encoders import FrameEncoder
 from models.importance import FrameImportanceModel, subset_log_prob
-from models.vlm import LoraSettings, SmolVLM
+from models.decoders import TopKDecoder
 from trainer.__main__ import main
+from trainer.callbacks import ValidationBaselines
 from trainer.checkpointing import restore_trainable_state
+from trainer.lru import LRUCache
+from trainer.objectives import (
+    CaptionScorer,
+    TeacherScores,
+    distillation_loss,
+    policy_gradient_loss,
+    ranking_loss,
+    subset_rewards,
+)
 from trainer.selection import BATCHES_KEY, ObjectiveSettings, SelectorTrainer
 
 
@@ -48,15 +60,13 @@ def _subset_prob(module, batch, subset):
     return subset_log_prob(logits[0], torch.tensor(subset)).exp().item()
 
 
-def test_policy_gradient_moves_probability_to_the_rewarded_subset(trainer_module, monkeypatch):
+def test_policy_gradient_moves_probability_to_the_rewarded_subset(trainer_module):
     batch = _batch()
     good = [2, 7]
-    # Fixed reward: 1 for exactly the subset {2, 7}, 0 otherwise.
-    monkeypatch.setattr(
-        trainer_module,
-        "rewards",
-        lambda b, subsets: (subsets.sort(-1).values == torch.tensor(good)).all(-1).float(),
-    )
+
+    def reward(subsets):  # 1 for exactly the subset {2, 7}, 0 otherwise
+        return (subsets.sort(-1).values == torch.tensor(good)).all(-1).float()
+
     before = _subset_prob(trainer_module, batch, good)
     # A small step size: a too-large one overshoots into a deterministic policy that never
     # samples the good subset again (zero advantage everywhere), which is not what is tested here.
@@ -64,7 +74,7 @@ def test_policy_gradient_moves_probability_to_the_rewarded_subset(trainer_module
     torch.manual_seed(1)
     for _ in range(30):
         logits, _, mask = trainer_module.policy_logits(batch)
-        loss, info = trainer_module.rl_loss(batch, logits, mask)
+        loss, info = policy_gradient_loss(logits, mask, 2, reward, group_size=16, temperature=1.0)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -76,15 +86,17 @@ def test_policy_gradient_moves_probability_to_the_rewarded_subset(trainer_module
 def test_coverage_reward_is_event_recall(trainer_module):
     batch = _batch()
     subsets = torch.tensor([[[2, 7], [0, 1]], [[3, 2], [9, 8]]])  # frame i is at i * 0.5 s
-    reward = trainer_module.rewards(batch, subsets)
+    reward = subset_rewards(batch, subsets, coverage=1.0)
     assert reward.tolist() == [[1.0, 0.0], [0.5, 0.0]]
+    assert (subset_rewards(batch, subsets, coverage=2.0) == 2 * reward).all()
+    nll = torch.tensor([[1.0, 3.0], [2.0, 0.5]])
+    with_likelihood = subset_rewards(batch, subsets, coverage=1.0, likelihood=0.5, caption_nll=lambda b, s: nll)
+    assert torch.equal(with_likelihood, reward - 0.5 * nll)
 
 
 def test_teacher_loss_pulls_scores_toward_the_teacher(trainer_module):
     batch = _batch()
     teacher = torch.linspace(-1, 1, 10).float()
-    for vid in batch["video_id"]:
-        trainer_module._teacher_scores[vid] = teacher
     opt = torch.optim.Adam(trainer_module.policy.parameters(), lr=0.02)
 
     def agreement():
@@ -95,7 +107,7 @@ def test_teacher_loss_pulls_scores_toward_the_teacher(trainer_module):
     losses = []
     for _ in range(40):
         logits, _, mask = trainer_module.policy_logits(batch)
-        loss = trainer_module.teacher_loss(batch, logits, mask)
+        loss = distillation_loss(logits, mask, [teacher, teacher], temperature=0.5)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -108,7 +120,7 @@ def test_teacher_loss_is_finite_on_a_one_frame_video(trainer_module):
     batch = _batch(t=1, n=2)
     batch["timestamps"] = [torch.zeros(1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)]
     logits, _, mask = trainer_module.policy_logits(batch)
-    loss = trainer_module.teacher_loss(batch, logits, mask)
+    loss = distillation_loss(logits, mask, trainer_module.teacher_scores(batch), temperature=0.5)
     loss.backward()
     assert torch.isfinite(loss)
     grads = [p.grad for p in trainer_module.policy.parameters() if p.grad is not None]
@@ -116,32 +128,29 @@ def test_teacher_loss_is_finite_on_a_one_frame_video(trainer_module):
 
 
 def test_likelihood_rewards_do_not_depend_on_lora_dropout(tiny_model_dir):
-    """Two reward calls on the same subsets agree exactly while the module trains with dropout."""
+    """Two reward calls on the same subsets agree exactly while the VLM trains with dropout."""
     vlm = vlm_with_a_trained_adapter(tiny_model_dir, dropout=0.5)
-    module = SelectorTrainer(
-        FrameImportanceModel(feature_dim=32, d_model=32, layers=1, heads=2, dropout=0.0),
-        FrameEncoder(str(tiny_model_dir)), vlm=vlm, num_frames=2,
-        objective=ObjectiveSettings(coverage_reward=0.0, likelihood_reward=1.0, train_lora=True),
-    )  # fmt: skip
-    module.train()
+    scorer = CaptionScorer(vlm, batch_size=4)
+    vlm.train()
     batch = _batch(n=2)
     subsets = torch.tensor([[[2, 7], [0, 1], [4, 5]], [[3, 2], [9, 8], [1, 6]]])
-    first, second = module.rewards(batch, subsets), module.rewards(batch, subsets)
+
+    def rewards():
+        return subset_rewards(batch, subsets, coverage=0.0, likelihood=1.0, caption_nll=scorer.nll)
+
+    first, second = rewards(), rewards()
     assert torch.equal(first, second) and first.std() > 0
+    assert torch.equal(first, -scorer.nll(batch, subsets))
     assert vlm.model.training  # still training afterwards
 
 
 def test_schedules_anneal():
     objective = ObjectiveSettings(temperature_start=2.0, temperature_end=0.5, temperature_steps=100,
                                   teacher_weight=1.0, teacher_anneal_steps=50)  # fmt: skip
-    module = SelectorTrainer.__new__(SelectorTrainer)
-    torch.nn.Module.__init__(module)
-    module.objective = objective
     for batches, temp, weight in ((0, 2.0, 1.0), (25, None, 0.5), (50, 1.25, 0.0), (100, 0.5, 0.0), (500, 0.5, 0.0)):
-        module.batches_done = batches
         if temp is not None:
-            assert module.temperature() == pytest.approx(temp)
-        assert module.teacher_weight() == pytest.approx(weight)
+            assert objective.temperature(batches) == pytest.approx(temp)
+        assert objective.teacher_weight_at(batches) == pytest.approx(weight)
     with pytest.raises(ValueError, match="group_size"):
         ObjectiveSettings(group_size=1)
     with pytest.raises(ValueError, match="nothing to train"):
@@ -150,21 +159,56 @@ def test_schedules_anneal():
 
 def test_lora_joins_after_lora_start_batches():
     """"Teacher, then joint": the selector trains alone until ``lora_start``, then both sides do."""
-    module = SelectorTrainer.__new__(SelectorTrainer)
-    torch.nn.Module.__init__(module)
-    module.objective = ObjectiveSettings(train_lora=True, teacher_weight=1.0, teacher_anneal_steps=3, lora_start=3)
-    sides = []
-    for batches in range(5):
-        module.batches_done = batches
-        sides.append(module._sides())
-    assert sides == [(True, False)] * 3 + [(True, True)] * 2
-    module.objective = ObjectiveSettings(train_lora=True, lora_start=2, alternate_every=1)
-    module.batches_done = 1
-    assert module._sides() == (True, False)  # before the start: no LoRA turn either
-    module.batches_done = 3
-    assert module._sides() == (False, True)
+    objective = ObjectiveSettings(train_lora=True, teacher_weight=1.0, teacher_anneal_steps=3, lora_start=3)
+    assert [objective.sides(batch) for batch in range(5)] == [(True, False)] * 3 + [(True, True)] * 2
+    objective = ObjectiveSettings(train_lora=True, lora_start=2, alternate_every=1)
+    assert objective.sides(1) == (True, False)  # before the start: no LoRA turn either
+    assert objective.sides(3) == (False, True)
     with pytest.raises(ValueError, match="lora_start"):
         ObjectiveSettings(lora_start=-1)
+
+
+def test_teacher_scores_and_baseline_recalls_keep_a_bounded_number_of_videos(trainer_module):
+    cache, computed = LRUCache(2), []
+    for key in ("a", "b", "a", "c", "b"):
+        assert cache.get(key, lambda: computed.append(key) or key.upper()) == key.upper()
+    # "a" was used after "b", so "c" evicts "b"; "b" then comes back and evicts "a".
+    assert computed == ["a", "b", "c", "b"] and len(cache) == 2 and "a" not in cache
+    nothing = LRUCache(0)
+    assert nothing.get("a", lambda: 1) == 1 and len(nothing) == 0
+
+    batch = _batch(n=3)
+    scored = []
+    teacher = SimpleNamespace(scores=lambda frames, stamps: scored.append(1) or stamps.float())
+    for cap, calls in ((3, 3), (2, 6)):  # the third video evicts the first, which evicts the second, ...
+        scored.clear()
+        scores = TeacherScores(teacher, cache_videos=cap)
+        assert all(torch.equal(s, t.float()) for s, t in zip(scores(batch), batch["timestamps"]))
+        scores(batch)
+        assert len(scored) == calls and len(scores.cache) == cap
+    assert isinstance(trainer_module.teacher_scores, TeacherScores)
+
+    logged = {}
+    module = SimpleNamespace(log=lambda name, value, **kwargs: logged.setdefault(name, []).append(value))
+    baselines = ValidationBaselines([2, 4], TopKDecoder(), num_frames=2, cache_videos=1)
+    baselines.log_baselines(module, batch, "val")
+    first = {name: list(values) for name, values in logged.items()}
+    assert sorted(first) == sorted(f"val_baseline/{n}_recall@{k}" for n in ("uniform", "pixel_l1", "xcorr") for k in (2, 4))
+    assert all(len(values) == 3 for values in first.values())  # one value per video
+    assert len(baselines.recalls) == 1
+    logged.clear()
+    baselines.log_baselines(module, batch, "val")  # recomputed past the cap: the same numbers
+    assert logged == first
+
+
+def test_validation_baselines_are_a_callback_the_module_adds_unless_told_not_to(tiny_model_dir):
+    def module(**kwargs):
+        return SelectorTrainer(FrameImportanceModel(feature_dim=32), FrameEncoder(str(tiny_model_dir)), num_frames=2,
+                               eval_budgets=[2, 4], **kwargs)  # fmt: skip
+
+    (callback,) = module().configure_callbacks()
+    assert isinstance(callback, ValidationBaselines) and callback.budgets == [2, 4] and callback.captions is None
+    assert module(validation_baselines=False).configure_callbacks() == []
 
 
 def test_objectives_that_need_a_vlm_refuse_to_run_without_one(tiny_model_dir):
@@ -173,21 +217,19 @@ def test_objectives_that_need_a_vlm_refuse_to_run_without_one(tiny_model_dir):
         SelectorTrainer(FrameImportanceModel(), encoder, objective=ObjectiveSettings(caption_weight=1.0))
 
 
-def test_ranking_loss_prefers_the_subset_the_vlm_likes(tiny_model_dir, monkeypatch):
+def test_ranking_loss_prefers_the_subset_the_vlm_likes(tiny_model_dir):
     torch.manual_seed(0)
-    vlm = SmolVLM(str(tiny_model_dir), lora=LoraSettings(enabled=False))
-    module = SelectorTrainer(
-        FrameImportanceModel(feature_dim=32, d_model=32, layers=1, heads=2, dropout=0.0),
-        FrameEncoder(str(tiny_model_dir)), vlm=vlm, num_frames=2,
-        objective=ObjectiveSettings(rl_weight=0.0, rank_weight=1.0, rank_candidates=8),
-    )  # fmt: skip
+    module = SelectorTrainer(FrameImportanceModel(feature_dim=32, d_model=32, layers=1, heads=2, dropout=0.0),
+                             FrameEncoder(str(tiny_model_dir)), num_frames=2)  # fmt: skip
     batch = _batch(n=1)
-    # A VLM whose caption loss is low exactly when frame 5 is shown.
-    monkeypatch.setattr(module, "caption_nll", lambda b, subsets: 3.0 - 2.0 * (subsets == 5).any(-1).float())
+
+    def caption_nll(subsets):  # a VLM whose caption loss is low exactly when frame 5 is shown
+        return 3.0 - 2.0 * (subsets == 5).any(-1).float()
+
     opt = torch.optim.Adam(module.policy.parameters(), lr=0.05)
     for _ in range(25):
         logits, _, _ = module.policy_logits(batch)
-        loss = module.rank_loss(batch, logits)
+        loss = ranking_loss(logits, 2, caption_nll, candidates=8, temperature=1.0, rank_temperature=0.1)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -232,10 +274,9 @@ def test_selector_configs_train_cache_features_and_resume(config, tmp_path, tiny
     # last.ckpt is the final state even though training stopped on max_steps after the last
     # top-k save (trainer.checkpointing.FinalCheckpoint).
     assert ckpt["global_step"] == cli.trainer.global_step == 2
-    # global_step counts optimizer steps: 2 per batch when the selector and LoRA both train.
-    # The schedules count batches, and that clock is checkpointed for resume.
-    both_sides = sorted(module._optimizer_sides) == ["lora", "selector"]
-    assert ckpt[BATCHES_KEY] == module.batches_done == (1 if both_sides else 2)
+    # global_step counts batches, also when the selector and LoRA both train; the schedules'
+    # clock is checkpointed for resume.
+    assert ckpt[BATCHES_KEY] == module.batches_done == 2
     assert ckpt["state_dict"] and all(k.startswith("policy.") or "lora_" in k for k in ckpt["state_dict"])
     batch = next(iter(cli.datamodule.val_dataloader()))
     module.eval()
@@ -251,6 +292,35 @@ def test_selector_configs_train_cache_features_and_resume(config, tmp_path, tiny
     assert torch.allclose(got, expected, atol=1e-6)
     rows = list(csv.DictReader(open(Path(cli.trainer.logger.log_dir) / "metrics.csv")))
     assert any(r.get("train/loss") for r in rows)
+
+
+class _Batches(pl.Callback):
+    """Counts training batches."""
+
+    def __init__(self) -> None:
+        self.batches = 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.batches += 1
+
+
+@pytest.mark.parametrize("alternate", [0, 1], ids=["both-sides", "alternating"])
+def test_max_steps_counts_training_batches_whichever_sides_train(alternate, tmp_path, tiny_model_dir, synthetic):
+    """``trainer.max_steps: 3`` is 3 batches, with the selector and LoRA stepping on each or taking turns."""
+    args = fit_args("smoke_joint.yaml", tmp_path, tiny_model_dir, synthetic, "--trainer.max_steps", "3",
+                    "--trainer.max_epochs", "100", "--trainer.limit_val_batches", "0", "--data.batch_size", "1",
+                    "--model.init_args.objective.group_size", "2",
+                    "--model.init_args.objective.alternate_every", str(alternate))  # fmt: skip
+    cli = main(args, run=False)
+    probe = _Batches()
+    cli.trainer.callbacks.append(probe)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    assert probe.batches == cli.trainer.global_step == cli.model.batches_done == 3
+    steps = {}
+    for side, opt in zip(cli.model._optimizer_sides, cli.trainer.optimizers):
+        steps[side] = max(int(state["step"]) for state in opt.state.values())  # AdamW's own count
+    assert steps == ({"selector": 3, "lora": 3} if not alternate else {"selector": 2, "lora": 1})
+    assert torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)["global_step"] == 3
 
 
 def test_text_queries_reach_the_policy(tiny_model_dir):
@@ -335,12 +405,11 @@ def test_one_budget_aware_mask_learns_different_frames_for_different_budgets(tin
         return hits / k
 
     opt = torch.optim.Adam(module.policy.parameters(), lr=0.01)
-    module.rewards = reward
     torch.manual_seed(1)
     for step in range(300):
         k = (2, 4)[step % 2]
         logits, _, mask = module.policy_logits(batch, k)
-        loss, _ = module.rl_loss(batch, logits, mask, k)
+        loss, _ = policy_gradient_loss(logits, mask, k, lambda s: reward(batch, s), group_size=16, temperature=1.0)
         opt.zero_grad()
         loss.backward()
         opt.step()

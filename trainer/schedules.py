@@ -20,7 +20,8 @@ cannot take as a ``class_path``.
 
 A schedule advances once per optimizer step of its optimizer: after gradient accumulation
 (``DenseCaptioner``, ``SceneBoundaryTrainer``), and in ``SelectorTrainer`` only on the batches
-where that side (selector or LoRA) steps. Lightning saves its state in the checkpoint and
+where that side (selector or LoRA) steps (``trainer.max_steps`` counts its batches, whichever
+sides step). Lightning saves its state in the checkpoint and
 restores it on resume, so the LR curve continues where it stopped.
 """
 
@@ -142,9 +143,10 @@ def with_schedule(
 def steps_per_side(trainer: pl.Trainer, sides_at: Callable[[int], Sequence[bool]]) -> list[float]:
     """Optimizer steps each optimizer of a manually optimised module takes in ``trainer``'s run.
 
-    Lightning's ``global_step`` (what ``trainer.max_steps`` bounds) counts every optimizer step,
-    so a batch where two optimizers step counts twice; ``max_epochs`` bounds batches. The run is
-    replayed batch by batch until either bound is reached.
+    ``trainer.max_steps`` bounds Lightning's ``global_step``, which a module like
+    ``SelectorTrainer`` advances once per batch on which any of its optimizers steps (see
+    :meth:`~trainer.selection.SelectorTrainer.step_optimizers`); ``max_epochs`` bounds batches. The
+    run is replayed batch by batch until either bound is reached.
 
     Args:
         trainer: The trainer (its training data is set up here if it is not yet).
@@ -162,8 +164,9 @@ def steps_per_side(trainer: pl.Trainer, sides_at: Callable[[int], Sequence[bool]
         return [math.inf] * n
     counts, batch, steps = [0] * n, 0, 0
     while batch < batches and steps < max_steps:
-        for i, active in enumerate(sides_at(batch)):
-            counts[i] += int(active)
-            steps += int(active)
+        active = sides_at(batch)
+        for i, on in enumerate(active):
+            counts[i] += int(on)
+        steps += int(any(active))  # one global step per batch, however many optimizers step on it
         batch += 1
     return [float(c) for c in counts]

@@ -1,32 +1,21 @@
 """Training the learned frame-importance mask, alone or jointly with the VLM's LoRA adapter.
 
-One LightningModule with a configurable loss mix (:class:`ObjectiveSettings`), because the
-objectives share everything expensive: cached frame features, the policy's logits, and VLM
-forward passes. Each term is off when its weight is 0:
-
-* **RL** (``rl_weight``): per video, sample ``group_size`` K-frame subsets from the policy
-  (Plackett-Luce via Gumbel-top-k), reward each with annotated-event coverage and/or the VLM's
-  caption log-likelihood given those frames, normalise rewards within the group (group-relative
-  advantage) and take the policy gradient of each subset's exact log-probability. An entropy
-  bonus and a temperature annealed from ``temperature_start`` to ``temperature_end`` keep early
-  exploration broad.
-* **Ranking** (``rank_weight``, Frame-Voyager style): sample ``rank_candidates`` subsets, rank
-  them by the VLM's caption loss, and fit the policy's subset scores (sum of frame logits) to
-  that ranking with a listwise softmax cross-entropy. With a text query the policy sees the
-  query tokens, so it learns query-frame matching from the same signal.
-* **Teacher** (``teacher_weight``): distil the cross-correlation selector's diff scores (as a
-  softmax target over frames); the weight anneals linearly to 0 over ``teacher_anneal_steps``.
-* **Caption** (``caption_weight``): the VLM's caption loss on the frames the policy chooses
-  (top-k), which trains the LoRA adapter in the same run.
+One LightningModule with a configurable loss mix (:class:`~trainer.objectives.ObjectiveSettings`),
+because the objectives share everything expensive: cached frame features, the policy's logits,
+and VLM forward passes. The objectives themselves (RL, ranking, teacher distillation, caption
+loss) are units in :mod:`trainer.objectives`; this module computes the logits once per batch,
+adds up the terms that are on and steps the optimizers. The fixed selectors validation compares
+against are logged by :class:`trainer.callbacks.ValidationBaselines`, which
+:meth:`SelectorTrainer.configure_callbacks` adds.
 
 ``train_selector`` / ``train_lora`` freeze either side; ``alternate_every`` > 0 trains one side
 at a time, switching every that many steps (the notes' "train separately" schedule);
 ``lora_start`` > 0 trains the selector alone for that many batches before LoRA joins.
 
-Schedules (``temperature_steps``, ``teacher_anneal_steps``, ``alternate_every``, ``lora_start``)
-count training batches. Lightning's ``global_step`` (and so ``trainer.max_steps``) counts
-optimizer steps instead, which is two per batch while the selector and LoRA both train: bound
-such runs with ``max_epochs``, or set ``max_steps`` to twice the batches you want.
+Schedules (``temperature_steps``, ``teacher_anneal_steps``, ``alternate_every``, ``lora_start``),
+Lightning's ``global_step`` and so ``trainer.max_steps`` all count training batches, whichever
+sides train: :meth:`SelectorTrainer.step_optimizers` counts one step per batch however many
+optimizers step on it.
 """
 
 from __future__ import annotations
@@ -34,7 +23,6 @@ from __future__ import annotations
 import functools
 import logging
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import lightning.pytorch as pl
@@ -44,95 +32,31 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from data.encodings import FrameEncodings
 from models.decoders import Decoder, TopKDecoder
 from models.encoders import FrameEncoder
-from models.importance import FrameImportanceModel, ImportanceSelector, gumbel_topk, plackett_luce_log_prob
-from models.prompting import format_dense_caption
-from models.selectors import (
-    FrameSelector,
-    PixelDiffSelector,
-    UniformSelector,
-    uniform_indices,
-)
+from models.importance import FrameImportanceModel, ImportanceSelector
+from models.selectors import FrameSelector
 from models.vlm import SmolVLM
 from models.xcorr import CrossCorrelationSelector
+from trainer.callbacks import ValidationBaselines
 from trainer.checkpointing import (
     check_trainable_state,
     keep_trainable_state,
     plain_hparams,
 )
 from trainer.evaluation.metrics import event_recall
+from trainer.objectives import (
+    CaptionScorer,
+    ObjectiveSettings,
+    TeacherScores,
+    distillation_loss,
+    policy_gradient_loss,
+    ranking_loss,
+    subset_rewards,
+)
 from trainer.schedules import fit_to_run, steps_per_side
 
 log = logging.getLogger(__name__)
 
 BATCHES_KEY = "selector_trainer_batches_done"
-
-
-@dataclass
-class ObjectiveSettings:
-    """Loss mix and schedules of :class:`SelectorTrainer` (a weight of 0 switches a term off).
-
-    Attributes:
-        rl_weight: Policy-gradient loss weight.
-        group_size: Subsets sampled per video for the group-relative advantage.
-        coverage_reward: Reward weight of annotated-event coverage (fraction of events hit).
-        likelihood_reward: Reward weight of the caption log-likelihood under the VLM (needs ``vlm``).
-        entropy_weight: Bonus on the entropy of the policy's first-draw distribution.
-        temperature_start: Sampling temperature at step 0.
-        temperature_end: Sampling temperature after ``temperature_steps`` (cosine schedule).
-        temperature_steps: Length of the temperature schedule in training batches.
-        rank_weight: Frame-Voyager ranking loss weight (needs ``vlm``).
-        rank_candidates: Candidate subsets ranked per video.
-        rank_temperature: Softness of the target ranking, in nats of caption loss.
-        teacher_weight: Initial weight of distillation from the teacher selector.
-        teacher_anneal_steps: Batches over which the teacher weight falls linearly to 0 (0: constant).
-        teacher_temperature: Temperature of the teacher's target distribution (on standardised scores).
-        caption_weight: Caption loss on the chosen frames, training the LoRA adapter (needs ``vlm``).
-        train_selector: Update the importance model.
-        train_lora: Update the VLM's LoRA adapter.
-        alternate_every: If > 0, update only one side at a time, switching every that many batches.
-        lora_start: Batches the selector trains alone before the LoRA adapter joins (e.g. while
-            the teacher's weight anneals: "teacher, then joint"); 0 trains both from the start.
-    """
-
-    rl_weight: float = 1.0
-    group_size: int = 8
-    coverage_reward: float = 1.0
-    likelihood_reward: float = 0.0
-    entropy_weight: float = 0.01
-    temperature_start: float = 1.0
-    temperature_end: float = 0.3
-    temperature_steps: int = 500
-    rank_weight: float = 0.0
-    rank_candidates: int = 6
-    rank_temperature: float = 0.1
-    teacher_weight: float = 0.0
-    teacher_anneal_steps: int = 200
-    teacher_temperature: float = 0.5
-    caption_weight: float = 0.0
-    train_selector: bool = True
-    train_lora: bool = False
-    alternate_every: int = 0
-    lora_start: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("rl_weight", "coverage_reward", "likelihood_reward", "entropy_weight", "rank_weight",
-                     "teacher_weight", "caption_weight"):  # fmt: skip
-            if getattr(self, name) < 0:
-                raise ValueError(f"model.init_args.objective.{name} must be >= 0, got {getattr(self, name)}")
-        if self.lora_start < 0:
-            raise ValueError(f"model.init_args.objective.lora_start must be >= 0, got {self.lora_start}")
-        if self.group_size < 2:
-            raise ValueError("model.init_args.objective.group_size must be >= 2 (advantages are relative to the group)")
-        if self.rank_candidates < 2:
-            raise ValueError("model.init_args.objective.rank_candidates must be >= 2")
-        if min(self.temperature_start, self.temperature_end, self.teacher_temperature, self.rank_temperature) <= 0:
-            raise ValueError("temperatures must be positive")
-        if not (self.train_selector or self.train_lora):
-            raise ValueError("nothing to train: set objective.train_selector or objective.train_lora")
-
-    @property
-    def needs_vlm(self) -> bool:
-        return self.likelihood_reward > 0 or self.rank_weight > 0 or self.caption_weight > 0
 
 
 class SelectorTrainer(pl.LightningModule):
@@ -169,6 +93,9 @@ class SelectorTrainer(pl.LightningModule):
             advance at different rates, and ``total_steps: null`` gives each side the steps it
             will take in this run.
         reward_batch_size: Videos per VLM forward pass when scoring sampled subsets.
+        validation_baselines: Log the fixed selectors' recall (and, with a VLM, the caption loss
+            on uniform frames) next to the policy's at validation and test
+            (:class:`~trainer.callbacks.ValidationBaselines`); ``false`` saves their time.
 
     Each candidate frame goes through a vision tower once per run: at setup the module registers
     its encoders with the data module (:meth:`DenseCaptionDataModule.set_frame_encoders`), whose
@@ -198,6 +125,7 @@ class SelectorTrainer(pl.LightningModule):
         reward_batch_size: int = 16,
         selector_lr_scheduler: LRSchedulerCallable | None = None,
         lora_lr_scheduler: LRSchedulerCallable | None = None,
+        validation_baselines: bool = True,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -225,17 +153,15 @@ class SelectorTrainer(pl.LightningModule):
         self.selector_lr_scheduler = selector_lr_scheduler
         self.lora_lr_scheduler = lora_lr_scheduler
         self.reward_batch_size = reward_batch_size
+        self.validation_baselines = validation_baselines
         self._tokenizer = None  # loaded on the first batch with a text query
-        # Training batches done: the schedules' clock (global_step counts 1 or 2 per batch).
+        # Training batches done: the schedules' clock (global_step too, except for batches where
+        # nothing steps; this one is checkpointed and always counts).
         self.batches_done = 0
         self.decoder = decoder if decoder is not None else TopKDecoder()
-        self.baselines = {
-            "uniform": UniformSelector(),
-            "pixel_l1": PixelDiffSelector(p=1, decoder=self.decoder),
-            "xcorr": CrossCorrelationSelector(size=64, grayscale=False, decoder=self.decoder),
-        }
-        self._teacher_scores: dict[str, torch.Tensor] = {}
-        self._baseline_recall: dict[tuple[str, str, int], float] = {}
+        # One scorer for every VLM-driven term: rewards, ranking targets and the caption loss.
+        self.captions = CaptionScorer(vlm, reward_batch_size) if vlm is not None else None
+        self.teacher_scores = TeacherScores(self.teacher, objective.teacher_cache_videos)
         # Two optimizers and steps that may update only one side: manual optimisation.
         self.automatic_optimization = False
         if vlm is not None and not objective.train_lora:
@@ -331,18 +257,6 @@ class SelectorTrainer(pl.LightningModule):
             mask[i, : len(f)] = True
         return features.to(self.device), stamps.to(self.device), mask.to(self.device)
 
-    def shown(self, batch: dict[str, list], picks: list[tuple[int, torch.Tensor]]) -> dict[str, Any]:
-        """What the VLM sees of ``picks`` (video, frame indices): frames, times and embeddings or pixels.
-
-        Keyword arguments for :meth:`SmolVLM.build_batch`: the frames' precomputed embedding rows
-        when the batch carries them, else the frames themselves.
-        """
-        idx = [(i, j.sort().values.cpu()) for i, j in picks]
-        stamps = [batch["timestamps"][i][j] for i, j in idx]
-        if "image_embeds" in batch:
-            return {"frames": None, "timestamps": stamps, "image_embeds": [batch["image_embeds"][i].rows(j) for i, j in idx]}
-        return {"frames": [batch["frames"][i][j] for i, j in idx], "timestamps": stamps}
-
     def query_tokens(self, batch: dict[str, list]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Token ids ``(B, L)`` and mask of the videos' text queries, or ``(None, None)``.
 
@@ -379,119 +293,17 @@ class SelectorTrainer(pl.LightningModule):
         budget = self.num_frames if budget is None else budget
         return self.policy(features, stamps, mask, query_ids, query_mask, budget=budget), stamps, mask
 
-    # ----------------------------------------------------------------------------- rewards
-    def temperature(self) -> float:
-        o = self.objective
-        progress = min(self.batches_done / max(o.temperature_steps, 1), 1.0)
-        return o.temperature_end + 0.5 * (o.temperature_start - o.temperature_end) * (1 + math.cos(math.pi * progress))
-
-    def teacher_weight(self) -> float:
-        o = self.objective
-        if o.teacher_anneal_steps <= 0:
-            return o.teacher_weight
-        return o.teacher_weight * max(0.0, 1.0 - self.batches_done / o.teacher_anneal_steps)
-
-    @torch.no_grad()
-    def caption_nll(self, batch: dict[str, list], subsets: torch.Tensor) -> torch.Tensor:
-        """VLM caption loss ``(B, G)`` of each video's reference dense caption given each subset."""
-        b, g, _ = subsets.shape
-        jobs = [(i, j) for i in range(b) for j in range(g)]
-        out = torch.zeros(b, g)
-        for start in range(0, len(jobs), self.reward_batch_size):
-            chunk = jobs[start : start + self.reward_batch_size]
-            inputs = self.vlm.build_batch(
-                **self.shown(batch, [(i, subsets[i, j]) for i, j in chunk]),
-                durations=[batch["duration"][i] for i, _ in chunk],
-                targets=[format_dense_caption(batch["events"][i]) for i, _ in chunk],
-                queries=[batch["query"][i] for i, _ in chunk],
-            )
-            losses = self.vlm.sample_losses(inputs).float().cpu()
-            for (i, j), loss in zip(chunk, losses):
-                out[i, j] = loss
-        return out
-
-    @torch.no_grad()
-    def rewards(self, batch: dict[str, list], subsets: torch.Tensor) -> torch.Tensor:
-        """Reward ``(B, G)`` of each sampled subset ``(B, G, K)``."""
-        o = self.objective
-        reward = torch.zeros(subsets.shape[:2])
-        if o.coverage_reward > 0:
-            for i, events in enumerate(batch["events"]):
-                times = batch["timestamps"][i][subsets[i].cpu()]
-                reward[i] += o.coverage_reward * event_recall(times, events).float()
-        if o.likelihood_reward > 0:
-            reward -= o.likelihood_reward * self.caption_nll(batch, subsets)
-        return reward.to(self.device)
-
-    # ----------------------------------------------------------------------------- losses
-    def rl_loss(self, batch, logits, mask, k: int | None = None) -> tuple[torch.Tensor, dict[str, float]]:
-        """Group-relative policy gradient of ``k``-frame draws (default ``num_frames``) from ``logits``."""
-        o = self.objective
-        k = self.num_frames if k is None else k
-        temp = self.temperature()
-        g = o.group_size
-        z = logits.repeat_interleave(g, dim=0)
-        ordered = gumbel_topk(z.detach(), k, temperature=temp)
-        log_prob = plackett_luce_log_prob(z, ordered, temperature=temp)
-        reward = self.rewards(batch, ordered.view(len(logits), g, -1))
-        advantage = (reward - reward.mean(1, keepdim=True)) / (reward.std(1, keepdim=True) + 1e-6)
-        loss = -(advantage.flatten().detach() * log_prob).mean()
-        log_p = torch.log_softmax(logits / temp, dim=-1)
-        entropy = -(log_p.exp() * log_p.masked_fill(~mask, 0.0)).sum(-1).mean()
-        return loss - o.entropy_weight * entropy, {"reward": reward.mean().item(), "entropy": entropy.item()}
-
-    def rank_loss(self, batch, logits) -> torch.Tensor:
-        o = self.objective
-        b = len(logits)
-        candidates = gumbel_topk(
-            logits.detach().repeat_interleave(o.rank_candidates, 0), self.num_frames, temperature=self.temperature()
-        ).view(b, o.rank_candidates, -1)
-        nll = self.caption_nll(batch, candidates).to(self.device)
-        target = torch.softmax(-nll / o.rank_temperature, dim=1)
-        subset_scores = logits.gather(1, candidates.flatten(1)).view_as(candidates.float()).sum(-1)
-        return -(target * torch.log_softmax(subset_scores, dim=1)).sum(1).mean()
-
-    def teacher_loss(self, batch, logits, mask) -> torch.Tensor:
-        o = self.objective
-        target = torch.zeros_like(logits)
-        for i, (vid, frames, stamps) in enumerate(zip(batch["video_id"], batch["frames"], batch["timestamps"])):
-            if vid not in self._teacher_scores:
-                self._teacher_scores[vid] = self.teacher.scores(frames, stamps).float()
-            s = self._teacher_scores[vid]
-            # Population std: a one-frame video has std 0 and a zero target, where Bessel's
-            # correction would divide 0 by 0 and make the loss and gradient NaN.
-            s = (s - s.mean()) / (s.std(correction=0) + 1e-6)
-            target[i, : len(s)] = s.to(self.device)
-        target = torch.softmax((target / o.teacher_temperature).masked_fill(~mask, float("-inf")), dim=-1)
-        log_p = torch.log_softmax(logits, dim=-1).masked_fill(~mask, 0.0)
-        return -(target * log_p).sum(-1).mean()
-
-    def chosen_indices(self, batch, logits, k: int) -> list[torch.Tensor]:
+    # ----------------------------------------------------------------------------- steps
+    def chosen_indices(self, batch: dict[str, list], logits: torch.Tensor, k: int) -> list[torch.Tensor]:
         """The decoder's K frames per video: what inference shows the VLM."""
         return [self.decoder.decode(logits[i, : len(t)].detach().cpu(), k) for i, t in enumerate(batch["timestamps"])]
-
-    def caption_loss(self, batch, indices: list[torch.Tensor]) -> torch.Tensor:
-        """Token-mean caption loss of each video's reference given its frames ``indices``."""
-        targets = [format_dense_caption(e) for e in batch["events"]]
-        shown = self.shown(batch, list(enumerate(indices)))
-        return self.vlm(self.vlm.build_batch(**shown, durations=batch["duration"], targets=targets, queries=batch["query"]))
-
-    # ----------------------------------------------------------------------------- steps
-    def _sides(self, batch: int | None = None) -> tuple[bool, bool]:
-        """Which of (selector, LoRA) steps on training batch ``batch`` (default: the next one, ``batches_done``)."""
-        o = self.objective
-        batch = self.batches_done if batch is None else batch
-        sel, lora = o.train_selector, o.train_lora and batch >= o.lora_start
-        if o.alternate_every > 0 and sel and lora:
-            selector_turn = (batch // o.alternate_every) % 2 == 0
-            return selector_turn, not selector_turn
-        return sel, lora
 
     def training_step(self, batch: dict[str, list], batch_idx: int) -> torch.Tensor | None:
         if not batch["frames"]:
             return None
         o = self.objective
-        train_sel, train_lora = self._sides()
+        train_sel, train_lora = o.sides(self.batches_done)
+        temperature = o.temperature(self.batches_done)
         k = self.training_budget(batch)
         logits, _, mask = self.policy_logits(batch, k)
         # What the VLM is shown (ranking, caption loss) is num_frames frames, scored for that budget.
@@ -499,39 +311,62 @@ class SelectorTrainer(pl.LightningModule):
         if vlm_logits is None and ((train_sel and o.rank_weight > 0) or (train_lora and o.caption_weight > 0)):
             vlm_logits = self.policy_logits(batch, self.num_frames)[0]
         total = logits.new_zeros(())
-        logs: dict[str, float] = {"train/temperature": self.temperature(), "train/budget": float(k)}
+        logs: dict[str, float] = {"train/temperature": temperature, "train/budget": float(k)}
+        nll = self.captions.nll if self.captions is not None else None
         if train_sel and o.rl_weight > 0:
-            loss, info = self.rl_loss(batch, logits, mask, k)
+            reward = functools.partial(subset_rewards, batch, coverage=o.coverage_reward,
+                                       likelihood=o.likelihood_reward, caption_nll=nll)  # fmt: skip
+            loss, info = policy_gradient_loss(logits, mask, k, reward, o.group_size, temperature, o.entropy_weight)
             total = total + o.rl_weight * loss
             logs.update({"train/rl_loss": loss.item(), "train/reward": info["reward"], "train/entropy": info["entropy"]})
         if train_sel and o.rank_weight > 0:
-            loss = self.rank_loss(batch, vlm_logits)
+            loss = ranking_loss(vlm_logits, self.num_frames, functools.partial(nll, batch), o.rank_candidates,
+                                temperature, o.rank_temperature)  # fmt: skip
             total = total + o.rank_weight * loss
             logs["train/rank_loss"] = loss.item()
-        weight = self.teacher_weight()
+        weight = o.teacher_weight_at(self.batches_done)
         if train_sel and weight > 0:
-            loss = self.teacher_loss(batch, logits, mask)
+            loss = distillation_loss(logits, mask, self.teacher_scores(batch), o.teacher_temperature)
             total = total + weight * loss
             logs.update({"train/teacher_loss": loss.item(), "train/teacher_weight": weight})
         if train_lora and o.caption_weight > 0:
-            loss = self.caption_loss(batch, self.chosen_indices(batch, vlm_logits, self.num_frames))
+            loss = self.captions.loss(batch, self.chosen_indices(batch, vlm_logits, self.num_frames))
             total = total + o.caption_weight * loss
             logs["train/caption_loss"] = loss.item()
         self.log_dict(logs, prog_bar=False, batch_size=len(batch["frames"]))
         self.log("train/loss", total.detach(), prog_bar=True, batch_size=len(batch["frames"]))
+        self.step_optimizers(total, {"selector": train_sel, "lora": train_lora})
+        self.batches_done += 1
+        return total.detach()
+
+    def step_optimizers(self, loss: torch.Tensor, stepping: dict[str, bool]) -> None:
+        """Backpropagates ``loss`` and steps the optimizers of the sides in ``stepping`` that are on.
+
+        Lightning counts every step of its optimizer wrapper (``LightningOptimizer.step``) as one
+        ``global_step``, which ``trainer.max_steps`` and ``every_n_train_steps`` read. So that both
+        count batches, only the first optimizer that steps on a batch goes through the wrapper;
+        another steps its underlying optimizer through the same strategy call the wrapper makes
+        (precision plugin: gradient unscaling and clipping, ``on_before_optimizer_step``), without
+        the count. Each side's LR schedule steps with its own optimizer, so it counts that side's steps.
+        """
         optimizers = self.optimizers()
         optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
         for opt in optimizers:
             opt.zero_grad()
-        if total.requires_grad:
-            self.manual_backward(total)
-            for opt, side, schedule in zip(optimizers, self._optimizer_sides, self._side_schedules):
-                if (side == "selector" and train_sel) or (side == "lora" and train_lora):
-                    opt.step()
-                    if schedule is not None:
-                        schedule.step()  # only with its own optimizer: each side's schedule counts its steps
-        self.batches_done += 1
-        return total.detach()
+        if not loss.requires_grad:
+            return
+        self.manual_backward(loss)
+        counted = False
+        for opt, side, schedule in zip(optimizers, self._optimizer_sides, self._side_schedules):
+            if not stepping[side]:
+                continue
+            if counted:
+                self.trainer.strategy.optimizer_step(opt.optimizer, closure=_no_closure)
+            else:
+                opt.step()
+                counted = True
+            if schedule is not None:
+                schedule.step()  # only with its own optimizer: each side's schedule counts its steps
 
     def validation_step(self, batch: dict[str, list], batch_idx: int) -> None:
         self.evaluate(batch, "val")
@@ -540,7 +375,8 @@ class SelectorTrainer(pl.LightningModule):
         self.evaluate(batch, "test")
 
     def evaluate(self, batch: dict[str, list], stage: str) -> None:
-        """Logs ``{stage}/recall@K`` of the decoded policy and ``{stage}_baseline/...`` at equal budgets."""
+        """Logs ``{stage}/recall@K`` and ``{stage}/recall_mean`` of the decoded policy, and with a VLM
+        ``{stage}/caption_loss`` (the baselines' are :class:`~trainer.callbacks.ValidationBaselines`')."""
         if not batch["frames"]:
             return
         n = len(batch["frames"])
@@ -556,12 +392,6 @@ class SelectorTrainer(pl.LightningModule):
                 idx = self.decoder.decode(at_k[i, : len(t)].detach().cpu(), k)
                 recalls.append(event_recall(t[idx], events).item())
                 per_video[i].append(recalls[-1])
-                for name, selector in self.baselines.items():
-                    key = (batch["video_id"][i], name, k)
-                    if key not in self._baseline_recall:
-                        chosen = selector.select(batch["frames"][i], t, k).cpu()
-                        self._baseline_recall[key] = event_recall(t[chosen], events).item()
-                    self.log(f"{stage}_baseline/{name}_recall@{k}", self._baseline_recall[key], batch_size=1, sync_dist=True)
             if recalls:
                 prog = k == self.num_frames
                 self.log(f"{stage}/recall@{k}", sum(recalls) / len(recalls), prog_bar=prog, batch_size=len(recalls), sync_dist=True)
@@ -570,12 +400,14 @@ class SelectorTrainer(pl.LightningModule):
         means = [sum(r) / len(r) for r in per_video if r]
         if means:
             self.log(f"{stage}/recall_mean", sum(means) / len(means), batch_size=len(means), sync_dist=True)
-        if self.vlm is not None:
+        if self.captions is not None:
             chosen = self.chosen_indices(batch, logits, self.num_frames)
-            self.log(f"{stage}/caption_loss", self.caption_loss(batch, chosen), batch_size=n, sync_dist=True)
-            uniform = [uniform_indices(len(t), self.num_frames) for t in batch["timestamps"]]
-            loss = self.caption_loss(batch, uniform)
-            self.log(f"{stage}_baseline/uniform_caption_loss", loss, batch_size=n, sync_dist=True)
+            self.log(f"{stage}/caption_loss", self.captions.loss(batch, chosen), batch_size=n, sync_dist=True)
+
+    def configure_callbacks(self) -> list[pl.Callback]:
+        if not self.validation_baselines:
+            return []
+        return [ValidationBaselines(self.eval_budgets, self.decoder, self.num_frames, captions=self.captions)]
 
     # ----------------------------------------------------------------------------- optimisation
     def configure_optimizers(self) -> list[torch.optim.Optimizer] | tuple[list[torch.optim.Optimizer], list[dict]]:
@@ -591,7 +423,7 @@ class SelectorTrainer(pl.LightningModule):
             self._optimizer_sides.append("lora")
 
         def sides_at(batch: int) -> list[bool]:
-            sel, lora = self._sides(batch)
+            sel, lora = self.objective.sides(batch)
             return [sel if side == "selector" else lora for side in self._optimizer_sides]
 
         @functools.cache
@@ -627,3 +459,7 @@ class SelectorTrainer(pl.LightningModule):
         }
         check_trainable_state(self, checkpoint, "; check the policy, LoRA and objective settings in the config")
         self.batches_done = int(checkpoint.get(BATCHES_KEY, 0))
+
+
+def _no_closure() -> None:
+    """The closure ``LightningOptimizer.step`` passes when given none: the loss is already backpropagated."""

@@ -89,9 +89,9 @@ def _one_step(args: argparse.Namespace, mode: str, workdir: Path) -> dict[str, A
             self.end = time.perf_counter()
 
     timer = Timer()
-    # max_steps counts optimizer steps: two per batch here (the selector's and LoRA's), so one batch.
+    # max_steps counts training batches: one, on which the selector and LoRA both step.
     trainer = pl.Trainer(
-        accelerator="cpu", devices=1, max_steps=2, limit_val_batches=0, logger=False, enable_checkpointing=False,
+        accelerator="cpu", devices=1, max_steps=1, limit_val_batches=0, logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, callbacks=[timer], num_sanity_val_steps=0,
     )  # fmt: skip
     trainer.fit(module, datamodule=data)

@@ -1,0 +1,94 @@
+"""Validation baselines for :class:`trainer.selection.SelectorTrainer`, as a Lightning callback.
+
+The learned policy's ``{stage}/recall@K`` means little alone: :class:`ValidationBaselines` logs
+what fixed selectors reach on the same videos, at the same budgets and with the same decoder.
+``SelectorTrainer.configure_callbacks`` adds it to every run (``validation_baselines: false``
+leaves it out).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+
+from models.decoders import Decoder
+from models.selectors import FrameSelector, PixelDiffSelector, UniformSelector, uniform_indices
+from models.xcorr import CrossCorrelationSelector
+from trainer.lru import LRUCache
+from trainer.evaluation.metrics import event_recall
+from trainer.objectives import CaptionScorer
+
+
+class ValidationBaselines(pl.Callback):
+    """Logs ``{stage}_baseline/{name}_recall@{k}`` for fixed selectors, and the VLM's uniform-frame loss.
+
+    ``name`` is ``uniform``, ``pixel_l1`` or ``xcorr``; the score-based ones (pixel difference,
+    cross-correlation) turn scores into frames with the policy's decoder, so recall compares scores,
+    not decoders. With a VLM it also logs ``{stage}_baseline/uniform_caption_loss``: the caption loss
+    given ``num_frames`` uniform frames (compare ``{stage}/caption_loss``, the policy's frames).
+    Each value is logged per video (``batch_size=1``), so the epoch value is the mean over videos.
+
+    Args:
+        budgets: The budgets K to report (the module's ``eval_budgets``); a video with fewer
+            frames than K is left out at that K.
+        decoder: The policy's decoder.
+        num_frames: Frames the VLM is shown for the uniform caption loss.
+        captions: The module's VLM scorer, or ``None`` (no caption-loss baseline).
+        cache_videos: Videos whose recalls are kept between validations. The baselines are fixed,
+            so a video's recall never changes, and computing it reads the video's pixels (the
+            cross-correlation selector correlates every pair of neighbouring frames); a kept video
+            costs a few floats (one per baseline and budget). Past the cap the least recently
+            validated video is dropped and computed again when it comes back, so memory does not
+            grow with the validation set; 0 recomputes every time.
+    """
+
+    def __init__(
+        self,
+        budgets: list[int],
+        decoder: Decoder,
+        num_frames: int,
+        captions: CaptionScorer | None = None,
+        cache_videos: int = 20_000,
+    ) -> None:
+        self.budgets = sorted(set(budgets))
+        self.num_frames = num_frames
+        self.captions = captions
+        self.selectors: dict[str, FrameSelector] = {
+            "uniform": UniformSelector(),
+            "pixel_l1": PixelDiffSelector(p=1, decoder=decoder),
+            "xcorr": CrossCorrelationSelector(size=64, grayscale=False, decoder=decoder),
+        }
+        self.recalls: LRUCache[str, dict[tuple[str, int], float]] = LRUCache(cache_videos)
+
+    def on_validation_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:  # fmt: skip
+        self.log_baselines(pl_module, batch, "val")
+
+    def on_test_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:  # fmt: skip
+        self.log_baselines(pl_module, batch, "test")
+
+    def log_baselines(self, pl_module: pl.LightningModule, batch: dict[str, list], stage: str) -> None:
+        """Logs every baseline's metrics on ``batch`` through ``pl_module``."""
+        if not batch["frames"]:
+            return
+        for k in self.budgets:
+            for i, events in enumerate(batch["events"]):
+                t = batch["timestamps"][i]
+                if k > len(t):
+                    continue
+                recalls = self.recalls.get(batch["video_id"][i], dict)
+                for name, selector in self.selectors.items():
+                    if (name, k) not in recalls:
+                        chosen = selector.select(batch["frames"][i], t, k).cpu()
+                        recalls[name, k] = event_recall(t[chosen], events).item()
+                    pl_module.log(f"{stage}_baseline/{name}_recall@{k}", recalls[name, k], batch_size=1, sync_dist=True)
+        if self.captions is not None:
+            uniform = [uniform_indices(len(t), self.num_frames) for t in batch["timestamps"]]
+            loss = self.captions.loss(batch, uniform)
+            pl_module.log(f"{stage}_baseline/uniform_caption_loss", loss, batch_size=len(batch["frames"]), sync_dist=True)
