@@ -1,7 +1,9 @@
-"""Config composition: ``config: [bases...]`` in a file is repeated ``--config``."""
+"""Config composition: ``config: [bases...]`` in a file, repeated ``--config``, and every combination
+that the base files name parses."""
 
 import contextlib
 import io
+import shlex
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,8 @@ import yaml
 from trainer.__main__ import config_files, main, with_included_configs
 
 ROOT = Path(__file__).parents[1]
+TOP_LEVEL = sorted((ROOT / "configs").glob("*.yaml"))
+BASES = sorted((ROOT / "configs" / "base").glob("*.yaml"))
 
 
 def _printed(args: list[str]) -> dict:
@@ -19,6 +23,13 @@ def _printed(args: list[str]) -> dict:
         main(["fit", *args, "--print_config"])
     assert info.value.code in (0, None)
     return yaml.safe_load(out.getvalue())
+
+
+def _fit_args(command: str) -> list[str]:
+    """The arguments after ``python -m trainer fit`` of a documented command."""
+    words = shlex.split(command)
+    assert words[:4] == ["python", "-m", "trainer", "fit"], command
+    return words[4:]
 
 
 def test_listed_configs_come_first_in_order_and_relative_to_the_file(tmp_path):
@@ -57,6 +68,42 @@ def test_a_files_own_block_overrides_its_bases_key_by_key(tmp_path):
     composed.write_text(f"config: [{smoke}, base.yaml]\ntrainer:\n  max_epochs: 9\n")
     printed = _printed(["--config", str(composed)])
     assert printed["trainer"]["max_epochs"] == 9 and printed["trainer"]["log_every_n_steps"] == 11
-    assert printed["trainer"]["logger"]["init_args"]["name"] == "smoke"
+    assert printed["trainer"]["logger"]["init_args"]["name"] == "smoke"  # from configs/base/trainer_cpu.yaml + smoke
     assert printed == _printed(["--config", str(smoke), "--config", str(tmp_path / "base.yaml"),
                                 "--trainer.max_epochs", "9"])  # fmt: skip
+
+
+@pytest.mark.parametrize("config", TOP_LEVEL, ids=lambda p: p.name)
+def test_top_level_configs_list_only_bases_and_bases_list_nothing(config):
+    """One level: a top-level config is its bases (configs/base/, in order) and its own keys."""
+    listed = yaml.safe_load(config.read_text()).get("config", [])
+    assert listed, f"{config.name} lists no bases"
+    for entry in listed:
+        base = (config.parent / entry).resolve()
+        assert base.parent == ROOT / "configs" / "base" and base.is_file(), entry
+        assert "config" not in yaml.safe_load(base.read_text()), f"{entry} lists further configs"
+
+
+@pytest.mark.parametrize("base", BASES, ids=lambda p: p.name)
+def test_every_base_opens_with_a_command_that_uses_it_and_parses(base):
+    first = base.read_text().splitlines()[0]
+    assert first.startswith("# python -m trainer fit --config "), first
+    args = _fit_args(first[2:])
+    assert str(base.relative_to(ROOT)) in args[1::2], "the command should use this base"
+    _printed([str(ROOT / a) if a.endswith(".yaml") else a for a in args])
+
+
+def test_a_top_level_config_is_its_bases_stacked_on_the_command_line():
+    """smolvlm2_500m.yaml is four bases and its run names."""
+    bases = ["trainer_gpu", "data_activitynet_style", "captioner", "vlm_smolvlm2_500m"]
+    stacked = _printed([arg for b in bases for arg in ("--config", str(ROOT / "configs" / "base" / f"{b}.yaml"))])
+    config = _printed(["--config", str(ROOT / "configs" / "smolvlm2_500m.yaml")])
+    assert config["trainer"]["logger"]["init_args"].pop("name") == "smolvlm2_500m"
+    assert config["checkpoint"].pop("dirpath") == "checkpoints/smolvlm2_500m"
+    assert config["predictions"].pop("output") == "outputs/smolvlm2_500m_predictions.json"
+    for key in (("trainer", "logger", "init_args", "name"), ("checkpoint", "dirpath"), ("predictions", "output")):
+        branch = stacked
+        for k in key[:-1]:
+            branch = branch[k]
+        branch.pop(key[-1])
+    assert stacked == config
