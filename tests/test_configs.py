@@ -1,8 +1,9 @@
 """Config composition: ``config: [bases...]`` in a file, repeated ``--config``, and every combination
-that the base files name parses."""
+that README and the base files name parses."""
 
 import contextlib
 import io
+import re
 import shlex
 from pathlib import Path
 
@@ -93,8 +94,33 @@ def test_every_base_opens_with_a_command_that_uses_it_and_parses(base):
     _printed([str(ROOT / a) if a.endswith(".yaml") else a for a in args])
 
 
+def _readme_compositions() -> list[str]:
+    """README's ``python -m trainer fit`` commands with more than one ``--config``."""
+    text = (ROOT / "README.md").read_text()
+    commands = re.findall(r"python -m trainer fit(?: --config \S+)+", text)
+    return sorted({c.strip("`") for c in commands if c.count("--config") > 1})
+
+
+def test_readme_names_compositions():
+    assert len(_readme_compositions()) >= 2
+
+
+@pytest.mark.parametrize("command", _readme_compositions())
+def test_every_composition_the_readme_names_parses(command):
+    args = [str(ROOT / a) if a.endswith(".yaml") else a for a in _fit_args(command)]
+    printed = _printed(args)
+    # The last file's own keys win: e.g. a vlm_* base swaps the VLM of the config before it.
+    last = yaml.safe_load(Path(args[-1]).read_text())
+    vlm = last.get("model", {}).get("init_args", {}).get("vlm")
+    if isinstance(vlm, str):  # a part, read in its place
+        vlm = yaml.safe_load((Path(args[-1]).parent / vlm).read_text())
+    if vlm:
+        wanted = vlm["init_args"]["model_name_or_path"]
+        assert printed["model"]["init_args"]["vlm"]["init_args"]["model_name_or_path"] == wanted
+
+
 def test_a_top_level_config_is_its_bases_stacked_on_the_command_line():
-    """smolvlm2_500m.yaml is four bases and its run names."""
+    """README: smolvlm2_500m.yaml is four bases and its run names."""
     bases = ["trainer_gpu", "data_activitynet_style", "captioner", "vlm_smolvlm2_500m"]
     stacked = _printed([arg for b in bases for arg in ("--config", str(ROOT / "configs" / "base" / f"{b}.yaml"))])
     config = _printed(["--config", str(ROOT / "configs" / "smolvlm2_500m.yaml")])
