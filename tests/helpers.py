@@ -8,6 +8,34 @@ import yaml
 CONFIGS = Path(__file__).parents[1] / "configs"
 
 
+def _inline_parts(value, folder: Path):
+    """``value`` with each included part (a ``*.yaml`` path value) read in its place."""
+    if isinstance(value, str) and value.endswith(".yaml"):
+        path = (folder / value).resolve()
+        return _inline_parts(yaml.safe_load(path.read_text()), path.parent)
+    if isinstance(value, dict):
+        return {k: _inline_parts(v, folder) for k, v in value.items()}
+    return value
+
+
+def _merge(into: dict, value: dict) -> dict:
+    for key, v in value.items():
+        into[key] = _merge(dict(into[key]), v) if isinstance(v, dict) and isinstance(into.get(key), dict) else v
+    return into
+
+
+def written_config(config: Path) -> dict:
+    """The config as written: its listed bases (``config:``) and then its own keys, merged key by key,
+    with included parts read in place. What its YAML says, before the CLI adds defaults."""
+    from trainer.__main__ import config_files
+
+    merged: dict = {}
+    for file in map(Path, config_files(str(config))):
+        content = {k: v for k, v in yaml.safe_load(file.read_text()).items() if k != "config"}
+        _merge(merged, _inline_parts(content, file.parent))
+    return merged
+
+
 def fit_args(config: str, tmp_path: Path, tiny_model_dir: Path, synthetic, *extra: str) -> list[str]:
     """CLI arguments that point ``configs/<config>`` at the tiny model, the fixture data and ``tmp_path``.
 
@@ -15,7 +43,7 @@ def fit_args(config: str, tmp_path: Path, tiny_model_dir: Path, synthetic, *extr
     logs, checkpoints, caches and predictions go under ``tmp_path``; ``extra`` comes last and wins.
     """
     _, paths, _ = synthetic
-    init = yaml.safe_load((CONFIGS / config).read_text())["model"]["init_args"]
+    init = written_config(CONFIGS / config)["model"]["init_args"]
     args = ["--config", str(CONFIGS / config)]
     for key in ("vlm", "encoder"):
         if key in init:

@@ -10,24 +10,15 @@ import lightning.pytorch as pl
 import pytest
 import torch
 import yaml
-from helpers import fit_args
+from helpers import fit_args, written_config
 
 from trainer.__main__ import main
 from trainer.predictions import read_predictions, write_predictions
 
 ROOT = Path(__file__).parents[1]
-# Runnable configs: the top-level ones and the recipes (configs/parts/ holds pieces they include).
+# Runnable configs: the top-level ones and the recipes (configs/base/ holds the files they list
+# under `config:`, configs/parts/ the pieces they include as values; tests/test_configs.py those).
 CONFIGS = sorted([*(ROOT / "configs").glob("*.yaml"), *(ROOT / "configs" / "recipes").glob("*.yaml")])
-
-
-def _inline_parts(value, folder: Path):
-    """The config as written, with each included part (a ``*.yaml`` path value) read in its place."""
-    if isinstance(value, str) and value.endswith(".yaml"):
-        path = (folder / value).resolve()
-        return _inline_parts(yaml.safe_load(path.read_text()), path.parent)
-    if isinstance(value, dict):
-        return {k: _inline_parts(v, folder) for k, v in value.items()}
-    return value
 
 
 @functools.cache
@@ -45,7 +36,7 @@ def test_every_config_parses_and_opens_with_its_run_command(config):
     first = config.read_text().splitlines()[0]
     assert first == f"# python -m trainer fit --config {config.relative_to(ROOT)}"
     printed = yaml.safe_load(_printed_config(config))
-    written = _inline_parts(yaml.safe_load(config.read_text()), config.parent)
+    written = written_config(config)  # its bases, then its own keys
     for key, value in written["data"].items():  # the data part's values reach the data module
         got = printed["data"][key]
         assert ({k: got[k] for k in value} if isinstance(value, dict) else got) == value, key
@@ -63,12 +54,11 @@ def test_every_config_parses_and_opens_with_its_run_command(config):
 
 
 def test_unknown_config_key_is_rejected(tmp_path, capsys):
-    config = yaml.safe_load((ROOT / "configs" / "smoke.yaml").read_text())
-    config["model"]["init_args"]["vlm"]["init_args"]["lora"]["rank"] = 4  # the field is called `r`
+    config = {"model": {"init_args": {"vlm": {"init_args": {"lora": {"rank": 4}}}}}}  # the field is called `r`
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(config))
     with pytest.raises(SystemExit) as info:
-        main(["fit", "--config", str(path)])
+        main(["fit", "--config", str(ROOT / "configs" / "smoke.yaml"), "--config", str(path)])
     assert info.value.code != 0
     assert "rank" in capsys.readouterr().err
 
@@ -231,7 +221,7 @@ def test_validate_and_test_subcommands_log_losses(tmp_path, tiny_model_dir, synt
         assert torch.isfinite(value) and 0 < value.item() < 20, (command, value)
 
 
-@pytest.mark.parametrize("config", [c for c in CONFIGS if "strategy" in yaml.safe_load(c.read_text())["trainer"]],
+@pytest.mark.parametrize("config", [c for c in CONFIGS if "strategy" in written_config(c)["trainer"]],
                          ids=lambda p: p.name)  # fmt: skip
 def test_distributed_strategies_in_configs_instantiate(config):
     from jsonargparse import ArgumentParser
@@ -239,7 +229,7 @@ def test_distributed_strategies_in_configs_instantiate(config):
 
     parser = ArgumentParser()
     parser.add_argument("--strategy", type=Strategy)
-    spec = yaml.safe_load(config.read_text())["trainer"]["strategy"]
+    spec = written_config(config)["trainer"]["strategy"]
     strategy = parser.instantiate(parser.parse_object({"strategy": spec})).strategy
     assert type(strategy).__name__ == spec["class_path"].rsplit(".", 1)[1]
     if "auto_wrap_policy" in spec.get("init_args", {}):
@@ -256,7 +246,8 @@ SCHEDULED = [c for c in CONFIGS if c.name.startswith("smolvlm2_")]
 
 
 def test_gpu_configs_and_recipes_are_the_scheduled_ones():
-    with_schedule = [c for c in CONFIGS if any(k in c.read_text() for k in SCHEDULES)]
+    parsed = {c: yaml.safe_load(_printed_config(c))["model"]["init_args"] for c in CONFIGS}
+    with_schedule = [c for c in CONFIGS if any(parsed[c].get(k) for k in SCHEDULES)]
     assert with_schedule == SCHEDULED and len(SCHEDULED) == 5 + 24
 
 

@@ -7,8 +7,7 @@ from types import SimpleNamespace
 import lightning.pytorch as pl
 import pytest
 import torch
-import yaml
-from helpers import CONFIGS, fit_args, vlm_with_a_trained_adapter
+from helpers import CONFIGS, fit_args, vlm_with_a_trained_adapter, written_config
 
 from models.encoders import FrameEncoder
 from models.importance import FrameImportanceModel, subset_log_prob
@@ -349,8 +348,8 @@ def test_text_queries_reach_the_policy(tiny_model_dir):
 
 def test_synthetic_joint_and_uniform_configs_differ_only_in_the_selector():
     """README compares these two runs' caption losses: everything but the frame choice must match."""
-    joint = yaml.safe_load((CONFIGS / "synthetic_joint.yaml").read_text())
-    uniform = yaml.safe_load((CONFIGS / "synthetic_uniform.yaml").read_text())
+    joint = written_config(CONFIGS / "synthetic_joint.yaml")  # bases and own keys, merged
+    uniform = written_config(CONFIGS / "synthetic_uniform.yaml")
     assert joint["data"] == uniform["data"] and joint["seed_everything"] == uniform["seed_everything"]
     for key in ("max_epochs", "check_val_every_n_epoch", "accelerator"):
         assert joint["trainer"][key] == uniform["trainer"][key], key

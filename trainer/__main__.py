@@ -1,5 +1,8 @@
 """``python -m trainer fit|validate|test|predict --config configs/<name>.yaml``.
 
+``--config`` can be given several times (later files override earlier ones, key by key), and a
+config can list the base files it is composed of (see :func:`with_included_configs`).
+
 The training code lives in ``trainer/`` itself (the LightningModules, schedules, checkpoints,
 loading); the tools that use it are plain argparse commands next to the Lightning ones, in
 sub-packages:
@@ -16,8 +19,12 @@ sub-packages:
 
 from __future__ import annotations
 
+import os
+import sys
+
 import lightning.pytorch as pl
 import torch
+import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
@@ -69,6 +76,76 @@ class FrameSelectCLI(LightningCLI):
         parser.add_lightning_class_args(FinalCheckpoint, "final_checkpoint")
         parser.add_lightning_class_args(RngState, "rng_state")
 
+    def parse_arguments(self, parser, args) -> None:
+        """LightningCLI's parse, with each ``--config FILE`` preceded by the configs FILE lists."""
+        if args is None:  # the command line: expanded in place, so LightningCLI still reads sys.argv
+            sys.argv[1:] = with_included_configs(sys.argv[1:])
+        elif isinstance(args, (list, tuple)):
+            args = with_included_configs(args)
+        super().parse_arguments(parser, args)
+
+
+def with_included_configs(args: list[str] | tuple[str, ...]) -> list[str]:
+    """``args`` with every ``--config FILE`` replaced by ``--config`` for each of :func:`config_files`.
+
+    A config composes others by listing them, relative to itself, under a top-level ``config:``::
+
+        config: [base/trainer_cpu.yaml, base/data_synthetic.yaml]
+        trainer:
+          max_epochs: 8
+
+    ``--config configs/smoke.yaml`` then is ``--config configs/base/trainer_cpu.yaml --config
+    configs/base/data_synthetic.yaml --config configs/smoke.yaml``. LightningCLI merges repeated
+    ``--config`` left to right, nested keys included: the file's own values win, and its
+    ``trainer:`` block keeps the trainer settings of the bases that it does not set.
+
+    (jsonargparse 4 itself only reads a single path under ``config:``, and the including file's
+    top-level blocks then replace the included file's whole blocks; a list it leaves alone.
+    jsonargparse 5's ``__include__`` is meant to do this natively.)
+    """
+    out: list[str] = []
+    args = list(args)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in ("--config", "-c") and i + 1 < len(args):
+            out += [flag for path in config_files(args[i + 1]) for flag in (arg, path)]
+            i += 2
+            continue
+        if arg.startswith("--config="):
+            out += [f"--config={path}" for path in config_files(arg[len("--config=") :])]
+        else:
+            out.append(arg)
+        i += 1
+    return out
+
+
+def config_files(path: str, _seen: tuple[str, ...] = ()) -> list[str]:
+    """The files ``--config path`` stands for: the ones it lists under ``config:`` (each expanded
+    the same way, in order), then ``path`` itself.
+
+    Raises:
+        ValueError: If ``config:`` is not a list of paths, or a config lists itself (directly or
+            through others).
+    """
+    if not os.path.isfile(path):  # a YAML string, or a missing file that jsonargparse will report
+        return [path]
+    here = os.path.realpath(path)
+    if here in _seen:
+        raise ValueError(f"config include loop: {' -> '.join((*_seen, here))}")
+    with open(path) as f:
+        content = yaml.safe_load(f)
+    listed = content.get("config") if isinstance(content, dict) else None
+    if listed is None:
+        return [path]
+    if not isinstance(listed, list) or not all(isinstance(entry, str) for entry in listed):
+        raise ValueError(f"{path}: 'config:' takes a list of paths, e.g. [base/trainer_cpu.yaml], got {listed!r}")
+    folder = os.path.dirname(path)
+    return [
+        *(p for entry in listed for p in config_files(os.path.normpath(os.path.join(folder, entry)), (*_seen, here))),
+        path,
+    ]
+
 
 def main(args: list[str] | None = None, run: bool = True) -> FrameSelectCLI:
     """Entry point; ``args``/``run`` let tests drive the CLI in-process."""
@@ -97,8 +174,6 @@ def _close_process_group() -> None:
 
 
 if __name__ == "__main__":
-    import sys
-
     command = sys.argv[1] if len(sys.argv) > 1 else ""
     if command in COMMANDS:
         import importlib
