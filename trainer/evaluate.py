@@ -94,7 +94,10 @@ def learned_selector(module: Any) -> FrameSelector:
     if hasattr(module, "encoder") and hasattr(module, "decoder"):  # SelectorTrainer
         from models.importance import ImportanceSelector
 
-        selector = ImportanceSelector(module.selector, module.encoder, decoder=module.decoder, budget=module.num_frames)
+        cue = module.teacher if module.selector.score_inputs > 0 else None  # the scores the mask reads
+        selector = ImportanceSelector(
+            module.selector, module.encoder, decoder=module.decoder, budget=module.num_frames, cue=cue
+        )
         return selector.eval()
     return module.selector
 

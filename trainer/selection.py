@@ -373,7 +373,20 @@ class SelectorTrainer(pl.LightningModule):
         features, stamps, mask = self.video_features(batch)
         query_ids, query_mask = self.query_tokens(batch)
         budget = self.num_frames if budget is None else budget
-        return self.selector(features, stamps, mask, query_ids, query_mask, budget=budget), stamps, mask
+        cues = None
+        if self.selector.score_inputs > 0:  # the selector reads the teacher's scores (its cue)
+            cues = torch.zeros_like(stamps)
+            for i, s in enumerate(self.teacher_scores(batch)):
+                cues[i, : len(s)] = s.to(self.device)
+        logits = self.selector(features, stamps, mask, query_ids, query_mask, budget=budget, frame_scores=cues)
+        return logits, stamps, mask
+
+    def teacher_scores(self, batch: dict[str, list]) -> list[torch.Tensor]:
+        """The teacher's scores ``(T,)`` of each video, computed once per video and run."""
+        for vid, frames, stamps in zip(batch["video_id"], batch["frames"], batch["timestamps"]):
+            if vid not in self._teacher_scores:
+                self._teacher_scores[vid] = self.teacher.scores(frames, stamps).float()
+        return [self._teacher_scores[vid] for vid in batch["video_id"]]
 
     # ----------------------------------------------------------------------------- rewards
     def temperature(self) -> float:
@@ -450,10 +463,7 @@ class SelectorTrainer(pl.LightningModule):
     def teacher_loss(self, batch, logits, mask) -> torch.Tensor:
         o = self.objective
         target = torch.zeros_like(logits)
-        for i, (vid, frames, stamps) in enumerate(zip(batch["video_id"], batch["frames"], batch["timestamps"])):
-            if vid not in self._teacher_scores:
-                self._teacher_scores[vid] = self.teacher.scores(frames, stamps).float()
-            s = self._teacher_scores[vid]
+        for i, s in enumerate(self.teacher_scores(batch)):
             # Population std: a one-frame video has std 0 and a zero target, where Bessel's
             # correction would divide 0 by 0 and make the loss and gradient NaN.
             s = (s - s.mean()) / (s.std(correction=0) + 1e-6)
