@@ -90,6 +90,12 @@ class FrameImportanceModel(nn.Module, PyTorchModelHubMixin):
             valid frame (``[f_t, f_t - f_{t-1}, f_{t+1} - f_t]``, zero at the ends). Change is
             what event onsets look like; attention could compute it from neighbours, but only
             after learning to find them by their time encodings.
+        score_inputs: Per-frame score channels read beside the features (e.g. a change
+            detector's scores, such as the cross-correlation teacher's): each channel is
+            standardised over the video's valid frames and projected into every frame token, and
+            :meth:`forward` then needs ``frame_scores``. A mask that reads its teacher's scores
+            can follow them where they are hard to beat (large budgets) and depart from them
+            elsewhere. 0 reads none.
     """
 
     def __init__(
@@ -103,6 +109,7 @@ class FrameImportanceModel(nn.Module, PyTorchModelHubMixin):
         max_query_len: int = 32,
         max_budget: int = 0,
         frame_deltas: bool = False,
+        score_inputs: int = 0,
     ) -> None:
         super().__init__()
         if min(feature_dim, d_model, layers, heads, max_query_len) < 1:
@@ -113,12 +120,15 @@ class FrameImportanceModel(nn.Module, PyTorchModelHubMixin):
             raise ValueError(f"query_vocab_size must be >= 0, got {query_vocab_size}")
         if max_budget < 0:
             raise ValueError(f"max_budget must be >= 0 (0: not budget-aware), got {max_budget}")
+        if score_inputs < 0:
+            raise ValueError(f"score_inputs must be >= 0 (0: no score channels), got {score_inputs}")
         self.feature_dim = feature_dim
         self.d_model = d_model
         self.query_vocab_size = query_vocab_size
         self.max_query_len = max_query_len
         self.max_budget = max_budget
         self.frame_deltas = frame_deltas
+        self.score_inputs = score_inputs
 
         width = 3 * feature_dim if frame_deltas else feature_dim
         self.frame_in = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, d_model))
@@ -130,6 +140,8 @@ class FrameImportanceModel(nn.Module, PyTorchModelHubMixin):
         self.register_buffer("absolute_periods", _periods(*ABSOLUTE_PERIODS_S, NUM_FREQUENCIES), persistent=False)
         self.register_buffer("relative_periods", _periods(*RELATIVE_PERIODS, NUM_FREQUENCIES), persistent=False)
         self.time_in = nn.Linear(4 * NUM_FREQUENCIES, d_model)
+        if score_inputs > 0:
+            self.scores_in = nn.Linear(score_inputs, d_model)
 
         if query_vocab_size > 0:
             self.query_embed = nn.Embedding(query_vocab_size, d_model)
@@ -208,6 +220,7 @@ class FrameImportanceModel(nn.Module, PyTorchModelHubMixin):
         query_ids: torch.Tensor | None = None,
         query_mask: torch.Tensor | None = None,
         budget: int | torch.Tensor | None = None,
+        frame_scores: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Importance logits.
 
@@ -221,6 +234,9 @@ class FrameImportanceModel(nn.Module, PyTorchModelHubMixin):
             budget: The frame budget K the logits are for: one int, or ``(B,)`` one per video.
                 Required by a budget-aware model (``max_budget > 0``); a model that is not
                 ignores it, so callers can always pass it.
+            frame_scores: ``(B, T, score_inputs)`` per-frame scores (``(B, T)`` for one channel), in
+                any scale: each channel is standardised per video. Required by a model built with
+                ``score_inputs > 0``, refused by one without.
 
         Returns:
             ``(B, T)`` logits; padded frames are ``-inf`` so they are never sampled.
@@ -243,6 +259,9 @@ class FrameImportanceModel(nn.Module, PyTorchModelHubMixin):
         if self.frame_deltas:
             features = self._with_deltas(features, mask)
         tokens = self.frame_in(features) + self.time_in(self.time_features(timestamps.float(), mask).to(features.dtype))
+        if self.score_inputs > 0 or frame_scores is not None:
+            scores = self._standardised_scores(frame_scores, mask)  # checks them first
+            tokens = tokens + self.scores_in(scores.to(features.dtype))
         if self.budget_aware:
             budget = self._budget_tensor(budget, batch, features.device)
             scale, shift = self.budget_in(self.budget_features(budget, mask).to(features.dtype))[:, None, :].chunk(2, dim=-1)
@@ -262,6 +281,29 @@ class FrameImportanceModel(nn.Module, PyTorchModelHubMixin):
         hidden = self.encoder(tokens, src_key_padding_mask=~keep)
         logits = self.head(hidden[:, :num_frames]).squeeze(-1)
         return logits.masked_fill(~mask, float("-inf"))
+
+    def _standardised_scores(self, frame_scores: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor:
+        """``(B, T[, C])`` scores -> ``(B, T, C)``, each channel at mean 0 and std 1 over valid frames, 0 on padding."""
+        if self.score_inputs == 0:
+            raise ValueError("this FrameImportanceModel was built with score_inputs=0 and takes no frame_scores")
+        if frame_scores is None:
+            raise ValueError(
+                f"this FrameImportanceModel reads {self.score_inputs} score channel(s) (score_inputs): "
+                "pass frame_scores"
+            )
+        scores = frame_scores[..., None] if frame_scores.dim() == 2 else frame_scores
+        if scores.shape != (*mask.shape, self.score_inputs):
+            raise ValueError(
+                f"frame_scores must be (B, T, {self.score_inputs}) = ({mask.shape[0]}, {mask.shape[1]}, "
+                f"{self.score_inputs}), got {tuple(frame_scores.shape)}"
+            )
+        valid = mask[..., None]
+        scores = scores.float().masked_fill(~valid, 0.0)
+        count = valid.sum(dim=1, keepdim=True).clamp(min=1)
+        mean = scores.sum(dim=1, keepdim=True) / count
+        # Population std: a one-frame video gets std 0 and scores 0, not 0 / 0.
+        std = ((scores - mean).masked_fill(~valid, 0.0).pow(2).sum(dim=1, keepdim=True) / count).sqrt()
+        return ((scores - mean) / (std + 1e-6)).masked_fill(~valid, 0.0)
 
     @staticmethod
     def _with_deltas(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -442,6 +484,9 @@ class ImportanceSelector(FrameSelector):
         decoder: Scores-to-indices decoder.
         budget: The frame budget K that :meth:`scores` assumes when not told (only matters for a
             budget-aware model; :meth:`select` always scores for the K it is asked for).
+        cue: The selector whose per-frame scores the model reads (a model built with
+            ``score_inputs=1``; the one it was trained with, e.g. its cross-correlation teacher).
+            Needed by :meth:`scores`; :meth:`scores_from_features` takes the scores directly.
     """
 
     def __init__(
@@ -451,6 +496,7 @@ class ImportanceSelector(FrameSelector):
         pretrained: str | None = None,
         decoder: Decoder | None = None,
         budget: int | None = None,
+        cue: FrameSelector | None = None,
     ) -> None:
         super().__init__(decoder)
         if (model is None) == (pretrained is None):
@@ -462,6 +508,8 @@ class ImportanceSelector(FrameSelector):
         self.model = model
         self.encoder = encoder
         self.budget = budget
+        self.cue = cue
+        self._last_cue: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def scores_from_features(
         self,
@@ -469,21 +517,25 @@ class ImportanceSelector(FrameSelector):
         timestamps: torch.Tensor,
         query_ids: torch.Tensor | None = None,
         budget: int | None = None,
+        frame_scores: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits ``(T,)`` of one video from its features ``(T, D)``, timestamps ``(T,)`` and optional query ``(L,)``.
 
         ``budget`` is the frame budget K the logits are for (a budget-aware model needs it; the
-        default is :attr:`budget`). The result is on the model's device; gradients flow only
-        while the selector is training.
+        default is :attr:`budget`); ``frame_scores`` ``(T,)`` or ``(T, C)`` are the cue's scores a
+        model built with ``score_inputs`` reads. The result is on the model's device; gradients
+        flow only while the selector is training.
         """
         device = next(self.model.parameters()).device
         query = None if query_ids is None else query_ids[None].to(device)
         budget = self.budget if budget is None else budget
+        cues = None if frame_scores is None else frame_scores[None].to(device)
         # Outside training no graph is needed, and eval mode already turned dropout off.
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.training):
             return self.model(
-                features[None].to(device), timestamps[None].float().to(device), query_ids=query, budget=budget
-            )[0]
+                features[None].to(device), timestamps[None].float().to(device), query_ids=query, budget=budget,
+                frame_scores=cues,
+            )[0]  # fmt: skip
 
     def scores(self, frames: torch.Tensor, timestamps: torch.Tensor, k: int | None = None) -> torch.Tensor:
         """Logits ``(T,)`` of ``uint8 (T, 3, H, W)`` frames, on the CPU like the other selectors' scores.
@@ -495,4 +547,22 @@ class ImportanceSelector(FrameSelector):
                 "ImportanceSelector.scores needs an `encoder` to turn frames into features; "
                 "pass one, or call scores_from_features with cached features"
             )
-        return self.scores_from_features(self.encoder(frames), timestamps, budget=k).cpu()
+        return self.scores_from_features(
+            self.encoder(frames), timestamps, budget=k, frame_scores=self.cue_scores(frames, timestamps)
+        ).cpu()
+
+    def cue_scores(self, frames: torch.Tensor, timestamps: torch.Tensor) -> torch.Tensor | None:
+        """The cue selector's scores ``(T,)`` the model reads (``None`` for a model that reads none).
+
+        The last video's scores are kept: every budget :meth:`scores` is asked for on the same
+        frames reads the same cue, which costs more than the model itself.
+        """
+        if self.model.score_inputs == 0:
+            return None
+        if self.cue is None:
+            raise ValueError("this ImportanceSelector's model reads a cue selector's scores (score_inputs): pass `cue`")
+        last = self._last_cue
+        if last is None or last[0] is not frames or last[1] is not timestamps:
+            # The tensors themselves are kept (not their ids), so a new video can never match.
+            self._last_cue = (frames, timestamps, self.cue.scores(frames, timestamps).float())
+        return self._last_cue[2]

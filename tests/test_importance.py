@@ -310,3 +310,54 @@ def test_frame_deltas_are_the_neighbour_changes_and_ignore_padding():
         plain = model(feats, stamps)
         with_padding = model(padded, torch.arange(9.0)[None], pad_mask)
     assert torch.allclose(with_padding[0, :6], plain[0], atol=1e-5) and torch.isinf(with_padding[0, 6:]).all()
+
+
+def test_score_inputs_are_standardised_per_video_and_optional():
+    torch.manual_seed(0)
+    model = FrameImportanceModel(feature_dim=8, d_model=16, layers=1, heads=2, dropout=0.0, score_inputs=1).eval()
+    torch.nn.init.normal_(model.head.weight)
+    feats, stamps, scores = torch.randn(1, 6, 8), torch.arange(6.0)[None], torch.rand(1, 6)
+    with torch.no_grad():
+        logits = model(feats, stamps, frame_scores=scores)
+        # Any scale and offset of the cue's scores: the same logits (each channel is standardised).
+        assert torch.allclose(model(feats, stamps, frame_scores=3.0 * scores[..., None] + 7.0), logits, atol=1e-4)
+        assert not torch.allclose(model(feats, stamps, frame_scores=scores.flip(1)), logits)  # they are read
+        padded = model(
+            torch.cat([feats, torch.full((1, 2, 8), float("nan"))], dim=1), torch.arange(8.0)[None],
+            torch.tensor([[True] * 6 + [False] * 2]), frame_scores=torch.cat([scores, torch.full((1, 2), 1e6)], dim=1),
+        )  # fmt: skip
+    assert torch.allclose(padded[0, :6], logits[0], atol=1e-5) and torch.isinf(padded[0, 6:]).all()
+    with pytest.raises(ValueError, match="pass frame_scores"):
+        model(feats, stamps)
+    with pytest.raises(ValueError, match="frame_scores must be"):
+        model(feats, stamps, frame_scores=torch.rand(1, 6, 2))
+    with pytest.raises(ValueError, match="score_inputs=0"):
+        FrameImportanceModel(feature_dim=8, d_model=16, layers=1, heads=2)(feats, stamps, frame_scores=scores)
+    with pytest.raises(ValueError, match="score_inputs"):
+        FrameImportanceModel(score_inputs=-1)
+    # The default builds exactly the model it built before the option existed: same parameters, same draws.
+    torch.manual_seed(0)
+    plain = FrameImportanceModel(feature_dim=8, d_model=16, layers=1, heads=2)
+    assert not any(name.startswith("scores_in") for name in plain.state_dict())
+
+
+def test_selector_reads_its_cue_scores_and_round_trips(tiny_model_dir, tmp_path):
+    from models.xcorr import CrossCorrelationSelector
+
+    encoder, cue = FrameEncoder(str(tiny_model_dir)), CrossCorrelationSelector(size=32, grayscale=False)
+    frames = torch.randint(0, 256, (12, 3, 32, 32), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    stamps = torch.arange(12.0) * 0.5
+    torch.manual_seed(0)
+    model = FrameImportanceModel(feature_dim=32, d_model=16, layers=1, heads=2, max_budget=8, score_inputs=1).eval()
+    torch.nn.init.normal_(model.head.weight)
+    selector = ImportanceSelector(model=model, encoder=encoder, budget=4, cue=cue).eval()
+    expected = model(encoder(frames)[None], stamps[None], budget=4, frame_scores=cue.scores(frames, stamps)[None])[0]
+    assert torch.allclose(selector.scores(frames, stamps), expected, atol=1e-6)
+    assert selector.select(frames, stamps, 4).tolist() == sorted(
+        model(encoder(frames)[None], stamps[None], budget=4, frame_scores=cue.scores(frames, stamps)[None])[0]
+        .topk(4).indices.tolist()
+    )
+    with pytest.raises(ValueError, match="pass `cue`"):
+        ImportanceSelector(model=model, encoder=encoder, budget=4).scores(frames, stamps)
+    model.save_pretrained(tmp_path)
+    assert FrameImportanceModel.from_pretrained(tmp_path).score_inputs == 1

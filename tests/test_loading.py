@@ -127,3 +127,21 @@ def test_trained_selector_in_a_captioner_config_is_frozen_and_picks_the_trained_
     assert saved and not any(k.startswith("selector.") for k in saved)
     frames, times = _video(1)
     assert torch.equal(selector.select(frames, times, 4), load_selector(ckpt).select(frames, times, 4))
+
+
+def test_a_mask_that_reads_its_teachers_scores_exports_its_cue(tmp_path, tiny_model_dir, synthetic):
+    """wide_budget's mask reads cross-correlation scores: its export rebuilds that cue and picks the same frames."""
+    cli_main(["fit", *fit_args("smoke_rl.yaml", tmp_path, tiny_model_dir, synthetic, "--trainer.max_steps", "2",
+                               "--trainer.limit_val_batches", "0", "--model.init_args.policy.init_args.score_inputs", "1",
+                               "--model.init_args.teacher", '{"class_path": "models.xcorr.CrossCorrelationSelector", '
+                               '"init_args": {"size": 32, "grayscale": false}}')])  # fmt: skip
+    ckpt = tmp_path / "ckpt" / "last.ckpt"
+    export_main(["--ckpt", str(ckpt), "--output", str(tmp_path / "export")])
+    info = json.loads((tmp_path / "export" / "selector" / "frame_selection.json").read_text())
+    assert info["cue"]["class_path"] == "models.xcorr.CrossCorrelationSelector"
+    assert info["cue"]["init_args"]["size"] == 32
+    from_ckpt, from_export = load_selector(ckpt), load_selector(tmp_path / "export")
+    assert from_export.cue.size == 32 and from_export.cue.grayscale is False
+    frames, times = _video(2)
+    for k in (2, 4):
+        assert torch.equal(from_export.select(frames, times, k), from_ckpt.select(frames, times, k))

@@ -417,3 +417,26 @@ def test_one_budget_aware_mask_learns_different_frames_for_different_budgets(tin
         for k, frames in best.items():
             logits, _, _ = module.policy_logits(batch, k)
             assert sorted(logits[0].topk(k).indices.tolist()) == frames, k
+
+
+def test_a_selector_with_score_inputs_reads_the_teachers_scores(tiny_model_dir):
+    torch.manual_seed(0)
+    model = FrameImportanceModel(feature_dim=32, d_model=32, layers=1, heads=2, dropout=0.0, score_inputs=1)
+    torch.nn.init.normal_(model.head.weight)
+    module = SelectorTrainer(model, FrameEncoder(str(tiny_model_dir)), num_frames=2).eval()
+    batch = _batch(t=10)
+    batch["frames"][1] = batch["frames"][1][:7]  # a shorter video: padded cue scores
+    batch["timestamps"][1] = batch["timestamps"][1][:7]
+    with torch.no_grad():
+        logits, _, _ = module.policy_logits(batch)
+        for i, frames in enumerate(batch["frames"]):
+            stamps = batch["timestamps"][i]
+            alone = model(module.encoder(frames)[None], stamps[None].float(),
+                          frame_scores=module.teacher.scores(frames, stamps)[None])  # fmt: skip
+            assert torch.allclose(logits[i, : len(stamps)], alone[0], atol=1e-5)
+    cache = module.teacher_scores.cache  # computed once per video, shared with the teacher loss
+    assert len(cache) == 2 and "v0" in cache and "v1" in cache
+    selector = module.inference_selector()  # what `evaluate --selectors learned` and exports score with: the same cue
+    assert selector.cue is module.teacher
+    frames, stamps = batch["frames"][0], batch["timestamps"][0]
+    assert torch.allclose(selector.scores(frames, stamps, 2), logits[0], atol=1e-5)

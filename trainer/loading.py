@@ -226,8 +226,8 @@ def selector_from_export(folder: str | Path) -> FrameSelector:
     """The frame selector of an export folder (or of its ``selector/`` subfolder), in eval mode.
 
     The learned mask is an :class:`models.importance.ImportanceSelector` around
-    ``FrameImportanceModel.from_pretrained(folder / "selector")`` with the recorded frame encoder
-    and decoder; other selectors are rebuilt from their class path and init args (and weights).
+    ``FrameImportanceModel.from_pretrained(folder / "selector")`` with the recorded frame encoder,
+    decoder and, for a mask that reads another selector's scores, that cue selector; other selectors are rebuilt from their class path and init args (and weights).
     """
     folder = Path(folder)
     target = folder / SELECTOR_DIR if (folder / SELECTOR_DIR).is_dir() else folder
@@ -238,7 +238,10 @@ def selector_from_export(folder: str | Path) -> FrameSelector:
 
         model = FrameImportanceModel.from_pretrained(target, strict=True)
         encoder = build_from_spec(info["encoder"]) if info.get("encoder") else None
-        selector = ImportanceSelector(model=model, encoder=encoder, decoder=decoder, budget=info.get("num_frames"))
+        cue = build_from_spec(info["cue"], FrameSelector) if info.get("cue") else None
+        selector = ImportanceSelector(
+            model=model, encoder=encoder, decoder=decoder, budget=info.get("num_frames"), cue=cue
+        )
     else:
         selector = build_from_spec(info["selector"], FrameSelector)
         if info.get("weights"):

@@ -291,7 +291,13 @@ class SelectorTrainer(pl.LightningModule):
         features, stamps, mask = self.video_features(batch)
         query_ids, query_mask = self.query_tokens(batch)
         budget = self.num_frames if budget is None else budget
-        return self.policy(features, stamps, mask, query_ids, query_mask, budget=budget), stamps, mask
+        cues = None
+        if self.policy.score_inputs > 0:  # the policy reads the teacher's scores (its cue)
+            cues = torch.zeros_like(stamps)
+            for i, s in enumerate(self.teacher_scores(batch)):
+                cues[i, : len(s)] = s.to(self.device)
+        logits = self.policy(features, stamps, mask, query_ids, query_mask, budget=budget, frame_scores=cues)
+        return logits, stamps, mask
 
     # ----------------------------------------------------------------------------- steps
     def chosen_indices(self, batch: dict[str, list], logits: torch.Tensor, k: int) -> list[torch.Tensor]:
@@ -440,11 +446,13 @@ class SelectorTrainer(pl.LightningModule):
 
     # ----------------------------------------------------------------------------- inference
     def inference_selector(self) -> ImportanceSelector:
-        """The trained policy as a :class:`FrameSelector`: its encoder, decoder and default budget ``num_frames``.
+        """The trained policy as a :class:`FrameSelector`: its encoder, decoder, default budget ``num_frames``
+        and, for a policy that reads its teacher's scores (``score_inputs``), the teacher as its cue.
 
         It shares the policy's weights (no copy) and is in eval mode.
         """
-        return ImportanceSelector(self.policy, self.encoder, decoder=self.decoder, budget=self.num_frames).eval()
+        cue = self.teacher if self.policy.score_inputs > 0 else None  # the scores the policy reads
+        return ImportanceSelector(self.policy, self.encoder, decoder=self.decoder, budget=self.num_frames, cue=cue).eval()
 
     # ----------------------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -186,7 +186,8 @@ def _recorded_parts(hparams: dict[str, Any]) -> dict[str, Any]:
     spec = hparams.get("selector")
     if isinstance(spec, dict):
         return {"selector": spec, **(spec.get("init_args") or {})}
-    return {"model": hparams.get("policy"), "encoder": hparams.get("encoder"), "decoder": hparams.get("decoder")}
+    return {"model": hparams.get("policy"), "encoder": hparams.get("encoder"), "decoder": hparams.get("decoder"),
+            "teacher": hparams.get("teacher")}  # fmt: skip
 
 
 def _selector_info(selector: FrameSelector, hparams: dict[str, Any]) -> dict[str, Any]:
@@ -215,7 +216,10 @@ def _selector_info(selector: FrameSelector, hparams: dict[str, Any]) -> dict[str
     if isinstance(selector, ImportanceSelector):  # the learned mask: saved with save_pretrained, plus its encoder
         spec = _spec_of(selector.model, parts.get("model"))
         encoder = _spec_of(selector.encoder, parts.get("encoder")) if selector.encoder is not None else None
-        return {"selector": spec, "importance_model": True, "encoder": encoder, "decoder": decoder}
+        info = {"selector": spec, "importance_model": True, "encoder": encoder, "decoder": decoder}
+        if selector.cue is not None:  # the selector whose scores the mask reads (its teacher)
+            info["cue"] = _spec_of(selector.cue, parts.get("cue") or parts.get("teacher"))
+        return info
     return {"selector": _spec_of(selector, parts.get("selector")), "importance_model": False, "encoder": None,
             "decoder": decoder}  # fmt: skip
 
