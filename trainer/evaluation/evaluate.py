@@ -501,9 +501,8 @@ def plot_video(item: dict[str, Any], selectors: dict[str, FrameSelector], k: int
     for row, (name, selector) in enumerate(selectors.items()):
         curve, strip = axes[row]
         # A budget-aware mask ranks frames differently per K: show the curve it decodes at this K.
-        budget = {"budget": k} if getattr(getattr(selector, "model", None), "budget_aware", False) else {}
         with torch.no_grad():
-            scores = selector.scores(frames, item["timestamps"], **budget).float().cpu()
+            scores = selector.scores(frames, item["timestamps"], k).float().cpu()
         scores = (scores - scores.min()) / (scores.max() - scores.min() + 1e-9)
         shown, times, idx, _ = _chosen(selector, frames, item["timestamps"], k)
         for e in item["events"]:
