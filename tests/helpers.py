@@ -85,3 +85,38 @@ def color_mask(frame: np.ndarray, rgb) -> np.ndarray:
     target = np.array(rgb, float) / sum(rgb)
     saturated = f.max(-1) - f.min(-1) > 60
     return saturated & (np.abs(chroma - target).max(-1) < 0.08)
+
+
+def write_moving_square(path: Path, width: int, height: int, fps: float, seconds: float, appear: tuple[float, float]):
+    """An MP4/MKV of ``width`` x ``height`` at ``fps`` (29.97 exactly) with a red square moving during ``appear``.
+
+    Returns the number of frames written.
+    """
+    from data.synthetic import write_video
+
+    count = int(round(seconds * fps))
+    side = max(4, min(width, height) // 3)
+    frames = []
+    for i in range(count):
+        frame = np.full((height, width, 3), 50, np.uint8)
+        frame[:, : width // 2] = 90  # two grey halves: something for a correlation to lock onto
+        t = i / fps
+        if appear[0] <= t < appear[1]:
+            x = int((width - side) * (t - appear[0]) / (appear[1] - appear[0]))
+            frame[height // 4 : height // 4 + side, x : x + side] = (230, 30, 30)
+        frames.append(frame)
+    write_video(path, frames, fps)
+    return count
+
+
+def write_empty_video(path: Path) -> None:
+    """A video file with a header and no frames (FFmpeg then reports no video stream)."""
+    import av
+
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height = 64, 48
+        stream.pix_fmt = "yuv420p"
+        container.start_encoding()
+        for packet in stream.encode():
+            container.mux(packet)

@@ -118,6 +118,14 @@ def test_bench_table_has_a_row_per_selector(bench_output):
         assert fps > 0
 
 
+def test_bench_times_the_select_command_stage_by_stage(bench_output):
+    assert "python -m trainer select --selector xcorr -k 8 --fps native on this video (24 frames, in-process)" in bench_output
+    for stage in ("decode inside select", "select: xcorr scores + choose", "write: frames.json, 8 JPEGs, score PNG",
+                  "end to end, one video"):  # fmt: skip
+        match = re.search(rf"^  {re.escape(stage)}\s+([0-9.]+) frames/s", bench_output, re.MULTILINE)
+        assert match and float(match.group(1)) > 0, stage
+
+
 def test_bench_table_has_a_pyscenedetect_row(bench_output):
     pytest.importorskip("scenedetect")
     assert "min_scene_len=2 frames" in bench_output

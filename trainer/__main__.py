@@ -11,7 +11,8 @@ sub-packages:
   ``python -m trainer score`` (official dense-caption scores), ``python -m trainer reproduce NAME``
   (fit and evaluate again for a README table), and the metrics they share;
 * ``trainer.tools``: ``python -m trainer export`` (Hub folder), ``python -m trainer cache`` (fill the
-  frame and feature caches);
+  frame and feature caches), ``python -m trainer select`` and ``python -m trainer caption`` (a
+  selector's frames and a trained VLM's dense captions for your own video files);
 * ``trainer.benchmarks``: ``python -m trainer bench`` (selector speed and boundary quality),
   ``python -m trainer bench_step``, ``python -m trainer realshape`` (real-shape stand-ins) and
   ``python -m trainer scale_plan``.
@@ -40,6 +41,8 @@ COMMANDS = {
     "reproduce": "trainer.evaluation.reproduce",
     "export": "trainer.tools.export",
     "cache": "trainer.tools.cache",
+    "select": "trainer.tools.select",
+    "caption": "trainer.tools.caption",
     "bench": "trainer.benchmarks.bench",
     "bench_step": "trainer.benchmarks.bench_step",
     "realshape": "trainer.benchmarks.realshape",

@@ -10,7 +10,8 @@ configs, the captioner's frozen selectors, the ``select``/``caption`` commands) 
 * a **Hub id** ``ORG/NAME`` of such an export, fetched with ``huggingface_hub.snapshot_download``
   (which honours ``HF_HUB_OFFLINE``; nothing else is downloaded).
 
-From any of them :func:`load_selector` gives the inference :class:`~models.selectors.FrameSelector`:
+From any of them :func:`load_selector` gives the inference :class:`~models.selectors.FrameSelector`
+and :func:`load_vlm` the captioning :class:`~models.vlm.SmolVLM` (LoRA adapter merged or applied):
 each LightningModule says what that is through ``inference_selector()``, so ``selector`` means a
 ``FrameSelector`` everywhere. :class:`TrainedSelector` wraps one, frozen, for configs (e.g. a
 captioner that shows the frames a trained scene-boundary model or importance mask picks).
@@ -46,6 +47,7 @@ ALLOWED_PACKAGES = ("trainer.", "models.", "data.")
 #: Inside an export folder: the selector's folder and the file that says how frames are chosen.
 SELECTOR_DIR = "selector"
 SELECTION_FILE = "frame_selection.json"
+TRAINING_FILE = "training.json"
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -277,7 +279,7 @@ def load_trained(source: str | Path) -> Trained:
     if kind == "checkpoint":
         module, checkpoint = module_from_checkpoint(path)
         return Trained(kind, path, module.inference_selector(), module, checkpoint["hyper_parameters"])
-    training = path / "training.json"
+    training = path / TRAINING_FILE
     hparams = json.loads(training.read_text()).get("hyper_parameters", {}) if training.is_file() else {}
     return Trained(kind, path, selector_from_export(path), None, hparams)
 
@@ -292,6 +294,79 @@ def selector_of(module: Any) -> FrameSelector:
     if not hasattr(module, "inference_selector"):
         raise LoadError(f"{type(module).__name__} has no frame selector (no inference_selector())")
     return module.inference_selector()
+
+
+def frame_budget(trained: Trained) -> int | None:
+    """The frame budget K the result was trained to show (``num_frames``), or ``None`` if unrecorded."""
+    if trained.module is not None:
+        k = getattr(trained.module, "num_frames", None)
+    else:
+        target = trained.path / SELECTOR_DIR if (trained.path / SELECTOR_DIR).is_dir() else trained.path
+        k = json.loads((target / SELECTION_FILE).read_text()).get("num_frames")
+    return int(k) if k else None
+
+
+def load_vlm(source: str | Path | Trained) -> Any:
+    """The captioning :class:`models.vlm.SmolVLM` of a trained result, in eval mode on the CPU.
+
+    * a checkpoint: the rebuilt module's ``vlm`` (a ``DenseCaptioner``, or a ``SelectorTrainer``
+      that trained or used one), its LoRA adapter loaded;
+    * a merged export (``config.json`` + safetensors weights at the top of the folder): the folder
+      itself, with no adapter on top;
+    * an adapter-only export (``adapter_config.json``): the base model it names, with the adapter
+      applied by peft and merged in (inference only: one plain model, as for a merged export).
+
+    The prompt settings the run recorded (``vlm.init_args``: ``dtype``, ``instruction``,
+    ``max_new_tokens`` in ``training.json``) are used again, so the model is asked as it was
+    trained. The trust rule of this module holds: no remote code, weights from safetensors only.
+
+    Args:
+        source: A checkpoint, an export folder, a Hub id, or what :func:`load_trained` returned
+            for one (so a checkpoint is not read twice).
+
+    Raises:
+        LoadError: The result has no VLM (a selector-only run or export), or its weights are not
+            in safetensors.
+    """
+    trained = source if isinstance(source, Trained) else load_trained(source)
+    if trained.kind == "checkpoint":
+        vlm = getattr(trained.module, "vlm", None)
+        if vlm is None:
+            raise LoadError(
+                f"{trained.path}: this checkpoint ({trained.hparams.get('_class_path')}) has no VLM to caption with "
+                "(a selector-only run); give a captioner's checkpoint or export, or use `python -m trainer select`"
+            )
+        return vlm.eval()
+    from models.vlm import LoraSettings, SmolVLM
+
+    folder = trained.path
+    check_no_remote_code(trained.hparams, f"{folder / TRAINING_FILE}")
+    recorded = ((trained.hparams.get("vlm") or {}).get("init_args")) or {}
+    settings = {k: recorded[k] for k in ("dtype", "instruction", "max_new_tokens") if recorded.get(k) is not None}
+    if (folder / "adapter_config.json").is_file():
+        if not (folder / "adapter_model.safetensors").is_file():
+            raise LoadError(f"{folder}: the adapter's weights are not in adapter_model.safetensors; refusing to unpickle them")
+        config = json.loads((folder / "adapter_config.json").read_text())
+        check_no_remote_code(config, f"{folder}/adapter_config.json")
+        base = config.get("base_model_name_or_path")
+        if not base:
+            raise LoadError(f"{folder}/adapter_config.json names no base_model_name_or_path to apply the adapter to")
+        from peft import PeftModel
+
+        vlm = SmolVLM(base, lora=LoraSettings(enabled=False), **settings)
+        with torch.no_grad():
+            vlm.model = PeftModel.from_pretrained(vlm.model, str(folder)).merge_and_unload()
+        log.info("loaded %s: base %s + its LoRA adapter (merged)", folder, base)
+        return vlm.eval()
+    if (folder / "config.json").is_file():
+        if not any(folder.glob("*.safetensors")):
+            raise LoadError(f"{folder}: the model's weights are not in safetensors; refusing to unpickle them")
+        log.info("loaded %s: merged SmolVLM", folder)
+        return SmolVLM(str(folder), lora=LoraSettings(enabled=False), **settings).eval()
+    raise LoadError(
+        f"{folder}: this export holds a frame selector only (no config.json or adapter_config.json), so there is "
+        "no VLM to caption with; export a captioner's checkpoint, or use `python -m trainer select`"
+    )
 
 
 class TrainedSelector(FrameSelector):

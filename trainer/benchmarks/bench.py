@@ -4,7 +4,9 @@ Everything is printed from one run, so the speed ratios are comparable even on a
 
 On one synthetic video it prints the direct cross-correlation formula against the FFT version
 on the same frame pairs, with their ratio; how many frames/s decoding manages (the physical
-limit of any selector that reads pixels); and the frames/s of every selector.
+limit of any selector that reads pixels); the frames/s of every selector; and the
+``python -m trainer select --selector xcorr`` command on the same video, stage by stage
+(decode, select, write), against decoding.
 
 It then compares boundary detection with PySceneDetect's ``ContentDetector`` on ``--f1-videos``
 more synthetic videos, generated with the same settings. The true boundaries are the start and
@@ -247,6 +249,37 @@ def speed_report(sample: VideoSample, size: int, direct_pairs: int, k: int) -> N
         seconds, _ = _timed(lambda: selector.choose(frames, stamps, k), repeat=2)
         note = "  < decode cost" if seconds < decode_s else ""
         print(f"  {name:40s} {t / seconds:12.1f} frames/s{note}")
+    select_command_report(sample.video, size, t, decode_s, k)
+
+
+def select_command_report(video: str, size: int, frames: int, decode_s: float, k: int) -> None:
+    """Prints ``python -m trainer select --selector xcorr`` on the same video, stage by stage, against decoding.
+
+    The command runs in this process (``--workers 0``: no worker start-up in the figure) on every
+    frame (``--fps native``) at the video's size, twice; the faster run is shown (the first one
+    also pays for importing matplotlib and PIL).
+    """
+    import contextlib
+    import io
+
+    from trainer.tools.select import main as select_main
+
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(2):
+            argv = ["--video", video, "-k", str(k), "--selector", "xcorr", "--fps", "native", "--frame-size",
+                    str(size), "--workers", "0", "--output", tmp, "--overwrite"]  # fmt: skip
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                runs.append(select_main(argv)["totals"])
+    totals = min(runs, key=lambda r: r["wall_seconds"])
+    per_second = {stage: frames / totals[f"{stage}_seconds"] for stage in ("decode", "select", "write", "wall")}
+    print(f"python -m trainer select --selector xcorr -k {k} --fps native on this video ({frames} frames, in-process):")
+    print(f"  decode (as above)                        {frames / decode_s:12.1f} frames/s")
+    print(f"  decode inside select                     {per_second['decode']:12.1f} frames/s")
+    print(f"  select: xcorr scores + choose            {per_second['select']:12.1f} frames/s"
+          f"  ({per_second['select'] / per_second['decode']:.1f}x decoding)")  # fmt: skip
+    print(f"  write: frames.json, {k} JPEGs, score PNG   {per_second['write']:12.1f} frames/s")
+    print(f"  end to end, one video                    {per_second['wall']:12.1f} frames/s")
 
 
 def scenedetect_method():

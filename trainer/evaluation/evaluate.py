@@ -226,7 +226,7 @@ def iter_rows(output: str | Path) -> Iterator[dict[str, Any]]:
             yield {"video_id": record["video_id"], "frames": record["frames"], **row}
 
 
-class _RowsWriter:
+class RowsWriter:
     """Appends records as JSON lines, each flushed and synced to disk before the next video starts."""
 
     def __init__(self, path: Path) -> None:
@@ -489,36 +489,71 @@ def plot_recall_vs_budget(summary: list[dict[str, Any]], path: Path) -> None:
 
 def plot_video(item: dict[str, Any], selectors: dict[str, FrameSelector], k: int, path: Path) -> None:
     """Per selector: score curve over time, events shaded, chosen frames marked, and a filmstrip."""
+    rows = []
+    for name, selector in selectors.items():
+        # A budget-aware mask ranks frames differently per K: show the curve it decodes at this K.
+        with torch.no_grad():
+            scores = selector.scores(item["frames"], item["timestamps"], k).float().cpu()
+        shown, _, idx, _ = _chosen(selector, item["frames"], item["timestamps"], k)
+        rows.append((name, scores, idx, shown))
+    plot_selection(path, str(item["video_id"]), item["timestamps"], item["duration"], rows, k, item["events"])
+
+
+def plot_selection(
+    path: Path,
+    title: str,
+    timestamps: torch.Tensor,
+    duration: float,
+    rows: list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]],
+    k: int,
+    events: list[dict[str, Any]] = (),
+) -> None:
+    """One PNG: per selector its score curve, the chosen frames marked, and a filmstrip of what it shows.
+
+    Args:
+        path: PNG to write (atomically).
+        title: What the figure is of (a video id or file name).
+        timestamps: Every candidate frame's time in seconds ``(T,)``.
+        duration: The video's length in seconds (the time axis).
+        rows: Per selector ``(name, scores (T,), chosen indices (K,), shown frames uint8 (K, 3, H, W))``.
+        k: The frame budget (for the title).
+        events: Annotated events (``start``, ``end``) to shade; none for a video without annotations.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    frames, stamps = item["frames"], item["timestamps"].numpy()
-    fig, axes = plt.subplots(
-        len(selectors), 2, figsize=(13, 1.7 * len(selectors)), squeeze=False, gridspec_kw={"width_ratios": [3, 2]}
-    )
-    for row, (name, selector) in enumerate(selectors.items()):
-        curve, strip = axes[row]
-        # A budget-aware mask ranks frames differently per K: show the curve it decodes at this K.
-        with torch.no_grad():
-            scores = selector.scores(frames, item["timestamps"], k).float().cpu()
-        scores = (scores - scores.min()) / (scores.max() - scores.min() + 1e-9)
-        shown, times, idx, _ = _chosen(selector, frames, item["timestamps"], k)
-        for e in item["events"]:
+    stamps = timestamps.double().numpy()
+    fig, axes = plt.subplots(len(rows), 2, figsize=(13, 1.7 * len(rows)), squeeze=False,
+                             gridspec_kw={"width_ratios": [3, 2]})  # fmt: skip
+    for (name, scores, idx, shown), (curve, strip) in zip(rows, axes):
+        scores = scores.double()
+        scores = (scores - scores.min()) / (scores.max() - scores.min() + 1e-9)  # curves of any scale side by side
+        for e in events:
             curve.axvspan(e["start"], e["end"], color="tab:green", alpha=0.2)
         curve.plot(stamps, scores.numpy(), color="tab:blue", lw=1)
-        curve.scatter(times.numpy(), scores[idx].numpy(), color="tab:red", zorder=3, s=18)
-        curve.set_xlim(0, item["duration"])
+        curve.scatter(stamps[idx.numpy()], scores[idx].numpy(), color="tab:red", zorder=3, s=18)
+        curve.set_xlim(0, duration)
         curve.set_yticks([])
         curve.set_ylabel(name, rotation=0, ha="right", va="center")
-        strip.imshow(torch.cat(list(shown), dim=2).permute(1, 2, 0).numpy())
-        strip.set_axis_off()
-    axes[0][0].set_title(f"{item['video_id']}: scores (green: events, red: chosen, K={k})")
+        # A white column between frames, so that frames of one scene do not run into each other.
+        gap = torch.full((3, shown.shape[2], max(1, shown.shape[3] // 32)), 255, dtype=torch.uint8)
+        pieces = [piece for frame in shown for piece in (frame, gap)][:-1]
+        strip.imshow(torch.cat(pieces, dim=2).permute(1, 2, 0).numpy())
+        step = shown.shape[3] + gap.shape[2]
+        strip.set_xticks([i * step + shown.shape[3] / 2 for i in range(len(shown))],
+                         [f"{stamps[i]:.1f}s" for i in idx.tolist()], fontsize=7)  # fmt: skip
+        strip.set_yticks([])
+        strip.tick_params(length=0)
+        for spine in strip.spines.values():
+            spine.set_visible(False)
+    shaded = "green: events, " if events else ""
+    axes[0][0].set_title(f"{title}: scores ({shaded}red: chosen, K={k})")
     axes[0][1].set_title("chosen frames")
     axes[-1][0].set_xlabel("time (s)")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    write_atomic(Path(path), lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     plt.close(fig)
 
 
@@ -662,7 +697,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     torch.manual_seed(args.seed)
     workers = datamodule.num_workers if args.workers is None else args.workers
     loader = DataLoader(VideoItems(dataset, todo), batch_size=None, collate_fn=as_is, num_workers=workers)
-    writer = _RowsWriter(path)
+    writer = RowsWriter(path)
     evaluated = skipped = 0
     try:
         desc = "evaluating" if args.num_shards == 1 else f"evaluating shard {args.shard}/{args.num_shards}"

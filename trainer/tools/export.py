@@ -95,7 +95,7 @@ class ExportError(LoadError):
 
 
 # --------------------------------------------------------------------------------------- helpers
-def _spec_of(obj: Any, recorded: Any) -> dict[str, Any]:
+def spec_of(obj: Any, recorded: Any) -> dict[str, Any]:
     """``{class_path, init_args}`` of ``obj``: the recorded config when it names this class.
 
     Without one, the init args are read back from the object's attributes of the same names
@@ -111,7 +111,7 @@ def _spec_of(obj: Any, recorded: Any) -> dict[str, Any]:
             continue
         value = getattr(obj, name, inspect.Parameter.empty)
         if isinstance(value, nn.Module):
-            init_args[name] = _spec_of(value, None)
+            init_args[name] = spec_of(value, None)
         elif value is not inspect.Parameter.empty and plain_hparams(value):
             if value != param.default:
                 init_args[name] = value
@@ -209,18 +209,18 @@ def _selector_info(selector: FrameSelector, hparams: dict[str, Any]) -> dict[str
             info = _selector_info(selector.inner, selector.trained.hparams)
         recorded = (_recorded_parts(hparams).get("decoder"))
         if recorded:  # the captioner replaced the trained selector's decoder
-            info["decoder"] = _spec_of(selector.decoder, recorded)
+            info["decoder"] = spec_of(selector.decoder, recorded)
         return info
     parts = _recorded_parts(hparams)
-    decoder = _spec_of(selector.decoder, parts.get("decoder"))
+    decoder = spec_of(selector.decoder, parts.get("decoder"))
     if isinstance(selector, ImportanceSelector):  # the learned mask: saved with save_pretrained, plus its encoder
-        spec = _spec_of(selector.model, parts.get("model"))
-        encoder = _spec_of(selector.encoder, parts.get("encoder")) if selector.encoder is not None else None
+        spec = spec_of(selector.model, parts.get("model"))
+        encoder = spec_of(selector.encoder, parts.get("encoder")) if selector.encoder is not None else None
         info = {"selector": spec, "importance_model": True, "encoder": encoder, "decoder": decoder}
         if selector.cue is not None:  # the selector whose scores the mask reads (its teacher)
-            info["cue"] = _spec_of(selector.cue, parts.get("cue") or parts.get("teacher"))
+            info["cue"] = spec_of(selector.cue, parts.get("cue") or parts.get("teacher"))
         return info
-    return {"selector": _spec_of(selector, parts.get("selector")), "importance_model": False, "encoder": None,
+    return {"selector": spec_of(selector, parts.get("selector")), "importance_model": False, "encoder": None,
             "decoder": decoder}  # fmt: skip
 
 

@@ -1,0 +1,235 @@
+"""``python -m trainer caption``: dense captions of your own videos from a trained result.
+
+::
+
+    python -m trainer caption --video a.mp4 b.mkv --from exports/NAME --output outputs/caption
+    python -m trainer caption --folder ~/videos --from ORG/NAME -k 8 --output outputs/caption
+    python -m trainer caption --video a.mp4 --from checkpoints/smoke/last.ckpt --output outputs/caption
+
+``--from`` is a captioner's Lightning checkpoint, a merged or adapter-only export folder
+(``python -m trainer export``) or a Hub id of one; :func:`trainer.loading.load_trained` gives its
+frame selector and :func:`trainer.loading.load_vlm` its SmolVLM, under the one trust rule (no
+remote code, no unpickling). Each video is decoded as for ``python -m trainer select`` (same
+``--fps``, ``--frame-size``, worker processes, skipping of bad files), the selector picks ``-k``
+frames (default: the budget the result was trained with), and the VLM, on the GPU when there is
+one, writes one event per line, ``MM:SS-MM:SS caption``, shown the frames with their true times.
+``--output`` then holds::
+
+    captions.json      every video's events in the ActivityNet submission format
+                       (``results``: ``{"sentence", "timestamp": [start, end]}``), with the shown
+                       frames' times and the raw text; rewritten after each video
+    NAME.srt, NAME.vtt each video's events as SubRip and WebVTT subtitles, one cue per event
+                       spanning its time (the same times as captions.json, to the millisecond)
+    summary.jsonl      one JSON line per video, written as each finishes (status, text, seconds)
+    run.json           the run's settings and totals
+
+Event times are clipped to the video (an event the model dates past the end is dropped) and
+rounded to milliseconds, the precision of both subtitle formats, so all three files agree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from data.atomic import write_atomic
+from models.prompting import parse_dense_caption
+from trainer.evaluation.evaluate import RowsWriter, resolve_device
+from trainer.loading import LoadError, frame_budget, load_trained, load_vlm
+from trainer.predictions import write_predictions
+from trainer.tools.select import (
+    RUN_FILE,
+    SUMMARY_FILE,
+    FailFast,
+    VideoFiles,
+    add_input_arguments,
+    check_input_arguments,
+    decoded_videos,
+    output_names,
+    rate,
+    report_skipped,
+    selector_record,
+    skip_reason,
+    start_output,
+)
+
+log = logging.getLogger(__name__)
+
+CAPTIONS_FILE = "captions.json"
+
+
+# --------------------------------------------------------------------------------------- events
+def caption_events(text: str, duration: float) -> list[dict[str, Any]]:
+    """The generated text's events as ``{"sentence", "timestamp": [start, end]}``, inside the video.
+
+    Times are clipped to ``[0, duration]`` and rounded to milliseconds (what SRT and WebVTT hold);
+    an event that starts at or after the end of the video is dropped.
+    """
+    events = []
+    for line in parse_dense_caption(text):
+        start, end = round(min(line.start, duration), 3), round(min(line.end, duration), 3)
+        if start >= round(duration, 3):
+            log.info("dropping an event dated past the video's end (%.3f s): %r", duration, line.caption)
+            continue
+        events.append({"sentence": line.caption, "timestamp": [start, end]})
+    return events
+
+
+def _clock(seconds: float, separator: str) -> str:
+    """``HH:MM:SS<separator>mmm`` of a time in seconds (to the nearest millisecond)."""
+    ms = int(round(seconds * 1000))
+    hours, ms = divmod(ms, 3_600_000)
+    minutes, ms = divmod(ms, 60_000)
+    secs, ms = divmod(ms, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{ms:03d}"
+
+
+def _cue_text(sentence: str) -> str:
+    # A blank line ends a cue in both formats and "-->" starts a timing line in WebVTT: neither
+    # may appear inside a caption.
+    lines = [line.strip() for line in sentence.replace("-->", "->").splitlines() if line.strip()]
+    return "\n".join(lines) or "..."
+
+
+def srt_text(events: list[dict[str, Any]]) -> str:
+    """SubRip subtitles: numbered cues ``HH:MM:SS,mmm --> HH:MM:SS,mmm`` in start order."""
+    cues = sorted(events, key=lambda e: tuple(e["timestamp"]))
+    blocks = [
+        f"{n}\n{_clock(e['timestamp'][0], ',')} --> {_clock(e['timestamp'][1], ',')}\n{_cue_text(e['sentence'])}\n"
+        for n, e in enumerate(cues, start=1)
+    ]
+    return "\n".join(blocks)
+
+
+def webvtt_text(events: list[dict[str, Any]]) -> str:
+    """WebVTT subtitles: the ``WEBVTT`` header, then cues ``HH:MM:SS.mmm --> HH:MM:SS.mmm`` in start order."""
+    cues = sorted(events, key=lambda e: tuple(e["timestamp"]))
+    blocks = [
+        f"{_clock(e['timestamp'][0], '.')} --> {_clock(e['timestamp'][1], '.')}\n{_cue_text(e['sentence'])}\n"
+        for e in cues
+    ]
+    return "\n".join(["WEBVTT\n", *blocks])
+
+
+# --------------------------------------------------------------------------------------- CLI
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m trainer caption",
+        description="Dense captions of your videos from a trained captioner: the selector picks K frames, "
+        "SmolVLM captions them; ActivityNet JSON, SRT and WebVTT files.",
+    )
+    add_input_arguments(parser)
+    parser.add_argument("--from", dest="source", required=True, metavar="EXPORT_OR_HUB_ID_OR_CKPT",
+                        help="a trained captioner: export folder, Hub id ORG/NAME or Lightning checkpoint")  # fmt: skip
+    parser.add_argument("-k", "--k", type=int, default=None,
+                        help="frames shown to the VLM per video (default: the budget it trained with)")  # fmt: skip
+    parser.add_argument("--max-new-tokens", type=int, default=None,
+                        help="generation length (default: the recorded vlm.max_new_tokens)")  # fmt: skip
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Entry point of ``python -m trainer caption``.
+
+    Returns:
+        ``output``, ``captioned`` (videos), ``skipped`` (``[(path, reason)]``) and ``totals``.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    paths = check_input_arguments(parser, args)
+    if args.max_new_tokens is not None and args.max_new_tokens < 1:
+        parser.error(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        trained = load_trained(args.source)
+        vlm = load_vlm(trained)
+    except (LoadError, FileNotFoundError) as err:
+        parser.error(str(err))
+    selector = trained.selector.eval()
+    k = args.k or frame_budget(trained)
+    if k is None:
+        parser.error(f"{args.source} records no frame budget: pass -k")
+    try:
+        vlm.check_frame_budget(k)  # before any video is decoded
+    except ValueError as err:
+        parser.error(str(err))
+    device = resolve_device(args.device)
+    vlm.to(device)
+    selector.to(device)
+    output = Path(args.output)
+    try:
+        start_output(output, args.overwrite)
+    except FileExistsError as err:
+        parser.error(str(err))
+    decode = {"fps": args.fps, "frame_size": args.frame_size, "max_frames": args.max_frames}
+    settings = {"command": "caption", "k": k, "from": {"source": str(args.source), "kind": trained.kind},
+                "selector": selector_record("learned", selector, args.source, trained.kind), "decode": decode,
+                "videos": len(paths), "device": str(device), "vlm": vlm.model_name_or_path}  # fmt: skip
+    write_atomic(output / RUN_FILE, json.dumps(settings, indent=1) + "\n")
+    details = f"frames selected by the selector of {args.source}, K={k}; python -m trainer caption"
+
+    names = output_names(paths)
+    writer = RowsWriter(output / SUMMARY_FILE)
+    predictions: list[dict[str, Any]] = []
+    skipped: list[tuple[Path, str]] = []
+    totals = {"videos": 0, "frames": 0, "decode_seconds": 0.0, "caption_seconds": 0.0}
+    wall = time.perf_counter()
+    try:
+        files = VideoFiles(paths, args.fps, args.frame_size, args.max_frames)
+        for item in tqdm(decoded_videos(files, args.workers), total=len(paths), desc="caption", unit="video"):
+            path, name = paths[item["index"]], names[item["index"]]
+            reason = skip_reason(item, k, args.fps)
+            if reason is not None:
+                writer.append({"video": str(path), "status": "skipped", "reason": reason})
+                skipped.append((path, reason))
+                if args.fail_fast:
+                    raise FailFast(f"{path}: {reason}")
+                log.warning("skipping %s: %s", path, reason)
+                continue
+            start = time.perf_counter()
+            with torch.no_grad():
+                _, shown, times = selector.choose(item["frames"], item["timestamps"], k)
+            text = vlm.generate([shown], [times], [item["duration"]], max_new_tokens=args.max_new_tokens)[0]
+            seconds = time.perf_counter() - start
+            events = caption_events(text, item["duration"])
+            write_atomic(output / f"{name}.srt", srt_text(events))
+            write_atomic(output / f"{name}.vtt", webvtt_text(events))
+            predictions.append({"video_id": name, "events": events, "text": text,
+                                "frame_times": [round(float(t), 3) for t in times]})  # fmt: skip
+            # All videos so far, replaced in one rename: a crash leaves the previous complete file.
+            write_predictions(predictions, output / CAPTIONS_FILE, details)
+            writer.append({"video": str(path), "status": "ok", "video_id": name, "events": len(events), "text": text,
+                           "frame_times": predictions[-1]["frame_times"],
+                           "seconds": {"decode": round(item["decode_seconds"], 4), "caption": round(seconds, 4)}})  # fmt: skip
+            totals["videos"] += 1
+            totals["frames"] += len(item["timestamps"])
+            totals["decode_seconds"] += item["decode_seconds"]
+            totals["caption_seconds"] += seconds
+    except FailFast as err:
+        report_skipped(skipped)
+        parser.exit(1, f"{parser.prog}: error: --fail-fast: {err} (the videos before it are written in {output})\n")
+    finally:
+        writer.close()
+    if not predictions:  # still one valid (empty) submission, so that a run always leaves its JSON
+        write_predictions([], output / CAPTIONS_FILE, details)
+    totals["wall_seconds"] = time.perf_counter() - wall
+    totals["videos_per_second"] = rate(totals["videos"], totals["wall_seconds"])
+    write_atomic(output / RUN_FILE, json.dumps({**settings, "totals": totals}, indent=1) + "\n")
+    report_skipped(skipped)
+    print(f"captioned {totals['videos']} of {len(paths)} videos with K={k} frames -> {output}/{CAPTIONS_FILE}, "
+          f"NAME.srt, NAME.vtt ({device})")  # fmt: skip
+    return {"output": str(output), "captioned": totals["videos"], "skipped": skipped, "totals": totals,
+            "predictions": predictions}  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

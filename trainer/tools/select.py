@@ -1,0 +1,444 @@
+"""``python -m trainer select``: the K frames of your own videos that a selector picks.
+
+::
+
+    python -m trainer select --video a.mp4 b.mkv -k 8 --selector xcorr --output outputs/select
+    python -m trainer select --folder ~/videos --recursive -k 8 --from exports/NAME --output outputs/select
+    python -m trainer select --video a.mp4 --from checkpoints/smoke_rl/last.ckpt --output outputs/select
+
+``--selector`` is a baseline's short name (:data:`trainer.evaluation.evaluate.BASELINES`: uniform,
+random, pixel_l1, pixel_l2, flow, averaging, xcorr, xcorr_gray), a selector class path of this
+project, or ``learned``: the selector of ``--from``, which is a Lightning checkpoint, an export
+folder (``python -m trainer export``) or a Hub id of one (read by :func:`trainer.loading.load_trained`
+under its one trust rule). With ``--from`` the default is ``learned``, without it ``xcorr``.
+
+Videos are decoded at ``--fps`` candidate frames per second with ``--frame-size`` pixels on the
+longest edge (``data.fps`` / ``data.frame_size`` of the configs, with their defaults; each frame
+keeps its true presentation time), in ``--workers`` DataLoader processes while the main process
+runs the selector. ``--output`` then holds::
+
+    summary.jsonl           one JSON line per video, written as each finishes: status (ok / skipped
+                            and why), the chosen times, the seconds spent decoding, selecting, writing
+    run.json                the run's settings and, at the end, its totals (frames/s of each stage)
+    NAME/frames.json        the chosen frames: indices, true timestamps, scores, files; every
+                            candidate's time and score; the selector (class path, init args,
+                            decoder, source) and the decode settings
+    NAME/frame_RR_TTTT.TTTs.jpg
+                            each chosen frame (rank RR, at T seconds), as decoded
+    NAME/selection.png      the score curve over time, the chosen frames marked, and a filmstrip
+
+``NAME`` is the video's file name without its suffix (``-2``, ``-3`` ... where two videos share
+one). A video's folder is built beside its final place and renamed into it when complete, and
+each summary line is flushed to disk before the next video starts, so a crash or a later bad
+file never costs what was already written. Unreadable files, files with no frames and videos
+with fewer than K candidate frames are skipped and listed with the reason; ``--fail-fast`` stops
+at the first one instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from data.atomic import write_atomic
+from data.datamodule import BAD_VIDEO_ERRORS, DenseCaptionDataModule, as_is
+from data.decode import decode_video
+from models.decoders import check_budget
+from models.selectors import FrameSelector
+from trainer.evaluation.evaluate import BASELINES, RowsWriter, build_selector, plot_selection, resolve_device
+from trainer.loading import LoadError, TrainedSelector, load_trained
+
+log = logging.getLogger(__name__)
+
+#: File suffixes ``--folder`` picks up (any file named with ``--video`` is tried, whatever its suffix).
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".3gp")
+SUMMARY_FILE = "summary.jsonl"
+RUN_FILE = "run.json"
+FRAMES_FILE = "frames.json"
+PLOT_FILE = "selection.png"
+_DATA_DEFAULTS = inspect.signature(DenseCaptionDataModule).parameters
+#: The configs' decoding defaults (``data.fps``, ``data.frame_size``), read from the data module itself.
+DEFAULT_FPS = float(_DATA_DEFAULTS["fps"].default)
+DEFAULT_FRAME_SIZE = int(_DATA_DEFAULTS["frame_size"].default)
+
+
+class FailFast(RuntimeError):
+    """``--fail-fast``: a video could not be used, and the run stops there."""
+
+
+# --------------------------------------------------------------------------------------- inputs
+def find_videos(videos: Sequence[str] = (), folder: str | None = None, recursive: bool = False) -> list[Path]:
+    """The files to run on: ``videos`` as given, then the video files of ``folder`` in name order.
+
+    Hidden files (a leading ``.``, such as the temporary files of an atomic write) are left out
+    of a folder. A named video that does not exist is kept: it is reported as skipped, not lost.
+
+    Raises:
+        FileNotFoundError: ``folder`` is not a folder.
+        ValueError: Nothing to run on.
+    """
+    paths = [Path(v).expanduser() for v in videos]
+    if folder is not None:
+        root = Path(folder).expanduser()
+        if not root.is_dir():
+            raise FileNotFoundError(f"--folder {folder}: no such folder")
+        found = root.rglob("*") if recursive else root.iterdir()
+        paths += sorted(
+            p for p in found
+            if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES
+            and not any(part.startswith(".") for part in p.relative_to(root).parts)
+        )  # fmt: skip
+        if not paths:
+            more = "" if recursive else " (--recursive looks in its subfolders too)"
+            raise ValueError(f"--folder {folder}: no video files ({', '.join(VIDEO_SUFFIXES)}){more}")
+    if not paths:
+        raise ValueError("no videos: give --video FILE [FILE ...] or --folder DIR")
+    return paths
+
+
+def output_names(paths: Sequence[Path]) -> list[str]:
+    """One folder name per video: its stem, with ``-2``, ``-3`` ... for later videos of the same stem."""
+    names, taken = [], set()
+    for path in paths:
+        name, n = path.stem or "video", 1
+        while name in taken:
+            n += 1
+            name = f"{path.stem or 'video'}-{n}"
+        taken.add(name)
+        names.append(name)
+    return names
+
+
+class VideoFiles(Dataset):
+    """Decodes video files in DataLoader workers; a bad file becomes ``{"index", "skipped": reason}``.
+
+    Args:
+        paths: The video files.
+        fps: Candidate frames per second (``None``: every frame).
+        frame_size: Longest edge of the decoded frames (``None``: as stored).
+        max_frames: Cap on candidate frames per video (``None``: the whole video).
+    """
+
+    def __init__(
+        self, paths: Sequence[Path], fps: float | None, frame_size: int | None, max_frames: int | None = None
+    ) -> None:
+        self.paths = list(paths)
+        self.fps = fps
+        self.frame_size = frame_size
+        self.max_frames = max_frames
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        start = time.perf_counter()
+        try:
+            video = decode_video(self.paths[index], fps=self.fps, size=self.frame_size, max_frames=self.max_frames)
+        except BAD_VIDEO_ERRORS as err:
+            return {"index": index, "skipped": str(err)}
+        return {"index": index, "frames": video.frames, "timestamps": video.timestamps, "duration": video.duration,
+                "native_fps": video.native_fps, "decode_seconds": time.perf_counter() - start}  # fmt: skip
+
+
+def decoded_videos(files: VideoFiles, workers: int) -> Iterator[dict[str, Any]]:
+    """``files``' items in order, decoded by ``workers`` processes (0: in this process) ahead of their use."""
+    yield from DataLoader(files, batch_size=None, collate_fn=as_is, num_workers=workers)
+
+
+def default_workers() -> int:
+    """Decoding processes: one per core but the one the selector runs on, at least 1, at most 4."""
+    return max(1, min(4, (os.cpu_count() or 2) - 1))
+
+
+# --------------------------------------------------------------------------------------- selection
+def choose_with_scores(
+    selector: FrameSelector, frames: torch.Tensor, timestamps: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(indices, shown frames, their times, every candidate's score)`` of one selection.
+
+    Equal to ``selector.choose`` plus ``selector.scores(..., k)`` (tested for every baseline and a
+    learned mask), but where the selector picks frames by decoding its own scores, as most do,
+    the scores are computed once instead of twice: scoring is the expensive part.
+
+    Raises:
+        ValueError: ``k`` is not in ``1..T``.
+    """
+    check_budget(k, frames.shape[0])
+    inner = selector.inner if isinstance(selector, TrainedSelector) else selector
+    with torch.no_grad():
+        scores = inner.scores(frames, timestamps, k)
+        if type(inner).select is FrameSelector.select and type(inner).choose is FrameSelector.choose:
+            pairwise = inner.pairwise(frames, timestamps) if getattr(inner.decoder, "needs_pairwise", False) else None
+            idx = inner.decoder.decode(scores, k, pairwise=pairwise).cpu()
+            shown, times = frames[idx], timestamps[idx]
+        else:  # a selector with its own rule (uniform, frame averaging): its scores are for show only
+            idx, shown, times = inner.choose(frames, timestamps, k)
+    return idx, shown, times, scores.detach().double().cpu()
+
+
+def selector_record(name: str, selector: FrameSelector, source: str | None = None, kind: str | None = None) -> dict[str, Any]:
+    """What ``frames.json`` says about the selector: its name, class path and init args, decoder, source."""
+    from trainer.tools.export import spec_of
+
+    inner = selector.inner if isinstance(selector, TrainedSelector) else selector
+    record = {"name": name, **spec_of(inner, None)}
+    if hasattr(inner, "decoder"):
+        record["decoder"] = spec_of(inner.decoder, None)
+    if source is not None:
+        record["from"] = {"source": str(source), "kind": kind}
+    return record
+
+
+def make_selector(name: str, source: str | None) -> tuple[FrameSelector, dict[str, Any], Any]:
+    """``(selector, its frames.json record, the loaded trained result or None)`` for ``--selector``/``--from``."""
+    if name == "learned":
+        if source is None:
+            raise ValueError("--selector learned needs --from CKPT_OR_EXPORT_OR_HUB_ID")
+        trained = load_trained(source)
+        return trained.selector.eval(), selector_record(name, trained.selector, source, trained.kind), trained
+    if source is not None:
+        raise ValueError(f"--from is the trained selector's source; --selector {name} does not read it (use learned)")
+    selector = build_selector(name, None).eval()
+    return selector, selector_record(name, selector), None
+
+
+# --------------------------------------------------------------------------------------- outputs
+def frame_file(rank: int, seconds: float) -> str:
+    """JPEG name of the ``rank``-th chosen frame (in time order), shown at ``seconds``."""
+    return f"frame_{rank:02d}_{seconds:08.3f}s.jpg"
+
+
+def write_selection(
+    folder: Path,
+    video: Path,
+    item: dict[str, Any],
+    chosen: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    selector: dict[str, Any],
+    decode: dict[str, Any],
+    k: int,
+    plot: bool = True,
+) -> dict[str, Any]:
+    """Writes one video's ``frames.json``, JPEGs and PNG into ``folder`` (built aside, renamed in whole).
+
+    Returns:
+        The ``frames.json`` payload.
+    """
+    from PIL import Image
+
+    idx, shown, times, scores = chosen
+    stamps = item["timestamps"]
+    files = [frame_file(rank, float(t)) for rank, t in enumerate(times)]
+    payload = {
+        "video": str(video),
+        "duration": round(float(item["duration"]), 6),
+        "native_fps": round(float(item["native_fps"]), 6),
+        "candidates": len(stamps),
+        "k": k,
+        "indices": [int(i) for i in idx],
+        "timestamps": [round(float(t), 6) for t in times],
+        "scores": [float(scores[i]) for i in idx],
+        "files": files,
+        "selector": selector,
+        "decode": decode,
+        "candidate_timestamps": [round(float(t), 6) for t in stamps],
+        "candidate_scores": [float(s) for s in scores],
+    }
+
+    def build(tmp: Path) -> None:
+        tmp.mkdir()
+        (tmp / FRAMES_FILE).write_text(json.dumps(payload, indent=1) + "\n")
+        for name, frame in zip(files, shown):
+            Image.fromarray(frame.permute(1, 2, 0).contiguous().numpy()).save(tmp / name, format="JPEG", quality=92)
+        if plot:
+            rows = [(selector["name"], scores, idx, shown)]
+            plot_selection(tmp / PLOT_FILE, video.name, stamps, float(item["duration"]), rows, k)
+
+    write_atomic(folder, build)
+    return payload
+
+
+def start_output(output: Path, overwrite: bool) -> None:
+    """Refuses an ``output`` that holds an earlier run (unless ``overwrite``: its summary starts over)."""
+    summary = output / SUMMARY_FILE
+    if summary.exists() and not overwrite:
+        raise FileExistsError(f"{output} already holds a run ({SUMMARY_FILE}): use another --output or --overwrite")
+    output.mkdir(parents=True, exist_ok=True)
+    summary.unlink(missing_ok=True)
+
+
+def skip_reason(item: dict[str, Any], k: int, fps: float | None) -> str | None:
+    """Why a decoded item cannot be selected from (``None``: it can)."""
+    if "skipped" in item:
+        return item["skipped"]
+    count = len(item["timestamps"])
+    if count < k:
+        rate = "every frame" if fps is None else f"{fps:g} fps"
+        return f"{count} candidate frames at {rate}, fewer than K={k} (use a higher --fps or a smaller -k)"
+    return None
+
+
+def report_skipped(skipped: list[tuple[Path, str]]) -> None:
+    if skipped:
+        print(f"skipped {len(skipped)} video(s):")
+        for path, reason in skipped:
+            print(f"  {path}: {reason}")
+
+
+def rate(frames: int, seconds: float) -> float | None:
+    return round(frames / seconds, 1) if seconds > 0 else None
+
+
+# --------------------------------------------------------------------------------------- CLI
+def add_input_arguments(parser: argparse.ArgumentParser) -> None:
+    """The video, decoding and run arguments ``select`` and ``caption`` share."""
+    parser.add_argument("--video", nargs="+", default=[], metavar="FILE", help="video files")
+    parser.add_argument("--folder", help="a folder of videos (" + " ".join(VIDEO_SUFFIXES) + ")")
+    parser.add_argument("--recursive", action="store_true", help="with --folder: its subfolders too")
+    parser.add_argument("--output", required=True, help="folder to write to (created)")
+    parser.add_argument("--fps", default=DEFAULT_FPS, type=_fps,
+                        help=f"candidate frames per second, or 'native' for every frame (default {DEFAULT_FPS:g}, "
+                             "data.fps of the configs; use the value the selector trained with)")  # fmt: skip
+    parser.add_argument("--frame-size", default=DEFAULT_FRAME_SIZE, type=int,
+                        help=f"longest edge of decoded frames in pixels (default {DEFAULT_FRAME_SIZE}, data.frame_size; "
+                             "the smolvlm2_* configs use 384)")  # fmt: skip
+    parser.add_argument("--max-frames", type=int, default=None, help="cap on candidate frames per video (default: all)")
+    parser.add_argument("--workers", type=int, default=default_workers(),
+                        help="decoding processes (0: decode in the main process)")  # fmt: skip
+    parser.add_argument("--device", default="auto", help="where the models run: auto (the GPU if any), cpu, cuda:1")
+    parser.add_argument("--fail-fast", action="store_true", help="stop at the first unreadable video instead of skipping it")
+    parser.add_argument("--overwrite", action="store_true", help="start over in an --output that holds a run")
+
+
+def _fps(text: str) -> float | None:
+    if text == "native":
+        return None
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"--fps must be positive or 'native', got {text}")
+    return value
+
+
+def check_input_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[Path]:
+    """Validates the shared arguments; returns the videos to run on."""
+    if args.frame_size is not None and args.frame_size < 2:
+        parser.error(f"--frame-size must be >= 2, got {args.frame_size}")
+    if args.max_frames is not None and args.max_frames < 1:
+        parser.error(f"--max-frames must be >= 1, got {args.max_frames}")
+    if args.workers < 0:
+        parser.error(f"--workers must be >= 0, got {args.workers}")
+    if getattr(args, "k", None) is not None and args.k < 1:
+        parser.error(f"-k must be >= 1, got {args.k}")
+    try:
+        return find_videos(args.video, args.folder, args.recursive)
+    except (FileNotFoundError, ValueError) as err:
+        parser.error(str(err))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m trainer select",
+        description="Pick the K frames of your videos that a selector finds most worth showing: "
+        "frames.json, the frames as JPEG and a score plot per video, and a summary of the run.",
+    )
+    add_input_arguments(parser)
+    parser.add_argument("-k", "--k", type=int, default=8, help="frames to pick per video (default 8)")
+    parser.add_argument("--selector", default=None,
+                        help=f"{', '.join(BASELINES)}, a selector class path, or learned (the --from selector); "
+                             "default: learned with --from, else xcorr")  # fmt: skip
+    parser.add_argument("--from", dest="source", metavar="CKPT_OR_EXPORT_OR_HUB_ID",
+                        help="a trained result: Lightning checkpoint, export folder or Hub id ORG/NAME")  # fmt: skip
+    parser.add_argument("--no-plot", action="store_true", help="leave out selection.png (matplotlib is the slowest part)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Entry point of ``python -m trainer select``.
+
+    Returns:
+        ``output``, ``selected`` and ``skipped`` (``[(path, reason)]``) videos, and ``totals``
+        (frames and seconds per stage, frames/s).
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    paths = check_input_arguments(parser, args)
+    name = args.selector or ("learned" if args.source else "xcorr")
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        selector, record, _ = make_selector(name, args.source)
+    except (ValueError, LoadError, FileNotFoundError) as err:
+        parser.error(str(err))
+    selector.to(resolve_device(args.device))
+    output = Path(args.output)
+    try:
+        start_output(output, args.overwrite)
+    except FileExistsError as err:
+        parser.error(str(err))
+    decode = {"fps": args.fps, "frame_size": args.frame_size, "max_frames": args.max_frames}
+    settings = {"command": "select", "k": args.k, "selector": record, "decode": decode, "videos": len(paths),
+                "workers": args.workers}  # fmt: skip
+    write_atomic(output / RUN_FILE, json.dumps(settings, indent=1) + "\n")
+
+    names = output_names(paths)
+    files = VideoFiles(paths, args.fps, args.frame_size, args.max_frames)
+    writer = RowsWriter(output / SUMMARY_FILE)
+    skipped: list[tuple[Path, str]] = []
+    totals = {"videos": 0, "frames": 0, "decode_seconds": 0.0, "select_seconds": 0.0, "write_seconds": 0.0}
+    wall = time.perf_counter()
+    try:
+        for item in tqdm(decoded_videos(files, args.workers), total=len(paths), desc="select", unit="video"):
+            path, folder = paths[item["index"]], names[item["index"]]
+            reason = skip_reason(item, args.k, args.fps)
+            if reason is not None:
+                writer.append({"video": str(path), "status": "skipped", "reason": reason})
+                skipped.append((path, reason))
+                if args.fail_fast:
+                    raise FailFast(f"{path}: {reason}")
+                log.warning("skipping %s: %s", path, reason)
+                continue
+            start = time.perf_counter()
+            chosen = choose_with_scores(selector, item["frames"], item["timestamps"], args.k)
+            selected = time.perf_counter()
+            write_selection(output / folder, path, item, chosen, record, decode, args.k, plot=not args.no_plot)
+            written = time.perf_counter()
+            seconds = {"decode": item["decode_seconds"], "select": selected - start, "write": written - selected}
+            writer.append({"video": str(path), "status": "ok", "output": folder, "frames": len(item["timestamps"]),
+                           "timestamps": [round(float(t), 6) for t in chosen[2]],
+                           "seconds": {k: round(v, 4) for k, v in seconds.items()}})  # fmt: skip
+            totals["videos"] += 1
+            totals["frames"] += len(item["timestamps"])
+            for stage, value in seconds.items():
+                totals[f"{stage}_seconds"] += value
+    except FailFast as err:
+        report_skipped(skipped)
+        parser.exit(1, f"{parser.prog}: error: --fail-fast: {err} (the videos before it are written in {output})\n")
+    finally:
+        writer.close()
+    totals["wall_seconds"] = time.perf_counter() - wall
+    frames = totals["frames"]
+    totals["frames_per_second"] = {stage: rate(frames, totals[f"{stage}_seconds"])
+                                   for stage in ("decode", "select", "write", "wall")}  # fmt: skip
+    write_atomic(output / RUN_FILE, json.dumps({**settings, "totals": totals}, indent=1) + "\n")
+    report_skipped(skipped)
+    fps = totals["frames_per_second"]
+    print(f"selected {args.k} frames in {totals['videos']} of {len(paths)} videos -> {output}")
+    print(f"timing: {frames} candidate frames; frames/s: decode {fps['decode']} "
+          f"({f'{args.workers} worker process(es)' if args.workers else 'main process'}), select {fps['select']}, "
+          f"write {fps['write']}, end to end {fps['wall']}")  # fmt: skip
+    return {"output": str(output), "selected": totals["videos"], "skipped": skipped, "totals": totals}
+
+
+if __name__ == "__main__":
+    main()
