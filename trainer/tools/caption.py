@@ -38,26 +38,22 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from data.atomic import write_atomic
 from models.prompting import parse_dense_caption
-from trainer.evaluation.evaluate import RowsWriter, resolve_device
+from trainer.evaluation.evaluate import resolve_device
 from trainer.loading import LoadError, frame_budget, load_trained, load_vlm
 from trainer.predictions import write_predictions
 from trainer.tools.select import (
     RUN_FILE,
-    SUMMARY_FILE,
-    FailFast,
     VideoFiles,
+    VideoRun,
     add_input_arguments,
     check_input_arguments,
-    decoded_videos,
     output_names,
     rate,
     report_skipped,
     selector_record,
-    skip_reason,
     start_output,
 )
 
@@ -178,23 +174,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     details = f"frames selected by the selector of {args.source}, K={k}; python -m trainer caption"
 
     names = output_names(paths)
-    writer = RowsWriter(output / SUMMARY_FILE)
+    run = VideoRun(parser, output, paths, names, VideoFiles(paths, args.fps, args.frame_size, args.max_frames), k,
+                   args.fps, args.workers, args.fail_fast)  # fmt: skip
     predictions: list[dict[str, Any]] = []
-    skipped: list[tuple[Path, str]] = []
     totals = {"videos": 0, "frames": 0, "decode_seconds": 0.0, "caption_seconds": 0.0}
     wall = time.perf_counter()
-    try:
-        files = VideoFiles(paths, args.fps, args.frame_size, args.max_frames)
-        for item in tqdm(decoded_videos(files, args.workers), total=len(paths), desc="caption", unit="video"):
-            path, name = paths[item["index"]], names[item["index"]]
-            reason = skip_reason(item, k, args.fps)
-            if reason is not None:
-                writer.append({"video": str(path), "status": "skipped", "reason": reason})
-                skipped.append((path, reason))
-                if args.fail_fast:
-                    raise FailFast(f"{path}: {reason}")
-                log.warning("skipping %s: %s", path, reason)
-                continue
+    with run.running():
+        for path, name, item in run:
             start = time.perf_counter()
             with torch.no_grad():
                 _, shown, times = selector.choose(item["frames"], item["timestamps"], k)
@@ -207,27 +193,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                 "frame_times": [round(float(t), 3) for t in times]})  # fmt: skip
             # All videos so far, replaced in one rename: a crash leaves the previous complete file.
             write_predictions(predictions, output / CAPTIONS_FILE, details)
-            writer.append({"video": str(path), "status": "ok", "video_id": name, "events": len(events), "text": text,
-                           "frame_times": predictions[-1]["frame_times"],
-                           "seconds": {"decode": round(item["decode_seconds"], 4), "caption": round(seconds, 4)}})  # fmt: skip
+            run.done({"video": str(path), "video_id": name, "events": len(events), "text": text,
+                      "frame_times": predictions[-1]["frame_times"],
+                      "seconds": {"decode": round(item["decode_seconds"], 4), "caption": round(seconds, 4)}})  # fmt: skip
             totals["videos"] += 1
             totals["frames"] += len(item["timestamps"])
             totals["decode_seconds"] += item["decode_seconds"]
             totals["caption_seconds"] += seconds
-    except FailFast as err:
-        report_skipped(skipped)
-        parser.exit(1, f"{parser.prog}: error: --fail-fast: {err} (the videos before it are written in {output})\n")
-    finally:
-        writer.close()
     if not predictions:  # still one valid (empty) submission, so that a run always leaves its JSON
         write_predictions([], output / CAPTIONS_FILE, details)
     totals["wall_seconds"] = time.perf_counter() - wall
     totals["videos_per_second"] = rate(totals["videos"], totals["wall_seconds"])
     write_atomic(output / RUN_FILE, json.dumps({**settings, "totals": totals}, indent=1) + "\n")
-    report_skipped(skipped)
+    report_skipped(run.skipped)
     print(f"captioned {totals['videos']} of {len(paths)} videos with K={k} frames -> {output}/{CAPTIONS_FILE}, "
           f"NAME.srt, NAME.vtt ({device})")  # fmt: skip
-    return {"output": str(output), "captioned": totals["videos"], "skipped": skipped, "totals": totals,
+    return {"output": str(output), "captioned": totals["videos"], "skipped": run.skipped, "totals": totals,
             "predictions": predictions}  # fmt: skip
 
 

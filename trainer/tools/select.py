@@ -38,6 +38,7 @@ at the first one instead.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import json
 import logging
@@ -296,6 +297,65 @@ def report_skipped(skipped: list[tuple[Path, str]]) -> None:
             print(f"  {path}: {reason}")
 
 
+class VideoRun:
+    """The loop ``select`` and ``caption`` share over decoded videos, and its bookkeeping.
+
+    Iterating yields ``(path, name, item)`` for each video that can be used, decoded ahead by
+    worker processes; one that cannot (unreadable, no frames, fewer than K candidates) gets a
+    ``skipped`` line in ``summary.jsonl`` with the reason and is listed at the end, or, with
+    ``fail_fast``, stops the run: :meth:`finish` then exits with the error, after every video
+    before it was written. Each finished video's line goes through :meth:`done`.
+
+    Args:
+        parser: The command's parser (for the ``--fail-fast`` exit).
+        output: The run's folder.
+        paths: The video files, in order.
+        names: Their output names (:func:`output_names`).
+        files: The decoding dataset over ``paths``.
+        k: Frames to choose (videos with fewer candidates are skipped).
+        fps: The decode rate (for the skip message).
+        workers: Decoding processes.
+        fail_fast: Stop at the first video that cannot be used.
+    """
+
+    def __init__(self, parser: argparse.ArgumentParser, output: Path, paths: list[Path], names: list[str],
+                 files: VideoFiles, k: int, fps: float | None, workers: int, fail_fast: bool) -> None:  # fmt: skip
+        self.parser, self.output, self.paths, self.names = parser, output, paths, names
+        self.files, self.k, self.fps, self.workers, self.fail_fast = files, k, fps, workers, fail_fast
+        self.skipped: list[tuple[Path, str]] = []
+        self.writer = RowsWriter(output / SUMMARY_FILE)
+
+    def __iter__(self) -> Iterator[tuple[Path, str, dict[str, Any]]]:
+        desc = self.parser.prog.rsplit(" ", 1)[-1]
+        for item in tqdm(decoded_videos(self.files, self.workers), total=len(self.paths), desc=desc, unit="video"):
+            path, name = self.paths[item["index"]], self.names[item["index"]]
+            reason = skip_reason(item, self.k, self.fps)
+            if reason is None:
+                yield path, name, item
+                continue
+            self.writer.append({"video": str(path), "status": "skipped", "reason": reason})
+            self.skipped.append((path, reason))
+            if self.fail_fast:
+                raise FailFast(f"{path}: {reason}")
+            log.warning("skipping %s: %s", path, reason)
+
+    def done(self, record: dict[str, Any]) -> None:
+        """Appends a finished video's line to ``summary.jsonl`` (written through at once)."""
+        self.writer.append({"status": "ok", **record})
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[VideoRun]:
+        """Closes the summary whatever happens; turns ``--fail-fast``'s stop into the command's error exit."""
+        try:
+            yield self
+        except FailFast as err:
+            report_skipped(self.skipped)
+            self.parser.exit(1, f"{self.parser.prog}: error: --fail-fast: {err} "
+                                f"(the videos before it are written in {self.output})\n")  # fmt: skip
+        finally:
+            self.writer.close()
+
+
 def rate(frames: int, seconds: float) -> float | None:
     return round(frames / seconds, 1) if seconds > 0 else None
 
@@ -393,51 +453,36 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     names = output_names(paths)
     files = VideoFiles(paths, args.fps, args.frame_size, args.max_frames)
-    writer = RowsWriter(output / SUMMARY_FILE)
-    skipped: list[tuple[Path, str]] = []
+    run = VideoRun(parser, output, paths, names, files, args.k, args.fps, args.workers, args.fail_fast)
     totals = {"videos": 0, "frames": 0, "decode_seconds": 0.0, "select_seconds": 0.0, "write_seconds": 0.0}
     wall = time.perf_counter()
-    try:
-        for item in tqdm(decoded_videos(files, args.workers), total=len(paths), desc="select", unit="video"):
-            path, folder = paths[item["index"]], names[item["index"]]
-            reason = skip_reason(item, args.k, args.fps)
-            if reason is not None:
-                writer.append({"video": str(path), "status": "skipped", "reason": reason})
-                skipped.append((path, reason))
-                if args.fail_fast:
-                    raise FailFast(f"{path}: {reason}")
-                log.warning("skipping %s: %s", path, reason)
-                continue
+    with run.running():
+        for path, folder, item in run:
             start = time.perf_counter()
             chosen = choose_with_scores(selector, item["frames"], item["timestamps"], args.k)
             selected = time.perf_counter()
             write_selection(output / folder, path, item, chosen, record, decode, args.k, plot=not args.no_plot)
             written = time.perf_counter()
             seconds = {"decode": item["decode_seconds"], "select": selected - start, "write": written - selected}
-            writer.append({"video": str(path), "status": "ok", "output": folder, "frames": len(item["timestamps"]),
-                           "timestamps": [round(float(t), 6) for t in chosen[2]],
-                           "seconds": {k: round(v, 4) for k, v in seconds.items()}})  # fmt: skip
+            run.done({"video": str(path), "output": folder, "frames": len(item["timestamps"]),
+                      "timestamps": [round(float(t), 6) for t in chosen[2]],
+                      "seconds": {k: round(v, 4) for k, v in seconds.items()}})  # fmt: skip
             totals["videos"] += 1
             totals["frames"] += len(item["timestamps"])
             for stage, value in seconds.items():
                 totals[f"{stage}_seconds"] += value
-    except FailFast as err:
-        report_skipped(skipped)
-        parser.exit(1, f"{parser.prog}: error: --fail-fast: {err} (the videos before it are written in {output})\n")
-    finally:
-        writer.close()
     totals["wall_seconds"] = time.perf_counter() - wall
     frames = totals["frames"]
     totals["frames_per_second"] = {stage: rate(frames, totals[f"{stage}_seconds"])
                                    for stage in ("decode", "select", "write", "wall")}  # fmt: skip
     write_atomic(output / RUN_FILE, json.dumps({**settings, "totals": totals}, indent=1) + "\n")
-    report_skipped(skipped)
+    report_skipped(run.skipped)
     fps = totals["frames_per_second"]
     print(f"selected {args.k} frames in {totals['videos']} of {len(paths)} videos -> {output}")
     print(f"timing: {frames} candidate frames; frames/s: decode {fps['decode']} "
           f"({f'{args.workers} worker process(es)' if args.workers else 'main process'}), select {fps['select']}, "
           f"write {fps['write']}, end to end {fps['wall']}")  # fmt: skip
-    return {"output": str(output), "selected": totals["videos"], "skipped": skipped, "totals": totals}
+    return {"output": str(output), "selected": totals["videos"], "skipped": run.skipped, "totals": totals}
 
 
 if __name__ == "__main__":
