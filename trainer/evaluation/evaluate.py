@@ -562,6 +562,29 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
 
 
+def add_run_arguments(parser: argparse.ArgumentParser, workers: int | None = None, shards: bool = False) -> None:
+    """The options every command that decodes videos and runs models shares (evaluate, cache, select, caption).
+
+    Args:
+        parser: The command's parser.
+        workers: Default ``--workers``; ``None``: the config's ``data.num_workers``.
+        shards: Also ``--num-shards`` / ``--shard``, for commands whose runs split over processes or GPUs.
+    """
+    default = "data.num_workers of the config" if workers is None else f"{workers}; 0: the main process"
+    parser.add_argument("--workers", type=int, default=workers, help=f"decoding processes (default: {default})")
+    parser.add_argument("--device", default="auto",
+                        help="where the models run: auto (the GPU if there is one), cpu, cuda, cuda:1")  # fmt: skip
+    if shards:
+        parser.add_argument("--num-shards", type=int, default=1, help="split the videos over this many processes")
+        parser.add_argument("--shard", type=int, default=0, help="which shard this process runs (0-based)")
+
+
+def check_shard(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuses a ``--shard`` outside ``[0, --num-shards)``."""
+    if not 0 <= args.shard < args.num_shards:
+        parser.error(f"--shard must be in [0, {args.num_shards}), got {args.shard}")
+
+
 def _start_run(output: Path, meta: dict[str, Any], path: Path, resume: bool, overwrite: bool) -> set[str]:
     """Checks ``output`` against this run, writes ``run.json``; returns the videos already finished."""
     previous = output / RUN_FILE
@@ -620,10 +643,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="config overrides, e.g. data.fps=1")  # fmt: skip
-    parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: data.num_workers)")
-    parser.add_argument("--device", default="auto", help="where the model runs: auto (GPU if any), cpu, cuda, cuda:1")
-    parser.add_argument("--num-shards", type=int, default=1, help="split the videos over this many processes")
-    parser.add_argument("--shard", type=int, default=0, help="which shard this process runs (0-based)")
+    add_run_arguments(parser, shards=True)
     parser.add_argument("--resume", action="store_true", help="continue a killed run: skip finished videos")
     parser.add_argument("--overwrite", action="store_true", help="start over in an --output that holds a run")
     parser.add_argument("--merge", action="store_true",
@@ -642,8 +662,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         parser.error("--config is required (it defines the data and, for 'learned', the model)")
     if any(k < 1 for k in args.budgets):
         parser.error("--budgets must be positive")
-    if not 0 <= args.shard < args.num_shards:
-        parser.error(f"--shard must be in [0, {args.num_shards}), got {args.shard}")
+    check_shard(parser, args)
     if args.resume and args.overwrite:
         parser.error("--resume and --overwrite exclude each other")
     datamodule, module = module_from_config(args.config, args.ckpt, args.set)

@@ -76,18 +76,15 @@ def fill(
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Entry point of ``python -m trainer cache``; returns :func:`fill`'s report."""
+    from trainer.evaluation.evaluate import add_run_arguments, check_shard, resolve_device
+
     parser = argparse.ArgumentParser(prog="python -m trainer cache", description=__doc__.split("\n")[0])
     parser.add_argument("--config", required=True, help="the training config whose caches to fill")
     parser.add_argument("--splits", nargs="+", default=["train", "val", "test"], choices=sorted(SPLIT_STAGES))
-    parser.add_argument("--num-shards", type=int, default=1, help="spread the videos over this many processes")
-    parser.add_argument("--shard", type=int, default=0, help="which shard this process fills (0-based)")
-    parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: data.num_workers)")
-    parser.add_argument("--device", default="auto", help="where the encoders run: auto (GPU if any), cpu, cuda")
+    add_run_arguments(parser, shards=True)
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, e.g. data.fps=1")
     args = parser.parse_args(argv)
-    if not 0 <= args.shard < args.num_shards:
-        parser.error(f"--shard must be in [0, {args.num_shards}), got {args.shard}")
-    from trainer.evaluation.evaluate import resolve_device
+    check_shard(parser, args)
     from trainer.loading import module_from_config
 
     datamodule, module = module_from_config(args.config, None, args.set)

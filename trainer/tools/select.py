@@ -58,7 +58,14 @@ from data.datamodule import BAD_VIDEO_ERRORS, DenseCaptionDataModule, as_is
 from data.decode import decode_video
 from models.decoders import check_budget
 from models.selectors import FrameSelector
-from trainer.evaluation.evaluate import BASELINES, RowsWriter, build_selector, plot_selection, resolve_device
+from trainer.evaluation.evaluate import (
+    BASELINES,
+    RowsWriter,
+    add_run_arguments,
+    build_selector,
+    plot_selection,
+    resolve_device,
+)
 from trainer.loading import LoadError, TrainedSelector, load_trained
 
 log = logging.getLogger(__name__)
@@ -374,9 +381,7 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"longest edge of decoded frames in pixels (default {DEFAULT_FRAME_SIZE}, data.frame_size; "
                              "the smolvlm2_* configs use 384)")  # fmt: skip
     parser.add_argument("--max-frames", type=int, default=None, help="cap on candidate frames per video (default: all)")
-    parser.add_argument("--workers", type=int, default=default_workers(),
-                        help="decoding processes (0: decode in the main process)")  # fmt: skip
-    parser.add_argument("--device", default="auto", help="where the models run: auto (the GPU if any), cpu, cuda:1")
+    add_run_arguments(parser, workers=default_workers())
     parser.add_argument("--fail-fast", action="store_true", help="stop at the first unreadable video instead of skipping it")
     parser.add_argument("--overwrite", action="store_true", help="start over in an --output that holds a run")
 
