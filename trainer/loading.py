@@ -224,6 +224,17 @@ def module_from_config(config: str | Path, ckpt: str | Path | None = None, sets:
 
 
 # --------------------------------------------------------------------------------------- selectors
+def selector_folder(folder: str | Path) -> Path:
+    """An export's ``selector/`` subfolder; ``folder`` itself when it is that subfolder already."""
+    folder = Path(folder)
+    return folder / SELECTOR_DIR if (folder / SELECTOR_DIR).is_dir() else folder
+
+
+def read_selection(folder: str | Path) -> dict[str, Any]:
+    """An export's ``frame_selection.json``: how its frames are chosen (``folder``: the export or its ``selector/``)."""
+    return json.loads((selector_folder(folder) / SELECTION_FILE).read_text())
+
+
 def selector_from_export(folder: str | Path) -> FrameSelector:
     """The frame selector of an export folder (or of its ``selector/`` subfolder), in eval mode.
 
@@ -231,9 +242,8 @@ def selector_from_export(folder: str | Path) -> FrameSelector:
     ``FrameImportanceModel.from_pretrained(folder / "selector")`` with the recorded frame encoder,
     decoder and, for a mask that reads another selector's scores, that cue selector; other selectors are rebuilt from their class path and init args (and weights).
     """
-    folder = Path(folder)
-    target = folder / SELECTOR_DIR if (folder / SELECTOR_DIR).is_dir() else folder
-    info = json.loads((target / SELECTION_FILE).read_text())
+    target = selector_folder(folder)
+    info = read_selection(target)
     decoder = build_from_spec(info["decoder"], Decoder) if info.get("decoder") else None
     if info["importance_model"]:
         from models.importance import FrameImportanceModel, ImportanceSelector
@@ -301,8 +311,7 @@ def frame_budget(trained: Trained) -> int | None:
     if trained.module is not None:
         k = getattr(trained.module, "num_frames", None)
     else:
-        target = trained.path / SELECTOR_DIR if (trained.path / SELECTOR_DIR).is_dir() else trained.path
-        k = json.loads((target / SELECTION_FILE).read_text()).get("num_frames")
+        k = read_selection(trained.path).get("num_frames")
     return int(k) if k else None
 
 

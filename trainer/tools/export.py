@@ -69,6 +69,7 @@ from trainer.loading import (
     TrainedSelector,
     is_hub_id,
     module_from_checkpoint,
+    read_selection,
     selector_of,
 )
 
@@ -201,8 +202,7 @@ def _selector_info(selector: FrameSelector, hparams: dict[str, Any]) -> dict[str
 
     if isinstance(selector, TrainedSelector):  # a frozen trained selector: what its own source records
         if selector.trained.kind == "export":
-            target = selector.trained.path / SELECTOR_DIR
-            info = json.loads((target if target.is_dir() else selector.trained.path).joinpath(SELECTION_FILE).read_text())
+            info = read_selection(selector.trained.path)
             info.pop("format_version", None)
             info.pop("num_frames", None)
         else:
