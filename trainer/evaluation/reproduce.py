@@ -160,7 +160,8 @@ class Step:
     """One command of a :class:`CommandTable`: ``python -m MODULE ARGS``, writing into its own folder.
 
     Attributes:
-        name: Step name, also its folder inside the seed folder (cleared when an unfinished step runs again).
+        name: Step name, also its output (a folder or a file) in the seed folder, removed when an
+            unfinished step runs again.
         module: What ``python -m`` runs.
         args: Its arguments. ``{out}`` becomes the step's folder, ``{seed}`` the seed and ``{uses}``
             the seed folder of the table named by ``CommandTable.uses``.
@@ -669,7 +670,7 @@ def run_commands(table: CommandTable, seed: int, run: Path, uses_run: Path | Non
         out = run / step.name
         if out.exists():  # a step that did not finish: its leftovers cannot be trusted
             print(f"seed {seed}: an interrupted step {step.name} left {out}; starting it over", flush=True)
-            shutil.rmtree(out)
+            shutil.rmtree(out) if out.is_dir() else out.unlink()
         _step(record, run, step.name, step.command(out, seed, uses_run))
     return record
 
