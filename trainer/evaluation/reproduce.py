@@ -35,6 +35,14 @@ with the default layout ``outputs/reproduce/NAME`` both tables share ``outputs/r
 a base folder whose record holds other settings than the base table's spec is refused. The
 header names the base table and its run folder.
 
+**Command tables** (:class:`CommandTable`) are made by their own steps instead of ``fit`` then
+``evaluate``: ``tiny_reader`` builds the tiny reader VLM (``python -m models.tiny_reader``) and
+tabulates its reading check; ``synthetic_joint`` trains ``configs/synthetic_joint.yaml`` and
+``configs/synthetic_uniform.yaml`` on the reader of ``tiny_reader``'s seed folder (built there
+first if it is not) and tabulates their validation caption losses. Each step writes into its own
+folder of the seed folder; a finished step is read back, an unfinished one starts over. They take
+one seed a run (``--seed S``).
+
 README blocks: ``--write`` puts the table between ``<!-- reproduce:NAME -->`` and
 ``<!-- /reproduce:NAME -->``; ``--check`` regenerates it in a fresh folder (for a table that reuses
 another's training run, that run is trained afresh too) and exits 1 with a unified diff when the
@@ -48,6 +56,7 @@ Examples::
     python -m trainer reproduce smoke_rl --check          # does README.md still hold?
     python -m trainer reproduce smoke_rl --seeds 5        # spread over training seeds 0-4
     python -m trainer reproduce wide_heldout              # wide_budget's run (trained if needed), held-out family
+    python -m trainer reproduce synthetic_joint --write   # the tiny reader (built if needed), then the two fits
 
 Adding a table is one more :class:`TableSpec` in :data:`TABLES` and the two marker lines in the
 README.
