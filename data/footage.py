@@ -83,11 +83,13 @@ class FootageMismatchError(ValueError):
 @dataclass(frozen=True)
 class Shot:
     """Frames ``first..last`` (inclusive, in presentation order) of a source clip, with no cut or
-    transition inside; ``note`` says what it shows (the hard cases are named)."""
+    transition inside; ``note`` says what it shows. ``close_motion`` marks the hard negatives:
+    people or vehicles pass close to the camera and cover much of the frame, with no cut."""
 
     first: int
     last: int
     note: str = ""
+    close_motion: bool = False
 
 
 @dataclass(frozen=True)
@@ -123,10 +125,10 @@ SOURCES: tuple[SourceClip, ...] = (
         # are too short a shot to use.
         shots=(
             Shot(0, 29, "street from above, a red car creeps in at the top right"),
-            Shot(30, 75, "a man walks past close to the camera, then a taxi passes close in front"),
-            Shot(76, 136, "parked car; a van and a car pass close in front and cover half the frame"),
+            Shot(30, 75, "a man walks past close to the camera, then a taxi passes close in front", close_motion=True),
+            Shot(76, 136, "parked car; a van and a car pass close in front and cover half the frame", close_motion=True),
             Shot(137, 186, "cyclist behind a railing, cars pass behind it"),
-            Shot(187, 241, "legs of pedestrians pass close to the camera, bicycle behind"),
+            Shot(187, 241, "legs of pedestrians pass close to the camera, bicycle behind", close_motion=True),
         ),
     ),
     SourceClip(
@@ -210,7 +212,7 @@ SOURCES: tuple[SourceClip, ...] = (
             Shot(4143, 4228, "dancer flips along an arcade, camera pans"),
             Shot(4229, 4291, "close-up singing, blue wall"),
             Shot(4475, 4515, "close-up at a microphone, church window"),
-            Shot(4516, 4566, "dancers in a hall; a man passes right in front of the camera"),
+            Shot(4516, 4566, "dancers in a hall; a man passes right in front of the camera", close_motion=True),
             Shot(4599, 4666, "wide: dancers in a hall"),
             Shot(4667, 4719, "singer dances, lattice backdrop"),
             Shot(4769, 4826, "singer at a microphone, backing singers"),
@@ -326,7 +328,7 @@ class FootageConfig:
     fades to black, shuffled together (so each kind and length appears about equally often).
     """
 
-    num_videos: int = 4
+    num_videos: int = 3
     segments_per_video: int = 12
     width: int = 240
     height: int = 180
@@ -334,8 +336,8 @@ class FootageConfig:
     min_pure: float = 1.0
     max_pure: float = 3.0
     cuts_per_cycle: int = 4
-    cross_fades: tuple[float, ...] = (0.24, 0.5, 1.0, 2.0)
-    fades_to_black: tuple[float, ...] = (0.5, 1.0, 2.0)
+    cross_fades: tuple[float, ...] = (0.24, 0.48, 1.0, 2.0)
+    fades_to_black: tuple[float, ...] = (0.48, 1.0, 2.0)
     margin: int = 3
     seed: int = 0
 
@@ -430,8 +432,8 @@ def plan_videos(cfg: FootageConfig, sources: tuple[SourceClip, ...] = SOURCES) -
 
     A segment needs its two transitions plus ``min_pure`` frames. It takes, among the shots long
     enough for that (less ``margin`` at each end) and other than the shot before it, the one used
-    least so far, then the shortest (so long shots stay free for long transitions), then the
-    first in a seeded order. So the videos spread over as many shots as their lengths allow.
+    least so far, preferring ``close_motion`` shots (so the hard negatives are always in), then
+    the first in a seeded order. So the videos spread over as many shots as their lengths allow.
     """
     rng = np.random.default_rng(cfg.seed)
     cycle = _join_cycle(cfg)
@@ -460,7 +462,7 @@ def plan_videos(cfg: FootageConfig, sources: tuple[SourceClip, ...] = SOURCES) -
             n_in = video_joins[s - 1][1] if s > 0 else 0
             n_out = video_joins[s][1] if s < len(video_joins) else 0
             need = n_in + n_out + min_pure
-            fits = [(uses[clip.name, i], usable(clip, i)[2], order[clip.name, i], clip, i) for clip, i in shots
+            fits = [(uses[clip.name, i], not clip.shots[i].close_motion, order[clip.name, i], clip, i) for clip, i in shots
                     if usable(clip, i)[2] >= need and (clip.name, i) != previous]  # fmt: skip
             if not fits:
                 raise ValueError(f"no shot is long enough for a segment of {need} frames ({need / cfg.fps:.2f} s) "

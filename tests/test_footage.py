@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+from helpers import footage_installed, tiny_footage_config
 
 from data.decode import decode_video
 from data.footage import (
@@ -22,24 +23,12 @@ from data.footage import (
     transition_weights,
 )
 
-# One video of four shots: one cut, one 5-frame cross-fade and one 5-frame fade to black (odd
-# lengths put a frame exactly in the middle), at a small size so the test runs in seconds.
-TINY = FootageConfig(num_videos=1, segments_per_video=4, width=64, height=48, min_pure=0.4, max_pure=0.6,
-                     cuts_per_cycle=1, cross_fades=(0.2,), fades_to_black=(0.2,), seed=3)  # fmt: skip
+TINY = tiny_footage_config()
 # Mean absolute error (0-255 levels) that H.264 at crf 12 leaves on these small frames.
 CODEC_ERROR = 4.0
 
 
-def _sources_installed() -> bool:
-    try:
-        for clip in SOURCES:
-            source_path(clip, verify=False)
-    except MissingFootageError:
-        return False
-    return True
-
-
-needs_sources = pytest.mark.skipif(not _sources_installed(), reason=f"footage packages missing: {INSTALL_HINT}")
+needs_sources = pytest.mark.skipif(not footage_installed(), reason=f"footage packages missing: {INSTALL_HINT}")
 
 
 def test_shot_lists_are_ordered_ranges_inside_their_clips():
@@ -106,7 +95,7 @@ def test_missing_package_and_changed_file_are_clear_errors():
     missing = dataclasses.replace(SOURCES[0], distribution="no-such-distribution-frame-selectors")
     with pytest.raises(MissingFootageError, match=r"pip install -e '\.\[bench\]'"):
         source_path(missing)
-    if not _sources_installed():
+    if not footage_installed():
         pytest.skip(f"footage packages missing: {INSTALL_HINT}")
     changed = dataclasses.replace(SOURCES[0], sha256="0" * 64)
     with pytest.raises(FootageMismatchError, match="sha256"):
@@ -116,7 +105,7 @@ def test_missing_package_and_changed_file_are_clear_errors():
 
 @pytest.fixture(scope="module")
 def tiny_footage(tmp_path_factory):
-    if not _sources_installed():
+    if not footage_installed():
         pytest.skip(f"footage packages missing: {INSTALL_HINT}")
     root = tmp_path_factory.mktemp("footage")
     return root, generate_footage(TINY, root=root, progress=False)
