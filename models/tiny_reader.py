@@ -304,17 +304,18 @@ def pretrain_tiny_reader(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """CLI: ``python -m models.tiny_reader --output DIR [--videos N] [--single-steps N] [--dense-steps N]``."""
+    """CLI: ``python -m models.tiny_reader --output DIR [--videos N] [--single-steps N] [--dense-steps N] [--seed S]``."""
     parser = argparse.ArgumentParser(description="Pre-train the tiny SmolVLM to read synthetic frames.")
     parser.add_argument("--output", default="~/.cache/frame-selectors/tiny-smolvlm-reader")
     defaults = ReaderSettings()
     parser.add_argument("--videos", type=int, default=defaults.data.num_videos, help="synthetic pre-training videos")
     parser.add_argument("--single-steps", type=int, default=defaults.single_steps)
     parser.add_argument("--dense-steps", type=int, default=defaults.dense_steps)
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the updates and frame policies (the initial weights are TinySettings.seed's)")
     parser.add_argument("--data-root", default=None, help="keep the pre-training videos here (default: temporary)")
     args = parser.parse_args(argv)
     data = SyntheticConfig(**{**asdict(defaults.data), "num_videos": args.videos})
-    settings = ReaderSettings(data=data, single_steps=args.single_steps, dense_steps=args.dense_steps)
+    settings = ReaderSettings(data=data, single_steps=args.single_steps, dense_steps=args.dense_steps, seed=args.seed)
     report = pretrain_tiny_reader(args.output, settings, data_root=args.data_root)
     print(json.dumps({k: report[k] for k in ("held_out_before", "held_out_after")}, indent=1))
     print(f"wrote {Path(args.output).expanduser()}")

@@ -120,3 +120,24 @@ def write_empty_video(path: Path) -> None:
         container.start_encoding()
         for packet in stream.encode():
             container.mux(packet)
+
+
+def footage_installed() -> bool:
+    """Whether the packages that ship the real-footage source clips are installed (``.[bench]``)."""
+    from data.footage import SOURCES, MissingFootageError, source_path
+
+    try:
+        for clip in SOURCES:
+            source_path(clip, verify=False)
+    except MissingFootageError:
+        return False
+    return True
+
+
+def tiny_footage_config():
+    """One real-footage video of four shots: one cut, one 5-frame cross-fade and one 5-frame fade
+    to black (odd lengths put a frame exactly in the middle), small enough to build in seconds."""
+    from data.footage import FootageConfig
+
+    return FootageConfig(num_videos=1, segments_per_video=4, width=64, height=48, min_pure=0.4, max_pure=0.6,
+                         cuts_per_cycle=1, cross_fades=(0.2,), fades_to_black=(0.2,), seed=3)  # fmt: skip

@@ -113,7 +113,7 @@ def test_missing_markers_and_unknown_table_are_clear_errors(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["no_such_table"])
     assert exit_.value.code == 2
-    known = "smoke_rl, tiny, smoke_budget, wide_budget, wide_heldout"
+    known = "smoke_rl, tiny, smoke_budget, wide_budget, wide_heldout, tiny_reader, synthetic_joint"
     assert f"unknown table 'no_such_table'; known tables: {known}" in capsys.readouterr().err
     assert main(["--list"]) == 0
     assert "smoke_rl" in capsys.readouterr().out

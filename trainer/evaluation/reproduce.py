@@ -35,6 +35,14 @@ with the default layout ``outputs/reproduce/NAME`` both tables share ``outputs/r
 a base folder whose record holds other settings than the base table's spec is refused. The
 header names the base table and its run folder.
 
+**Command tables** (:class:`CommandTable`) are made by their own steps instead of ``fit`` then
+``evaluate``: ``tiny_reader`` builds the tiny reader VLM (``python -m models.tiny_reader``) and
+tabulates its reading check; ``synthetic_joint`` trains ``configs/synthetic_joint.yaml`` and
+``configs/synthetic_uniform.yaml`` on the reader of ``tiny_reader``'s seed folder (built there
+first if it is not) and tabulates their validation caption losses. Each step writes into its own
+folder of the seed folder; a finished step is read back, an unfinished one starts over. They take
+one seed a run (``--seed S``).
+
 README blocks: ``--write`` puts the table between ``<!-- reproduce:NAME -->`` and
 ``<!-- /reproduce:NAME -->``; ``--check`` regenerates it in a fresh folder (for a table that reuses
 another's training run, that run is trained afresh too) and exits 1 with a unified diff when the
@@ -48,6 +56,7 @@ Examples::
     python -m trainer reproduce smoke_rl --check          # does README.md still hold?
     python -m trainer reproduce smoke_rl --seeds 5        # spread over training seeds 0-4
     python -m trainer reproduce wide_heldout              # wide_budget's run (trained if needed), held-out family
+    python -m trainer reproduce synthetic_joint --write   # the tiny reader (built if needed), then the two fits
 
 Adding a table is one more :class:`TableSpec` in :data:`TABLES` and the two marker lines in the
 README.
@@ -56,6 +65,7 @@ README.
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime
 import difflib
 import json
@@ -68,7 +78,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +164,120 @@ def _split_sets(args: tuple[str, ...]) -> tuple[list[str], list[str]]:
     return rest, sets
 
 
-TABLES: dict[str, TableSpec] = {
+@dataclass(frozen=True)
+class Step:
+    """One command of a :class:`CommandTable`: ``python -m MODULE ARGS``, writing into its own folder.
+
+    Attributes:
+        name: Step name, also its output (a folder or a file) in the seed folder, removed when an
+            unfinished step runs again.
+        module: What ``python -m`` runs.
+        args: Its arguments. ``{out}`` becomes the step's folder, ``{seed}`` the seed and ``{uses}``
+            the seed folder of the table named by ``CommandTable.uses``.
+    """
+
+    name: str
+    module: str
+    args: tuple[str, ...]
+
+    def command(self, out: Path, seed: int, uses: Path | None = None) -> list[str]:
+        """The command line, placeholders filled."""
+        values = {"out": str(out), "seed": str(seed), "uses": str(uses) if uses is not None else "{uses}"}
+        return [sys.executable, "-m", self.module, *(a.format(**values) for a in self.args)]
+
+
+@dataclass(frozen=True)
+class CommandTable:
+    """A README table made by its own commands, not by ``fit`` then ``evaluate`` (:class:`TableSpec`).
+
+    The steps run in order in the seed folder ``<output>/seed<S>/<step name>/``; a finished step
+    (in the run record) is not run again, an unfinished one starts over in an emptied folder.
+    ``body`` reads the seed folder and returns the table body, numbers only (no timings): a
+    ``--check`` compares it digit for digit, so every step must be deterministic for a seed.
+
+    Attributes:
+        name: Command-line name, also the README marker ``<!-- reproduce:NAME -->``.
+        description: One line for ``--list``.
+        steps: The commands, in order.
+        body: Seed folder -> table body (markdown).
+        uses: Another command table whose seed folder (same seed) the steps read as ``{uses}``: it
+            runs there first unless it finished, as that table's own command would run it.
+        config: A file the steps need, checked before anything runs (relative to the repository root).
+    """
+
+    name: str
+    description: str
+    steps: tuple[Step, ...]
+    body: Callable[[Path], str]
+    uses: str | None = None
+    config: str | None = None
+
+    def __post_init__(self) -> None:
+        names = [s.name for s in self.steps]
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"CommandTable {self.name}: steps need distinct names, got {names}")
+        if self.uses is None and any("{uses}" in a for s in self.steps for a in s.args):
+            raise ValueError(f"CommandTable {self.name}: a step reads {{uses}} but the table uses no other table")
+
+
+def reader_body(run: Path) -> str:
+    """The tiny reader's reading check: caption loss with each video's own frames vs another video's."""
+    report = json.loads((run / "reader" / "reader_report.json").read_text())
+    before, after = report["held_out_before"], report["held_out_after"]
+    rows = [("random tiny SmolVLM, uniform", before, "uniform"), ("reader, uniform", after, "uniform"),
+            ("reader, event centres + uniform fill", after, "events_then_uniform")]  # fmt: skip
+    lines = _md_table([f"frames (K={report['settings']['frames']})", "own pixels", "another video's pixels"],
+                      [[name, _fmt(r[f"{policy}_own_pixels"]), _fmt(r[f"{policy}_other_pixels"])]
+                       for name, r, policy in rows])  # fmt: skip
+    lines += ["", f"Mean caption loss on {report['held_out_videos']} held-out videos (the reader trained on "
+                  f"{report['train_videos']}); another video's pixels are shown at this video's frame times."]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def _metrics(step: Path) -> list[dict[str, str]]:
+    """The rows of the one ``metrics.csv`` a ``fit`` step wrote under ``step/logs``."""
+    paths = sorted(step.glob("logs/*/version_*/metrics.csv"))
+    if len(paths) != 1:
+        raise ReproduceError(f"expected one metrics.csv under {step / 'logs'}, found {len(paths)}")
+    with paths[0].open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _per_validation(rows: list[dict[str, str]], key: str) -> dict[int, float]:
+    """``{epochs trained: value}`` of a validation metric (Lightning logs 0-based epoch indices)."""
+    return {int(r["epoch"]) + 1: float(r[key]) for r in rows if r.get(key)}
+
+
+def joint_body(run: Path) -> str:
+    """Validation caption loss of the joint run (learned frames) against the uniform run, per validation."""
+    joint, uniform = _metrics(run / "joint"), _metrics(run / "uniform")
+    learned = _per_validation(joint, "val/caption_loss")
+    on_uniform = _per_validation(joint, "val_baseline/uniform_caption_loss")
+    baseline = _per_validation(uniform, "val/loss")
+    if not learned or set(learned) != set(baseline) or set(learned) != set(on_uniform):
+        raise ReproduceError(f"the runs validated at different epochs: joint {sorted(learned)} (uniform frames "
+                             f"{sorted(on_uniform)}), uniform run {sorted(baseline)}")  # fmt: skip
+    lines = _md_table(["epoch", "joint: learned frames (`val/caption_loss`)", "uniform run (`val/loss`)",
+                       "joint − uniform run", "joint adapter on uniform frames"],
+                      [[str(e), _fmt(learned[e]), _fmt(baseline[e]), _signed(learned[e] - baseline[e]),
+                        _fmt(on_uniform[e])] for e in sorted(learned)])  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+_READER_ARGS = ("--output", "{out}", "--seed", "{seed}")
+
+
+def _fit_step(name: str, config: str) -> Step:
+    """``fit`` of ``config`` on the reader of the used table's seed folder, checkpoints, logs and
+    predictions inside the step's folder (nothing lands in the repository's folders)."""
+    return Step(name, "trainer", ("fit", "--config", config, "--seed_everything", "{seed}",
+                                  "--model.init_args.vlm.init_args.model_name_or_path", "{uses}/reader",
+                                  "--checkpoint.dirpath", "{out}/checkpoints",
+                                  "--trainer.logger.init_args.save_dir", "{out}/logs",
+                                  "--predictions.output", "{out}/predictions.json"))  # fmt: skip
+
+
+TABLES: dict[str, TableSpec | CommandTable] = {
     spec.name: spec
     for spec in (
         TableSpec(
@@ -216,8 +340,41 @@ TABLES: dict[str, TableSpec] = {
             layout="compact",
             columns=("videos", "recall", "coverage"),
         ),
+        CommandTable(
+            name="tiny_reader",
+            description="the tiny reader VLM (python -m models.tiny_reader): caption loss on held-out videos with "
+                        "their own frames vs another video's, K=8",
+            steps=(Step("reader", "models.tiny_reader", _READER_ARGS),),
+            body=reader_body,
+        ),
+        CommandTable(
+            name="synthetic_joint",
+            description="importance mask and LoRA trained jointly on the tiny reader (synthetic_joint.yaml) vs the "
+                        "same LoRA run on uniform frames (synthetic_uniform.yaml): validation caption loss",
+            steps=(_fit_step("joint", "configs/synthetic_joint.yaml"),
+                   _fit_step("uniform", "configs/synthetic_uniform.yaml")),
+            body=joint_body,
+            uses="tiny_reader",
+            config="configs/synthetic_joint.yaml",
+        ),
     )
 }
+
+
+def used_table(table: CommandTable) -> CommandTable | None:
+    """The command table whose seed folder ``table``'s steps read (``None``: it uses none).
+
+    Raises:
+        ValueError: If that table is unknown, not a command table, or uses yet another table.
+    """
+    if table.uses is None:
+        return None
+    used = TABLES.get(table.uses)
+    if not isinstance(used, CommandTable):
+        raise ValueError(f"CommandTable {table.name}: uses names no command table: {table.uses!r}")
+    if used.uses is not None:
+        raise ValueError(f"CommandTable {table.name}: {used.name} uses {used.uses} itself; name that table")
+    return used
 
 
 def base_spec(spec: TableSpec) -> TableSpec | None:
@@ -243,7 +400,8 @@ def base_spec(spec: TableSpec) -> TableSpec | None:
 
 
 for _spec in TABLES.values():
-    base_spec(_spec)  # a broken reuse_fit fails on import, not after hours of training
+    # A broken reuse_fit or uses fails on import, not after hours of training.
+    used_table(_spec) if isinstance(_spec, CommandTable) else base_spec(_spec)
 
 # Summary columns that measure the machine, not the selectors: never in a table body.
 TIMING_COLUMNS = ("ms_per_video", "frames_per_s")
@@ -489,9 +647,96 @@ def run_seed(spec: TableSpec, seed: int, run: Path, fit_run: Path | None = None)
     return record
 
 
-def _spec_json(spec: TableSpec) -> dict[str, Any]:
-    """The spec as JSON data (tuples as lists), stored with each run and compared on reruns."""
-    return json.loads(json.dumps(spec.__dict__))
+def run_commands(table: CommandTable, seed: int, run: Path, uses_run: Path | None = None) -> dict[str, Any]:
+    """Runs ``table``'s steps for one seed in ``run``, skipping the ones that finished there.
+
+    Args:
+        table: The table.
+        seed: The seed (``{seed}`` in the steps).
+        run: The seed folder (``<output>/seed<S>``).
+        uses_run: For a table that uses another: that table's seed folder (``{uses}``), where its
+            steps run first unless they finished (recorded there, as by its own command).
+
+    Returns:
+        The run record (also ``run/reproduce.json``): ``table``, ``seed``, ``spec``, ``steps``
+        and, for a table that uses another, ``uses`` (that ``table``, its ``run`` and ``steps``).
+    """
+    used = used_table(table)
+    if (used is None) != (uses_run is None):
+        raise ValueError(f"{table.name}: uses_run is the seed folder of the table it uses, and only of one")
+    used_record = None
+    if used is not None:
+        print(f"seed {seed}: {table.name} reads table {used.name}'s run in {uses_run}", flush=True)
+        used_record = run_commands(used, seed, uses_run)
+    record = _open_record(table, seed, run)
+    if used_record is not None:
+        record["uses"] = {"table": used.name, "run": str(uses_run), "steps": used_record["steps"]}
+    done = {s["name"] for s in record["steps"]}
+    for step in table.steps:
+        if step.name in done:
+            print(f"seed {seed}: step {step.name} finished in {run}, not run again", flush=True)
+            continue
+        out = run / step.name
+        if out.exists():  # a step that did not finish: its leftovers cannot be trusted
+            print(f"seed {seed}: an interrupted step {step.name} left {out}; starting it over", flush=True)
+            shutil.rmtree(out) if out.is_dir() else out.unlink()
+        _step(record, run, step.name, step.command(out, seed, uses_run))
+    return record
+
+
+def command_table_markdown(table: CommandTable, record: dict[str, Any], body: str) -> tuple[str, str]:
+    """(``table.md``, README block) of a command table's seed: header (seed, date, machine, times,
+    commands, the used table's steps first), then the body."""
+    used = record.get("uses")
+    steps = [{**s, "name": f"{s['name']} ({used['table']})"} for s in used["steps"]] if used else []
+    steps += record["steps"]
+    seed = record["seed"]
+    date = max(s["finished"] for s in steps)
+    machines = list(dict.fromkeys(_machine_line(s["machine"], "cpu") for s in steps))
+    times = ", ".join(f"{s['name']} {_duration(s['seconds'])}" for s in steps)
+    reused = (f"training data and model: table `{used['table']}`'s run (`python -m trainer reproduce {used['table']}`"
+              f" builds it), in `{used['run']}`") if used else None  # fmt: skip
+    markdown = "\n".join([f"# `{table.name}`: {table.description}", "",
+                          f"- regenerate: `python -m trainer reproduce {table.name} --seed {seed}`",
+                          f"- seed: {seed}", *(f"- {line}" for line in [reused] if line), f"- finished: {date}",
+                          *(f"- machine: {m}" for m in machines), f"- wall time: {times}", "- commands:", "", "```",
+                          *(s["command"] for s in steps), "```", "", body])  # fmt: skip
+    paragraph = (f"*Regenerate with `python -m trainer reproduce {table.name} --seed {seed} --write` (compare: "
+                 f"`--check`). Seed {seed}; {date}; {' / '.join(machines)}; {times}. Commands: "
+                 + "; ".join(f"`{s['command']}`" for s in steps) + ".*")  # fmt: skip
+    return markdown, f"{paragraph}\n\n{body}"
+
+
+def reproduce_commands(table: CommandTable, seed: int, output: Path, uses_from: Path | None = None) -> tuple[str, str]:
+    """Runs a command table's seed (skipping finished steps) and writes ``output/table.md``; returns
+    (table.md, README block). ``uses_from``: the folder of the used table's runs (default: the
+    sibling of ``output`` named after it)."""
+    used = used_table(table)
+    if used is not None and uses_from is None:
+        uses_from = output.parent / used.name
+    run = output / f"seed{seed}"
+    record = run_commands(table, seed, run, None if used is None else uses_from / f"seed{seed}")
+    body = table.body(run)
+    markdown, block = command_table_markdown(table, record, body)
+    write_atomic(run / "table.md", markdown)
+    write_atomic(output / "table.md", markdown)
+    print(f"\nwrote {output / 'table.md'}\n\n{body}", flush=True)
+    return markdown, block
+
+
+def _spec_json(spec: TableSpec | CommandTable) -> dict[str, Any]:
+    """The spec as JSON data (tuples as lists, functions by name), stored with each run and compared on reruns."""
+
+    def plain(value: Any) -> Any:
+        if hasattr(value, "__dataclass_fields__"):
+            return {f.name: plain(getattr(value, f.name)) for f in fields(value)}
+        if callable(value):
+            return f"{value.__module__}.{value.__qualname__}"
+        if isinstance(value, (tuple, list)):
+            return [plain(v) for v in value]
+        return value
+
+    return plain(spec)
 
 
 # ------------------------------------------------------------------------------- tables
@@ -806,9 +1051,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="the (first) training seed")
     parser.add_argument("--readme", default="README.md", help="file with the reproduce:NAME markers")
     parser.add_argument("--fit-from", default=None, metavar="DIR",
-                        help="for a table that evaluates another table's training run (--list says which): the "
-                             "folder of that table's runs, DIR/seed<S> (default: the sibling of --output named "
-                             "after that table, e.g. outputs/reproduce/wide_budget)")  # fmt: skip
+                        help="for a table that evaluates another table's training run or reads another table's "
+                             "output (--list says which): the folder of that table's runs, DIR/seed<S> (default: "
+                             "the sibling of --output named after that table, e.g. outputs/reproduce/wide_budget)")  # fmt: skip
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--write", action="store_true", help="replace the README block with the regenerated table")
     mode.add_argument("--check", action="store_true",
@@ -817,8 +1062,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.list:
         for spec in TABLES.values():
-            reused = f" [evaluates table {spec.reuse_fit}'s training run]" if spec.reuse_fit else ""
-            print(f"{spec.name:12s} {spec.description}{reused}")
+            if isinstance(spec, CommandTable):
+                reused = f" [reads table {spec.uses}'s run]" if spec.uses else ""
+            else:
+                reused = f" [evaluates table {spec.reuse_fit}'s training run]" if spec.reuse_fit else ""
+            print(f"{spec.name:15s} {spec.description}{reused}")
         return 0
     if args.name is None:
         parser.error("give a table name (see --list)")
@@ -827,14 +1075,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.seeds < 1:
         parser.error("--seeds must be >= 1")
     spec = TABLES[args.name]
-    if args.fit_from is not None and spec.reuse_fit is None:
-        parser.error(f"--fit-from: table {spec.name} trains its own run")
+    commands = isinstance(spec, CommandTable)
+    if args.fit_from is not None and (spec.uses if commands else spec.reuse_fit) is None:
+        parser.error(f"--fit-from: table {spec.name} uses no other table's run")
+    if commands and args.seeds != 1:
+        parser.error(f"--seeds: table {spec.name} is made by its own commands, one seed a run (use --seed S)")
     seeds = list(range(args.seed, args.seed + args.seeds))
     readme = Path(args.readme)
     fresh = None
     try:
-        base = base_spec(spec)
-        if not Path(spec.config).is_file():
+        base = used_table(spec) if commands else base_spec(spec)
+        if spec.config is not None and not Path(spec.config).is_file():
             raise ReproduceError(f"{spec.config} not found: run this command from the repository root")
         if args.write or args.check:
             find_block(readme, spec.name)  # fail before hours of training, not after
@@ -851,11 +1102,14 @@ def main(argv: list[str] | None = None) -> int:
         if base is not None:
             fit_from = Path(args.fit_from) if args.fit_from is not None else output.parent / base.name
         if args.check:
-            for folder, what in ((output, "--output"), (fit_from, f"the folder of {spec.reuse_fit}'s runs")):
+            for folder, what in ((output, "--output"), (fit_from, f"the folder of {base and base.name}'s runs")):
                 if folder is not None and folder.exists() and any(folder.iterdir()):
                     raise ReproduceError(f"--check regenerates into empty folders (training runs included); {what} "
                                          f"{folder} is not empty")  # fmt: skip
-        _, block = reproduce(spec, seeds, output, fit_from=fit_from)
+        if commands:
+            _, block = reproduce_commands(spec, seeds[0], output, uses_from=fit_from)
+        else:
+            _, block = reproduce(spec, seeds, output, fit_from=fit_from)
         if args.write:
             write_block(readme, spec.name, block)
             print(f"wrote the {spec.name} block of {readme}")

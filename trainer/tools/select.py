@@ -7,7 +7,7 @@
     python -m trainer select --video a.mp4 --from checkpoints/smoke_rl/last.ckpt --output outputs/select
 
 ``--selector`` is a baseline's short name (:data:`trainer.evaluation.evaluate.BASELINES`: uniform,
-random, pixel_l1, pixel_l2, flow, averaging, xcorr, xcorr_gray), a selector class path of this
+random, pixel_l1, pixel_l2, flow, averaging, xcorr, xcorr_gray, transnet), a selector class path of this
 project, or ``learned``: the selector of ``--from``, which is a Lightning checkpoint, an export
 folder (``python -m trainer export``) or a Hub id of one (read by :func:`trainer.loading.load_trained`
 under its one trust rule). With ``--from`` the default is ``learned``, without it ``xcorr``.

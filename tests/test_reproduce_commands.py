@@ -1,0 +1,185 @@
+"""``python -m trainer reproduce`` for tables made by their own commands (``CommandTable``): the tiny
+reader's reading check regenerated bit-exactly twice, the joint caption-loss table's body and its
+``fit`` steps, a step that was cut off, and the errors.
+
+The reader runs for real on 10 short-trained videos (two builds, ~15 s each on 2 CPU cores).
+"""
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from trainer.evaluation import reproduce
+from trainer.evaluation.reproduce import TABLES, CommandTable, ReproduceError, Step, body_of, joint_body, main
+
+ROOT = Path(__file__).parents[1]
+README = "# project\n\n<!-- reproduce:reader_small -->\nold\n<!-- /reproduce:reader_small -->\n"
+SMALL_READER = CommandTable(
+    name="reader_small",
+    description="the tiny reader on 10 videos, 2 + 2 steps",
+    steps=(Step("reader", "models.tiny_reader", ("--output", "{out}", "--seed", "{seed}", "--videos", "10",
+                                                 "--single-steps", "2", "--dense-steps", "2")),),  # fmt: skip
+    body=reproduce.reader_body,
+)
+
+
+@pytest.fixture
+def small_reader(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setitem(TABLES, SMALL_READER.name, SMALL_READER)
+    return SMALL_READER
+
+
+def _rows(body: str) -> list[list[str]]:
+    return [[c.strip() for c in line.strip("|").split("|")] for line in body.splitlines() if line.startswith("| ")]
+
+
+def test_reader_table_is_regenerated_bit_exactly_and_a_rerun_skips_its_step(small_reader, tmp_path, capfd):
+    readme = tmp_path / "README.md"
+    readme.write_text(README)
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert main(["reader_small", "--output", str(first), "--readme", str(readme), "--write"]) == 0
+    assert main(["reader_small", "--output", str(second), "--readme", str(readme), "--check"]) == 0
+    one, two = (body_of((run / "table.md").read_text()) for run in (first, second))
+    assert one.encode() == two.encode()
+
+    # The body holds the report's numbers, rounded to 3 decimals.
+    report = json.loads((first / "seed0" / "reader" / "reader_report.json").read_text())
+    rows = _rows(one)
+    assert rows[0] == ["frames (K=8)", "own pixels", "another video's pixels"]
+    before, after = report["held_out_before"], report["held_out_after"]
+    assert rows[1:] == [
+        ["random tiny SmolVLM, uniform", f"{before['uniform_own_pixels']:.3f}", f"{before['uniform_other_pixels']:.3f}"],
+        ["reader, uniform", f"{after['uniform_own_pixels']:.3f}", f"{after['uniform_other_pixels']:.3f}"],
+        ["reader, event centres + uniform fill", f"{after['events_then_uniform_own_pixels']:.3f}",
+         f"{after['events_then_uniform_other_pixels']:.3f}"],
+    ]  # fmt: skip
+    assert f"on {report['held_out_videos']} held-out videos" in one
+    block = readme.read_text()
+    assert "*Regenerate with `python -m trainer reproduce reader_small --seed 0 --write`" in block
+    assert "python -m models.tiny_reader --output" in block and body_of(block.split("-->", 1)[1]).startswith(one[:40])
+    text = (first / "table.md").read_text()
+    assert "- seed: 0" in text and "wall time: reader " in text and "UTC" in text
+
+    # A rerun in the same folder reads the finished step back.
+    capfd.readouterr()
+    assert main(["reader_small", "--output", str(first)]) == 0
+    assert "step reader finished" in capfd.readouterr().out
+
+
+
+def test_a_step_without_a_recorded_end_starts_over(monkeypatch, tmp_path, capfd):
+    """A step's output that the run record does not list as finished (a killed run) is removed and
+    the step runs again; finished steps are read back."""
+    monkeypatch.chdir(ROOT)
+    source = tmp_path / "numbers.json"
+    source.write_text('{"value": 0.25}')
+    table = CommandTable("copy", "a copy of a JSON file", (Step("copied.json", "json.tool", (str(source), "{out}")),),
+                         body=lambda run: f"| value |\n|---|\n| {json.loads((run / 'copied.json').read_text())['value']} |\n")  # fmt: skip
+    monkeypatch.setitem(TABLES, "copy", table)
+    out = tmp_path / "out"
+    assert main(["copy", "--output", str(out)]) == 0
+    assert body_of((out / "table.md").read_text()) == "| value |\n|---|\n| 0.25 |\n"
+    record_path = out / "seed0" / "reproduce.json"
+    record = json.loads(record_path.read_text())
+    assert [s["name"] for s in record["steps"]] == ["copied.json"] and "json.tool" in record["steps"][0]["command"]
+    capfd.readouterr()
+    assert main(["copy", "--output", str(out)]) == 0
+    assert "step copied.json finished" in capfd.readouterr().out
+
+    record["steps"] = []  # as if the run was killed before the step's end was recorded
+    record_path.write_text(json.dumps(record))
+    (out / "seed0" / "copied.json").write_text('{"value": "stale"}')
+    assert main(["copy", "--output", str(out)]) == 0
+    assert "starting it over" in capfd.readouterr().out
+    assert body_of((out / "table.md").read_text()) == "| value |\n|---|\n| 0.25 |\n"
+    # Another table's record in the folder is refused, not overwritten.
+    monkeypatch.setitem(TABLES, "copy", CommandTable("copy", "other", (Step("other", "json.tool", ()),), body=table.body))
+    assert main(["copy", "--output", str(out)]) == 2
+    assert "holds a run of other settings" in capfd.readouterr().err
+
+
+def _write_metrics(step: Path, name: str, rows: list[dict]) -> None:
+    folder = step / "logs" / name / "version_0"
+    folder.mkdir(parents=True)
+    keys = sorted({k for r in rows for k in r})
+    with (folder / "metrics.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def test_joint_body_pairs_each_validation_of_the_two_runs(tmp_path):
+    # Lightning's CSV rows: training rows without validation keys, validation rows at 0-based epochs.
+    _write_metrics(tmp_path / "joint", "synthetic_joint", [
+        {"epoch": 0, "step": 10, "train/loss": 1.0},
+        {"epoch": 5, "step": 251, "val/caption_loss": 0.42648, "val_baseline/uniform_caption_loss": 0.464},
+        {"epoch": 11, "step": 503, "val/caption_loss": 0.4291, "val_baseline/uniform_caption_loss": 0.4781},
+    ])  # fmt: skip
+    _write_metrics(tmp_path / "uniform", "synthetic_uniform", [
+        {"epoch": 5, "step": 251, "val/loss": 0.453},
+        {"epoch": 11, "step": 503, "val/loss": 0.4612},
+    ])  # fmt: skip
+    rows = _rows(joint_body(tmp_path))
+    assert rows[1:] == [["6", "0.426", "0.453", "-0.027", "0.464"], ["12", "0.429", "0.461", "-0.032", "0.478"]]
+
+    # Runs that validated at other epochs cannot be paired.
+    (tmp_path / "uniform" / "logs" / "synthetic_uniform" / "version_0" / "metrics.csv").write_text(
+        "epoch,step,val/loss\n5,251,0.453\n")
+    with pytest.raises(ReproduceError, match="different epochs"):
+        joint_body(tmp_path)
+    # A second version folder (a fit run twice into one folder) is refused, not guessed.
+    _write_metrics(tmp_path / "joint", "synthetic_joint_again", [{"epoch": 5, "val/caption_loss": 0.5}])
+    with pytest.raises(ReproduceError, match="expected one metrics.csv"):
+        joint_body(tmp_path)
+
+
+def test_joint_tables_fit_steps_parse_and_keep_every_output_in_the_run_folder(monkeypatch, tmp_path):
+    """The two ``fit`` commands of ``synthetic_joint`` parse, train on the reader of the used table's
+    seed folder, and write checkpoints, logs and predictions inside their step folder."""
+    import contextlib
+    import io
+
+    import yaml
+
+    from trainer.__main__ import main as trainer_main
+
+    monkeypatch.chdir(ROOT)
+    table = TABLES["synthetic_joint"]
+    assert reproduce.used_table(table) is TABLES["tiny_reader"]
+    uses = tmp_path / "tiny_reader" / "seed3"
+    for step, config in zip(table.steps, ("configs/synthetic_joint.yaml", "configs/synthetic_uniform.yaml")):
+        out = tmp_path / "synthetic_joint" / "seed3" / step.name
+        command = step.command(out, 3, uses)
+        assert command[1:5] == ["-m", "trainer", "fit", "--config"] and command[5] == config
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed), pytest.raises(SystemExit) as exit_:
+            trainer_main(command[3:] + ["--print_config"])
+        assert exit_.value.code in (0, None)
+        cfg = yaml.safe_load(printed.getvalue())
+        assert cfg["seed_everything"] == 3
+        assert cfg["model"]["init_args"]["vlm"]["init_args"]["model_name_or_path"] == str(uses / "reader")
+        assert cfg["checkpoint"]["dirpath"] == str(out / "checkpoints")
+        assert cfg["trainer"]["logger"]["init_args"]["save_dir"] == str(out / "logs")
+        assert cfg["predictions"]["output"] == str(out / "predictions.json")
+
+
+def test_command_table_errors(small_reader, tmp_path, capsys):
+    with pytest.raises(ValueError, match="distinct names"):
+        CommandTable("t", "d", (Step("a", "m", ()), Step("a", "m", ())), body=reproduce.reader_body)
+    with pytest.raises(ValueError, match="uses no other table"):
+        CommandTable("t", "d", (Step("a", "m", ("{uses}/x",)),), body=reproduce.reader_body)
+    with pytest.raises(SystemExit):
+        main(["reader_small", "--seeds", "2"])
+    assert "one seed a run" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["reader_small", "--fit-from", str(tmp_path)])
+    assert "uses no other table's run" in capsys.readouterr().err
+    # A table that uses an unknown table fails where it is checked, before anything runs.
+    broken = CommandTable("broken", "d", (Step("a", "m", ("{uses}",)),), body=reproduce.reader_body, uses="nope")
+    with pytest.raises(ValueError, match="uses names no command table"):
+        reproduce.used_table(broken)
+    assert os.listdir(tmp_path) == []
