@@ -11,7 +11,7 @@ from models.change import (
     adaptive_scores,
     combine_boundary_scores,
     dissolve_features,
-    dissolve_residual,
+    dissolve_fit,
     gradual_scores,
     neighbour_mean,
 )
@@ -98,7 +98,7 @@ def test_gradual_score_peaks_inside_a_cross_fade_the_plain_score_misses():
     parts = selector.components(video)
     found = peaks(parts["boundary"])
     assert found[-1] == 80 and len(found) == 2
-    assert found[0] in fade and abs(found[0] - 42) <= 6  # near the fade's middle
+    assert found[0] in fade and abs(found[0] - 42) <= 2  # at the fade's middle
     assert parts["boundary"][found[0]] > 0.7
     assert parts["hard"][fade].max() < 0.05  # the cut score alone does not see it
     assert parts["gradual"].shape == (4, 100)
@@ -133,18 +133,25 @@ def test_adaptive_scores_numbers():
     assert torch.equal(adaptive_scores(torch.tensor([0.3]), 2), torch.tensor([0.3]))  # no neighbours
 
 
-def test_dissolve_residual_tells_a_mix_from_motion():
+def test_dissolve_fit_tells_a_mix_from_motion_and_finds_the_middle():
     g = torch.Generator().manual_seed(0)
     a, b = torch.randn(2, 500, generator=g)
     p = torch.linspace(0, 1, 9)[:, None]
     mix = (1 - p) * a + p * b  # a cross-fade
-    assert dissolve_residual(mix, 4)[4] < 1e-4
+    residual, balance = dissolve_fit(mix, 4)
+    assert residual[4] < 1e-4 and balance[4] > 0.99  # the middle frame is an even mix of the ends
+    longer = torch.cat([a.expand(4, -1), mix, b.expand(4, -1)])  # the same fade with still shots around it
+    residual, balance = dissolve_fit(longer, 6)
+    assert residual[6:11].max() < 1e-3  # every window that spans the fade fits it
+    # but only its middle mixes the ends evenly: frame 6 + i is (1 - p) a + p b with p = (i + 2) / 8.
+    assert torch.allclose(balance[6:11], torch.tensor([0.5, 0.75, 1.0, 0.75, 0.5]), atol=1e-3)
     to_black = torch.cat([a * (1 - p[:5]), b * p[4:]])  # fade out, then in: black frame in the middle
-    assert dissolve_residual(to_black, 4)[4] < 1e-4
+    assert dissolve_fit(to_black, 4)[0][4] < 1e-4
     moving = torch.stack([a.roll(3 * t) for t in range(9)])  # a pattern sliding along
-    assert dissolve_residual(moving, 4)[4] > 0.9
-    assert torch.equal(dissolve_residual(mix, 4)[:4], torch.ones(4))  # no frame that far back
-    assert torch.equal(dissolve_residual(mix[:8], 4), torch.ones(8))
+    assert dissolve_fit(moving, 4)[0][4] > 0.9
+    residual, balance = dissolve_fit(mix, 4)
+    assert torch.equal(residual[:4], torch.ones(4)) and torch.equal(balance[:4], torch.zeros(4))  # no frame that far back
+    assert torch.equal(dissolve_fit(mix[:8], 4)[0], torch.ones(8))
     frames = torch.randint(0, 256, (3, 3, 30, 90), dtype=torch.uint8)
     features = dissolve_features(frames, size=45)
     assert features.shape == (3, 3 * 15 * 45)
@@ -155,10 +162,11 @@ def test_gradual_and_combined_scores_on_hand_made_inputs():
     steps = torch.tensor([0.0, 0.1, 0.1, 0.1, 0.1, 0.1, 0.9, 0.1, 0.1])
     across = torch.tensor([0.0, 0.0, 0.5, 0.5, 0.5, 0.5, 0.5, 0.0, 0.0])
     residual = torch.tensor([1.0, 1.0, 0.0, 0.25, 0.0, 0.0, 0.0, 1.0, 1.0])
-    g = gradual_scores(steps, across, residual, lag=2, max_residual=0.5)
-    # The window of t holds steps t-1 .. t+2: those with the 0.9 step (t = 4..6) score 0, t = 2, 3
-    # score (0.5 - 0.1) times the fit (1 - residual / 0.5).
-    assert torch.allclose(g, torch.tensor([0.0, 0.0, 0.4, 0.2, 0.0, 0.0, 0.0, 0.0, 0.0]))
+    balance = torch.tensor([0.0, 0.0, 1.0, 0.5, 1.0, 1.0, 1.0, 0.0, 0.0])
+    g = gradual_scores(steps, across, residual, balance, lag=2, max_residual=0.5)
+    # The window of t holds steps t-1 .. t+2: those with the 0.9 step (t = 4..6) score 0; t = 2, 3
+    # score (0.5 - 0.1) times the fit (1 - residual / 0.5) times the balance.
+    assert torch.allclose(g, torch.tensor([0.0, 0.0, 0.4, 0.1, 0.0, 0.0, 0.0, 0.0, 0.0]))
 
     hard = torch.tensor([0, 0, 0, 0, 0, 0.8, 0.3, 0, 0, 0, 0, 0.2, 0, 0.5, 0])
     gradual = torch.tensor([0, 0.6, 0, 0, 0, 0, 0, 0, 0, 0.7, 0.65, 0, 0, 0, 0])
