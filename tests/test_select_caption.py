@@ -221,6 +221,41 @@ def test_caption_writes_json_srt_and_vtt_with_the_same_times(captioner, videos, 
     assert [line["status"] for line in _lines(out / "summary.jsonl")] == ["ok", "skipped", "ok"]
 
 
+def test_caption_json_keeps_the_videos_done_when_a_run_fails(captioner, videos, tmp_path, monkeypatch):
+    """captions.json is rewritten at most every CAPTIONS_EVERY_SECONDS, and once more however the run
+    ends: an error in the second video leaves the first one's events in it."""
+    import trainer.tools.caption as caption
+
+    ckpt, _, _ = captioner
+    calls, fail_at = [], {2}
+
+    def generate(self, frames, times, durations, **kw):
+        calls.append(len(frames))
+        if len(calls) in fail_at:
+            raise RuntimeError("out of memory")
+        return ["00:01-00:02 a red square appears"] * len(frames)
+
+    monkeypatch.setattr("models.vlm.SmolVLM.generate", generate)
+    writes = []
+    real_write = caption.write_predictions
+    monkeypatch.setattr(caption, "write_predictions", lambda preds, *a, **kw: (writes.append(len(preds)),
+                                                                               real_write(preds, *a, **kw)))  # fmt: skip
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="out of memory"):
+        caption_main(["--video", str(videos / "a.mp4"), str(videos / "b.mkv"), "--from", str(ckpt), "--output",
+                      str(out), "--workers", "0"])  # fmt: skip
+    assert writes == [1]  # not after the first video (within 30 s), once at the end with what was done
+    captions = json.loads((out / "captions.json").read_text())
+    assert list(captions["results"]) == ["a"] and captions["results"]["a"][0]["sentence"] == "a red square appears"
+
+    # With no interval, after every video as well.
+    monkeypatch.setattr(caption, "CAPTIONS_EVERY_SECONDS", 0.0)
+    calls.clear(), writes.clear(), fail_at.clear()
+    caption_main(["--video", str(videos / "a.mp4"), "--from", str(ckpt), "--output", str(tmp_path / "again"),
+                  "--workers", "0"])  # fmt: skip
+    assert writes == [1, 1]
+
+
 def test_caption_from_checkpoint_merged_and_adapter_only_exports_agree(captioner, videos, tmp_path):
     ckpt, merged, adapter = captioner
     outputs = {}

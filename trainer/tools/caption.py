@@ -17,7 +17,9 @@ one, writes one event per line, ``MM:SS-MM:SS caption``, shown the frames with t
 
     captions.json      every video's events in the ActivityNet submission format
                        (``results``: ``{"sentence", "timestamp": [start, end]}``), with the shown
-                       frames' times and the raw text; rewritten after each video
+                       frames' times and the raw text; rewritten at most every
+                       ``CAPTIONS_EVERY_SECONDS`` and when the run ends, also by an error
+                       or Ctrl-C (``summary.jsonl`` has each video's text at once)
     NAME.srt, NAME.vtt each video's events as SubRip and WebVTT subtitles, one cue per event
                        spanning its time (the same times as captions.json, to the millisecond)
     summary.jsonl      one JSON line per video, written as each finishes (status, text, seconds)
@@ -30,6 +32,7 @@ rounded to milliseconds, the precision of both subtitle formats, so all three fi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -60,6 +63,10 @@ from trainer.tools.select import (
 log = logging.getLogger(__name__)
 
 CAPTIONS_FILE = "captions.json"
+# captions.json holds every video so far and is replaced whole, so rewriting it after each video
+# would cost I/O that grows with the square of the videos; every half minute bounds what a killed
+# run (SIGKILL: no `finally`) loses from it to that, and summary.jsonl still has each video's text.
+CAPTIONS_EVERY_SECONDS = 30.0
 
 
 # --------------------------------------------------------------------------------------- events
@@ -116,6 +123,16 @@ def webvtt_text(events: list[dict[str, Any]]) -> str:
 
 
 # --------------------------------------------------------------------------------------- CLI
+@contextlib.contextmanager
+def _written_at_exit(predictions: list[dict[str, Any]], path: Path, details: str):
+    """Writes ``predictions`` to ``path`` when the block ends, by an error or Ctrl-C too: every video
+    captioned so far (none: still one valid, empty submission, so a run always leaves its JSON)."""
+    try:
+        yield
+    finally:
+        write_predictions(predictions, path, details)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m trainer caption",
@@ -178,8 +195,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                    args.fps, args.workers, args.fail_fast)  # fmt: skip
     predictions: list[dict[str, Any]] = []
     totals = {"videos": 0, "frames": 0, "decode_seconds": 0.0, "caption_seconds": 0.0}
-    wall = time.perf_counter()
-    with run.running():
+    wall = last_write = time.perf_counter()
+    with run.running(), _written_at_exit(predictions, output / CAPTIONS_FILE, details):
         for path, name, item in run:
             start = time.perf_counter()
             with torch.no_grad():
@@ -191,8 +208,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             write_atomic(output / f"{name}.vtt", webvtt_text(events))
             predictions.append({"video_id": name, "events": events, "text": text,
                                 "frame_times": [round(float(t), 3) for t in times]})  # fmt: skip
-            # All videos so far, replaced in one rename: a crash leaves the previous complete file.
-            write_predictions(predictions, output / CAPTIONS_FILE, details)
+            if time.perf_counter() - last_write >= CAPTIONS_EVERY_SECONDS:
+                # All videos so far, replaced in one rename: a crash leaves the previous complete file.
+                write_predictions(predictions, output / CAPTIONS_FILE, details)
+                last_write = time.perf_counter()
             run.done({"video": str(path), "video_id": name, "events": len(events), "text": text,
                       "frame_times": predictions[-1]["frame_times"],
                       "seconds": {"decode": round(item["decode_seconds"], 4), "caption": round(seconds, 4)}})  # fmt: skip
@@ -200,8 +219,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             totals["frames"] += len(item["timestamps"])
             totals["decode_seconds"] += item["decode_seconds"]
             totals["caption_seconds"] += seconds
-    if not predictions:  # still one valid (empty) submission, so that a run always leaves its JSON
-        write_predictions([], output / CAPTIONS_FILE, details)
     totals["wall_seconds"] = time.perf_counter() - wall
     totals["videos_per_second"] = rate(totals["videos"], totals["wall_seconds"])
     write_atomic(output / RUN_FILE, json.dumps({**settings, "totals": totals}, indent=1) + "\n")
