@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from models.decoders import Decoder
 from models.selectors import FrameSelector
-from models.xcorr import CrossCorrelationSelector, consecutive_diffs, offset_diffs
+from models.xcorr import CrossCorrelationSelector, normalize_frames, offset_diffs
 
 ADAPTIVE_MODES = ("excess", "ratio")
 
@@ -122,49 +122,60 @@ def dissolve_features(frames: torch.Tensor, size: int = 64) -> torch.Tensor:
     return x.flatten(1)
 
 
-def dissolve_fit(features: torch.Tensor, lag: int, ridge: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
-    """How well frame ``t`` fits ``a F_{t-lag} + b F_{t+lag}`` (a dissolve), and how evenly it mixes the ends.
+def dissolve_fit(
+    features: torch.Tensor, lags: list[int] | tuple[int, ...], ridge: float = 1e-3
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """How well frame ``t`` fits ``a F_{t-d} + b F_{t+d}`` (a dissolve), and how evenly it mixes the ends, per lag ``d``.
 
     ``a`` and ``b`` are the least-squares fit (with a small ridge, so two near-identical ends
     give a stable fit). During a cross-fade every frame is exactly such a mix, and during a fade
     to black too (``b = 0`` on the way out, ``a = 0`` on the way in); a moving object is not a mix
-    of its two positions, so it leaves a residual.
+    of its two positions, so it leaves a residual. The fit needs only inner products of frames
+    ``0``, ``d`` and ``2 d`` apart, each taken once for all lags.
 
     Args:
         features: ``(T, N)`` frame vectors (:func:`dissolve_features`).
-        lag: Distance to the two end frames, an int >= 1.
+        lags: Distances ``d`` to the two end frames, ints >= 1.
         ridge: Added to the Gram matrix's diagonal, relative to the end frames' mean energy.
 
     Returns:
-        Two float32 ``(T,)`` tensors. ``residual``: ``||F_t - a F_{t-lag} - b F_{t+lag}||^2`` over
-        the larger of ``||F_t||^2`` and the ends' mean energy, in ``[0, 1]`` (the denominator is
-        not ``||F_t||^2`` alone because a near-black middle frame, the bottom of a fade to black,
-        has almost no energy, and its noise would look like a bad fit). ``balance``:
-        ``1 - |a - b| / (|a| + |b|)``, 1 when ``t`` is the middle of a cross-fade spanning the
-        window (``a = b``), falling to 0 towards either end, where ``t`` is one end's picture.
-        Where ``t - lag`` or ``t + lag`` is outside the video, residual 1 and balance 0.
+        Two float32 ``(len(lags), T)`` tensors. ``residual``: ``||F_t - a F_{t-d} - b F_{t+d}||^2``
+        over the larger of ``||F_t||^2`` and the ends' mean energy, in ``[0, 1]`` (the
+        denominator is not ``||F_t||^2`` alone because a near-black middle frame, the bottom of a
+        fade to black, has almost no energy, and its noise would look like a bad fit).
+        ``balance``: ``1 - |a - b| / (|a| + |b|)``, 1 when ``t`` is the middle of a cross-fade
+        spanning the window (``a = b``), falling to 0 towards either end, where ``t`` is one end's
+        picture. Where ``t - d`` or ``t + d`` is outside the video, residual 1 and balance 0.
     """
-    _check_positive_int("lag", lag)
+    lags = list(lags)
+    for lag in lags:
+        _check_positive_int("every lag", lag)
     num_frames = features.shape[0]
-    out = torch.ones(num_frames, dtype=torch.float32, device=features.device)
-    balance = torch.zeros(num_frames, dtype=torch.float32, device=features.device)
-    if num_frames <= 2 * lag:
-        return out, balance
-    a, b, c = features[: -2 * lag], features[2 * lag :], features[lag:-lag]
-    # Inner products in the features' precision, the 2x2 solve in float64.
-    aa, bb, cc = (a * a).sum(1).double(), (b * b).sum(1).double(), (c * c).sum(1).double()
-    ab, ac, bc = (a * b).sum(1).double(), (a * c).sum(1).double(), (b * c).sum(1).double()
-    ends = 0.5 * (aa + bb)
-    g11, g22 = aa + ridge * ends, bb + ridge * ends
-    det = (g11 * g22 - ab * ab).clamp_min(torch.finfo(torch.float64).tiny)
-    wa = (g22 * ac - ab * bc) / det
-    wb = (g11 * bc - ab * ac) / det
-    residual = cc - 2 * wa * ac - 2 * wb * bc + wa * wa * aa + wb * wb * bb + 2 * wa * wb * ab
-    scale = torch.maximum(cc, ends).clamp_min(torch.finfo(torch.float64).tiny)
-    out[lag:-lag] = (residual / scale).clamp(0, 1).float()
-    # Both weights near 0 (a black middle frame) counts as even.
-    balance[lag:-lag] = (1 - (wa - wb).abs() / (wa.abs() + wb.abs()).clamp_min(1e-12)).float()
-    return out, balance
+    residual = torch.ones(len(lags), num_frames, dtype=torch.float32, device=features.device)
+    balance = torch.zeros(len(lags), num_frames, dtype=torch.float32, device=features.device)
+    # <F_t, F_{t+o}> for every offset o needed, as batched dot products (no (T, N) temporaries),
+    # in the features' precision; the 2x2 solves in float64.
+    dots = {
+        o: torch.einsum("tn,tn->t", features[: num_frames - o], features[o:]).double()
+        for o in sorted({0} | {o for d in lags for o in (d, 2 * d) if o < num_frames})
+    }
+    tiny = torch.finfo(torch.float64).tiny
+    for i, d in enumerate(lags):
+        if num_frames <= 2 * d:
+            continue
+        energy, near = dots[0], dots[d]
+        aa, bb, cc = energy[: -2 * d], energy[2 * d :], energy[d:-d]
+        ab, ac, bc = dots[2 * d], near[:-d], near[d:]
+        ends = 0.5 * (aa + bb)
+        g11, g22 = aa + ridge * ends, bb + ridge * ends
+        det = (g11 * g22 - ab * ab).clamp_min(tiny)
+        wa = (g22 * ac - ab * bc) / det
+        wb = (g11 * bc - ab * ac) / det
+        error = cc - 2 * wa * ac - 2 * wb * bc + wa * wa * aa + wb * wb * bb + 2 * wa * wb * ab
+        residual[i, d:-d] = (error / torch.maximum(cc, ends).clamp_min(tiny)).clamp(0, 1).float()
+        # Both weights near 0 (a black middle frame) counts as even.
+        balance[i, d:-d] = (1 - (wa - wb).abs() / (wa.abs() + wb.abs()).clamp_min(1e-12)).float()
+    return residual, balance
 
 
 def gradual_scores(
@@ -362,23 +373,23 @@ class ShotBoundarySelector(FrameSelector):
     def components(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
         """The parts of the score: ``steps`` (plain consecutive change), ``hard`` (its adaptive
         version), ``gradual`` (``(L, T)``, one row per lag that fits in the video) and ``boundary``."""
-        x = self.xcorr._normalized(frames)
+        xc = self.xcorr
+        # Big chunks: on a busy machine every parallel torch op pays a synchronisation, and at
+        # 32 px a chunk of 512 frames is still only a few MB.
+        x = normalize_frames(frames, size=xc.size, grayscale=xc.grayscale, eps=xc.eps, chunk=512)
         num_frames = x.shape[0]
         lags = [d for d in self.lags if 2 * d < num_frames]
-        settings = {"max_shift": self.xcorr.max_shift, "norm": self.xcorr.norm}
-        if lags:
-            diffs = offset_diffs(x, [1] + [2 * d for d in lags], **settings)
-            steps = diffs[0]
-        else:
-            steps = consecutive_diffs(x, **settings)
+        settings = {"max_shift": xc.max_shift, "norm": xc.norm}
+        # Change from 1 frame back (the plain score) and from 2 d back for each lag, one FFT per frame.
+        diffs = offset_diffs(x, [1] + [2 * d for d in lags], chunk=512, **settings)
+        steps = diffs[0]
         hard = adaptive_scores(steps, self.window)
         gradual = []
         if lags:
-            features = dissolve_features(frames, self.fit_size)
-            for d, far in zip(lags, diffs[1:]):
+            residuals, balances = dissolve_fit(dissolve_features(frames, self.fit_size), lags)
+            for d, far, residual, balance in zip(lags, diffs[1:], residuals, balances):
                 across = torch.zeros_like(far)
                 across[d:-d] = far[2 * d :]  # 1 - sim(F_{t-d}, F_{t+d}), centred on t
-                residual, balance = dissolve_fit(features, d)
                 gradual.append(gradual_scores(steps, across, residual, balance, d, self.max_residual))
         boundary = combine_boundary_scores(hard, gradual, lags)
         stacked = torch.stack(gradual) if gradual else steps.new_zeros(0, num_frames)

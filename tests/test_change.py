@@ -138,20 +138,22 @@ def test_dissolve_fit_tells_a_mix_from_motion_and_finds_the_middle():
     a, b = torch.randn(2, 500, generator=g)
     p = torch.linspace(0, 1, 9)[:, None]
     mix = (1 - p) * a + p * b  # a cross-fade
-    residual, balance = dissolve_fit(mix, 4)
+    (residual,), (balance,) = dissolve_fit(mix, [4])
     assert residual[4] < 1e-4 and balance[4] > 0.99  # the middle frame is an even mix of the ends
     longer = torch.cat([a.expand(4, -1), mix, b.expand(4, -1)])  # the same fade with still shots around it
-    residual, balance = dissolve_fit(longer, 6)
+    (residual,), (balance,) = dissolve_fit(longer, [6])
     assert residual[6:11].max() < 1e-3  # every window that spans the fade fits it
     # but only its middle mixes the ends evenly: frame 6 + i is (1 - p) a + p b with p = (i + 2) / 8.
     assert torch.allclose(balance[6:11], torch.tensor([0.5, 0.75, 1.0, 0.75, 0.5]), atol=1e-3)
     to_black = torch.cat([a * (1 - p[:5]), b * p[4:]])  # fade out, then in: black frame in the middle
-    assert dissolve_fit(to_black, 4)[0][4] < 1e-4
+    assert dissolve_fit(to_black, [4])[0][0, 4] < 1e-4
     moving = torch.stack([a.roll(3 * t) for t in range(9)])  # a pattern sliding along
-    assert dissolve_fit(moving, 4)[0][4] > 0.9
-    residual, balance = dissolve_fit(mix, 4)
+    assert dissolve_fit(moving, [4])[0][0, 4] > 0.9
+    (residual,), (balance,) = dissolve_fit(mix, [4])
     assert torch.equal(residual[:4], torch.ones(4)) and torch.equal(balance[:4], torch.zeros(4))  # no frame that far back
-    assert torch.equal(dissolve_fit(mix[:8], 4)[0], torch.ones(8))
+    residual, balance = dissolve_fit(mix[:8], [4, 2])  # lag 4 does not fit in 8 frames, lag 2 does
+    assert torch.equal(residual[0], torch.ones(8)) and torch.equal(balance[0], torch.zeros(8))
+    assert torch.allclose(residual[1], dissolve_fit(mix[:8], [2])[0][0]) and residual[1, 2:6].max() < 1e-4
     frames = torch.randint(0, 256, (3, 3, 30, 90), dtype=torch.uint8)
     features = dissolve_features(frames, size=45)
     assert features.shape == (3, 3 * 15 * 45)
