@@ -8,6 +8,7 @@ from pathlib import Path
 import av
 import numpy as np
 import torch
+from av.video.reformatter import VideoReformatter
 
 
 class VideoDecodeError(RuntimeError):
@@ -83,12 +84,15 @@ def decode_video(
             w, h = _target_size(stream.codec_context.width, stream.codec_context.height, size)
             next_time = 0.0
             last_time = 0.0  # of any decoded frame, kept or skipped
+            # One reformatter for the whole video: frame.to_ndarray(width=..., ...) makes a new one,
+            # with a new swscale context, for every frame, which costs more than decoding small frames.
+            reformatter = VideoReformatter()
             for frame in container.decode(stream):
                 t = frame.pts * time_base if frame.pts is not None else len(stamps) / max(native_fps, 1.0)
                 last_time = max(last_time, t)
                 if fps is not None and t + 1e-6 < next_time:
                     continue
-                frames.append(frame.to_ndarray(format="rgb24", width=w, height=h))
+                frames.append(reformatter.reformat(frame, width=w, height=h, format="rgb24").to_ndarray())
                 stamps.append(t)
                 if fps is not None:
                     # Skip to the next grid point after t: a slow source never yields duplicates.

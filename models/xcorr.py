@@ -364,6 +364,79 @@ def consecutive_diffs(
     return diffs
 
 
+def _check_offsets(offsets) -> list[int]:
+    offsets = list(offsets)
+    if not offsets or any(isinstance(o, bool) or not isinstance(o, int) or o < 1 for o in offsets):
+        raise ValueError(f"offsets must be a non-empty list of ints >= 1, got {offsets!r}")
+    return offsets
+
+
+def offset_diffs(
+    frames: torch.Tensor,
+    offsets: list[int] | tuple[int, ...],
+    max_shift: int | None = None,
+    norm: str = "hw",
+    size: int = 128,
+    grayscale: bool = True,
+    eps: float = 1e-6,
+    chunk: int = 64,
+) -> torch.Tensor:
+    """``diff[i, t] = 1 - sim(F_{t - o}, F_t)`` with ``o = offsets[i]``: change from the frame ``o`` back.
+
+    The same formula as :func:`consecutive_diffs` (offset 1 gives its values, up to float
+    rounding), for several offsets at once: each frame is transformed once, and the spectra of
+    the last ``max(offsets)`` frames carry over from one chunk of ``chunk`` frames to the next,
+    so memory stays bounded however long the video.
+
+    Args:
+        frames: As for :func:`consecutive_diffs`.
+        offsets: Frame distances, each an int >= 1.
+        max_shift: Largest shift considered (see :func:`xcorr_fft`).
+        norm: ``"hw"`` or ``"frobenius"``.
+        size: Working resolution for uint8 input.
+        grayscale: Luma (True) or per-channel (False) for uint8 input.
+        eps: Standardisation epsilon for uint8 input.
+        chunk: Frames transformed at a time; bounds memory.
+
+    Returns:
+        float32 ``(len(offsets), T)``; ``diff[i, t] = 0`` for ``t < offsets[i]``, where there is
+        no frame that far back.
+    """
+    offsets = _check_offsets(offsets)
+    _check_norm(norm)
+    _check_max_shift(max_shift)
+    x = _prepare(frames, size, grayscale, eps)
+    num_frames, height, width = x.shape[0], x.shape[-2], x.shape[-1]
+    out = torch.zeros(len(offsets), num_frames, dtype=torch.float32, device=x.device)
+    padded = _padded_size(height, width, max_shift)
+    norms = x.flatten(-2).norm(dim=-1)  # (T, C)
+    reach = max(offsets)
+    kept = None  # spectra of the (up to) `reach` frames just before this chunk
+    for start in range(0, num_frames, chunk):
+        spec = _spectra(x[start : start + chunk], padded)
+        stop = start + spec.shape[0]
+        if kept is not None:
+            spec = torch.cat([kept, spec])
+        first = stop - spec.shape[0]  # frame index of spec[0]
+        for i, offset in enumerate(offsets):
+            lo = max(start, offset)  # first frame of this chunk with a frame `offset` back
+            if lo >= stop:
+                continue
+            sims = _similarity_from_spectra(
+                spec[lo - offset - first : stop - offset - first],
+                spec[lo - first : stop - first],
+                norms[lo - offset : stop - offset],
+                norms[lo:stop],
+                height,
+                width,
+                max_shift,
+                norm,
+            )
+            out[i, lo:stop] = 1.0 - sims.float()
+        kept = spec[-reach:]
+    return out
+
+
 def pairwise_diffs(
     frames: torch.Tensor,
     max_shift: int | None = None,

