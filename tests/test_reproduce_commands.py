@@ -2,7 +2,8 @@
 reader's reading check regenerated bit-exactly twice, the joint caption-loss table's body and its
 ``fit`` steps, a step that was cut off, and the errors.
 
-The reader runs for real on 10 short-trained videos (two builds, ~15 s each on 2 CPU cores).
+The reader runs for real on 10 short-trained videos (two builds, ~25 s in all on 2 idle CPU cores:
+marked slow); a cheap ``json.tool`` step covers the same command flow in the default run.
 """
 
 import csv
@@ -37,6 +38,7 @@ def _rows(body: str) -> list[list[str]]:
     return [[c.strip() for c in line.strip("|").split("|")] for line in body.splitlines() if line.startswith("| ")]
 
 
+@pytest.mark.slow  # two reader builds, ~25 s on 2 idle cores; the default run covers the command flow below
 def test_reader_table_is_regenerated_bit_exactly_and_a_rerun_skips_its_step(small_reader, tmp_path, capfd):
     readme = tmp_path / "README.md"
     readme.write_text(README)
