@@ -524,9 +524,10 @@ def real_footage_report(cfg: FootageConfig, size: int, tolerance: float, root: P
     """
     videos = generate_footage(cfg, root=root, progress=progress)
     methods, skipped = real_footage_methods(size)
-    kinds = [t["kind"] for v in videos for t in v.transitions]
-    lengths = sorted({(t["kind"], round(t["length"], 3)) for v in videos for t in v.transitions},
-                     key=lambda kl: (KINDS.index(kl[0]), kl[1]))  # fmt: skip
+    kind_counts = Counter(t["kind"] for v in videos for t in v.transitions)
+    length_counts = Counter((t["kind"], round(t["length"], 3)) for v in videos for t in v.transitions)
+    lengths = sorted(length_counts, key=lambda kl: (KINDS.index(kl[0]), kl[1]))
+    num_true = sum(kind_counts.values())
     # Per method: matches, predictions, seconds, and matched truths per kind and per (kind, length).
     totals = {name: {"matches": 0, "pred": 0, "seconds": 0.0, "kind": Counter(), "length": Counter()} for name in methods}
     total_frames = 0
@@ -559,13 +560,11 @@ def real_footage_report(cfg: FootageConfig, size: int, tolerance: float, root: P
                 row["kind"][t["kind"]] += 1
                 row["length"][t["kind"], round(t["length"], 3)] += 1
 
-    kind_counts = Counter(kinds)
-    length_counts = Counter((t["kind"], round(t["length"], 3)) for v in videos for t in v.transitions)
     used = Counter(s["source"] for v in videos for s in v.segments)
     print(
         f"boundary detection on {len(videos)} real-footage videos ({total_frames} frames, "
         f"{total_frames / cfg.fps:.0f} s at {cfg.width}x{cfg.height}, {cfg.fps:g} fps; data.footage, seed {cfg.seed}), "
-        f"{len(kinds)} transitions: " + ", ".join(f"{kind_counts[k]} {k}" for k in KINDS)
+        f"{num_true} transitions: " + ", ".join(f"{kind_counts[k]} {k}" for k in KINDS)
     )
     print("  segments of verified shots from clips that PyPI packages ship: "
           + "; ".join(f"{clip.name} ({clip.distribution}, {clip.license}): {used[clip.name]} segments"
@@ -588,7 +587,7 @@ def real_footage_report(cfg: FootageConfig, size: int, tolerance: float, root: P
     header = "".join(f"{'R ' + _KIND_LABELS[k]:>8s}" for k in KINDS)
     print(f"  {'method':36s} {'precision':>9s} {'recall':>7s} {'F1':>7s}{header} {'frames/s':>10s}")
     for name, row in totals.items():
-        precision, recall, f1 = precision_recall_f1(row["matches"], row["pred"], len(kinds))
+        precision, recall, f1 = precision_recall_f1(row["matches"], row["pred"], num_true)
         per_kind = "".join(f"{row['kind'][k] / kind_counts[k] if kind_counts[k] else float('nan'):8.3f}" for k in KINDS)
         print(f"  {name:36s} {precision:9.3f} {recall:7.3f} {f1:7.3f}{per_kind} {total_frames / row['seconds']:10.1f}")
     labels = [_length_label(k, length) for k, length in lengths]
