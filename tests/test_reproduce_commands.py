@@ -9,6 +9,7 @@ marked slow); a cheap ``json.tool`` step covers the same command flow in the def
 import csv
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -139,9 +140,11 @@ def test_joint_body_pairs_each_validation_of_the_two_runs(tmp_path):
         joint_body(tmp_path)
 
 
-def test_joint_tables_fit_steps_parse_and_keep_every_output_in_the_run_folder(monkeypatch, tmp_path):
-    """The two ``fit`` commands of ``synthetic_joint`` parse, train on the reader of the used table's
-    seed folder, and write checkpoints, logs and predictions inside their step folder."""
+@pytest.mark.parametrize("name", ["synthetic_joint", "vlm_objectives"])
+def test_fit_steps_parse_and_keep_every_output_in_the_run_folder(monkeypatch, tmp_path, name):
+    """The ``fit`` commands of the tables that train on the reader parse, train on the reader of
+    ``tiny_reader``'s seed folder (or a random tiny SmolVLM built in the step's folder) with the
+    step's overrides, and write checkpoints, logs and predictions inside their step folder."""
     import contextlib
     import io
 
@@ -150,12 +153,28 @@ def test_joint_tables_fit_steps_parse_and_keep_every_output_in_the_run_folder(mo
     from trainer.__main__ import main as trainer_main
 
     monkeypatch.chdir(ROOT)
-    table = TABLES["synthetic_joint"]
-    assert reproduce.used_table(table) is TABLES["tiny_reader"]
-    uses = tmp_path / "tiny_reader" / "seed3"
-    for step, config in zip(table.steps, ("configs/synthetic_joint.yaml", "configs/synthetic_uniform.yaml")):
-        out = tmp_path / "synthetic_joint" / "seed3" / step.name
-        command = step.command(out, 3, uses)
+    table = TABLES[name]
+    assert reproduce.uses_chain(table) == [TABLES["tiny_reader"]]
+    runs = {"tiny_reader": tmp_path / "tiny_reader" / "seed3", name: tmp_path / name / "seed3"}
+    m = "model.init_args."
+    expected = {  # step -> (config, VLM folder, {dotted config key: value})
+        "joint": ("configs/synthetic_joint.yaml", runs["tiny_reader"] / "reader", {}),
+        "uniform": ("configs/synthetic_uniform.yaml", runs["tiny_reader"] / "reader", {}),
+        "ranking": ("configs/synthetic_ranking.yaml", runs["tiny_reader"] / "reader",
+                    {m + "objective.rank_weight": 1.0, "trainer.check_val_every_n_epoch": 3}),
+        "ranking_random": ("configs/synthetic_ranking.yaml", runs[name] / "ranking_random" / "tiny-smolvlm",
+                           {m + "vlm.init_args.build_tiny": True, m + "objective.rank_weight": 1.0}),
+        # Validated at epochs 3 and 6, as the ranking runs, for one table.
+        "likelihood_rl": ("configs/synthetic_joint.yaml", runs["tiny_reader"] / "reader",
+                          {m + "objective.coverage_reward": 0.0, m + "objective.likelihood_reward": 1.0,
+                           m + "objective.caption_weight": 0.0, m + "objective.train_lora": False,
+                           m + "vlm.init_args.lora.enabled": False, "trainer.max_epochs": 6,
+                           "trainer.check_val_every_n_epoch": 3}),
+    }  # fmt: skip
+    for step in table.steps:
+        config, vlm, values = expected[step.name]
+        out = runs[name] / step.name
+        command = step.command(out, 3, runs)
         assert command[1:5] == ["-m", "trainer", "fit", "--config"] and command[5] == config
         printed = io.StringIO()
         with contextlib.redirect_stdout(printed), pytest.raises(SystemExit) as exit_:
@@ -163,7 +182,12 @@ def test_joint_tables_fit_steps_parse_and_keep_every_output_in_the_run_folder(mo
         assert exit_.value.code in (0, None)
         cfg = yaml.safe_load(printed.getvalue())
         assert cfg["seed_everything"] == 3
-        assert cfg["model"]["init_args"]["vlm"]["init_args"]["model_name_or_path"] == str(uses / "reader")
+        assert cfg["model"]["init_args"]["vlm"]["init_args"]["model_name_or_path"] == str(vlm)
+        for key, value in values.items():
+            node = cfg
+            for part in key.split("."):
+                node = node[part]
+            assert node == value, (step.name, key)
         assert cfg["checkpoint"]["dirpath"] == str(out / "checkpoints")
         assert cfg["trainer"]["logger"]["init_args"]["save_dir"] == str(out / "logs")
         assert cfg["predictions"]["output"] == str(out / "predictions.json")
@@ -172,16 +196,72 @@ def test_joint_tables_fit_steps_parse_and_keep_every_output_in_the_run_folder(mo
 def test_command_table_errors(small_reader, tmp_path, capsys):
     with pytest.raises(ValueError, match="distinct names"):
         CommandTable("t", "d", (Step("a", "m", ()), Step("a", "m", ())), body=reproduce.reader_body)
-    with pytest.raises(ValueError, match="uses no other table"):
-        CommandTable("t", "d", (Step("a", "m", ("{uses}/x",)),), body=reproduce.reader_body)
     with pytest.raises(SystemExit):
         main(["reader_small", "--seeds", "2"])
     assert "one seed a run" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["reader_small", "--fit-from", str(tmp_path)])
     assert "uses no other table's run" in capsys.readouterr().err
-    # A table that uses an unknown table fails where it is checked, before anything runs.
-    broken = CommandTable("broken", "d", (Step("a", "m", ("{uses}",)),), body=reproduce.reader_body, uses="nope")
+    # Tables that do not hold together fail where they are checked, before anything runs.
+    broken = CommandTable("broken", "d", (Step("a", "m", ("{tiny_reader}",)),), body=reproduce.reader_body, uses="nope")
     with pytest.raises(ValueError, match="uses names no command table"):
-        reproduce.used_table(broken)
+        reproduce.uses_chain(broken)
+    unused = CommandTable("unused", "d", (Step("a", "m", ("{reader_small}/x",)),), body=reproduce.reader_body)
+    with pytest.raises(ValueError, match=r"reads \{reader_small\}, which is neither"):
+        reproduce.uses_chain(unused)
+    looped = CommandTable("looped", "d", (Step("a", "m", ()),), body=reproduce.reader_body, uses="looped_too")
+    with pytest.MonkeyPatch.context() as m:
+        m.setitem(TABLES, "looped", looped)
+        m.setitem(TABLES, "looped_too", CommandTable("looped_too", "d", (Step("b", "m", ()),),
+                                                     body=reproduce.reader_body, uses="looped"))  # fmt: skip
+        with pytest.raises(ValueError, match="come back to looped"):
+            reproduce.uses_chain(looped)
     assert os.listdir(tmp_path) == []
+
+
+def _copy_table(name: str, source: str, uses: str | None = None) -> CommandTable:
+    """A cheap command table: its one step copies the JSON file ``source`` (placeholders allowed)."""
+    return CommandTable(name, f"a copy of {source}", (Step("copied.json", "json.tool", (source, "{out}")),),
+                        body=lambda run: f"| value |\n|---|\n| {json.loads((run / 'copied.json').read_text())['value']} |\n",
+                        uses=uses)  # fmt: skip
+
+
+def test_a_chain_of_used_tables_runs_bottom_up_in_sibling_folders_and_heads_the_header(monkeypatch, tmp_path, capfd):
+    """``top`` uses ``middle``, which uses ``bottom``: the steps may read any table of the chain,
+    each table runs in the sibling folder its own command would use (or below ``--fit-from``), the
+    header lists the chain's steps farthest first, and a rerun runs nothing again."""
+    monkeypatch.chdir(ROOT)
+    source = tmp_path / "numbers.json"
+    source.write_text('{"value": 0.5}')
+    for table in (_copy_table("bottom", str(source)), _copy_table("middle", "{bottom}/copied.json", uses="bottom"),
+                  _copy_table("top", "{bottom}/copied.json", uses="middle")):  # fmt: skip
+        monkeypatch.setitem(TABLES, table.name, table)
+    assert [t.name for t in reproduce.uses_chain(TABLES["top"])] == ["middle", "bottom"]
+    out = tmp_path / "runs" / "top"
+    assert reproduce.chain_folders(TABLES["top"], out) == {
+        "top": out, "middle": tmp_path / "runs" / "middle", "bottom": tmp_path / "runs" / "bottom"}
+    assert main(["top", "--output", str(out)]) == 0
+    for name in ("top", "middle", "bottom"):
+        assert json.loads((tmp_path / "runs" / name / "seed0" / "copied.json").read_text()) == {"value": 0.5}
+    record = json.loads((out / "seed0" / "reproduce.json").read_text())
+    assert record["uses"]["table"] == "middle" and record["uses"]["uses"]["table"] == "bottom"
+    header = (out / "table.md").read_text()
+    times = next(line for line in header.splitlines() if line.startswith("- wall time: "))
+    assert re.findall(r"copied\.json(?: \((\w+)\))?", times) == ["bottom", "middle", ""]
+    assert "reads table `middle`'s run" in header and "reads table `bottom`'s run" in header
+    assert body_of(header) == "| value |\n|---|\n| 0.5 |\n"
+    capfd.readouterr()
+    assert main(["top", "--output", str(out)]) == 0
+    assert capfd.readouterr().out.count("finished in") == 3
+
+    # --fit-from moves the used table, and the tables below it go next to that folder.
+    elsewhere = tmp_path / "elsewhere" / "middle_runs"
+    assert reproduce.chain_folders(TABLES["top"], out, elsewhere)["bottom"] == tmp_path / "elsewhere" / "bottom"
+    # --check regenerates the whole chain: a non-empty folder anywhere in it is refused.
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- reproduce:top -->\n<!-- /reproduce:top -->\n")
+    fresh = tmp_path / "fresh" / "top"
+    (tmp_path / "fresh" / "bottom").mkdir(parents=True)
+    (tmp_path / "fresh" / "bottom" / "left.txt").write_text("x")
+    assert main(["top", "--output", str(fresh), "--check", "--readme", str(readme)]) == 2
+    assert "bottom's runs" in capfd.readouterr().err

@@ -39,9 +39,12 @@ header names the base table and its run folder.
 ``evaluate``: ``tiny_reader`` builds the tiny reader VLM (``python -m models.tiny_reader``) and
 tabulates its reading check; ``synthetic_joint`` trains ``configs/synthetic_joint.yaml`` and
 ``configs/synthetic_uniform.yaml`` on the reader of ``tiny_reader``'s seed folder (built there
-first if it is not) and tabulates their validation caption losses. Each step writes into its own
-folder of the seed folder; a finished step is read back, an unfinished one starts over. They take
-one seed a run (``--seed S``).
+first if it is not) and tabulates their validation caption losses; ``vlm_objectives`` trains masks
+by ranking and by the caption-likelihood reward alone on the same reader. A table reads the
+tables it uses (``CommandTable.uses``, and theirs in turn) as ``{NAME}`` in its steps; each runs
+first in its own folder, the sibling named after it, unless it finished there. Each step writes
+into its own folder of the seed folder; a finished step is read back, an unfinished one starts
+over. They take one seed a run (``--seed S``).
 
 README blocks: ``--write`` puts the table between ``<!-- reproduce:NAME -->`` and
 ``<!-- /reproduce:NAME -->``; ``--check`` regenerates it in a fresh folder (for a table that reuses
@@ -74,6 +77,7 @@ import platform
 import shlex
 import shutil
 import statistics
+import string
 import subprocess
 import sys
 import tempfile
@@ -172,17 +176,22 @@ class Step:
         name: Step name, also its output (a folder or a file) in the seed folder, removed when an
             unfinished step runs again.
         module: What ``python -m`` runs.
-        args: Its arguments. ``{out}`` becomes the step's folder, ``{seed}`` the seed and ``{uses}``
-            the seed folder of the table named by ``CommandTable.uses``.
+        args: Its arguments. ``{out}`` becomes the step's folder, ``{seed}`` the seed, and
+            ``{NAME}`` the seed folder of table ``NAME`` when the table uses it (directly or through
+            the tables it uses: :func:`uses_chain`).
     """
 
     name: str
     module: str
     args: tuple[str, ...]
 
-    def command(self, out: Path, seed: int, uses: Path | None = None) -> list[str]:
-        """The command line, placeholders filled."""
-        values = {"out": str(out), "seed": str(seed), "uses": str(uses) if uses is not None else "{uses}"}
+    def placeholders(self) -> set[str]:
+        """The ``{...}`` fields of its arguments."""
+        return {field for arg in self.args for _, field, _, _ in string.Formatter().parse(arg) if field is not None}
+
+    def command(self, out: Path, seed: int, runs: dict[str, Path] | None = None) -> list[str]:
+        """The command line, placeholders filled (``runs``: table name -> its seed folder)."""
+        values = {"out": str(out), "seed": str(seed), **{name: str(path) for name, path in (runs or {}).items()}}
         return [sys.executable, "-m", self.module, *(a.format(**values) for a in self.args)]
 
 
@@ -200,8 +209,9 @@ class CommandTable:
         description: One line for ``--list``.
         steps: The commands, in order.
         body: Seed folder -> table body (markdown).
-        uses: Another command table whose seed folder (same seed) the steps read as ``{uses}``: it
-            runs there first unless it finished, as that table's own command would run it.
+        uses: Another command table whose seed folder (same seed) the steps read, as ``{NAME}``: it
+            runs there first unless it finished, as that table's own command would run it (and so
+            on down its own ``uses``; the steps may read any table of that chain).
         config: A file the steps need, checked before anything runs (relative to the repository root).
     """
 
@@ -216,8 +226,6 @@ class CommandTable:
         names = [s.name for s in self.steps]
         if not names or len(set(names)) != len(names):
             raise ValueError(f"CommandTable {self.name}: steps need distinct names, got {names}")
-        if self.uses is None and any("{uses}" in a for s in self.steps for a in s.args):
-            raise ValueError(f"CommandTable {self.name}: a step reads {{uses}} but the table uses no other table")
 
 
 def reader_body(run: Path) -> str:
@@ -265,14 +273,52 @@ def joint_body(run: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+# The runs of the vlm_objectives table: (step, how the mask was trained, the judge VLM).
+_OBJECTIVE_RUNS = (("ranking", "ranking by caption loss", "tiny reader"),
+                   ("ranking_random", "ranking by caption loss", "random tiny SmolVLM"),
+                   ("likelihood_rl", "RL, caption log-likelihood reward", "tiny reader"))  # fmt: skip
+_OBJECTIVE_BASELINES = (("xcorr", "xcorr"), ("pixel_l1", "pixel L1"), ("uniform", "uniform"))
+
+
+def objectives_body(run: Path) -> str:
+    """Validation event recall of masks trained by VLM-driven objectives alone, at each validation,
+    and the score baselines (the same in every run: same validation videos and deterministic)."""
+    budgets = (4, 8)
+    rows, epochs, baselines = [], None, {}
+    for step, trained_by, judge in _OBJECTIVE_RUNS:
+        metrics = _metrics(run / step)
+        recall = {k: _per_validation(metrics, f"val/recall@{k}") for k in budgets}
+        if epochs is None:
+            epochs = sorted(recall[budgets[0]])
+        if not epochs or any(sorted(recall[k]) != epochs for k in budgets):
+            raise ReproduceError(f"the runs validated at different epochs: {step} {sorted(recall[budgets[0]])}, "
+                                 f"expected {epochs}")  # fmt: skip
+        rows.append([trained_by, judge, *(" / ".join(_fmt(recall[k][e]) for e in epochs) for k in budgets)])
+        for name, _ in _OBJECTIVE_BASELINES:
+            for k in budgets:
+                values = _per_validation(metrics, f"val_baseline/{name}_recall@{k}").values()
+                baselines.setdefault((name, k), set()).update(values)
+    differ = [f"{name}@{k}: {sorted(v)}" for (name, k), v in baselines.items() if len(v) != 1]
+    if differ:
+        raise ReproduceError(f"a baseline's validation recall differs between validations or runs: {differ}")
+    rows.append(["baselines: " + ", ".join(label for _, label in _OBJECTIVE_BASELINES), "",
+                 *(", ".join(_fmt(next(iter(baselines[(name, k)]))) for name, _ in _OBJECTIVE_BASELINES)
+                   for k in budgets)])  # fmt: skip
+    on = " / ".join(str(e) for e in epochs)
+    lines = _md_table(["mask trained by", "judge VLM", *(f"recall@{k} (epoch {on})" for k in budgets)], rows)
+    lines += ["", "Validation event recall on the 72 validation videos; the masks see no annotation of event times."]
+    return "\n".join(lines) + "\n"
+
+
 _READER_ARGS = ("--output", "{out}", "--seed", "{seed}")
 
 
-def _fit_step(name: str, config: str) -> Step:
-    """``fit`` of ``config`` on the reader of the used table's seed folder, checkpoints, logs and
-    predictions inside the step's folder (nothing lands in the repository's folders)."""
+def _fit_step(name: str, config: str, *overrides: str, vlm: str = "{tiny_reader}/reader") -> Step:
+    """``fit`` of ``config`` plus ``overrides`` (flags) with the VLM at ``vlm`` (default: the reader of
+    table ``tiny_reader``'s seed folder), checkpoints, logs and predictions inside the step's folder
+    (nothing lands in the repository's folders)."""
     return Step(name, "trainer", ("fit", "--config", config, "--seed_everything", "{seed}",
-                                  "--model.init_args.vlm.init_args.model_name_or_path", "{uses}/reader",
+                                  "--model.init_args.vlm.init_args.model_name_or_path", vlm, *overrides,
                                   "--checkpoint.dirpath", "{out}/checkpoints",
                                   "--trainer.logger.init_args.save_dir", "{out}/logs",
                                   "--predictions.output", "{out}/predictions.json"))  # fmt: skip
@@ -358,24 +404,71 @@ TABLES: dict[str, TableSpec | CommandTable] = {
             uses="tiny_reader",
             config="configs/synthetic_joint.yaml",
         ),
+        CommandTable(
+            name="vlm_objectives",
+            description="importance masks trained by VLM-driven objectives alone (Frame-Voyager ranking by the "
+                        "reader's or a random tiny SmolVLM's caption loss; RL with the reader's caption likelihood as "
+                        "the only reward): validation event recall",
+            steps=(_fit_step("ranking", "configs/synthetic_ranking.yaml"),
+                   # The random tiny SmolVLM is built in the step's folder (models.tiny, fixed seed).
+                   _fit_step("ranking_random", "configs/synthetic_ranking.yaml",
+                             "--model.init_args.vlm.init_args.build_tiny", "true", vlm="{out}/tiny-smolvlm"),
+                   _fit_step("likelihood_rl", "configs/synthetic_joint.yaml",
+                             "--model.init_args.objective.coverage_reward", "0",
+                             "--model.init_args.objective.likelihood_reward", "1",
+                             "--model.init_args.objective.caption_weight", "0",
+                             "--model.init_args.objective.train_lora", "false",
+                             "--model.init_args.vlm.init_args.lora.enabled", "false",
+                             "--trainer.max_epochs", "6", "--trainer.check_val_every_n_epoch", "3")),
+            body=objectives_body,
+            uses="tiny_reader",
+            config="configs/synthetic_ranking.yaml",
+        ),
     )
 }
 
 
-def used_table(table: CommandTable) -> CommandTable | None:
-    """The command table whose seed folder ``table``'s steps read (``None``: it uses none).
+def uses_chain(table: CommandTable) -> list[CommandTable]:
+    """The command tables whose seed folders ``table``'s steps may read: the one it uses, the one
+    that one uses, and so on (nearest first; empty when it uses none).
 
     Raises:
-        ValueError: If that table is unknown, not a command table, or uses yet another table.
+        ValueError: If a table of the chain is unknown or not a command table, the chain comes
+            back to a table, or a step's placeholder is neither ``out``, ``seed`` nor a table of
+            the chain.
     """
-    if table.uses is None:
-        return None
-    used = TABLES.get(table.uses)
-    if not isinstance(used, CommandTable):
-        raise ValueError(f"CommandTable {table.name}: uses names no command table: {table.uses!r}")
-    if used.uses is not None:
-        raise ValueError(f"CommandTable {table.name}: {used.name} uses {used.uses} itself; name that table")
-    return used
+    chain: list[CommandTable] = []
+    current = table
+    while current.uses is not None:
+        used = TABLES.get(current.uses)
+        if not isinstance(used, CommandTable):
+            raise ValueError(f"CommandTable {current.name}: uses names no command table: {current.uses!r}")
+        if used.name == table.name or used in chain:
+            raise ValueError(f"CommandTable {table.name}: its uses come back to {used.name}")
+        chain.append(used)
+        current = used
+    known = {"out", "seed", *(t.name for t in chain)}
+    for step in table.steps:
+        unknown = sorted(step.placeholders() - known)
+        if unknown:
+            raise ValueError(f"CommandTable {table.name}: step {step.name} reads {{{unknown[0]}}}, which is neither "
+                             f"{{out}}, {{seed}} nor a table it uses ({', '.join(t.name for t in chain) or 'none'})")  # fmt: skip
+    return chain
+
+
+def chain_folders(table: CommandTable, output: Path, uses_from: Path | None = None) -> dict[str, Path]:
+    """Table name -> the folder of its runs, for ``table`` (``output``) and every table it uses.
+
+    The used table's folder is ``uses_from`` (default: the sibling of ``output`` named after it),
+    and each further table's is the sibling of the one before, named after it: where that table's
+    own command, run with the default ``--output``, would look for it.
+    """
+    folders = {table.name: output}
+    previous = output
+    for i, used in enumerate(uses_chain(table)):
+        previous = uses_from if i == 0 and uses_from is not None else previous.parent / used.name
+        folders[used.name] = previous
+    return folders
 
 
 def base_spec(spec: TableSpec) -> TableSpec | None:
@@ -402,7 +495,7 @@ def base_spec(spec: TableSpec) -> TableSpec | None:
 
 for _spec in TABLES.values():
     # A broken reuse_fit or uses fails on import, not after hours of training.
-    used_table(_spec) if isinstance(_spec, CommandTable) else base_spec(_spec)
+    uses_chain(_spec) if isinstance(_spec, CommandTable) else base_spec(_spec)
 
 # Summary columns that measure the machine, not the selectors: never in a table body.
 TIMING_COLUMNS = ("ms_per_video", "frames_per_s")
@@ -648,30 +741,35 @@ def run_seed(spec: TableSpec, seed: int, run: Path, fit_run: Path | None = None)
     return record
 
 
-def run_commands(table: CommandTable, seed: int, run: Path, uses_run: Path | None = None) -> dict[str, Any]:
-    """Runs ``table``'s steps for one seed in ``run``, skipping the ones that finished there.
+def run_commands(table: CommandTable, seed: int, runs: dict[str, Path]) -> dict[str, Any]:
+    """Runs ``table``'s steps for one seed, skipping the ones that finished there.
 
     Args:
         table: The table.
         seed: The seed (``{seed}`` in the steps).
-        run: The seed folder (``<output>/seed<S>``).
-        uses_run: For a table that uses another: that table's seed folder (``{uses}``), where its
-            steps run first unless they finished (recorded there, as by its own command).
+        runs: Table name -> seed folder (``<folder>/seed<S>``), for ``table`` and every table it
+            uses (:func:`uses_chain`): a used table's steps run first in its folder unless they
+            finished there (recorded there, as by its own command).
 
     Returns:
-        The run record (also ``run/reproduce.json``): ``table``, ``seed``, ``spec``, ``steps``
-        and, for a table that uses another, ``uses`` (that ``table``, its ``run`` and ``steps``).
+        The run record (also ``reproduce.json`` of ``table``'s seed folder): ``table``, ``seed``,
+        ``spec``, ``steps`` and, for a table that uses another, ``uses``: that ``table``, its
+        ``run``, ``steps`` and, if it uses yet another, ``uses`` likewise.
     """
-    used = used_table(table)
-    if (used is None) != (uses_run is None):
-        raise ValueError(f"{table.name}: uses_run is the seed folder of the table it uses, and only of one")
+    chain = uses_chain(table)
+    missing = [t.name for t in (table, *chain) if t.name not in runs]
+    if missing:
+        raise ValueError(f"{table.name}: runs has no seed folder for {', '.join(missing)}")
     used_record = None
-    if used is not None:
-        print(f"seed {seed}: {table.name} reads table {used.name}'s run in {uses_run}", flush=True)
-        used_record = run_commands(used, seed, uses_run)
+    if chain:
+        used = chain[0]
+        print(f"seed {seed}: {table.name} reads table {used.name}'s run in {runs[used.name]}", flush=True)
+        used_record = run_commands(used, seed, runs)
+    run = runs[table.name]
     record = _open_record(table, seed, run)
     if used_record is not None:
-        record["uses"] = {"table": used.name, "run": str(uses_run), "steps": used_record["steps"]}
+        record["uses"] = {"table": chain[0].name, "run": str(runs[chain[0].name]), "steps": used_record["steps"],
+                          **({"uses": used_record["uses"]} if "uses" in used_record else {})}  # fmt: skip
     done = {s["name"] for s in record["steps"]}
     for step in table.steps:
         if step.name in done:
@@ -681,25 +779,33 @@ def run_commands(table: CommandTable, seed: int, run: Path, uses_run: Path | Non
         if out.exists():  # a step that did not finish: its leftovers cannot be trusted
             print(f"seed {seed}: an interrupted step {step.name} left {out}; starting it over", flush=True)
             shutil.rmtree(out) if out.is_dir() else out.unlink()
-        _step(record, run, step.name, step.command(out, seed, uses_run))
+        _step(record, run, step.name, step.command(out, seed, runs))
     return record
+
+
+def _used_records(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``uses`` entries of a command table's run record, farthest table first."""
+    used, chain = record.get("uses"), []
+    while used:
+        chain.insert(0, used)
+        used = used.get("uses")
+    return chain
 
 
 def command_table_markdown(table: CommandTable, record: dict[str, Any], body: str) -> tuple[str, str]:
     """(``table.md``, README block) of a command table's seed: header (seed, date, machine, times,
-    commands, the used table's steps first), then the body."""
-    used = record.get("uses")
-    steps = [{**s, "name": f"{s['name']} ({used['table']})"} for s in used["steps"]] if used else []
-    steps += record["steps"]
+    commands, the used tables' steps first), then the body."""
+    used = _used_records(record)
+    steps = [{**s, "name": f"{s['name']} ({u['table']})"} for u in used for s in u["steps"]] + record["steps"]
     seed = record["seed"]
     date = max(s["finished"] for s in steps)
     machines = list(dict.fromkeys(_machine_line(s["machine"], "cpu") for s in steps))
     times = ", ".join(f"{s['name']} {_duration(s['seconds'])}" for s in steps)
-    reused = (f"training data and model: table `{used['table']}`'s run (`python -m trainer reproduce {used['table']}`"
-              f" builds it), in `{used['run']}`") if used else None  # fmt: skip
+    reused = [f"reads table `{u['table']}`'s run (`python -m trainer reproduce {u['table']}` builds it), in "
+              f"`{u['run']}`" for u in reversed(used)]  # fmt: skip
     markdown = "\n".join([f"# `{table.name}`: {table.description}", "",
                           f"- regenerate: `python -m trainer reproduce {table.name} --seed {seed}`",
-                          f"- seed: {seed}", *(f"- {line}" for line in [reused] if line), f"- finished: {date}",
+                          f"- seed: {seed}", *(f"- {line}" for line in reused), f"- finished: {date}",
                           *(f"- machine: {m}" for m in machines), f"- wall time: {times}", "- commands:", "", "```",
                           *(s["command"] for s in steps), "```", "", body])  # fmt: skip
     paragraph = (f"*Regenerate with `python -m trainer reproduce {table.name} --seed {seed} --write` (compare: "
@@ -711,12 +817,10 @@ def command_table_markdown(table: CommandTable, record: dict[str, Any], body: st
 def reproduce_commands(table: CommandTable, seed: int, output: Path, uses_from: Path | None = None) -> tuple[str, str]:
     """Runs a command table's seed (skipping finished steps) and writes ``output/table.md``; returns
     (table.md, README block). ``uses_from``: the folder of the used table's runs (default: the
-    sibling of ``output`` named after it)."""
-    used = used_table(table)
-    if used is not None and uses_from is None:
-        uses_from = output.parent / used.name
-    run = output / f"seed{seed}"
-    record = run_commands(table, seed, run, None if used is None else uses_from / f"seed{seed}")
+    sibling of ``output`` named after it; the tables further down the chain: :func:`chain_folders`)."""
+    runs = {name: folder / f"seed{seed}" for name, folder in chain_folders(table, output, uses_from).items()}
+    run = runs[table.name]
+    record = run_commands(table, seed, runs)
     body = table.body(run)
     markdown, block = command_table_markdown(table, record, body)
     write_atomic(run / "table.md", markdown)
@@ -1085,7 +1189,7 @@ def main(argv: list[str] | None = None) -> int:
     readme = Path(args.readme)
     fresh = None
     try:
-        base = used_table(spec) if commands else base_spec(spec)
+        base = (uses_chain(spec)[:1] or [None])[0] if commands else base_spec(spec)
         if spec.config is not None and not Path(spec.config).is_file():
             raise ReproduceError(f"{spec.config} not found: run this command from the repository root")
         if args.write or args.check:
@@ -1103,8 +1207,14 @@ def main(argv: list[str] | None = None) -> int:
         if base is not None:
             fit_from = Path(args.fit_from) if args.fit_from is not None else output.parent / base.name
         if args.check:
-            for folder, what in ((output, "--output"), (fit_from, f"the folder of {base and base.name}'s runs")):
-                if folder is not None and folder.exists() and any(folder.iterdir()):
+            folders = {output: "--output"}
+            if commands:
+                folders.update({f: f"the folder of {n}'s runs" for n, f in chain_folders(spec, output, fit_from).items()
+                                if n != spec.name})  # fmt: skip
+            elif fit_from is not None:
+                folders[fit_from] = f"the folder of {base.name}'s runs"
+            for folder, what in folders.items():
+                if folder.exists() and any(folder.iterdir()):
                     raise ReproduceError(f"--check regenerates into empty folders (training runs included); {what} "
                                          f"{folder} is not empty")  # fmt: skip
         if commands:
