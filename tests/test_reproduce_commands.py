@@ -10,6 +10,7 @@ import csv
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -265,3 +266,65 @@ def test_a_chain_of_used_tables_runs_bottom_up_in_sibling_folders_and_heads_the_
     (tmp_path / "fresh" / "bottom" / "left.txt").write_text("x")
     assert main(["top", "--output", str(fresh), "--check", "--readme", str(readme)]) == 2
     assert "bottom's runs" in capfd.readouterr().err
+
+
+def test_objectives_body_gives_each_runs_recall_per_validation_and_checks_the_baselines_agree(tmp_path):
+    steps = [step for step, _, _ in reproduce._OBJECTIVE_RUNS]
+    baselines = {f"val_baseline/{name}_recall@{k}": value for name, k, value in
+                 [("xcorr", 4, 0.472), ("xcorr", 8, 0.864), ("pixel_l1", 4, 0.491), ("pixel_l1", 8, 0.795),
+                  ("uniform", 4, 0.393), ("uniform", 8, 0.655)]}  # fmt: skip
+    for i, step in enumerate(steps):
+        _write_metrics(tmp_path / step, step, [
+            {"epoch": 0, "step": 10, "train/loss": 1.0},
+            {"epoch": 2, "step": 125, "val/recall@4": 0.5 + i / 10, "val/recall@8": 0.8, **baselines},
+            {"epoch": 5, "step": 251, "val/recall@4": 0.55 + i / 10, "val/recall@8": 0.8049, **baselines},
+        ])  # fmt: skip
+    rows = _rows(reproduce.objectives_body(tmp_path))
+    assert rows[0] == ["mask trained by", "judge VLM", "recall@4 (epoch 3 / 6)", "recall@8 (epoch 3 / 6)"]
+    assert rows[1:] == [
+        ["ranking by caption loss", "tiny reader", "0.500 / 0.550", "0.800 / 0.805"],
+        ["ranking by caption loss", "random tiny SmolVLM", "0.600 / 0.650", "0.800 / 0.805"],
+        ["RL, caption log-likelihood reward", "tiny reader", "0.700 / 0.750", "0.800 / 0.805"],
+        ["baselines: xcorr, pixel L1, uniform", "", "0.472, 0.491, 0.393", "0.864, 0.795, 0.655"],
+    ]
+    # A run that validated at other epochs, or whose baselines differ (other validation videos), is refused.
+    shutil.rmtree(tmp_path / "likelihood_rl")
+    _write_metrics(tmp_path / "likelihood_rl", "x", [{"epoch": 2, "val/recall@4": 0.5, "val/recall@8": 0.8,
+                                                      **baselines}])  # fmt: skip
+    with pytest.raises(ReproduceError, match="different epochs"):
+        reproduce.objectives_body(tmp_path)
+    shutil.rmtree(tmp_path / "likelihood_rl")
+    _write_metrics(tmp_path / "likelihood_rl", "x", [{"epoch": e, "val/recall@4": 0.5, "val/recall@8": 0.8,
+                                                      **baselines, "val_baseline/xcorr_recall@4": 0.4}
+                                                     for e in (2, 5)])  # fmt: skip
+    with pytest.raises(ReproduceError, match=r"xcorr@4: \[0.4, 0.472\]"):
+        reproduce.objectives_body(tmp_path)
+
+
+def test_test_split_body_reads_the_evaluation_of_the_step_named_eval(tmp_path):
+    """``synthetic_test``'s body: the summary's recall, coverage, NLL and caption scores, and the
+    paired recall and NLL differences; its evaluate step reads both used tables' folders."""
+    summary = [{"selector": s, "K": 4, "videos": 2, "recall": r, "coverage": 0.5, "nll": n, "meteor": 0.04,
+                "cider": 0.3, "soda_c": 0.05, "ms_per_video": 9.0} for s, r, n in [("xcorr", 0.5, 0.6), ("learned", 0.75, 0.58)]]  # fmt: skip
+    paired = {"meta": {"against": "learned", "level": 0.95}, "summary": [
+        {"K": 4, "selector": "xcorr", "metric": m, "videos": 2, "difference": d, "low": d - 0.1, "high": d + 0.1,
+         "verdict": v} for m, d, v in [("recall", 0.25, "ahead"), ("coverage", 0.0, "no clear difference"),
+                                        ("nll", -0.02, "no clear difference")]]}  # fmt: skip
+    (tmp_path / "eval" / "paired").mkdir(parents=True)
+    (tmp_path / "eval" / "results.json").write_text(json.dumps({"summary": summary}))
+    (tmp_path / "eval" / "paired" / "results.json").write_text(json.dumps(paired))
+    rows = _rows(reproduce.test_split_body(tmp_path))
+    assert rows[0] == ["selector", "K", "recall", "coverage", "nll", "meteor", "cider", "soda_c"]
+    assert rows[1:3] == [["learned", "4", "0.750", "0.500", "0.580", "0.040", "0.300", "0.050"],
+                         ["xcorr", "4", "0.500", "0.500", "0.600", "0.040", "0.300", "0.050"]]  # fmt: skip
+    assert ["4", "xcorr", "+0.250 [+0.150, +0.350]", "ahead"] in rows
+    assert ["4", "xcorr", "-0.020 [-0.120, +0.080]", "no clear difference"] in rows
+    assert not any("coverage difference" in r[2] for r in rows)  # coverage is not among its paired metrics
+
+    table = TABLES["synthetic_test"]
+    assert [t.name for t in reproduce.uses_chain(table)] == ["synthetic_joint", "tiny_reader"]
+    runs = {name: tmp_path / name / "seed0" for name in ("synthetic_test", "synthetic_joint", "tiny_reader")}
+    command = table.steps[0].command(runs["synthetic_test"] / "eval", 0, runs)
+    assert command[command.index("--ckpt") + 1] == str(runs["synthetic_joint"] / "joint/checkpoints/last.ckpt")
+    assert command[-1] == f"model.init_args.vlm.init_args.model_name_or_path={runs['tiny_reader'] / 'reader'}"
+    assert command[command.index("--output") + 1] == str(runs["synthetic_test"] / "eval")

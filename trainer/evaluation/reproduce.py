@@ -273,6 +273,14 @@ def joint_body(run: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def test_split_body(run: Path) -> str:
+    """``synthetic_test``: the joint adapter given each selector's frames on the test split: event
+    recall, coverage, caption NLL and the scores of its generated captions, then learned minus
+    each baseline video by video (recall, NLL)."""
+    summary, paired = load_results(run)
+    return summary_body(summary, paired, ("recall", "coverage", "nll", "meteor", "cider", "soda_c"), ("recall", "nll"))
+
+
 # The runs of the vlm_objectives table: (step, how the mask was trained, the judge VLM).
 _OBJECTIVE_RUNS = (("ranking", "ranking by caption loss", "tiny reader"),
                    ("ranking_random", "ranking by caption loss", "random tiny SmolVLM"),
@@ -402,6 +410,20 @@ TABLES: dict[str, TableSpec | CommandTable] = {
                    _fit_step("uniform", "configs/synthetic_uniform.yaml")),
             body=joint_body,
             uses="tiny_reader",
+            config="configs/synthetic_joint.yaml",
+        ),
+        CommandTable(
+            name="synthetic_test",
+            description="synthetic_joint's adapter (final checkpoint) given each selector's frames on the 72 test "
+                        "videos: event recall, caption NLL and the official scores of its generated dense captions",
+            steps=(Step("eval", "trainer", ("evaluate", "--config", "configs/synthetic_joint.yaml",
+                                            "--ckpt", "{synthetic_joint}/joint/checkpoints/last.ckpt",
+                                            "--selectors", "learned", "uniform", "pixel_l1", "xcorr",
+                                            "--budgets", "4", "8", "--share-decoder", "--generate",
+                                            "--device", "cpu", "--output", "{out}", "--set",
+                                            "model.init_args.vlm.init_args.model_name_or_path={tiny_reader}/reader")),),
+            body=test_split_body,
+            uses="synthetic_joint",
             config="configs/synthetic_joint.yaml",
         ),
         CommandTable(
@@ -900,17 +922,24 @@ def single_body(spec: TableSpec, summary: list[dict[str, Any]], paired: dict[str
     """The body of a one-seed table: the summary (sorted by K, then selector) and the paired differences."""
     if spec.layout == "compact":
         return compact_body(spec, summary, paired)
-    columns = shown_columns(spec, summary)
+    return summary_body(summary, paired, shown_columns(spec, summary), spec.paired_metrics,
+                        key=lambda name: _order(spec, name))  # fmt: skip
+
+
+def summary_body(summary: list[dict[str, Any]], paired: dict[str, Any], columns: list[str] | tuple[str, ...],
+                 paired_metrics: tuple[str, ...], key: Callable[[str], Any] = str) -> str:  # fmt: skip
+    """An evaluation's summary (``columns`` after ``selector`` and ``K``, rows sorted by K, then
+    selector) and, per metric of ``paired_metrics``, the paired differences (selectors by ``key``)."""
     rows = sorted(summary, key=lambda s: (s["K"], s["selector"]))
     lines = _md_table(["selector", "K", *columns], [[s["selector"], str(s["K"]), *(_fmt(s.get(c, "")) for c in columns)]
                                                     for s in rows])  # fmt: skip
     against, level = paired["meta"]["against"], paired["meta"]["level"]
     videos = max((p["videos"] for p in paired["summary"]), default=0)
-    for metric in spec.paired_metrics:
+    for metric in paired_metrics:
         found = [p for p in paired["summary"] if p["metric"] == metric]
         if not found:
             continue
-        found.sort(key=lambda p: (p["K"], _order(spec, p["selector"]), p["selector"]))
+        found.sort(key=lambda p: (p["K"], key(p["selector"]), p["selector"]))
         lines += ["", f"{against} minus each other selector, paired video by video ({level:.0%} percentile-bootstrap "
                       f"intervals over {videos} videos, 10,000 resamples, seed 0):", ""]  # fmt: skip
         lines += _md_table(
