@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +51,7 @@ def decode_video(
     fps: float | None = None,
     size: int | None = None,
     max_frames: int | None = None,
+    keep: Collection[int] | None = None,
 ) -> DecodedVideo:
     """Decodes a video, keeping frames at (at most) ``fps`` frames per second.
 
@@ -61,10 +63,16 @@ def decode_video(
         fps: Target rate; ``None`` keeps every frame.
         size: Longest edge of the output frames in pixels; ``None`` keeps the native size.
         max_frames: Stop after this many output frames.
+        keep: Only these output frames (numbered as without ``keep``), in order: the others are
+            decoded but never converted to RGB, and decoding stops after the last one. For a
+            few frames of a long video at full size (``select``'s JPEGs), where holding every
+            frame would not fit in memory. ``duration`` then comes from the file's header, or
+            ends at the last frame decoded if the header has none.
 
     Raises:
         FileNotFoundError: If ``path`` does not exist.
         VideoDecodeError: If the file cannot be decoded or holds no frames.
+        ValueError: If the video has no frame numbered like one of ``keep``.
     """
     path = Path(path)
     if not path.is_file():
@@ -73,6 +81,10 @@ def decode_video(
         raise ValueError(f"fps must be positive, got {fps}")
     frames: list[np.ndarray] = []
     stamps: list[float] = []
+    wanted = None if keep is None else set(keep)
+    if wanted is not None and (not wanted or min(wanted) < 0):
+        raise ValueError(f"keep must name frames 0, 1, ..., got {sorted(wanted)[:5]}")
+    count = 0  # output frames so far, kept or (with keep) not
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
@@ -88,16 +100,20 @@ def decode_video(
             # with a new swscale context, for every frame, which costs more than decoding small frames.
             reformatter = VideoReformatter()
             for frame in container.decode(stream):
-                t = frame.pts * time_base if frame.pts is not None else len(stamps) / max(native_fps, 1.0)
+                t = frame.pts * time_base if frame.pts is not None else count / max(native_fps, 1.0)
                 last_time = max(last_time, t)
                 if fps is not None and t + 1e-6 < next_time:
                     continue
-                frames.append(reformatter.reformat(frame, width=w, height=h, format="rgb24").to_ndarray())
-                stamps.append(t)
+                if wanted is None or count in wanted:
+                    frames.append(reformatter.reformat(frame, width=w, height=h, format="rgb24").to_ndarray())
+                    stamps.append(t)
+                count += 1
                 if fps is not None:
                     # Skip to the next grid point after t: a slow source never yields duplicates.
                     next_time = (np.floor(t * fps + 1e-6) + 1) / fps
-                if max_frames is not None and len(frames) >= max_frames:
+                if max_frames is not None and count >= max_frames:
+                    break
+                if wanted is not None and len(frames) == len(wanted):
                     break
             duration = float(stream.duration * time_base) if stream.duration else None
             if duration is None and container.duration:
@@ -106,8 +122,12 @@ def decode_video(
         if isinstance(err, FileNotFoundError):
             raise
         raise VideoDecodeError(f"{path}: cannot decode video ({type(err).__name__}: {err})") from err
-    if not frames:
+    if not count:
         raise VideoDecodeError(f"{path}: video has zero decodable frames")
+    if wanted is not None and len(frames) < len(wanted):
+        missing = sorted(wanted)[len(frames):]
+        rate = "" if fps is None else f" at {fps:g} fps"
+        raise ValueError(f"{path}: has no frames {missing[:5]} (it holds {count}{rate})")
     if duration is None:
         duration = stamps[-1] + (1.0 / native_fps if native_fps else 0.0)
     # MP4 headers measure duration in decode order: with B-frames and a variable frame rate it

@@ -57,12 +57,12 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import av
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from data.atomic import write_atomic
+from data.decode import decode_video
 from data.synthetic import write_video
 
 # Bump when the generator's output changes for the same settings: caches then rebuild.
@@ -263,24 +263,13 @@ def file_sha256(path: str | Path) -> str:
 
 def read_frames(path: str | Path, indices: set[int] | list[int]) -> dict[int, np.ndarray]:
     """The frames of ``path`` at ``indices`` (presentation order, as :func:`data.decode.decode_video`
-    numbers them with ``fps=None``), as RGB ``uint8 (H, W, 3)`` arrays; the rest are decoded and dropped."""
-    wanted = set(indices)
-    out: dict[int, np.ndarray] = {}
+    numbers them with ``fps=None``), as RGB ``uint8 (H, W, 3)`` arrays; only those are converted and
+    kept (``decode_video``'s ``keep``), since a source holds up to 5301 frames."""
+    wanted = sorted(set(indices))
     if not wanted:
-        return out
-    last = max(wanted)
-    count = 0
-    with av.open(str(path)) as container:
-        for frame in container.decode(container.streams.video[0]):
-            if count in wanted:
-                out[count] = frame.to_ndarray(format="rgb24")
-            count += 1
-            if count > last:
-                break
-    missing = wanted - set(out)
-    if missing:
-        raise ValueError(f"{path}: has no frames {sorted(missing)[:5]} (it holds {count})")
-    return out
+        return {}
+    video = decode_video(path, keep=wanted)
+    return {i: frame.permute(1, 2, 0).numpy() for i, frame in zip(wanted, video.frames)}
 
 
 def fit_frames(frames: np.ndarray, width: int, height: int,

@@ -83,6 +83,21 @@ def test_variable_frame_rate_video_keeps_true_timestamps(vfr_video):
     assert capped.duration >= capped.timestamps[-1]
 
 
+
+def test_keep_returns_only_those_frames_with_their_times_and_pixels(vfr_video):
+    """``keep`` picks output frames by their number without it, at any fps and size, and names
+    a frame the video does not have."""
+    for fps, size in ((None, None), (2.0, 32)):
+        every = decode_video(vfr_video, fps=fps, size=size)
+        picked = decode_video(vfr_video, fps=fps, size=size, keep=[4, 1, 4])
+        assert torch.equal(picked.frames, every.frames[[1, 4]])
+        assert torch.equal(picked.timestamps, every.timestamps[[1, 4]])
+        assert picked.native_fps == every.native_fps and picked.duration >= float(picked.timestamps[-1])
+    with pytest.raises(ValueError, match=r"has no frames \[6\] \(it holds 6 at 2 fps\)"):
+        decode_video(vfr_video, fps=2.0, keep=[0, 6])
+    with pytest.raises(ValueError, match="keep must name frames"):
+        decode_video(vfr_video, keep=[])
+
 def write_empty_video(path) -> None:
     """An AVI with one video stream and no packets (an MP4 muxer would drop the empty stream)."""
     with av.open(str(path), mode="w") as container:
