@@ -103,6 +103,39 @@ def test_select_xcorr_on_a_folder_writes_true_times_frames_and_plot_and_lists_ba
         select_main(["--folder", str(videos), "--output", str(out), "--workers", "0"])
 
 
+
+def test_jpeg_size_writes_the_chosen_frames_again_from_the_file_at_the_same_times(videos, tmp_path, caplog):
+    """``--jpeg-size native`` (or N) decodes the K chosen frames again at that size, the same frames
+    as the selector chose; frame averaging, whose frames are averages, keeps the decoded size."""
+    import numpy as np
+
+    out = tmp_path / "native"
+    select_main(["--video", str(videos / "a.mp4"), "-k", "3", "--fps", "2", "--output", str(out), "--workers", "0",
+                 "--no-plot", "--jpeg-size", "native"])  # fmt: skip
+    info = json.loads((out / "a" / "frames.json").read_text())
+    assert info["jpeg_size"] == [175, 97] and info["decode"]["frame_size"] == 64
+    full = decode_video(videos / "a.mp4", fps=2.0)
+    for name, i in zip(info["files"], info["indices"]):
+        with Image.open(out / "a" / name) as image:
+            assert image.size == (175, 97)
+            pixels = np.asarray(image.convert("RGB"), dtype=np.float64)
+        # JPEG is lossy: the frame it holds is the chosen one, not a neighbour (which differ by far more).
+        error = {j: np.abs(pixels - full.frames[j].permute(1, 2, 0).numpy()).mean() for j in range(len(full))}
+        assert min(error, key=error.get) == i and error[i] < 3.0
+    assert json.loads((out / "run.json").read_text())["jpeg_size"] == "native"
+
+    out = tmp_path / "sized"
+    select_main(["--video", str(videos / "a.mp4"), "-k", "3", "--fps", "2", "--output", str(out), "--workers", "0",
+                 "--no-plot", "--jpeg-size", "100", "--selector", "averaging"])  # fmt: skip
+    assert json.loads((out / "a" / "frames.json").read_text())["jpeg_size"] == [64, 36]
+    assert "not decoded frames" in caplog.text
+    out = tmp_path / "sized_xcorr"
+    select_main(["--video", str(videos / "a.mp4"), "-k", "3", "--fps", "2", "--output", str(out), "--workers", "0",
+                 "--no-plot", "--jpeg-size", "100"])  # fmt: skip
+    assert json.loads((out / "a" / "frames.json").read_text())["jpeg_size"] == [100, 56]
+    with pytest.raises(SystemExit):
+        select_main(["--video", str(videos / "a.mp4"), "--output", str(tmp_path / "bad"), "--jpeg-size", "huge"])
+
 def test_fail_fast_stops_at_the_bad_file_and_keeps_what_was_written(videos, tmp_path):
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as stopped:

@@ -24,7 +24,10 @@ runs the selector. ``--output`` then holds::
                             candidate's time and score; the selector (class path, init args,
                             decoder, source) and the decode settings
     NAME/frame_RR_TTTT.TTTs.jpg
-                            each chosen frame (rank RR, at T seconds), as decoded
+                            each chosen frame (rank RR, at T seconds): as decoded for the selector
+                            (``--frame-size``), or with ``--jpeg-size native`` (or N pixels on the
+                            longest edge) decoded again from the file, only those K frames
+                            converted, at the same times
     NAME/selection.png      the score curve over time, the chosen frames marked, and a filmstrip
 
 ``NAME`` is the video's file name without its suffix (``-2``, ``-3`` ... where two videos share
@@ -237,8 +240,12 @@ def write_selection(
     decode: dict[str, Any],
     k: int,
     plot: bool = True,
+    jpegs: torch.Tensor | None = None,
 ) -> dict[str, Any]:
     """Writes one video's ``frames.json``, JPEGs and PNG into ``folder`` (built aside, renamed in whole).
+
+    Args:
+        jpegs: The frames to write as JPEG (default: the shown frames of ``chosen``, as decoded).
 
     Returns:
         The ``frames.json`` payload.
@@ -246,6 +253,7 @@ def write_selection(
     from PIL import Image
 
     idx, shown, times, scores = chosen
+    jpegs = shown if jpegs is None else jpegs
     stamps = item["timestamps"]
     files = [frame_file(rank, float(t)) for rank, t in enumerate(times)]
     payload = {
@@ -258,6 +266,7 @@ def write_selection(
         "timestamps": [round(float(t), 6) for t in times],
         "scores": [float(scores[i]) for i in idx],
         "files": files,
+        "jpeg_size": list(jpegs.shape[-1:-3:-1]),  # width, height
         "selector": selector,
         "decode": decode,
         "candidate_timestamps": [round(float(t), 6) for t in stamps],
@@ -267,7 +276,7 @@ def write_selection(
     def build(tmp: Path) -> None:
         tmp.mkdir()
         (tmp / FRAMES_FILE).write_text(json.dumps(payload, indent=1) + "\n")
-        for name, frame in zip(files, shown):
+        for name, frame in zip(files, jpegs):
             Image.fromarray(frame.permute(1, 2, 0).contiguous().numpy()).save(tmp / name, format="JPEG", quality=92)
         if plot:
             rows = [(selector["name"], scores, idx, shown)]
@@ -275,6 +284,24 @@ def write_selection(
 
     write_atomic(folder, build)
     return payload
+
+
+def redecoded_frames(path: Path, idx: torch.Tensor, times: torch.Tensor, decode: dict[str, Any],
+                     size: int | None) -> torch.Tensor:  # fmt: skip
+    """The chosen frames ``idx`` decoded again from ``path`` with the same ``decode`` settings (fps,
+    max_frames) but ``size`` pixels on the longest edge (``None``: native), only those converted.
+
+    Raises:
+        RuntimeError: If the file gives other times for those frames than the first decode did.
+    """
+    wanted = sorted(set(idx.tolist()))
+    video = decode_video(path, fps=decode["fps"], size=size, max_frames=decode["max_frames"], keep=wanted)
+    pos = {i: n for n, i in enumerate(wanted)}
+    order = [pos[int(i)] for i in idx]
+    if not torch.equal(video.timestamps[order], times.to(video.timestamps.dtype)):
+        raise RuntimeError(f"{path}: decoding it again gave other frame times ({video.timestamps[order].tolist()} "
+                           f"instead of {times.tolist()}); the file changed during the run?")  # fmt: skip
+    return video.frames[order]
 
 
 def start_output(output: Path, overwrite: bool) -> None:
@@ -425,7 +452,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--from", dest="source", metavar="CKPT_OR_EXPORT_OR_HUB_ID",
                         help="a trained result: Lightning checkpoint, export folder or Hub id ORG/NAME")  # fmt: skip
     parser.add_argument("--no-plot", action="store_true", help="leave out selection.png (matplotlib is the slowest part)")
+    parser.add_argument("--jpeg-size", default="decoded", type=_jpeg_size,
+                        help="the JPEGs' longest edge: decoded (default: as the selector saw them, --frame-size), "
+                             "native, or N pixels; other than decoded, the K chosen frames are decoded again from "
+                             "the file (a second decoding pass up to the last chosen frame, timed as writing)")  # fmt: skip
     return parser
+
+
+def _jpeg_size(text: str) -> str | int:
+    if text in ("decoded", "native"):
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"--jpeg-size must be decoded, native or a pixel count >= 2, got {text}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -452,8 +495,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     except FileExistsError as err:
         parser.error(str(err))
     decode = {"fps": args.fps, "frame_size": args.frame_size, "max_frames": args.max_frames}
-    settings = {"command": "select", "k": args.k, "selector": record, "decode": decode, "videos": len(paths),
-                "workers": args.workers}  # fmt: skip
+    settings = {"command": "select", "k": args.k, "selector": record, "decode": decode, "jpeg_size": args.jpeg_size,
+                "videos": len(paths), "workers": args.workers}  # fmt: skip
     write_atomic(output / RUN_FILE, json.dumps(settings, indent=1) + "\n")
 
     names = output_names(paths)
@@ -461,12 +504,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     run = VideoRun(parser, output, paths, names, files, args.k, args.fps, args.workers, args.fail_fast)
     totals = {"videos": 0, "frames": 0, "decode_seconds": 0.0, "select_seconds": 0.0, "write_seconds": 0.0}
     wall = time.perf_counter()
+    warned = False
     with run.running():
         for path, folder, item in run:
             start = time.perf_counter()
             chosen = choose_with_scores(selector, item["frames"], item["timestamps"], args.k)
             selected = time.perf_counter()
-            write_selection(output / folder, path, item, chosen, record, decode, args.k, plot=not args.no_plot)
+            jpegs = None
+            if args.jpeg_size != "decoded":
+                idx, shown, times, _ = chosen
+                if torch.equal(shown, item["frames"][idx]):
+                    size = None if args.jpeg_size == "native" else args.jpeg_size
+                    jpegs = redecoded_frames(path, idx, times, decode, size)
+                elif not warned:  # frame averaging shows averages, which no file holds
+                    log.warning("%s shows frames that are not decoded frames: its JPEGs stay at the decoded size",
+                                record["name"])  # fmt: skip
+                    warned = True
+            write_selection(output / folder, path, item, chosen, record, decode, args.k, plot=not args.no_plot,
+                            jpegs=jpegs)  # fmt: skip
             written = time.perf_counter()
             seconds = {"decode": item["decode_seconds"], "select": selected - start, "write": written - selected}
             run.done({"video": str(path), "output": folder, "frames": len(item["timestamps"]),
