@@ -226,6 +226,8 @@ def test_dissolve_fit_tells_a_mix_from_motion_and_finds_the_middle():
     assert features.shape == (3, 3 * 15 * 45)
     assert features.view(3, 3, -1).mean(-1).abs().max() < 1e-5  # each channel centred
     assert torch.allclose(brightness, frames.float().mean(dim=(1, 2, 3)) / 255, atol=1e-5)  # area pooling keeps the mean
+    in_twos = dissolve_features(frames, size=45, chunk=2)  # chunks change nothing
+    assert torch.equal(in_twos[0], features) and torch.equal(in_twos[1], brightness)
 
 
 def test_gradual_and_combined_scores_on_hand_made_inputs():
@@ -321,6 +323,7 @@ def test_short_videos_and_baseline_names():
         (lambda: offset_diffs(torch.randn(4, 8, 8), [0]), "offsets"),
         (lambda: adaptive_scores(torch.zeros(2, 3)), r"\(T,\)"),
         (lambda: dissolve_features(torch.zeros(2, 1, 8, 8, dtype=torch.uint8)), "RGB"),
+        (lambda: dissolve_features(torch.zeros(2, 3, 8, 8, dtype=torch.uint8), chunk=0), "chunk"),
     ],
 )
 def test_bad_arguments_raise_clear_errors(make, match):
