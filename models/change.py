@@ -14,10 +14,15 @@ over many frames, hardly moves it at all. This module adds two things on top:
   for a lag ``d``, how much frame ``t - d`` differs from frame ``t + d`` (the change *across*
   the window), minus the largest single-frame change inside it (so a hard cut, whose whole
   change is one step, scores nothing here), weighted by how well the middle frame is a mix of
-  the two ends (:func:`dissolve_fit`: a cross-fade or a fade to black is exactly
-  ``F_t = a F_{t-d} + b F_{t+d}``, a moving object is not) and by how evenly it mixes them
-  (``a = b`` only in the middle of a dissolve). It peaks at the middle of a dissolve of about
-  ``2 d`` frames or fewer.
+  the two ends (:func:`dissolve_fit`: a cross-fade is exactly ``F_t = a F_{t-d} + b F_{t+d}``,
+  a moving object is not), by how evenly it mixes them (``a = b`` only in the middle of a
+  dissolve) and by whether it has lost the contrast such a mix loses. That last test is what
+  tells a dissolve from a camera pan over a smooth scene: a small shift of a smooth picture is
+  close to a mix of two shifted copies, so the mix fits a pan too, but a mix of two different
+  pictures has less contrast than either, while a panned picture keeps its contrast. Brightness
+  is divided out first, so flicker (a gain on the whole frame) is not mistaken for that loss.
+  It peaks at the middle of a dissolve of about ``2 d`` frames or fewer; a fade to black is a
+  gain, not a mix, and is left to the cut score (a black frame differs from every picture).
 
 :class:`ShotBoundarySelector` combines the adaptive cut score with the gradual score of a few
 lags into one boundary score, so the usual peak rule (local maxima above ``mean + k std``, see
@@ -99,66 +104,95 @@ def window_max(scores: torch.Tensor, radius: int) -> torch.Tensor:
     return F.max_pool1d(scores[None, None], 2 * radius + 1, stride=1, padding=radius)[0, 0]
 
 
-def dissolve_features(frames: torch.Tensor, size: int = 64) -> torch.Tensor:
+def dissolve_features(frames: torch.Tensor, size: int = 64, chunk: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
     """Frames as vectors for the dissolve model: RGB in [0, 1], area-downsampled, each channel centred.
 
     Args:
         frames: ``uint8`` ``(T, 3, H, W)``.
         size: Longest side after downsampling (aspect kept; smaller frames are not enlarged).
+        chunk: Frames converted at a time. Small chunks keep the float copies of the full-size
+            frames small, which is faster (fewer fresh pages to touch) as well as bounded.
 
     Returns:
-        float32 ``(T, 3 h w)``. Centring removes each frame's mean colour, so a uniform brightness
-        offset does not count as content, while contrast (what a fade to black takes away) stays.
+        ``features``, float32 ``(T, 3 h w)``, and ``brightness``, float32 ``(T,)``: each frame's
+        mean over its pixels and channels, in [0, 1]. Centring removes each frame's mean colour,
+        so a uniform brightness offset does not count as content, while contrast (what a mix of
+        two pictures and a fade to black take away) stays; the brightness tells a gain (flicker,
+        a fade) from a mix (:func:`dissolve_fit`).
     """
     if frames.ndim != 4 or frames.shape[1] != 3:
         raise ValueError(f"frames must be (T, 3, H, W) RGB, got shape {tuple(frames.shape)}")
-    x = frames.float() / 255.0
-    height, width = x.shape[-2:]
+    _check_positive_int("chunk", chunk)
+    num_frames, (height, width) = frames.shape[0], frames.shape[-2:]
     scale = min(1.0, size / max(height, width))
     target = (max(1, round(height * scale)), max(1, round(width * scale)))
-    if target != (height, width):
-        x = F.interpolate(x, size=target, mode="area")
-    x = x - x.mean(dim=(-2, -1), keepdim=True)
-    return x.flatten(1)
+    features = torch.empty(num_frames, 3 * target[0] * target[1], device=frames.device)
+    brightness = torch.empty(num_frames, device=frames.device)
+    for start in range(0, num_frames, chunk):
+        x = frames[start : start + chunk].float() / 255.0
+        if target != (height, width):
+            x = F.interpolate(x, size=target, mode="area")
+        means = x.mean(dim=(-2, -1), keepdim=True)
+        features[start : start + chunk] = (x - means).flatten(1)
+        brightness[start : start + chunk] = means.flatten(1).mean(1)
+    return features, brightness
 
 
 def dissolve_fit(
-    features: torch.Tensor, lags: list[int] | tuple[int, ...], ridge: float = 1e-3
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """How well frame ``t`` fits ``a F_{t-d} + b F_{t+d}`` (a dissolve), and how evenly it mixes the ends, per lag ``d``.
+    features: torch.Tensor, brightness: torch.Tensor, lags: list[int] | tuple[int, ...], ridge: float = 1e-3
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """How well frame ``t`` fits ``a F_{t-d} + b F_{t+d}`` (a dissolve), how evenly it mixes the ends,
+    and whether it lost the contrast that mix loses, per lag ``d``.
 
     ``a`` and ``b`` are the least-squares fit (with a small ridge, so two near-identical ends
-    give a stable fit). During a cross-fade every frame is exactly such a mix, and during a fade
-    to black too (``b = 0`` on the way out, ``a = 0`` on the way in); a moving object is not a mix
-    of its two positions, so it leaves a residual. The fit needs only inner products of frames
+    give a stable fit). During a cross-fade every frame is exactly such a mix; a moving object is
+    not a mix of its two positions, so it leaves a residual. But a small shift of a smooth
+    picture (a slow camera pan) is close to a mix of two shifted copies, so the fit alone lets a
+    pan through. What a mix does and a shift does not is lose contrast: a mix of two different
+    pictures is flatter than either (an even mix of two unrelated ones keeps half their energy),
+    while a panned picture has the contrast it had. So the middle frame's energy is compared with
+    what the fitted mix, with its weights scaled to sum to 1, would have. The frame's brightness
+    over the same mix of the ends' brightness is its gain (1 in a cross-fade, whatever the mix),
+    and the energy is divided by the gain squared first, so flicker, which dims or brightens the
+    whole frame, is not read as a loss of contrast. The fit needs only inner products of frames
     ``0``, ``d`` and ``2 d`` apart, each taken once for all lags.
 
     Args:
-        features: ``(T, N)`` frame vectors (:func:`dissolve_features`).
+        features: ``(T, N)`` centred frame vectors (:func:`dissolve_features`).
+        brightness: ``(T,)`` each frame's mean brightness (:func:`dissolve_features`), > 0.
         lags: Distances ``d`` to the two end frames, ints >= 1.
         ridge: Added to the Gram matrix's diagonal, relative to the end frames' mean energy.
 
     Returns:
-        Two float32 ``(len(lags), T)`` tensors. ``residual``: ``||F_t - a F_{t-d} - b F_{t+d}||^2``
+        Three float32 ``(len(lags), T)`` tensors. ``residual``: ``||F_t - a F_{t-d} - b F_{t+d}||^2``
         over the larger of ``||F_t||^2`` and the ends' mean energy, in ``[0, 1]`` (the
-        denominator is not ``||F_t||^2`` alone because a near-black middle frame, the bottom of a
-        fade to black, has almost no energy, and its noise would look like a bad fit).
-        ``balance``: ``1 - |a - b| / (|a| + |b|)``, 1 when ``t`` is the middle of a cross-fade
-        spanning the window (``a = b``), falling to 0 towards either end, where ``t`` is one end's
-        picture. Where ``t - d`` or ``t + d`` is outside the video, residual 1 and balance 0.
+        denominator is not ``||F_t||^2`` alone because a near-black middle frame has almost no
+        energy, and its noise would look like a bad fit). ``balance``: ``1 - |a - b| / (|a| + |b|)``,
+        1 when ``t`` is the middle of a cross-fade spanning the window (``a = b``), falling to 0
+        towards either end, where ``t`` is one end's picture. ``dip``: the share of the contrast
+        the mix would lose that the middle frame did lose, ``(1 - e_t / g^2) / (1 - e_mix)`` in
+        ``[0, 1]``, with ``e`` energies over the ends' mean energy and ``g`` the gain: 1 in a
+        cross-fade, about 0 in a pan. It is 0 where the weights do not sum to more than 0 (a
+        black middle frame: a fade to black is a gain, not a mix) or where a mix would lose no
+        contrast (two identical ends). Where ``t - d`` or ``t + d`` is outside the video,
+        residual 1, balance 0 and dip 0.
     """
     lags = list(lags)
     for lag in lags:
         _check_positive_int("every lag", lag)
     num_frames = features.shape[0]
+    if brightness.shape != (num_frames,):
+        raise ValueError(f"brightness must be ({num_frames},), one per frame, got shape {tuple(brightness.shape)}")
     residual = torch.ones(len(lags), num_frames, dtype=torch.float32, device=features.device)
     balance = torch.zeros(len(lags), num_frames, dtype=torch.float32, device=features.device)
+    dip = torch.zeros(len(lags), num_frames, dtype=torch.float32, device=features.device)
     # <F_t, F_{t+o}> for every offset o needed, as batched dot products (no (T, N) temporaries),
     # in the features' precision; the 2x2 solves in float64.
     dots = {
         o: torch.einsum("tn,tn->t", features[: num_frames - o], features[o:]).double()
         for o in sorted({0} | {o for d in lags for o in (d, 2 * d) if o < num_frames})
     }
+    light = brightness.double()
     tiny = torch.finfo(torch.float64).tiny
     for i, d in enumerate(lags):
         if num_frames <= 2 * d:
@@ -175,7 +209,18 @@ def dissolve_fit(
         residual[i, d:-d] = (error / torch.maximum(cc, ends).clamp_min(tiny)).clamp(0, 1).float()
         # Both weights near 0 (a black middle frame) counts as even.
         balance[i, d:-d] = (1 - (wa - wb).abs() / (wa.abs() + wb.abs()).clamp_min(1e-12)).float()
-    return residual, balance
+        # The contrast test, on the mix with its weights scaled to sum to 1: p a + (1 - p) b.
+        total = wa + wb
+        mixed = total > 1e-6
+        p = torch.where(mixed, wa / total.where(mixed, torch.ones_like(total)), torch.zeros_like(total))
+        q = 1 - p
+        scale = ends.clamp_min(tiny)
+        expected = 1 - (p * p * aa + q * q * bb + 2 * p * q * ab) / scale  # contrast a mix loses
+        gain = light[d:-d] / (p * light[: -2 * d] + q * light[2 * d :]).clamp_min(1e-6)
+        observed = 1 - cc / scale / (gain * gain).clamp_min(1e-12)  # contrast the middle frame lost
+        share = (observed / expected.clamp_min(tiny)).clamp(0, 1)
+        dip[i, d:-d] = torch.where(mixed & (expected > 1e-6), share, torch.zeros_like(share)).float()
+    return residual, balance, dip
 
 
 def gradual_scores(
@@ -183,24 +228,29 @@ def gradual_scores(
     across: torch.Tensor,
     residual: torch.Tensor,
     balance: torch.Tensor,
+    dip: torch.Tensor,
     lag: int,
     max_residual: float = 0.5,
+    min_dip: float = 0.5,
 ) -> torch.Tensor:
     """Evidence of a gradual transition centred on each frame, at one lag.
 
-    ``(across - largest step)_+ * (1 - residual / max_residual)_+ * balance``: the change between
-    the window's ends that no single step inside it explains (a cut inside the window explains
-    all of it), kept in proportion to how well the middle frame is a mix of the ends, and to how
-    evenly it mixes them, so that a dissolve peaks at its middle rather than anywhere the window
-    covers it.
+    ``(across - largest step)_+ * (1 - residual / max_residual)_+ * balance * min(1, dip / min_dip)``:
+    the change between the window's ends that no single step inside it explains (a cut inside
+    the window explains all of it), kept in proportion to how well the middle frame is a mix of
+    the ends, to how evenly it mixes them, so that a dissolve peaks at its middle rather than
+    anywhere the window covers it, and to whether it lost the contrast a mix loses (a pan or a
+    moving object does not).
 
     Args:
         steps: ``(T,)`` consecutive changes, ``steps[t]`` between frames ``t - 1`` and ``t``.
         across: ``(T,)`` change between frames ``t - lag`` and ``t + lag`` (0 where they do not exist).
         residual: ``(T,)`` dissolve-model residual at this lag (:func:`dissolve_fit`).
         balance: ``(T,)`` how evenly the model mixes the two ends (:func:`dissolve_fit`).
+        dip: ``(T,)`` share of a mix's contrast loss that the middle frame shows (:func:`dissolve_fit`).
         lag: The lag, an int >= 1.
         max_residual: A residual at or above this share means "not a dissolve" (score 0).
+        min_dip: A dip at or above this share counts fully; below it the score falls linearly to 0.
 
     Returns:
         ``(T,)`` float32, 0 within ``lag`` frames of either end of the video.
@@ -208,6 +258,8 @@ def gradual_scores(
     _check_positive_int("lag", lag)
     if not 0 < max_residual <= 1:
         raise ValueError(f"max_residual must be in (0, 1], got {max_residual!r}")
+    if not 0 < min_dip <= 1:
+        raise ValueError(f"min_dip must be in (0, 1], got {min_dip!r}")
     num_frames = steps.shape[0]
     out = torch.zeros(num_frames, dtype=torch.float32, device=steps.device)
     if num_frames <= 2 * lag:
@@ -216,8 +268,29 @@ def gradual_scores(
     largest = F.max_pool1d(steps.float()[None, None], 2 * lag, stride=1)[0, 0][1:]
     spread = (across[lag:-lag].float() - largest).clamp_min(0)
     fit = (1 - residual[lag:-lag].float() / max_residual).clamp_min(0)
-    out[lag:-lag] = spread * fit * balance[lag:-lag].float()
+    flatter = (dip[lag:-lag].float() / min_dip).clamp(0, 1)
+    out[lag:-lag] = spread * fit * balance[lag:-lag].float() * flatter
     return out
+
+
+def frame_lags(lag_seconds: tuple[float, ...], timestamps: torch.Tensor) -> list[int]:
+    """Lags in seconds as whole frames at the video's frame rate (median frame interval of ``timestamps``).
+
+    Each lag is rounded to the nearest frame, at least 1; repeats are dropped, order kept, and
+    so are lags whose window (``2 d + 1`` frames) does not fit in the video.
+    """
+    num_frames = timestamps.shape[0]
+    if num_frames < 3 or not lag_seconds:
+        return []
+    interval = float(timestamps.double().diff().median())
+    if not interval > 0:
+        raise ValueError(f"timestamps must increase, got a median frame interval of {interval!r} s")
+    lags = []
+    for seconds in lag_seconds:
+        d = max(1, round(seconds / interval))
+        if d not in lags and 2 * d < num_frames:
+            lags.append(d)
+    return lags
 
 
 def combine_boundary_scores(hard: torch.Tensor, gradual: list[torch.Tensor], lags: list[int]) -> torch.Tensor:
@@ -315,9 +388,9 @@ class ShotBoundarySelector(FrameSelector):
 
     * the cut score: :func:`adaptive_scores` (``"excess"``) of ``1 - sim(F_{t-1}, F_t)`` from
       :func:`models.xcorr.consecutive_diffs` with ``xcorr``'s settings;
-    * for each lag ``d`` in ``lags``, :func:`gradual_scores` from ``1 - sim(F_{t-d}, F_{t+d})``
-      (:func:`models.xcorr.offset_diffs`, same settings) and :func:`dissolve_fit` on
-      :func:`dissolve_features` of the frames.
+    * for each lag ``d`` (``lag_seconds`` in frames, :func:`frame_lags`), :func:`gradual_scores`
+      from ``1 - sim(F_{t-d}, F_{t+d})`` (:func:`models.xcorr.offset_diffs`, same settings) and
+      :func:`dissolve_fit` on :func:`dissolve_features` of the frames.
 
     Peaks mark boundaries: a cut at its first new frame, a dissolve at its middle. The score is
     cheap enough to beat decoding: one FFT per frame at 32 x 32 and one small inverse FFT per
@@ -328,12 +401,19 @@ class ShotBoundarySelector(FrameSelector):
             ``CrossCorrelationSelector(size=32, max_shift=4)``: shot changes are large, so a
             32 x 32 luma picture shows them, and small shifts absorb camera shake for little cost.
         window: Frames on each side that set the local level of the cut score.
-        lags: Half-widths (frames) of the windows the gradual score looks across; a dissolve of
-            ``n`` frames is seen best at a lag of ``n / 2`` or a little more. The default doubles
-            from 4 to 32 frames: dissolves of about 0.25 to 2.5 s at 25 fps. Longer lags tell a
-            dissolve from motion better (a moving object drifts further from a mix of the
-            ends), the shortest is there for short dissolves. Empty: cuts only.
+        lag_seconds: Half-widths (s) of the windows the gradual score looks across, turned into
+            frames at each video's frame rate; a dissolve of ``n`` seconds is seen best at a lag
+            of ``n / 2`` or a little more. The default doubles from 0.16 to 1.28 s (4 to 32
+            frames at 25 fps): dissolves of about 0.25 to 2.5 s. Seconds, not frames, so a 10 fps
+            video is not looked at across 6 s windows, where two separate events at the ends
+            around a quiet middle can look like a fade. Longer lags tell a dissolve from motion
+            better (a moving object drifts further from a mix of the ends), the shortest is there
+            for short dissolves. Empty: cuts only.
         max_residual: Dissolve-model residual share at which a window stops counting as a dissolve.
+        min_dip: Share of a mix's contrast loss (:func:`dissolve_fit`'s ``dip``) from which the
+            middle frame counts fully as a mix; below it the gradual score falls linearly to 0.
+            Below 1 because in real footage the two shots move during the dissolve, so the ends
+            are not exactly the pictures that are mixed.
         fit_size: Longest side of the frames the dissolve model fits (aspect kept). Colour, at
             a size where motion shows: a mix of the ends at 64 px fits a moving object worse
             than at 32 px, and three channels share the mixing weights.
@@ -344,8 +424,9 @@ class ShotBoundarySelector(FrameSelector):
         self,
         xcorr: CrossCorrelationSelector | None = None,
         window: int = 2,
-        lags: tuple[int, ...] = (4, 8, 16, 32),
+        lag_seconds: tuple[float, ...] = (0.16, 0.32, 0.64, 1.28),
         max_residual: float = 0.5,
+        min_dip: float = 0.5,
         fit_size: int = 64,
         decoder: Decoder | None = None,
     ) -> None:
@@ -355,52 +436,61 @@ class ShotBoundarySelector(FrameSelector):
         if not isinstance(xcorr, CrossCorrelationSelector):
             raise ValueError(f"xcorr must be a CrossCorrelationSelector, got {type(xcorr).__name__}")
         _check_positive_int("window", window)
-        lags = tuple(lags)
-        for lag in lags:
-            _check_positive_int("every lag", lag)
-        if len(set(lags)) != len(lags):
-            raise ValueError(f"lags must be distinct, got {lags}")
+        lag_seconds = tuple(lag_seconds)
+        for lag in lag_seconds:
+            if isinstance(lag, bool) or not isinstance(lag, (int, float)) or not lag > 0:
+                raise ValueError(f"every lag must be a number of seconds > 0, got {lag!r}")
+        if len(set(lag_seconds)) != len(lag_seconds):
+            raise ValueError(f"lag_seconds must be distinct, got {lag_seconds}")
         if not 0 < max_residual <= 1:
             raise ValueError(f"max_residual must be in (0, 1], got {max_residual!r}")
+        if not 0 < min_dip <= 1:
+            raise ValueError(f"min_dip must be in (0, 1], got {min_dip!r}")
         _check_positive_int("fit_size", fit_size)
         self.xcorr = xcorr
         self.window = window
-        self.lags = lags
+        self.lag_seconds = tuple(float(lag) for lag in lag_seconds)
         self.max_residual = max_residual
+        self.min_dip = min_dip
         self.fit_size = fit_size
 
     @torch.no_grad()
-    def components(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
+    def components(self, frames: torch.Tensor, timestamps: torch.Tensor) -> dict[str, torch.Tensor | list[int]]:
         """The parts of the score: ``steps`` (plain consecutive change), ``hard`` (its adaptive
-        version), ``gradual`` (``(L, T)``, one row per lag that fits in the video) and ``boundary``."""
+        version), ``lags`` (the lags in frames that fit in the video), ``gradual`` (``(L, T)``,
+        one row per lag), ``dip`` (``(L, T)``, :func:`dissolve_fit`'s) and ``boundary``."""
         xc = self.xcorr
+        if timestamps.shape != (frames.shape[0],):
+            raise ValueError(f"timestamps must be ({frames.shape[0]},), one per frame, got shape {tuple(timestamps.shape)}")
         # Big chunks: on a busy machine every parallel torch op pays a synchronisation, and at
         # 32 px a chunk of 512 frames is still only a few MB.
         x = normalize_frames(frames, size=xc.size, grayscale=xc.grayscale, eps=xc.eps, chunk=512)
         num_frames = x.shape[0]
-        lags = [d for d in self.lags if 2 * d < num_frames]
+        lags = frame_lags(self.lag_seconds, timestamps)
         settings = {"max_shift": xc.max_shift, "norm": xc.norm}
         # Change from 1 frame back (the plain score) and from 2 d back for each lag, one FFT per frame.
         diffs = offset_diffs(x, [1] + [2 * d for d in lags], chunk=512, **settings)
         steps = diffs[0]
         hard = adaptive_scores(steps, self.window)
         gradual = []
+        dips = steps.new_zeros(0, num_frames)
         if lags:
-            residuals, balances = dissolve_fit(dissolve_features(frames, self.fit_size), lags)
-            for d, far, residual, balance in zip(lags, diffs[1:], residuals, balances):
+            residuals, balances, dips = dissolve_fit(*dissolve_features(frames, self.fit_size), lags)
+            for d, far, residual, balance, dip in zip(lags, diffs[1:], residuals, balances, dips):
                 across = torch.zeros_like(far)
                 across[d:-d] = far[2 * d :]  # 1 - sim(F_{t-d}, F_{t+d}), centred on t
-                gradual.append(gradual_scores(steps, across, residual, balance, d, self.max_residual))
+                gradual.append(gradual_scores(steps, across, residual, balance, dip, d, self.max_residual, self.min_dip))
         boundary = combine_boundary_scores(hard, gradual, lags)
         stacked = torch.stack(gradual) if gradual else steps.new_zeros(0, num_frames)
-        return {"steps": steps, "hard": hard, "gradual": stacked, "boundary": boundary}
+        return {"steps": steps, "hard": hard, "lags": lags, "gradual": stacked, "dip": dips, "boundary": boundary}
 
     def scores(self, frames: torch.Tensor, timestamps: torch.Tensor, k: int | None = None) -> torch.Tensor:
         """Boundary score per frame: high on a cut's first new frame and near a dissolve's middle."""
-        return self.components(frames)["boundary"]
+        return self.components(frames, timestamps)["boundary"]
 
     def pairwise(self, frames: torch.Tensor, timestamps: torch.Tensor) -> torch.Tensor:
         return self.xcorr.pairwise(frames, timestamps)
 
     def extra_repr(self) -> str:
-        return f"window={self.window}, lags={self.lags}, max_residual={self.max_residual}, fit_size={self.fit_size}"
+        return (f"window={self.window}, lag_seconds={self.lag_seconds}, max_residual={self.max_residual}, "
+                f"min_dip={self.min_dip}, fit_size={self.fit_size}")  # fmt: skip
