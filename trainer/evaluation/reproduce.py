@@ -823,17 +823,12 @@ def command_table_markdown(table: CommandTable, record: dict[str, Any], body: st
     date = max(s["finished"] for s in steps)
     machines = list(dict.fromkeys(_machine_line(s["machine"], "cpu") for s in steps))
     times = ", ".join(f"{s['name']} {_duration(s['seconds'])}" for s in steps)
+    commands = [s["command"] for s in steps]
     reused = [f"reads table `{u['table']}`'s run (`python -m trainer reproduce {u['table']}` builds it), in "
               f"`{u['run']}`" for u in reversed(used)]  # fmt: skip
-    markdown = "\n".join([f"# `{table.name}`: {table.description}", "",
-                          f"- regenerate: `python -m trainer reproduce {table.name} --seed {seed}`",
-                          f"- seed: {seed}", *(f"- {line}" for line in reused), f"- finished: {date}",
-                          *(f"- machine: {m}" for m in machines), f"- wall time: {times}", "- commands:", "", "```",
-                          *(s["command"] for s in steps), "```", "", body])  # fmt: skip
-    paragraph = (f"*Regenerate with `python -m trainer reproduce {table.name} --seed {seed} --write` (compare: "
-                 f"`--check`). Seed {seed}; {date}; {' / '.join(machines)}; {times}. Commands: "
-                 + "; ".join(f"`{s['command']}`" for s in steps) + ".*")  # fmt: skip
-    return markdown, f"{paragraph}\n\n{body}"
+    flags = f" --seed {seed}"
+    markdown = _header_markdown(table, flags, [f"seed: {seed}", *reused], date, machines, times, commands) + body
+    return markdown, f"{_header_paragraph(table, flags, f'Seed {seed}', date, machines, times, commands)}\n\n{body}"
 
 
 def reproduce_commands(table: CommandTable, seed: int, output: Path, uses_from: Path | None = None) -> tuple[str, str]:
@@ -1053,21 +1048,36 @@ def _fit_from_line(head: dict[str, Any]) -> str | None:
             f"it without training), in {folders}")  # fmt: skip
 
 
+def _header_markdown(spec: TableSpec | CommandTable, flags: str, facts: list[str], date: str, machines: list[str],
+                     times: str, commands: list[str]) -> str:  # fmt: skip
+    """The header of ``table.md``, as a list (``facts``: what the seeds and reused runs are), up to the body."""
+    return "\n".join([f"# `{spec.name}`: {spec.description}", "",
+                      f"- regenerate: `python -m trainer reproduce {spec.name}{flags}`", *(f"- {f}" for f in facts),
+                      f"- finished: {date}", *(f"- machine: {m}" for m in machines), f"- wall time: {times}",
+                      "- commands:", "", "```", *commands, "```", "", ""])  # fmt: skip
+
+
+def _header_paragraph(spec: TableSpec | CommandTable, flags: str, facts: str, date: str, machines: list[str],
+                      times: str, commands: list[str], note: str = "") -> str:  # fmt: skip
+    """The header of a README block: one short italic paragraph (``note``: after "Commands")."""
+    return (f"*Regenerate with `python -m trainer reproduce {spec.name}{flags} --write` (compare: `--check`). "
+            f"{facts}; {date}; {' / '.join(machines)}; {times}. Commands{note}: "
+            + "; ".join(f"`{c}`" for c in commands) + ".*")  # fmt: skip
+
+
+def _seed_flags(seeds: list[int]) -> str:
+    return f" --seeds {len(seeds)} --seed {seeds[0]}" if len(seeds) > 1 else f" --seed {seeds[0]}"
+
+
 def table_markdown(spec: TableSpec, head: dict[str, Any], body: str) -> str:
     """``table.md``: the header as a list, then the body (the lines a ``--check`` compares)."""
     seeds = head["seeds"]
-    lines = [f"# `{spec.name}`: {spec.description}", "",
-             f"- regenerate: `python -m trainer reproduce {spec.name}"
-             + (f" --seeds {len(seeds)} --seed {seeds[0]}`" if len(seeds) > 1 else f" --seed {seeds[0]}`"),
-             f"- training seed{'s' if len(seeds) > 1 else ''}: {_seed_list(seeds)} (`--seed_everything`); "
-             f"evaluate `--seed {spec.eval_seed}`",
-             *(f"- {line}" for line in [_fit_from_line(head)] if line),
-             f"- finished: {head['date']}",
-             *(f"- machine: {m}" for m in head["machines"]),
-             "- wall time: " + ", ".join(f"seed {s} {n} {_duration(t)}" if len(seeds) > 1 else f"{n} {_duration(t)}"
-                                         for s, n, t, _ in head["steps"]),
-             "- commands:", "", "```", *(c for _, _, _, c in head["steps"]), "```", "", body]  # fmt: skip
-    return "\n".join(lines)
+    facts = [f"training seed{'s' if len(seeds) > 1 else ''}: {_seed_list(seeds)} (`--seed_everything`); "
+             f"evaluate `--seed {spec.eval_seed}`", *(line for line in [_fit_from_line(head)] if line)]  # fmt: skip
+    times = ", ".join(f"seed {s} {n} {_duration(t)}" if len(seeds) > 1 else f"{n} {_duration(t)}"
+                      for s, n, t, _ in head["steps"])  # fmt: skip
+    commands = [c for _, _, _, c in head["steps"]]
+    return _header_markdown(spec, _seed_flags(seeds), facts, head["date"], head["machines"], times, commands) + body
 
 
 def readme_block(spec: TableSpec, head: dict[str, Any], body: str) -> str:
@@ -1079,25 +1089,20 @@ def readme_block(spec: TableSpec, head: dict[str, Any], body: str) -> str:
     seeds = head["seeds"]
     first = [(n, t, c) for s, n, t, c in head["steps"] if s == seeds[0]]
     if len(seeds) == 1:
-        times = ", ".join(f"{n} {_duration(t)}" for n, t, _ in first)
-        flags, others = f" --seed {seeds[0]}", ""
+        times, others = ", ".join(f"{n} {_duration(t)}" for n, t, _ in first), ""
     else:
         per_step: dict[str, list[float]] = {}
         for _, n, t, _ in head["steps"]:
             per_step.setdefault(n, []).append(t)
         times = ", ".join(f"{n} {_duration(min(t))}" + (f" to {_duration(max(t))}" if len(t) > 1 else "")
                           for n, t in per_step.items()) + " per seed"  # fmt: skip
-        flags = f" --seeds {len(seeds)} --seed {seeds[0]}"
         others = f" (seed {seeds[0]}; the other seeds' commands differ only in `--seed_everything` and the seed folder)"
-    commands = "; ".join(f"`{c}`" for _, _, c in first)
     plural = "s" if len(seeds) > 1 else ""
     reused = (f"The training run{plural} of table `{head['fit_from'][0][1]}`, evaluated here without training. "
               if head.get("fit_from") else "")  # fmt: skip
-    paragraph = (f"*Regenerate with `python -m trainer reproduce {spec.name}{flags} --write` (compare: "
-                 "`--check`). "
-                 f"{reused}Training seed{plural} {_seed_list(seeds)}, evaluate seed {spec.eval_seed}; "
-                 f"{head['date']}; {' / '.join(head['machines'])}; {times}. "
-                 f"Commands{others}: {commands}.*")  # fmt: skip
+    facts = f"{reused}Training seed{plural} {_seed_list(seeds)}, evaluate seed {spec.eval_seed}"
+    paragraph = _header_paragraph(spec, _seed_flags(seeds), facts, head["date"], head["machines"], times,
+                                  [c for _, _, c in first], others)  # fmt: skip
     return f"{paragraph}\n\n{body}"
 
 
