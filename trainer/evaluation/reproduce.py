@@ -39,8 +39,9 @@ header names the base table and its run folder.
 ``evaluate``: ``tiny_reader`` builds the tiny reader VLM (``python -m models.tiny_reader``) and
 tabulates its reading check; ``synthetic_joint`` trains ``configs/synthetic_joint.yaml`` and
 ``configs/synthetic_uniform.yaml`` on the reader of ``tiny_reader``'s seed folder (built there
-first if it is not) and tabulates their validation caption losses; ``vlm_objectives`` trains masks
-by ranking and by the caption-likelihood reward alone on the same reader. A table reads the
+first if it is not) and tabulates their validation caption losses; ``synthetic_test`` evaluates
+that joint run's adapter on the test split with ``--generate``; ``vlm_objectives`` trains masks by
+ranking and by the caption-likelihood reward alone on the same reader. A table reads the
 tables it uses (``CommandTable.uses``, and theirs in turn) as ``{NAME}`` in its steps; each runs
 first in its own folder, the sibling named after it, unless it finished there. Each step writes
 into its own folder of the seed folder; a finished step is read back, an unfinished one starts
@@ -60,6 +61,7 @@ Examples::
     python -m trainer reproduce smoke_rl --seeds 5        # spread over training seeds 0-4
     python -m trainer reproduce wide_heldout              # wide_budget's run (trained if needed), held-out family
     python -m trainer reproduce synthetic_joint --write   # the tiny reader (built if needed), then the two fits
+    python -m trainer reproduce synthetic_test --write    # the reader and joint run (if needed), then evaluate --generate
 
 Adding a table is one more :class:`TableSpec` in :data:`TABLES` and the two marker lines in the
 README.
