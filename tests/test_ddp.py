@@ -1,4 +1,5 @@
-"""``strategy: ddp`` on CPU: 2 gloo processes train the same weights and agree on metrics."""
+"""``strategy: ddp`` on CPU: 2 gloo processes train the same weights and agree on metrics, for the
+captioner and for the selector trainer (the mask alone, and jointly with LoRA)."""
 
 import json
 import os
@@ -6,7 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
+from helpers import fit_args
 
 ROOT = Path(__file__).parents[1]
 
@@ -55,3 +58,41 @@ def test_ddp_two_processes_train_identical_weights(tmp_path, tiny_model_dir, syn
     assert result.returncode == 0, result.stderr[-3000:]
     written = json.loads((tmp_path / "pred.json").read_text())["results"]
     assert set(written) == set(json.loads(Path(paths["train"]).read_text()))  # 4 videos, 2 per rank
+
+
+# smoke_joint (mask + LoRA, two optimizers) runs by default; the mask alone is a subset of it (~25 s: slow).
+@pytest.mark.parametrize("config", [pytest.param("smoke_rl.yaml", marks=pytest.mark.slow), "smoke_joint.yaml"])
+def test_ddp_selector_trainer_keeps_the_replicas_identical(tmp_path, tiny_model_dir, synthetic, config):
+    """The selector trainer under ``strategy: ddp`` on 2 CPU processes: the mask alone (RL) and the
+    mask jointly with LoRA (two optimizers, manual optimization) train, their replicas stay
+    identical, and validation metrics and the score baselines agree across ranks."""
+    _, paths, _ = synthetic
+    dump = tmp_path / "ranks"
+    callbacks = f'[{{"class_path": "ddp_probe.RankDump", "init_args": {{"folder": "{dump}"}}}}]'
+    args = fit_args(config, tmp_path, tiny_model_dir, synthetic,
+                    "--data.val_file", str(paths["train"]),  # 4 videos: each rank validates 2 different ones
+                    "--data.batch_size", "1", "--trainer.accelerator", "cpu", "--trainer.strategy", "ddp",
+                    "--trainer.devices", "2", "--trainer.max_steps", "3", "--trainer.check_val_every_n_epoch", "1",
+                    "--trainer.callbacks", callbacks)  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)])}
+    result = subprocess.run([sys.executable, "-m", "trainer", "fit", *args], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [torch.load(dump / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    assert all(r["world_size"] == 2 for r in ranks)
+    w0, w1 = ranks[0]["weights"], ranks[1]["weights"]
+    assert w0.keys() == w1.keys() and any(k.startswith("policy.") for k in w0)
+    assert any("lora_" in k for k in w0) == (config == "smoke_joint.yaml")
+    assert all(torch.equal(w0[k], w1[k]) for k in w0)  # gradients all-reduced for every optimizer
+    initial = ranks[0]["initial"]
+    assert any(not torch.equal(w0[k], initial[k]) for k in w0 if k.startswith("policy."))  # the mask trained
+    if config == "smoke_joint.yaml":
+        assert any(w0[k].abs().sum() > 0 for k in w0 if "lora_B" in k)  # so did LoRA (B starts at zero)
+    m0, m1 = ranks[0]["metrics"], ranks[1]["metrics"]
+    # Each rank validated other videos, so only the all-reduce makes their metrics agree.
+    v0, v1 = set(ranks[0]["validated"]), set(ranks[1]["validated"])
+    assert v0 and v1 and not v0 & v1 and len(v0 | v1) == len(json.loads(Path(paths["train"]).read_text()))
+    synced = [k for k in m0 if k.startswith(("val/", "val_baseline/"))]
+    assert "val/recall@4" in synced and "val_baseline/xcorr_recall@4" in synced
+    assert all(m0[k] == m1[k] for k in synced), {k: (m0[k], m1[k]) for k in synced if m0[k] != m1[k]}
+    assert torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)["global_step"] >= 3
