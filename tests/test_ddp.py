@@ -12,33 +12,35 @@ import torch
 from helpers import fit_args
 
 ROOT = Path(__file__).parents[1]
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)])}
+DDP = ["--trainer.accelerator", "cpu", "--trainer.strategy", "ddp", "--trainer.devices", "2"]
+
+
+def _fit_on_two_ranks(args: list[str], dump: Path) -> list[dict]:
+    """``fit ARGS`` under DDP on 2 CPU processes with :class:`ddp_probe.RankDump`; each rank's dump."""
+    callbacks = f'[{{"class_path": "ddp_probe.RankDump", "init_args": {{"folder": "{dump}"}}}}]'
+    result = subprocess.run([sys.executable, "-m", "trainer", "fit", *args, *DDP, "--trainer.callbacks", callbacks],
+                            cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [torch.load(dump / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    assert all(r["world_size"] == 2 for r in ranks)
+    return ranks
 
 
 def test_ddp_two_processes_train_identical_weights(tmp_path, tiny_model_dir, synthetic):
     _, paths, _ = synthetic
-    dump = tmp_path / "ranks"
-    callbacks = f'[{{"class_path": "ddp_probe.RankDump", "init_args": {{"folder": "{dump}"}}}}]'
     args = [
         "--config", str(ROOT / "configs" / "smoke.yaml"),
         "--model.init_args.vlm.init_args.model_name_or_path", str(tiny_model_dir),
         "--data.train_file", str(paths["train"]),
         "--data.val_file", str(paths["train"]),  # 4 videos: each rank validates 2 different ones
         "--data.batch_size", "1",
-        "--trainer.accelerator", "cpu",
-        "--trainer.strategy", "ddp",
-        "--trainer.devices", "2",
         "--trainer.max_steps", "3",
         "--trainer.enable_progress_bar", "false",
         "--trainer.logger.init_args.save_dir", str(tmp_path / "logs"),
-        "--trainer.callbacks", callbacks,
         "--checkpoint.dirpath", str(tmp_path / "ckpt"),
     ]  # fmt: skip
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)])}
-    result = subprocess.run([sys.executable, "-m", "trainer", "fit", *args], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    ranks = [torch.load(dump / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
-    assert all(r["world_size"] == 2 for r in ranks)
+    ranks = _fit_on_two_ranks(args, tmp_path / "ranks")
     w0, w1 = ranks[0]["weights"], ranks[1]["weights"]
     assert w0.keys() == w1.keys() and all("lora_" in k for k in w0)
     # Gradients are all-reduced, so the replicas stay identical ...
@@ -50,10 +52,9 @@ def test_ddp_two_processes_train_identical_weights(tmp_path, tiny_model_dir, syn
     assert torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)["global_step"] == 3
 
     # predict on 2 ranks: the shards are gathered into one file holding every video once.
-    predict = [a for a in args if a not in ("--trainer.callbacks", callbacks)]
-    predict += ["--data.test_file", str(paths["train"]), "--predictions.output", str(tmp_path / "pred.json"),
-                "--ckpt_path", str(tmp_path / "ckpt" / "last.ckpt")]  # fmt: skip
-    result = subprocess.run([sys.executable, "-m", "trainer", "predict", *predict], cwd=ROOT, env=env,
+    predict = [*args, *DDP, "--data.test_file", str(paths["train"]), "--predictions.output", str(tmp_path / "pred.json"),
+               "--ckpt_path", str(tmp_path / "ckpt" / "last.ckpt")]  # fmt: skip
+    result = subprocess.run([sys.executable, "-m", "trainer", "predict", *predict], cwd=ROOT, env=ENV,
                             capture_output=True, text=True, timeout=300)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     written = json.loads((tmp_path / "pred.json").read_text())["results"]
@@ -67,19 +68,10 @@ def test_ddp_selector_trainer_keeps_the_replicas_identical(tmp_path, tiny_model_
     mask jointly with LoRA (two optimizers, manual optimization) train, their replicas stay
     identical, and validation metrics and the score baselines agree across ranks."""
     _, paths, _ = synthetic
-    dump = tmp_path / "ranks"
-    callbacks = f'[{{"class_path": "ddp_probe.RankDump", "init_args": {{"folder": "{dump}"}}}}]'
     args = fit_args(config, tmp_path, tiny_model_dir, synthetic,
                     "--data.val_file", str(paths["train"]),  # 4 videos: each rank validates 2 different ones
-                    "--data.batch_size", "1", "--trainer.accelerator", "cpu", "--trainer.strategy", "ddp",
-                    "--trainer.devices", "2", "--trainer.max_steps", "3", "--trainer.check_val_every_n_epoch", "1",
-                    "--trainer.callbacks", callbacks)  # fmt: skip
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)])}
-    result = subprocess.run([sys.executable, "-m", "trainer", "fit", *args], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=600)  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    ranks = [torch.load(dump / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
-    assert all(r["world_size"] == 2 for r in ranks)
+                    "--data.batch_size", "1", "--trainer.max_steps", "3", "--trainer.check_val_every_n_epoch", "1")  # fmt: skip
+    ranks = _fit_on_two_ranks(args, tmp_path / "ranks")
     w0, w1 = ranks[0]["weights"], ranks[1]["weights"]
     assert w0.keys() == w1.keys() and any(k.startswith("policy.") for k in w0)
     assert any("lora_" in k for k in w0) == (config == "smoke_joint.yaml")
