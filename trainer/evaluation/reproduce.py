@@ -316,7 +316,8 @@ def objectives_body(run: Path) -> str:
                    for k in budgets)])  # fmt: skip
     on = " / ".join(str(e) for e in epochs)
     lines = _md_table(["mask trained by", "judge VLM", *(f"recall@{k} (epoch {on})" for k in budgets)], rows)
-    lines += ["", "Validation event recall on the 72 validation videos; the masks see no annotation of event times."]
+    lines += ["", "Validation event recall on the configs' validation split (the same videos in every run); the masks "
+                  "see no annotation of event times."]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
