@@ -49,6 +49,11 @@ def _check_positive_int(name: str, value) -> None:
         raise ValueError(f"{name} must be an int >= 1, got {value!r}")
 
 
+def _check_share(name: str, value) -> None:
+    if not 0 < value <= 1:
+        raise ValueError(f"{name} must be in (0, 1], got {value!r}")
+
+
 def neighbour_mean(scores: torch.Tensor, window: int) -> torch.Tensor:
     """Mean of ``scores`` over the other frames within ``window`` frames of each frame.
 
@@ -256,10 +261,8 @@ def gradual_scores(
         ``(T,)`` float32, 0 within ``lag`` frames of either end of the video.
     """
     _check_positive_int("lag", lag)
-    if not 0 < max_residual <= 1:
-        raise ValueError(f"max_residual must be in (0, 1], got {max_residual!r}")
-    if not 0 < min_dip <= 1:
-        raise ValueError(f"min_dip must be in (0, 1], got {min_dip!r}")
+    _check_share("max_residual", max_residual)
+    _check_share("min_dip", min_dip)
     num_frames = steps.shape[0]
     out = torch.zeros(num_frames, dtype=torch.float32, device=steps.device)
     if num_frames <= 2 * lag:
@@ -442,10 +445,8 @@ class ShotBoundarySelector(FrameSelector):
                 raise ValueError(f"every lag must be a number of seconds > 0, got {lag!r}")
         if len(set(lag_seconds)) != len(lag_seconds):
             raise ValueError(f"lag_seconds must be distinct, got {lag_seconds}")
-        if not 0 < max_residual <= 1:
-            raise ValueError(f"max_residual must be in (0, 1], got {max_residual!r}")
-        if not 0 < min_dip <= 1:
-            raise ValueError(f"min_dip must be in (0, 1], got {min_dip!r}")
+        _check_share("max_residual", max_residual)
+        _check_share("min_dip", min_dip)
         _check_positive_int("fit_size", fit_size)
         self.xcorr = xcorr
         self.window = window
