@@ -1226,7 +1226,7 @@ def main(argv: list[str] | None = None) -> int:
     readme = Path(args.readme)
     fresh = None
     try:
-        base = (uses_chain(spec)[:1] or [None])[0] if commands else base_spec(spec)
+        base = next(iter(uses_chain(spec)), None) if commands else base_spec(spec)
         if spec.config is not None and not Path(spec.config).is_file():
             raise ReproduceError(f"{spec.config} not found: run this command from the repository root")
         if args.write or args.check:
