@@ -68,6 +68,12 @@ result's ``approximate`` entry is 1.0 so that tables can say so.
 Where this module differs from the official evaluators:
 
 * A reference video with no events is an error; densevid_eval divides by zero on it.
+* :func:`read_submission_file` and :func:`read_reference_file` refuse what densevid_eval would
+  misread or crash on (a timestamp that is not two finite numbers, a sentence that is not a
+  string, ...) and name the file, video, index and field. Reversed (``start > end``) and negative
+  timestamps are scored as densevid_eval scores them (a reversed segment overlaps nothing);
+  :func:`unusual_timestamps` counts them so that tables can say so.
+* ``max_proposals`` below 1 is an error (densevid_eval's slice would drop predictions silently).
 * A video in the predictions with an empty list scores 0 for everything, and counts as scored for
   SODA_c. densevid_eval gives it 0 too (or fails with a ``NameError`` when it is the first one it
   looks at); SODA fails on it.
@@ -81,6 +87,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import shutil
@@ -165,36 +172,147 @@ def _events(video_events: Any) -> list[TimedSentence]:
     return [_event(e) for e in video_events]
 
 
+class DenseCaptionFormatError(ValueError):
+    """A submission or reference file that breaks the ActivityNet Captions format.
+
+    The message names the file and, where they apply, the video id, the proposal's (or reference
+    event's) index and the field.
+    """
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _load_json_file(path: str | os.PathLike) -> Any:
+    """A JSON file's content; a file that is not JSON (or not UTF-8) is a :class:`DenseCaptionFormatError`."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DenseCaptionFormatError(f"{path}: not a JSON file ({err})") from err
+
+
+def _check_segment(segment: Any, where: str) -> None:
+    """Refuses anything but ``[start, end]`` with two finite numbers; reversed or negative ones pass."""
+    if not isinstance(segment, list) or len(segment) != 2:
+        raise DenseCaptionFormatError(f"{where}: not a [start, end] pair of numbers: {_short(segment)}")
+    for bound in segment:
+        # bool is an int to Python, not a time to anyone.
+        if isinstance(bound, bool) or not isinstance(bound, (int, float)):
+            raise DenseCaptionFormatError(f"{where}: expected numbers, got {_short(bound)} in {_short(segment)}")
+        if not math.isfinite(bound):
+            raise DenseCaptionFormatError(f"{where}: {bound} is not a finite number")
+
+
+def _check_sentence(sentence: Any, where: str) -> None:
+    if not isinstance(sentence, str):
+        raise DenseCaptionFormatError(f"{where}: expected a string, got {_short(sentence)}")
+
+
+def read_submission_file(path: str | os.PathLike) -> dict[str, list[dict[str, Any]]]:
+    """Reads and checks an ActivityNet dense-captioning submission, as ``predict`` writes it.
+
+    Args:
+        path: JSON file ``{"results": {video_id: [{"timestamp": [start, end], "sentence": str}, ...]}}``
+            (other top-level keys, such as ``version`` and ``external_data``, are not read).
+
+    Returns:
+        Its ``results``. Every proposal has a ``timestamp`` of two finite numbers and a string
+        ``sentence``. Reversed (``start > end``) and negative timestamps are kept, as the official
+        evaluator keeps them (count them with :func:`unusual_timestamps`).
+
+    Raises:
+        DenseCaptionFormatError: The file is not in that format; the message names the file, the
+            video id, the proposal's index and the field.
+    """
+    content = _load_json_file(path)
+    if not isinstance(content, dict) or "results" not in content:
+        got = f"an object with keys {_short(sorted(content))}" if isinstance(content, dict) else type(content).__name__
+        raise DenseCaptionFormatError(f"{path}: expected an object with 'results' (an ActivityNet submission), got {got}")
+    results = content["results"]
+    if not isinstance(results, dict):
+        raise DenseCaptionFormatError(f"{path}: field 'results': expected an object mapping video id to proposals, "
+                                      f"got {type(results).__name__}")  # fmt: skip
+    for vid, proposals in results.items():
+        if not isinstance(proposals, list):
+            raise DenseCaptionFormatError(f"{path}: video {vid!r}: expected a list of proposals, got {_short(proposals)}")
+        for index, proposal in enumerate(proposals):
+            where = f"{path}: video {vid!r}, proposal {index}"
+            if not isinstance(proposal, dict):
+                raise DenseCaptionFormatError(f"{where}: expected an object with 'timestamp' and 'sentence', "
+                                              f"got {_short(proposal)}")  # fmt: skip
+            for field in ("timestamp", "sentence"):
+                if field not in proposal:
+                    raise DenseCaptionFormatError(f"{where}: field {field!r} is missing (keys: {sorted(proposal)})")
+            _check_segment(proposal["timestamp"], f"{where}, field 'timestamp'")
+            _check_sentence(proposal["sentence"], f"{where}, field 'sentence'")
+    return results
+
+
 def read_reference_file(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
-    """Reads an official ActivityNet Captions reference file such as ``val_1.json``.
+    """Reads and checks an official ActivityNet Captions reference file such as ``val_1.json``.
 
     Args:
         path: JSON file mapping video id to ``{"duration", "timestamps", "sentences"}``.
 
     Returns:
-        The file's content, checked: every entry has as many ``[start, end]`` timestamps as
-        sentences. Pass it (or a list of several) as ``references`` to the scoring functions.
+        The file's content, checked like :func:`read_submission_file`'s: every video has at least
+        one event, as many ``[start, end]`` timestamps (two finite numbers) as sentences (strings),
+        and a finite ``duration`` if it has one. Pass it (or a list of several) as ``references``
+        to the scoring functions.
 
     Raises:
-        ValueError: The file is not in that format (for example a predictions file).
+        DenseCaptionFormatError: The file is not in that format (for example a predictions file);
+            the message names the file, the video id, the event's index and the field.
     """
-    content = json.loads(Path(path).read_text())
+    content = _load_json_file(path)
     if not isinstance(content, dict):
-        # A ValueError like the other checks: the file's content is wrong, not the caller's argument.
-        raise ValueError(f"{path}: expected a JSON object mapping video id to its events, got {type(content).__name__}")  # noqa: TRY004
+        raise DenseCaptionFormatError(f"{path}: expected a JSON object mapping video id to its events, "
+                                      f"got {type(content).__name__}")  # fmt: skip
     if "results" in content:
-        raise ValueError(f"{path}: this is a predictions file (it has 'results'), not a reference file")
+        raise DenseCaptionFormatError(f"{path}: this is a predictions file (it has 'results'), not a reference file")
     for vid, entry in content.items():
-        problem = None
+        where = f"{path}: video {vid!r}"
         if not isinstance(entry, dict) or not {"timestamps", "sentences"} <= entry.keys():
-            problem = "is not an object with 'timestamps' and 'sentences'"
-        elif len(entry["timestamps"]) != len(entry["sentences"]):
-            problem = f"has {len(entry['timestamps'])} timestamps but {len(entry['sentences'])} sentences"
-        elif not all(isinstance(t, list) and len(t) == 2 for t in entry["timestamps"]):
-            problem = "has a timestamp that is not a [start, end] pair"
-        if problem:
-            raise ValueError(f"{path}: not an ActivityNet Captions reference file: video {vid!r} {problem}")
+            raise DenseCaptionFormatError(f"{where}: not an ActivityNet Captions reference file "
+                                          f"(expected an object with 'timestamps' and 'sentences'): {_short(entry)}")  # fmt: skip
+        timestamps, sentences = entry["timestamps"], entry["sentences"]
+        for field, value in (("timestamps", timestamps), ("sentences", sentences)):
+            if not isinstance(value, list):
+                raise DenseCaptionFormatError(f"{where}, field {field!r}: expected a list, got {_short(value)}")
+        if len(timestamps) != len(sentences):
+            raise DenseCaptionFormatError(f"{where}: has {len(timestamps)} timestamps but {len(sentences)} sentences")
+        if not timestamps:
+            raise DenseCaptionFormatError(f"{where}: has no events; dense-captioning scores are undefined for it")
+        for index, (segment, sentence) in enumerate(zip(timestamps, sentences)):
+            _check_segment(segment, f"{where}, event {index}, field 'timestamps'")
+            _check_sentence(sentence, f"{where}, event {index}, field 'sentences'")
+        duration = entry.get("duration", 0.0)
+        if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not math.isfinite(duration):
+            raise DenseCaptionFormatError(f"{where}, field 'duration': expected a finite number, got {_short(duration)}")
     return content
+
+
+def unusual_timestamps(events: Mapping[str, Any]) -> dict[str, int]:
+    """How many events of one file have a reversed (``start > end``) or a negative timestamp.
+
+    Both are scored as the official evaluators score them, by :func:`tiou` as it stands: a
+    reversed segment overlaps nothing (tIoU 0), a negative time is a time like any other. The
+    counts let a table say that they were there.
+
+    Args:
+        events: A submission's ``results`` or a reference file's content (checked by
+            :func:`read_submission_file` or :func:`read_reference_file`).
+
+    Returns:
+        ``{"reversed": n, "negative": m}``; an event with both counts in both.
+    """
+    segments = [event[:2] for video_events in events.values() for event in _events(video_events)]
+    return {
+        "reversed": sum(start > end for start, end in segments),
+        "negative": sum(start < 0 or end < 0 for start, end in segments),
+    }
 
 
 def _reference_files(references: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> list[ReferenceFile]:
@@ -233,6 +351,13 @@ def _check_tious(tious: Sequence[float]) -> tuple[float, ...]:
     return tious
 
 
+def _check_max_proposals(max_proposals: int) -> int:
+    # Slicing with 0 or a negative number would silently drop predictions (-1: all but the last).
+    if max_proposals < 1:
+        raise ValueError(f"max_proposals must be at least 1, got {max_proposals}")
+    return max_proposals
+
+
 def _check_version(version: str) -> str:
     if str(version) not in JUNK_REFERENCES:
         raise ValueError(f"version must be one of {sorted(JUNK_REFERENCES)} (densevid_eval's form), got {version!r}")
@@ -267,6 +392,7 @@ def localization_scores(
         ``precision``, ``recall``, ``f1``.
     """
     tious = _check_tious(tious)
+    max_proposals = _check_max_proposals(max_proposals)
     files = _reference_files(references)
     video_ids = _video_ids(files)
     preds = _predictions(predictions, video_ids, max_proposals)
@@ -631,6 +757,7 @@ def caption_scores(
         numbers are not the official evaluators', else 0.0.
     """
     tious = _check_tious(tious)
+    max_proposals = _check_max_proposals(max_proposals)
     version = _check_version(version)
     files = _reference_files(references)
     soda_mode = _soda_mode(soda, len(files), meteor)
@@ -784,7 +911,7 @@ class _VideoEventsMetric(Metric):
     def __init__(self, tious: Sequence[float] = DEFAULT_TIOUS, max_proposals: int = MAX_PROPOSALS, **kwargs: Any):
         super().__init__(**kwargs)
         self.tious = _check_tious(tious)
-        self.max_proposals = max_proposals
+        self.max_proposals = _check_max_proposals(max_proposals)
         self.add_state("encoded", default=[], dist_reduce_fx="cat")
 
     def update(

@@ -7,6 +7,12 @@ files, and writes the same tables as ``evaluate`` (``results.md``, ``results.csv
 SODA_c, under the official protocol of :mod:`trainer.evaluation.caption_metrics` (several reference files
 as densevid_eval takes them; every reference video counts, a missing one scores 0).
 
+Every file is checked before anything is scored: a file that breaks the format stops the command
+with exit code 2 and one line naming the file, the video id, the proposal's (or reference event's)
+index and the field. Reversed (``start > end``) and negative timestamps are scored as densevid_eval
+scores them (a reversed segment overlaps nothing), counted per file in ``results.md`` and
+``results.json`` (``meta.unusual_timestamps``), and warned about on stderr.
+
 Examples::
 
     python -m trainer score --pred outputs/predictions.json --ref val_1.json val_2.json
@@ -16,6 +22,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +30,13 @@ from trainer.evaluation.caption_metrics import (
     DEFAULT_TIOUS,
     MAX_PROPOSALS,
     SODA_MODES,
+    DenseCaptionFormatError,
     evaluate_dense_captions,
     meteor_session,
     read_reference_file,
+    read_submission_file,
+    unusual_timestamps,
 )
-from trainer.predictions import read_predictions
 from trainer.evaluation.tables import write_results
 
 
@@ -58,8 +67,10 @@ def score_files(
     version: str = "2018",
     soda: str | None = "auto",
     max_proposals: int = MAX_PROPOSALS,
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]]:
     """One table row per submission: its name, video counts and every score.
+
+    Every file is read and checked before the first is scored.
 
     Args:
         predictions: Submission files.
@@ -68,29 +79,55 @@ def score_files(
         java: Whether METEOR, SODA_c and the PTB tokenizer may run (approximate scores without).
         version: densevid_eval form to follow (``"2018"`` or ``"2019"``).
         soda: SODA_c mode (see :func:`trainer.evaluation.caption_metrics.evaluate_dense_captions`).
-        max_proposals: Predictions kept per video.
+        max_proposals: Predictions kept per video (at least 1).
 
     Returns:
         Rows with ``submission``, ``videos`` (with predictions, among the reference videos),
-        ``reference_videos`` and the scores (fractions).
+        ``reference_videos`` and the scores (fractions); and per file (as given), its counts of
+        reversed and negative timestamps (:func:`~trainer.evaluation.caption_metrics.unusual_timestamps`).
 
     Raises:
-        ValueError: If two submissions share a file name (their rows could not be told apart).
+        DenseCaptionFormatError: If a file breaks the format (the message names the file, video,
+            index and field).
+        ValueError: If two submissions share a file name (their rows could not be told apart), or
+            ``max_proposals`` is below 1 (checked by the scoring functions).
     """
     names = [Path(p).stem for p in predictions]
     if len(set(names)) != len(names):
         raise ValueError(f"submissions need distinct file names to be told apart in the table: {names}")
     refs = [read_reference_file(path) for path in references]
+    submissions = [read_submission_file(path) for path in predictions]
+    unusual = {str(path): unusual_timestamps(content) for path, content in zip([*predictions, *references],
+                                                                               [*submissions, *refs])}  # fmt: skip
     reference_videos = set().union(*refs)
     rows = []
     with meteor_session():  # one METEOR JVM for every submission
-        for name, path in zip(names, predictions):
-            submission = read_predictions(path)
+        for name, submission in zip(names, submissions):
             scores = evaluate_dense_captions(submission, refs, tious, meteor=java, ptb=java,
                                              max_proposals=max_proposals, version=version, soda=soda if java else None)  # fmt: skip
             covered = len(reference_videos & set(submission))
             rows.append({"submission": name, "videos": covered, "reference_videos": len(reference_videos), **scores})
-    return rows
+    return rows, unusual
+
+
+def _unusual_note(unusual: dict[str, dict[str, int]]) -> str:
+    """One sentence on the files with reversed or negative timestamps; empty when none has any."""
+    flagged = [f"`{path}`: {c['reversed']} reversed (start > end), {c['negative']} negative"
+               for path, c in unusual.items() if c["reversed"] or c["negative"]]  # fmt: skip
+    if not flagged:
+        return ""
+    return ("Timestamps scored as densevid_eval scores them (a reversed segment overlaps nothing, a negative "
+            f"time counts as it is): {'; '.join(flagged)}.")  # fmt: skip
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value} (densevid_eval keeps 1000)")
+    return value
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
@@ -100,19 +137,29 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--ref", nargs="+", required=True, help="reference file(s), e.g. val_1.json val_2.json")
     parser.add_argument("--output", default=None, help="folder for the tables (default: outputs/scores/<first pred>)")
     parser.add_argument("--tious", nargs="+", type=float, default=list(DEFAULT_TIOUS))
-    parser.add_argument("--max-proposals", type=int, default=MAX_PROPOSALS, help="predictions kept per video")
+    parser.add_argument("--max-proposals", type=_at_least_one, default=MAX_PROPOSALS,
+                        help="predictions kept per video, the first ones (at least 1)")  # fmt: skip
     add_protocol_arguments(parser)
     args = parser.parse_args(argv)
     for path in [*args.pred, *args.ref]:
         if not Path(path).is_file():
             parser.error(f"file not found: {path}")
     java, version, soda = protocol_options(args)
-    rows = score_files(args.pred, args.ref, tuple(args.tious), java, version, soda, args.max_proposals)
+    try:
+        rows, unusual = score_files(args.pred, args.ref, tuple(args.tious), java, version, soda, args.max_proposals)
+    except DenseCaptionFormatError as err:
+        # A data error, not a usage error: one line in argparse's form, no usage text, no traceback.
+        parser.exit(2, f"{parser.prog}: error: {err}\n")
+    note = _unusual_note(unusual)
+    if note:
+        print(f"warning: {note}", file=sys.stderr)
     output = Path(args.output or f"outputs/scores/{Path(args.pred[0]).stem}")
     meta = {"predictions": args.pred, "references": args.ref, "tious": args.tious, "version": version,
-            "soda": soda, "java": java, "max_proposals": args.max_proposals}  # fmt: skip
+            "soda": soda, "java": java, "max_proposals": args.max_proposals, "unusual_timestamps": unusual}  # fmt: skip
     title = (f"Dense-caption scores against {', '.join(args.ref)} (densevid_eval {args.evaluator_version} protocol, "
              f"tIoU {', '.join(f'{t:g}' for t in args.tious)}; fractions, x100 for the usual tables).")  # fmt: skip
+    if note:
+        title += f"\n\n{note}"
     write_results(output, rows, meta, title)
     print((output / "results.md").read_text())
     print(f"wrote {output}/results.{{md,csv,json}}")
