@@ -10,7 +10,7 @@ import yaml
 from helpers import fit_args
 
 from trainer.__main__ import main as cli_main
-from trainer.tools.export import TAGS, ExportError, export_module
+from trainer.tools.export import TAGS, ExportError, export_module, push_folder
 from trainer.loading import load_selector
 from trainer.tools.export import main as export_main
 
@@ -31,6 +31,11 @@ def _selector_args(tmp_path, tiny_model_dir, synthetic):
 
 def _files(folder: Path) -> set[str]:
     return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+
+
+def _texts(folder: Path) -> dict[str, str]:
+    """Every text file of an export (all but the weights)."""
+    return {f: (folder / f).read_text() for f in _files(folder) if not f.endswith(".safetensors")}
 
 
 def _inputs(vlm, seed=0):
@@ -163,6 +168,87 @@ def test_card_reports_an_evaluate_run_as_hub_eval_results(captioner, tmp_path):
     assert "model-index" not in meta and "metrics" not in meta
 
 
+def test_an_export_of_a_local_copy_of_a_hub_model_names_no_local_path(captioner, merged, tiny_model_dir):
+    # --base-model says the tiny folder stands for BASE_ID: the id replaces it in every file.
+    _, ckpt = captioner
+    texts = _texts(merged)
+    assert {"README.md", "training.json", "selector/frame_selection.json", "config.json"} <= texts.keys()
+    for name, content in texts.items():
+        for local in (str(tiny_model_dir), str(ckpt.parent), str(merged.parent), "/tmp/", f"{Path.home()}/"):
+            assert local not in content, (name, local)
+    training = json.loads(texts["training.json"])
+    assert training["hyper_parameters"]["vlm"]["init_args"]["model_name_or_path"] == BASE_ID
+    assert f"| base model | `{BASE_ID}` |" in texts["README.md"]
+
+
+def test_push_refuses_an_export_that_needs_a_local_base_model(captioner, tiny_model_dir, tmp_path, monkeypatch, capsys):
+    import huggingface_hub
+
+    _, ckpt = captioner
+    calls = []
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda self, repo_id, **kw: calls.append(repo_id))
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", lambda self, **kw: calls.append(kw["repo_id"]))
+    out = tmp_path / "exports" / "lora"
+    with pytest.raises(SystemExit) as info:
+        export_main(["--ckpt", str(ckpt), "--output", str(out), "--adapter-only", "--push-to-hub", "me/lora"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"adapter_config.json holds the local path '{tiny_model_dir}'" in err and "--base-model" in err
+    assert calls == [] and not out.exists()  # refused before anything was written or uploaded
+    # The same export with the Hub id of the base model it copies is pushed.
+    export_main(["--ckpt", str(ckpt), "--output", str(out), "--adapter-only", "--push-to-hub", "me/lora",
+                 "--base-model", BASE_ID])  # fmt: skip
+    assert calls == ["me/lora", "me/lora"]
+    assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == BASE_ID
+
+
+@pytest.mark.parametrize(
+    ("file", "content", "local"),
+    [
+        ("README.md", "trained on `/home/alice/models/tiny` here", "/home/alice/models/tiny"),
+        ("training.json", '{"source": "~/.cache/frame-selectors/tiny-smolvlm"}', "~/.cache/frame-selectors/tiny-smolvlm"),
+        ("selector/config.json", '{"model_name_or_path": "HOME/models/x"}', "HOME/models/x"),
+        ("notes.txt", "written in CWD/exports/x", "CWD/exports/x"),
+        ("notes.txt", "cached at TMP/cache", "TMP/cache"),
+        ("notes.yaml", "folder: ROOTED", "ROOTED"),
+    ],
+)  # fmt: skip
+def test_push_refuses_a_folder_holding_an_absolute_local_path(tmp_path, monkeypatch, file, content, local):
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda *a, **kw: pytest.fail("create_repo called"))
+    # ROOTED: an existing absolute path outside the home, working and temporary folders (Linux and macOS).
+    rooted = "/usr/bin"
+    assert Path(rooted).is_dir() and not Path.cwd().is_relative_to(rooted)
+    names = {"HOME": str(Path.home()), "CWD": str(Path.cwd()), "TMP": str(tmp_path), "ROOTED": rooted}
+    for key, value in names.items():
+        content, local = content.replace(key, value), local.replace(key, value)
+    folder = tmp_path / "export"
+    (folder / "selector").mkdir(parents=True)
+    (folder / "README.md").write_text("# a card: https://huggingface.co/HuggingFaceTB/SmolVLM2 </s> smoke/last.ckpt\n")
+    (folder / file).write_text(content)
+    with pytest.raises(ExportError, match="refusing to push") as info:
+        push_folder(folder, "me/x")
+    assert str(info.value).startswith(f"{file} holds the local path {local!r}")
+
+
+def test_push_accepts_relative_names_urls_and_tags(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    calls = []
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda self, repo_id, **kw: calls.append(repo_id))
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", lambda self, **kw: calls.append(kw["folder_path"]))
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "README.md").write_text(
+        "See https://huggingface.co/HuggingFaceTB/SmolVLM2-256M-Video-Instruct and file:x; `exports/x`, "
+        "`smoke/last.ckpt`, </s> and <|im_end|>, a fraction 1/2 and a path-like a/b/c.\n"
+    )
+    (folder / "tokenizer.json").write_text(json.dumps({"vocab": {"/": 0, "/usr": 1, "/tmp/": 2, "</s>": 3}}))
+    push_folder(folder, "me/x")
+    assert calls == ["me/x", str(folder)]
+
+
 def test_no_token_is_written_and_a_leaking_file_is_refused(captioner, merged, tmp_path, monkeypatch):
     for f in _files(merged):
         assert TOKEN.encode() not in (merged / f).read_bytes(), f
@@ -196,7 +282,16 @@ def test_adapter_only_round_trip(captioner, tiny_model_dir, tmp_path):
 
     meta, text = _card(out)
     assert meta["library_name"] == "peft" and "base_model" not in meta  # a local folder is no Hub id
-    assert str(tiny_model_dir) in text
+    # The card and training.json name the local base model, the checkpoint and the export by
+    # relative names; only adapter_config.json (read by the loaders) keeps the base model's folder.
+    assert f"| base model | `{tiny_model_dir.name}` (a local model, not on the Hub) |" in text
+    assert "folder = 'tiny-lora'  # this export folder" in text
+    training = json.loads((out / "training.json").read_text())
+    assert training["checkpoint"] == "ckpt/last.ckpt"
+    assert training["hyper_parameters"]["vlm"]["init_args"]["model_name_or_path"] == tiny_model_dir.name
+    for name, content in _texts(out).items():
+        for local in (str(tiny_model_dir), str(ckpt.parent), str(out.parent)):
+            assert (local in content) == (name == "adapter_config.json" and local == str(tiny_model_dir)), (name, local)
     assert _run_usage(out, text) == 2
 
 
@@ -228,6 +323,9 @@ def test_selector_round_trip(tmp_path, tiny_model_dir, synthetic):
     assert torch.equal(selector.select(frames, times, 4), trained.select(frames, times, 4))
 
     meta, text = _card(out)
+    # The encoder's local folder: kept where load_selector reads it, named by its folder name in the card.
+    assert str(tiny_model_dir) in (out / "selector" / "frame_selection.json").read_text()
+    assert str(tiny_model_dir) not in text and f"model_name_or_path: {tiny_model_dir.name}" in text
     assert meta["library_name"] == "pytorch" and "pipeline_tag" not in meta
     assert meta["tags"] == ["smolvlm", "video", "dense-captioning", "frame-selection"]  # no LoRA in this run
     assert 'FrameImportanceModel.from_pretrained(f"{folder}/selector")' in text

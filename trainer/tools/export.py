@@ -36,6 +36,19 @@ complete, so a failed export leaves nothing behind (and an existing folder repla
 finished folder is scanned for the Hub token of the environment / login and for ``hf_...``
 strings before it is moved into place. ``--push-to-hub`` uploads with ``HfApi`` using that same
 ambient token (``HF_TOKEN`` or ``huggingface-cli login``).
+
+**Local paths.** The card and ``training.json`` name no absolute local path: a local model folder,
+the checkpoint and the export folder appear by their path relative to the working directory when
+they are under it, else a folder by its name and a file by its folder and name (``smoke/last.ckpt``;
+the card says a local base model is not on the Hub), and
+the usage snippets load the Hub repo (``--push-to-hub``) or that relative folder. The files the
+loaders read (``adapter_config.json``'s ``base_model_name_or_path``, ``selector/config.json``,
+``selector/frame_selection.json``) keep a local model's folder as it was recorded, since nothing
+else rebuilds the export on this machine; ``--base-model ORG/NAME`` says that folder is a copy of
+a Hub model, and the id then replaces it in every file. Pushing (``--push-to-hub`` or
+:func:`push_folder`) refuses a folder whose text files still hold an absolute local path (under
+the home, working or temporary directory, ``~/``, or any existing absolute path of two or more
+parts), naming the file and the path; ``--push-to-hub`` checks before the folder is written.
 """
 
 from __future__ import annotations
@@ -49,7 +62,9 @@ import logging
 import os
 import re
 import sys
-from pathlib import Path
+import tempfile
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import torch
@@ -89,6 +104,11 @@ CARD_METRICS = {"recall": "event recall of the chosen frames", "meteor": "METEOR
 _TOKEN_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HUGGINGFACE_HUB_TOKEN", "HF_API_TOKEN")
 _TOKEN_PATTERN = re.compile(rb"hf_[A-Za-z0-9]{30,}")  # the shape of a Hugging Face access token
 _TEXT_SUFFIXES = (".json", ".md", ".txt", ".jinja", ".yaml", ".yml", ".model")
+# An absolute or ``~/`` path where a value starts (line start, space, quote, bracket, ``=``), so
+# URLs (``https://...``) and tags (``</s>``) are not taken for paths.
+_PATH_IN_TEXT = re.compile(r"""(?:^|(?<=[\s"'`(=,\[]))(~?/[^\s"'`(),\[\]{}<>|]+)""", re.MULTILINE)
+# Folders that hold only local things on any machine (users' homes, temporary folders).
+_LOCAL_PREFIXES = ("~/", "/home/", "/Users/", "/root/", "/tmp/", "/var/folders/", "/private/")
 
 
 class ExportError(LoadError):
@@ -121,6 +141,43 @@ def spec_of(obj: Any, recorded: Any) -> dict[str, Any]:
     if unread:
         log.warning("no recorded init args for %s, and %s cannot be read back from it", class_path, ", ".join(unread))
     return {"class_path": class_path, "init_args": init_args}
+
+
+def _local_path(value: Any) -> Path | None:
+    """The local file or folder a recorded string names, else ``None``: an absolute or ``~`` path
+    that exists here or lies under :func:`_local_roots` (so that an instruction such as
+    ``"/describe the video"`` stays text)."""
+    if not isinstance(value, str) or "\n" in value or not value.startswith(("/", "~")):
+        return None
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        return None
+    return path if path.exists() or path.as_posix().startswith(_local_roots()) else None
+
+
+def _shown_path(path: Path, folder: bool | None = None) -> str:
+    """How the card and ``training.json`` name a local file or folder: relative to the working
+    directory when under it, else a folder by its name and a file by its folder and name
+    (``smoke/last.ckpt``: every checkpoint is a ``last.ckpt``); never the absolute path.
+
+    Args:
+        path: The file or folder.
+        folder: Whether it is a folder (default: whether it is one now).
+    """
+    try:
+        return path.absolute().relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return path.name if (path.is_dir() if folder is None else folder) else f"{path.parent.name}/{path.name}"
+
+
+def _rename_paths(value: Any, rename: Callable[[str, Path], str]) -> Any:
+    """``value`` (JSON-like) with every string that names a local path replaced by ``rename(string, path)``."""
+    if isinstance(value, dict):
+        return {k: _rename_paths(v, rename) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_rename_paths(v, rename) for v in value]
+    path = _local_path(value)
+    return value if path is None else rename(value, path)
 
 
 def _json_dump(path: Path, payload: Any) -> None:
@@ -262,7 +319,7 @@ def _usage(info: dict[str, Any]) -> list[str]:
             f'from huggingface_hub import snapshot_download\n\nfolder = snapshot_download("{info["repo_id"]}")'
         )
     else:
-        folder_line = f"folder = {str(info['output'])!r}  # this export folder"
+        folder_line = f"folder = {info['output']!r}  # this export folder (or snapshot_download(\"ORG/NAME\") once pushed)"
     k = info["num_frames"]
     t = max(16, 2 * k)
     video = (
@@ -287,7 +344,7 @@ def _usage(info: dict[str, Any]) -> list[str]:
             "from peft import PeftConfig, PeftModel\n"
             "from transformers import AutoModelForImageTextToText, AutoProcessor\n\n"
             f"{folder_line}\n"
-            f"base = PeftConfig.from_pretrained(folder).base_model_name_or_path  # {info['base_model']}\n"
+            f"base = PeftConfig.from_pretrained(folder).base_model_name_or_path  # {_base_shown(info)}\n"
             "model = PeftModel.from_pretrained(AutoModelForImageTextToText.from_pretrained(base), folder)\n"
             "processor = AutoProcessor.from_pretrained(folder)\n"
         )
@@ -388,6 +445,14 @@ def card_data(info: dict[str, Any]) -> ModelCardData:
     )
 
 
+def _base_shown(info: dict[str, Any]) -> str:
+    """The base model as the card names it: its Hub id, or a local folder's relative name and a note."""
+    path = _local_path(info["base_model"])
+    if path is None:
+        return f"`{info['base_model']}`"
+    return f"`{_shown_path(path)}` (a local model, not on the Hub)"
+
+
 def _card_name(info: dict[str, Any]) -> str:
     return info["repo_id"] or Path(info["output"]).name
 
@@ -401,14 +466,14 @@ def model_card(info: dict[str, Any]) -> ModelCard:
     if vlm:
         tuned = "fine-tuned with a LoRA adapter" if lora_trained else "(no LoRA adapter trained)"
         what = (
-            f"SmolVLM (`{info['base_model']}`) {tuned} for **dense video captioning**, together with the "
+            f"SmolVLM {_base_shown(info)} {tuned} for **dense video captioning**, together with the "
             f"**frame selector** that picks the {k} frames per video it sees, each shown with its true timestamp "
             "(`Frame from MM:SS:`); the model answers one event per line, `MM:SS-MM:SS caption`."
         )
     else:
         what = (
             f"A learned **frame selector** for dense video captioning: it scores a video's candidate frames from "
-            f"their `{info['base_model']}` vision features and timestamps and picks the {k} a small VLM should see."
+            f"their {_base_shown(info)} vision features and timestamps and picks the {k} a small VLM should see."
         )
     lines += [
         f"{what} Trained with the frame-selectors framework (`python -m trainer fit`).",
@@ -421,7 +486,7 @@ def model_card(info: dict[str, Any]) -> ModelCard:
     if vlm:
         form = "LoRA adapter only (peft)" if info["adapter_only"] else "LoRA merged into the weights"
         form = form if lora_trained else "the base model's (no LoRA adapter)"
-        lines += [f"| VLM weights | {form} |", f"| base model | `{info['base_model']}` |"]
+        lines += [f"| VLM weights | {form} |", f"| base model | {_base_shown(info)} |"]
     lines += [f"| frame budget K | {info['num_frames']} |", ""]
     lines += ["## Training data", ""]
     if info["datasets"]:
@@ -448,7 +513,7 @@ def model_card(info: dict[str, Any]) -> ModelCard:
             "",
         ]
     lines += ["## Frame selector", "", f"Files in `{SELECTOR_DIR}/`; `{SELECTOR_DIR}/{SELECTION_FILE}` records:", ""]
-    shown = {k: selection[k] for k in ("selector", "encoder", "decoder") if selection.get(k)}
+    shown = {k: info["selection_shown"][k] for k in ("selector", "encoder", "decoder") if selection.get(k)}
     lines += ["```yaml", _yaml_block({**shown, "num_frames": info["num_frames"]}), "```", ""]
     if selection["importance_model"]:
         lines += [
@@ -499,6 +564,43 @@ def check_no_tokens(folder: Path) -> None:
         data = (folder / rel).read_bytes()
         if any(s in data for s in secrets) or (rel.endswith(_TEXT_SUFFIXES) and _TOKEN_PATTERN.search(data)):
             raise ExportError(f"{rel} contains a Hugging Face token; refusing to write it (the export was discarded)")
+
+
+def _local_roots() -> tuple[str, ...]:
+    """Prefixes of paths that exist only here: :data:`_LOCAL_PREFIXES` and this machine's home,
+    working and temporary folders (as given and resolved)."""
+    roots = set(_LOCAL_PREFIXES)
+    for root in (Path.home(), Path.cwd(), Path(tempfile.gettempdir())):
+        for form in (root, root.resolve()):
+            if len(form.parts) > 1:  # never "/" itself
+                roots.add(form.as_posix().rstrip("/") + "/")
+    return tuple(roots)
+
+
+def local_paths_in(text: str) -> list[str]:
+    """The absolute local paths ``text`` holds: those under :func:`_local_roots`, and any absolute
+    path of two or more parts that exists on this machine (``/data/models/x``)."""
+    roots = _local_roots()
+    found = []
+    for candidate in _PATH_IN_TEXT.findall(text):
+        candidate = candidate.rstrip(".:;")  # the end of a sentence, not of the path
+        under_root = any(candidate.startswith(root) and len(candidate) > len(root) for root in roots)
+        exists_here = len(PurePosixPath(candidate).parts) >= 3 and Path(candidate).expanduser().exists()
+        if under_root or exists_here:
+            found.append(candidate)
+    return found
+
+
+def check_no_local_paths(folder: Path) -> None:
+    """Raises if a text file under ``folder`` holds an absolute local path (:func:`local_paths_in`)."""
+    for rel in _files(folder):
+        if rel.endswith(_TEXT_SUFFIXES):
+            paths = local_paths_in((folder / rel).read_text(encoding="utf-8", errors="replace"))
+            if paths:
+                raise ExportError(
+                    f"{rel} holds the local path {paths[0]!r}; refusing to push it (a local folder cannot be "
+                    "loaded from the Hub): pass --base-model ORG/NAME when the model was a local copy of a Hub model"
+                )
 
 
 # --------------------------------------------------------------------------------------- export
@@ -554,7 +656,8 @@ def export_module(
             it is an ``evaluate`` run's ``results.md``, the ``results.json`` beside it also gives
             the card's Hub metadata its eval results (:func:`eval_results`; needs ``datasets``).
         base_model: Base model id to record (default: the VLM's ``model_name_or_path``); use it
-            when training used a local copy of a Hub model.
+            when training used a local copy of a Hub model: the id then replaces that folder in
+            every file (module docstring, "Local paths").
         datasets: Hub dataset ids trained on (card metadata).
         source: ``{"checkpoint", "global_step", "epoch"}`` of where the weights came from.
         license: License id for the card's metadata (``None``: none recorded).
@@ -583,13 +686,26 @@ def export_module(
         if (evaluation.parent / "results.json").is_file():
             results = json.loads((evaluation.parent / "results.json").read_text())
     if vlm is not None:
-        base = base_model or vlm.model_name_or_path
+        trained_on = vlm.model_name_or_path
     else:
-        base = base_model or getattr(getattr(module, "encoder", None), "model_name_or_path", None) or "unknown"
-    source = source or {}
-    selection = _selector_info(selector, hparams)
+        trained_on = getattr(getattr(module, "encoder", None), "model_name_or_path", None)
+    base = base_model or trained_on or "unknown"
+    # The local folder --base-model names the Hub copy of: the id stands for it in every file.
+    copied = _local_path(trained_on) if base_model else None
+
+    def is_copy(path: Path) -> bool:
+        return copied is not None and path.resolve() == copied.resolve()
+
+    def recorded(value: str, path: Path) -> str:  # files the loaders read: the folder itself
+        return base_model if is_copy(path) else value
+
+    def shown(value: str, path: Path) -> str:  # the card and training.json: no absolute path
+        return base_model if is_copy(path) else _shown_path(path)
+
+    source = _rename_paths(source or {}, shown)
+    selection = _rename_paths(_selector_info(selector, hparams), recorded)
     info: dict[str, Any] = {
-        "output": str(output),
+        "output": _shown_path(output, folder=True),  # not written yet
         "repo_id": push_to_hub,
         "adapter_only": adapter_only,
         "base_model": base,
@@ -603,6 +719,7 @@ def export_module(
         "results": results,
         "license": license,
         "selection": selection,
+        "selection_shown": _rename_paths(selection, shown),
         "feature_dim": getattr(getattr(getattr(selector, "inner", selector), "model", None), "feature_dim", None),
         "vlm": None,
     }
@@ -629,13 +746,15 @@ def export_module(
         if vlm is not None:
             _save_vlm(vlm, tmp, adapter_only, base)
         _save_selector(selector, selection, tmp, info["num_frames"])
-        training = {"class_path": info["class_path"], "hyper_parameters": hparams, **source}
+        training = {"class_path": info["class_path"], "hyper_parameters": _rename_paths(hparams, shown), **source}
         _json_dump(tmp / TRAINING_FILE, training)
         log.info("wrote %s", TRAINING_FILE)
         info["files"] = [(f, (tmp / f).stat().st_size) for f in _files(tmp)]
         model_card(info).save(tmp / CARD_FILE)
         log.info("wrote model card %s", CARD_FILE)
         check_no_tokens(tmp)
+        if push_to_hub is not None:  # refused before the folder is written, not after
+            check_no_local_paths(tmp)
         _normalise_permissions(tmp)
         _check_output(output, overwrite)  # again: another export may have taken the name meanwhile
 
@@ -667,9 +786,14 @@ def export_checkpoint(ckpt_path: str | Path, output: str | Path, **kwargs: Any) 
 
 
 def push_folder(folder: str | Path, repo_id: str, private: bool = False) -> str:
-    """Creates ``repo_id`` on the Hub (if needed) and uploads ``folder``; the token comes from the environment/login."""
+    """Creates ``repo_id`` on the Hub (if needed) and uploads ``folder``; the token comes from the environment/login.
+
+    Raises:
+        ExportError: A text file in ``folder`` holds an absolute local path (nothing is uploaded).
+    """
     from huggingface_hub import HfApi
 
+    check_no_local_paths(Path(folder))
     api = HfApi()  # token: HF_TOKEN or the saved login, never passed around or written down
     url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
     log.info("pushing %s to %s%s", folder, url, " (private)" if private else "")
