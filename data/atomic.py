@@ -15,6 +15,7 @@ new one is complete, and a failed write leaves nothing behind. One helper for ev
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Callable
@@ -26,6 +27,28 @@ def temp_sibling(path: Path, tag: str = "tmp") -> Path:
     """A hidden, unique name next to ``path``: same filesystem (so the rename is atomic), no clash
     between concurrent writers, and the same suffix (writers such as PyAV pick the format by it)."""
     return path.with_name(f".{path.stem}.{tag}-{uuid.uuid4().hex[:8]}{path.suffix}")
+
+
+#: What :func:`temp_sibling` names look like: ``.STEM.TAG-8 hex digits`` and the suffix, if any.
+_TEMP_NAME = re.compile(r"\..*\.(tmp|old)-[0-9a-f]{8}(\.[^.]*)?")
+
+
+def remove_leftovers(folder: str | Path) -> list[Path]:
+    """Removes the temporary siblings a killed writer left in ``folder`` (not in its subfolders).
+
+    A write killed half-way (SIGKILL, power loss) leaves its hidden ``.NAME.tmp-1a2b3c4d``
+    behind, and one killed between the two renames of a folder, the old folder as
+    ``.NAME.old-1a2b3c4d``. Call this only where no other writer is at work: a command resuming
+    or starting over in its own output folder.
+
+    Returns:
+        The paths removed.
+    """
+    folder = Path(folder)
+    leftovers = [p for p in folder.iterdir() if _TEMP_NAME.fullmatch(p.name)] if folder.is_dir() else []
+    for path in leftovers:
+        _remove(path)
+    return leftovers
 
 
 def _remove(path: Path) -> None:
