@@ -144,3 +144,58 @@ def test_paired_bootstrap_interval_on_known_cases():
     assert paired_bootstrap_ci(a, [0.0] * 2000, seed=3) == paired_bootstrap_ci(a, [0.0] * 2000, seed=3)
     with pytest.raises(ValueError, match="equally long"):
         paired_bootstrap_ci([1.0], [1.0, 2.0])
+
+
+def _tree(root):
+    return {p.relative_to(root) for p in root.rglob("*")}
+
+
+def test_plot_names_from_hostile_video_ids_stay_inside_output_and_keep_the_ids(tmp_path, tiny_model_dir, synthetic):
+    """Ids come from the annotation file: ``x/../../../../ESCAPE`` once put its plot beside ``tmp_path``."""
+    _, paths, _ = synthetic
+    sample = next(iter(json.loads(paths["test"].read_text()).values()))
+    video = str((paths["test"].parent / sample["video"]).resolve())
+    ids = ["x/../../../../ESCAPE", "/abs/olute", "..", ".", ".hidden", "run.json", "results.md", "dup", "DUP",
+           "y" * 300]  # fmt: skip
+    hostile = tmp_path / "run" / "hostile.json"
+    hostile.parent.mkdir()
+    hostile.write_text(json.dumps({i: {**sample, "video": video} for i in ids}))
+    out = tmp_path / "run" / "deep" / "out"
+    before = _tree(tmp_path)
+    result = evaluate(["--config", str(CONFIGS / "smoke_rl.yaml"), "--split", "test", "--selectors", "uniform",
+                       "--budgets", "2", "--output", str(out), "--plot-videos", str(len(ids)), "--ci", "0",
+                       "--set", *_sets(tmp_path, tiny_model_dir, synthetic, vlm=False), f"data.test_file={hostile}"])  # fmt: skip
+    assert result["evaluated"] == len(ids)
+    new = [tmp_path / p for p in _tree(tmp_path) - before]
+    assert all(out in p.parents or p in (out, *out.parents) or tmp_path / "cache" in (p, *p.parents) for p in new)
+    records = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
+    assert [r["video_id"] for r in records] == ids  # the ids as the annotation file has them
+    plots = [r["plot"] for r in records]
+    assert sorted(p.name for p in out.glob("video_*.png")) == sorted(plots) and len(set(plots)) == len(ids)
+    for plot in plots:
+        assert "/" not in plot and (out / plot).resolve().parent == out.resolve() and len(plot.encode()) <= 110
+    assert plots[ids.index("dup")] != plots[ids.index("DUP")]  # one file on a case-insensitive disk otherwise
+
+
+def test_an_output_that_is_a_file_is_refused_before_the_model_loads(tmp_path, monkeypatch, capsys):
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr("trainer.evaluation.evaluate.module_from_config", no_model)
+    (tmp_path / "file").write_text("x")
+    for output in (tmp_path / "file", tmp_path / "file" / "sub"):
+        with pytest.raises(SystemExit) as refused:
+            evaluate(["--config", str(CONFIGS / "smoke_rl.yaml"), "--output", str(output)])
+        assert refused.value.code == 2 and "is a file, not a folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:
+        evaluate(["--merge", "--output", str(tmp_path / "file")])
+    assert refused.value.code == 2
+
+
+def test_a_budget_above_every_video_is_an_error_not_an_empty_table(tmp_path, tiny_model_dir, synthetic):
+    out = tmp_path / "eval"
+    with pytest.raises(RuntimeError, match=r"none of the \d+ videos of the val split has as many candidate frames "
+                                           r"as the smallest budget K=500"):  # fmt: skip
+        evaluate(["--config", str(CONFIGS / "smoke_rl.yaml"), "--split", "val", "--selectors", "uniform", "--budgets",
+                  "500", "--output", str(out), "--set", *_sets(tmp_path, tiny_model_dir, synthetic, vlm=False)])  # fmt: skip
+    assert not (out / "results.md").exists()

@@ -16,7 +16,11 @@ the last shard to finish, or ``--merge``, builds the tables from every shard's r
 ``recall_vs_budget.png``, with ``--generate`` one ActivityNet submission per selector and budget in
 ``captions/`` plus the references in ``references.json`` (both readable by
 ``python -m trainer score``), and for the first ``--plot-videos`` videos a figure with each
-selector's score curve, the annotated events shaded, the chosen frames marked and a filmstrip.
+selector's score curve, the annotated events shaded, the chosen frames marked and a filmstrip
+(``video_NAME.png``, ``NAME`` the video's id made safe by :func:`data.outputs.safe_names`; its
+record in ``rows.jsonl`` names the file as ``plot``). A run in which no video could be evaluated
+stops with an error (exit status 1) naming the first reasons; an ``--output`` that is a file or
+cannot be written is refused (status 2) before any model loads.
 
 Examples::
 
@@ -48,6 +52,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from data.atomic import write_atomic
+from data.outputs import check_writable, safe_names
 from data.datamodule import SPLIT_STAGES, VideoItems, as_is, collate_videos, skip_report
 from data.encodings import FrameEncodings
 from models.change import AdaptiveSelector, ShotBoundarySelector
@@ -203,8 +208,8 @@ def read_records(path: Path) -> Iterator[dict[str, Any]]:
             yield json.loads(line)
 
 
-def repair_rows(path: Path) -> set[str]:
-    """Ids of the videos finished in ``path``; a half-written last line is cut off.
+def repair_rows(path: Path, key: str = "video_id") -> set[str]:
+    """Ids of the videos finished in ``path`` (each record's ``key``); a half-written last line is cut off.
 
     Raises:
         ValueError: If a complete line is not JSON (the file is not one this command wrote).
@@ -216,7 +221,7 @@ def repair_rows(path: Path) -> set[str]:
             if not line.endswith(b"\n"):
                 break
             try:
-                done.add(json.loads(line)["video_id"])
+                done.add(json.loads(line)[key])
             except (json.JSONDecodeError, KeyError, TypeError) as err:
                 raise ValueError(f"{path}: line {number} is not a record of this command ({err})") from err
             good += len(line)
@@ -392,7 +397,8 @@ def merge(
         The summary rows (one per selector and budget).
 
     Raises:
-        RuntimeError: If a shard is unfinished, or no video of the split could be decoded.
+        RuntimeError: If a shard is unfinished, or no video of the split could be decoded or has
+            enough candidate frames for any budget (nothing was evaluated).
     """
     output = Path(output)
     meta = _run_meta(output)
@@ -424,6 +430,9 @@ def merge(
             caption_refs[record["video_id"]] = {k: record[k] for k in ("duration", "events")}
     if not decoded:
         raise RuntimeError(f"no video of the {meta['split']} split could be evaluated: {skip_report(skipped)}")
+    if not sums:
+        raise RuntimeError(f"none of the {decoded} videos of the {meta['split']} split has as many candidate frames as "
+                           f"the smallest budget K={min(meta['budgets'])}: use smaller --budgets or a higher data.fps")  # fmt: skip
 
     summary = []
     for (name, k), group in sums.items():
@@ -660,14 +669,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     java, version, soda = protocol_options(args)
     scoring = {"references": args.ref, "java": java, "version": version, "soda": soda, "ci": args.ci,
                "against": args.against}  # fmt: skip
+    if args.merge and args.output is None:
+        parser.error("--merge needs --output")
+    if args.config is None and not args.merge:
+        parser.error("--config is required (it defines the data and, for 'learned', the model)")
+    output = Path(args.output or f"outputs/eval/{Path(args.config).stem}")
+    try:
+        check_writable(output)  # before any model loads
+    except OSError as err:
+        parser.error(str(err))
     if args.merge:
-        if args.output is None:
-            parser.error("--merge needs --output")
         summary = merge(args.output, **scoring)
         print((Path(args.output) / "results.md").read_text())
         return {"summary": summary, "output": args.output, "evaluated": 0, "skipped": 0, "resumed": 0}
-    if args.config is None:
-        parser.error("--config is required (it defines the data and, for 'learned', the model)")
     if any(k < 1 for k in args.budgets):
         parser.error("--budgets must be positive")
     check_shard(parser, args)
@@ -707,7 +721,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         else:
             print(f"the VLM reads pixels: {blocker}")
 
-    output = Path(args.output or f"outputs/eval/{Path(args.config).stem}")
     output.mkdir(parents=True, exist_ok=True)
     meta = {"config": args.config, "ckpt": args.ckpt, "split": args.split, "selectors": args.selectors,
             "budgets": budgets, "seed": args.seed, "generate": args.generate, "vlm": vlm is not None,
@@ -716,7 +729,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     path = rows_path(output, args.shard, args.num_shards)
     done = _start_run(output, meta, path, args.resume, args.overwrite)
     mine = list(range(args.shard, total, args.num_shards))
-    plotted = set(mine[: args.plot_videos] if args.shard == 0 else [])
+    plotted = mine[: args.plot_videos] if args.shard == 0 else []
+    # Ids come from the annotation file: made safe (no separators, no "..") and unique as file names.
+    names = safe_names([str(dataset.samples[i].video_id) for i in plotted])
+    plots = {i: f"video_{name}.png" for i, name in zip(plotted, names)}
     todo = [i for i in mine if dataset.samples[i].video_id not in done]
     if done:
         print(f"resuming: {len(mine) - len(todo)} of this shard's {len(mine)} videos are finished")
@@ -734,10 +750,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 writer.append(item)
                 skipped += 1
                 continue
-            writer.append(evaluate_video(item, selectors, budgets, vlm, args.generate, encodings))
+            record = evaluate_video(item, selectors, budgets, vlm, args.generate, encodings)
+            plot = plots.get(index) if budgets[0] <= len(item["timestamps"]) else None
+            if plot is not None:
+                record["plot"] = plot  # the file's name beside the video's own id
+            writer.append(record)
             evaluated += 1
-            if index in plotted and budgets[0] <= len(item["timestamps"]):
-                plot_video(item, selectors, budgets[0], output / f"video_{item['video_id']}.png")
+            if plot is not None:
+                plot_video(item, selectors, budgets[0], output / plot)
     finally:
         writer.close()
     result = {"output": str(output), "summary": None, "evaluated": evaluated, "skipped": skipped,
