@@ -1,6 +1,7 @@
 """``python -m trainer select`` and ``caption`` on video files: odd sizes and rates, bad files, every source form."""
 
 import json
+import os
 import shutil
 
 import pytest
@@ -11,6 +12,7 @@ from helpers import fit_args, write_empty_video, write_moving_square
 from PIL import Image
 
 from data.decode import decode_video
+from data.outputs import source_hash
 from trainer.__main__ import COMMANDS
 from trainer.__main__ import main as cli_main
 from trainer.evaluation.evaluate import BASELINES
@@ -159,7 +161,9 @@ def test_short_videos_are_skipped_with_the_budget_named_and_names_stay_unique(vi
     assert result["selected"] == 1
     [(path, reason)] = result["skipped"]
     assert path.name == "a.mkv" and "6 candidate frames at 2 fps, fewer than K=7" in reason
-    assert output_names([tmp_path / "a.mp4", sub / "a.mkv", sub / "a.mp4"]) == ["a", "a-2", "a-3"]
+    # Three videos named "a": each name carries the hash of its own path.
+    paths = [tmp_path / "a.mp4", sub / "a.mkv", sub / "a.mp4"]
+    assert output_names(paths) == [f"a-{source_hash(str(p))}" for p in paths]
 
 
 def test_choose_with_scores_is_choose_plus_scores(trained_mask):
@@ -325,3 +329,187 @@ def test_caption_refuses_a_result_without_a_vlm(trained_mask, captioner, videos,
             caption_main(["--video", str(videos / "a.mp4"), "--from", str(source), "--output", str(tmp_path / "o")])
         assert "no VLM" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()  # refused before anything was written
+
+
+# --------------------------------------------------------------------------------------- names, resume, exit codes
+def _tree(root):
+    return {p.relative_to(root) for p in root.rglob("*")}
+
+
+def _hostile_inputs(videos, folder):
+    """Copies of a.mp4 whose names once escaped, replaced or collided: (--folder files, --video files)."""
+    for sub in ("one", "two"):
+        (folder / sub).mkdir(parents=True)
+        shutil.copy(videos / "a.mp4", folder / sub / "clip.mp4")  # the same stem in two folders
+    named = ["a.mp4", "run.json.mp4", "summary.jsonl.mp4", "captions.json.mp4", "Clip.mp4", "new\nline.mp4",
+             "x" * 200 + ".mp4"]  # fmt: skip
+    for name in named:
+        shutil.copy(videos / "a.mp4", folder / name)
+    hidden = [folder / n for n in ("..mp4", "...mp4", ".hidden.mp4")]  # a folder leaves hidden files out: named
+    for path in hidden:
+        shutil.copy(videos / "a.mp4", path)
+    return sorted([folder / "one" / "clip.mp4", folder / "two" / "clip.mp4"] + [folder / n for n in named]), hidden
+
+
+def _check_nothing_escaped_or_lost(tmp_path, before, out, inputs, lines):
+    """Every new file lies under ``out``; every input has its own ok line, output and original path."""
+    new = [tmp_path / p for p in _tree(tmp_path) - before]
+    assert new and all(p == out or out in p.parents or p in out.parents for p in new)  # the folders up to it, too
+    assert sorted(line["video"] for line in lines) == sorted(str(p) for p in inputs)
+    assert all(line["status"] == "ok" for line in lines)
+    names = [line["output"] for line in lines]
+    assert len({n.casefold() for n in names}) == len(inputs)
+    for name in names:
+        assert "/" not in name and not name.startswith(".") and (out / name).resolve().parent == out.resolve()
+    assert (out / "run.json").is_file() and (out / "summary.jsonl").is_file()
+    return dict(zip((line["video"] for line in lines), names))
+
+
+def test_select_names_from_hostile_file_names_stay_inside_output_and_lose_nothing(videos, tmp_path):
+    folder_inputs, hidden = _hostile_inputs(videos, tmp_path / "in")
+    out = tmp_path / "run" / "out"  # "..", were it a name, would be tmp_path / "run"
+    before = _tree(tmp_path)
+    result = select_main(["--folder", str(tmp_path / "in"), "--recursive", "--video", *map(str, hidden), "-k", "2",
+                          "--selector", "uniform", "--output", str(out), "--workers", "0", "--no-plot"])  # fmt: skip
+    inputs = folder_inputs + hidden
+    assert result["selected"] == len(inputs) == 12 and not result["skipped"]
+    lines = _lines(out / "summary.jsonl")
+    names = _check_nothing_escaped_or_lost(tmp_path, before, out, inputs, lines)
+    for video, name in names.items():
+        assert json.loads((out / name / "frames.json").read_text())["video"] == video  # the original path kept
+    assert sorted(p.name for p in out.iterdir()) == sorted([*names.values(), "run.json", "summary.jsonl"])
+    assert names[str(tmp_path / "in" / "a.mp4")] == "a"  # a plain name stays plain
+    clip = str(tmp_path / "in" / "one" / "clip.mp4")
+    assert names[clip] == f"clip-{source_hash(clip)}"  # clip, Clip and clip: told apart by their paths
+    assert names[str(hidden[0])] == f"video-{source_hash(str(hidden[0]))}"  # "..mp4" (stem ".")
+    assert names[str(tmp_path / "in" / "run.json.mp4")].startswith("run.json-")
+
+
+def test_select_resume_skips_finished_videos_and_removes_a_killed_run_s_leftovers(videos, tmp_path, capsys):
+    shutil.copy(videos / "a.mp4", tmp_path / "c.mp4")
+    inputs = [str(videos / "a.mp4"), str(videos / "corrupt.mp4"), str(videos / "b.mkv"), str(tmp_path / "c.mp4")]
+    out = tmp_path / "out"
+    base = ["-k", "3", "--selector", "uniform", "--output", str(out), "--workers", "0", "--no-plot"]
+    select_main(["--video", *inputs[:3], *base])
+    finished = (out / "a" / "frames.json").stat().st_mtime_ns
+    # A run killed while writing b's line and c's folder: a torn line, a hidden temporary folder.
+    lines = (out / "summary.jsonl").read_bytes().splitlines(keepends=True)
+    (out / "summary.jsonl").write_bytes(b"".join(lines[:2]) + lines[2][:20])
+    (out / ".c.tmp-0123abcd").mkdir()
+    (out / ".c.tmp-0123abcd" / "frames.json").write_text("{")
+    (out / ".summary.tmp-89abcdef.jsonl").write_text("half")
+    with pytest.raises(SystemExit) as refused:  # finished work is never thrown away by accident
+        select_main(["--video", *inputs, *base])
+    assert refused.value.code == 2 and "--resume continues it" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:
+        select_main(["--video", *inputs, *base, "--resume", "-k", "2"])
+    assert refused.value.code == 2 and "k: 3 there, 2 now" in capsys.readouterr().err
+
+    result = select_main(["--video", *inputs, *base, "--resume"])
+    assert result["resumed"] == 2 and result["selected"] == 2 and not result["skipped"]  # b and c; corrupt stays skipped
+    assert (out / "a" / "frames.json").stat().st_mtime_ns == finished  # not redone
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    lines = _lines(out / "summary.jsonl")
+    assert [(line["video"], line["status"]) for line in lines] == [
+        (inputs[0], "ok"), (inputs[1], "skipped"), (inputs[2], "ok"), (inputs[3], "ok")]  # fmt: skip
+    assert sorted(p.name for p in out.iterdir()) == ["a", "b", "c", "run.json", "summary.jsonl"]
+    assert json.loads((out / "c" / "frames.json").read_text())["indices"] == [1, 4, 6]
+
+
+def test_select_exits_1_naming_the_reasons_when_no_video_could_be_used(videos, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["--video", str(videos / "corrupt.mp4"), str(videos / "empty.mp4"), "--output", str(out), "--workers", "0"]
+    with pytest.raises(SystemExit) as failed:
+        select_main(args)
+    err = capsys.readouterr().err
+    assert failed.value.code == 1 and "none of the 2 videos could be used (2 skipped)" in err
+    assert f"{videos / 'corrupt.mp4'}: " in err and "cannot decode" in err and "no video stream" in err
+    assert [line["status"] for line in _lines(out / "summary.jsonl")] == ["skipped", "skipped"]
+    with pytest.raises(SystemExit) as failed:  # resumed: still nothing done, still an error
+        select_main([*args, "--resume"])
+    assert failed.value.code == 1 and "none of the 2 videos" in capsys.readouterr().err
+
+
+def _refused_before_any_model_loads(monkeypatch, capsys, videos, command, output):
+    """``select`` or ``caption`` into ``output``: its exit status and message (no model may load first)."""
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr("trainer.tools.select.make_selector", no_model)
+    monkeypatch.setattr("trainer.tools.caption.load_trained", no_model)
+    main = select_main if command == "select" else caption_main
+    source = [] if command == "select" else ["--from", str(output.parent / "model")]
+    with pytest.raises(SystemExit) as refused:
+        main(["--video", str(videos / "a.mp4"), "--output", str(output), *source])
+    return refused.value.code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["select", "caption"])
+def test_an_output_that_is_a_file_is_refused_before_any_model_loads(videos, tmp_path, capsys, monkeypatch, command):
+    (tmp_path / "file").write_text("x")
+    code, err = _refused_before_any_model_loads(monkeypatch, capsys, videos, command, tmp_path / "file")
+    assert code == 2 and f"{tmp_path / 'file'} is a file, not a folder" in err
+    code, err = _refused_before_any_model_loads(monkeypatch, capsys, videos, command, tmp_path / "file" / "sub")
+    assert code == 2 and f"is a file, not a folder (on the way to {tmp_path / 'file' / 'sub'})" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+@pytest.mark.parametrize("command", ["select", "caption"])
+def test_a_read_only_output_is_refused_before_any_model_loads(videos, tmp_path, capsys, monkeypatch, command):
+    readonly = tmp_path / "ro"
+    readonly.mkdir()
+    readonly.chmod(0o555)
+    try:
+        if os.access(readonly, os.W_OK):
+            pytest.skip("this user writes in read-only folders (root); the tests of a file in the way cover root")
+        code, err = _refused_before_any_model_loads(monkeypatch, capsys, videos, command, readonly / "out")
+        assert code == 2 and f"cannot write in {readonly}" in err
+        assert not list(readonly.iterdir())
+    finally:
+        readonly.chmod(0o755)
+
+
+def test_caption_names_from_hostile_file_names_stay_inside_output_and_lose_nothing(captioner, videos, tmp_path,
+                                                                                   monkeypatch):  # fmt: skip
+    ckpt, _, _ = captioner
+    text = "00:01-00:02 a red square appears"
+    monkeypatch.setattr("models.vlm.SmolVLM.generate", lambda self, frames, times, durations, **kw: [text] * len(frames))
+    folder_inputs, hidden = _hostile_inputs(videos, tmp_path / "in")
+    out = tmp_path / "run" / "out"
+    before = _tree(tmp_path)
+    result = caption_main(["--folder", str(tmp_path / "in"), "--recursive", "--video", *map(str, hidden), "--from",
+                           str(ckpt), "-k", "2", "--output", str(out), "--workers", "0"])  # fmt: skip
+    inputs = folder_inputs + hidden
+    assert result["captioned"] == len(inputs)
+    lines = _lines(out / "summary.jsonl")
+    names = _check_nothing_escaped_or_lost(tmp_path, before, out, inputs, lines)
+    assert all(line["video_id"] == line["output"] for line in lines)
+    captions = json.loads((out / "captions.json").read_text())
+    assert sorted(captions["results"]) == sorted(names.values())  # captions.json is not replaced by a video
+    files = {"captions.json", "run.json", "summary.jsonl", *(f"{n}.{s}" for n in names.values() for s in ("srt", "vtt"))}
+    assert {p.name for p in out.iterdir()} == files
+    assert names[str(tmp_path / "in" / "captions.json.mp4")].startswith("captions.json-")
+
+
+def test_caption_resume_keeps_earlier_captions_and_exits_1_when_nothing_was_captioned(captioner, videos, tmp_path,
+                                                                                       monkeypatch, capsys):  # fmt: skip
+    ckpt, _, _ = captioner
+    said = iter(["00:01-00:02 first run's caption", "00:00-00:01 second run's caption"])
+    monkeypatch.setattr("models.vlm.SmolVLM.generate", lambda self, frames, *a, **kw: [next(said)] * len(frames))
+    out = tmp_path / "out"
+    base = ["--from", str(ckpt), "-k", "2", "--output", str(out), "--workers", "0"]
+    caption_main(["--video", str(videos / "a.mp4"), *base])
+    first = json.loads((out / "captions.json").read_text())["results"]["a"]
+    (out / ".b.tmp-0123abcd.srt").write_text("half")  # a killed write
+    result = caption_main(["--video", str(videos / "a.mp4"), str(videos / "b.mkv"), *base, "--resume"])
+    assert result["resumed"] == 1 and result["captioned"] == 1
+    results = json.loads((out / "captions.json").read_text())["results"]
+    assert results == {"a": first, "b": [{"sentence": "second run's caption", "timestamp": [0.0, 1.0]}]}
+    assert first == [{"sentence": "first run's caption", "timestamp": [1.0, 2.0]}]
+    assert not (out / ".b.tmp-0123abcd.srt").exists() and (out / "b.srt").is_file()
+
+    with pytest.raises(SystemExit) as failed:
+        caption_main(["--video", str(videos / "corrupt.mp4"), *base[:-3], str(tmp_path / "bad"), "--workers", "0"])
+    assert failed.value.code == 1 and "none of the 1 videos could be used" in capsys.readouterr().err
+    assert json.loads((tmp_path / "bad" / "captions.json").read_text())["results"] == {}

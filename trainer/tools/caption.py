@@ -27,6 +27,10 @@ one, writes one event per line, ``MM:SS-MM:SS caption``, shown the frames with t
 
 Event times are clipped to the video (an event the model dates past the end is dropped) and
 rounded to milliseconds, the precision of both subtitle formats, so all three files agree.
+``NAME`` is named as by ``select`` (:func:`trainer.tools.select.output_names`: safe, unique, the
+video's path kept in ``summary.jsonl``) and is the video's id in ``captions.json``. ``--resume``
+continues a run as ``select`` does; its ``captions.json`` holds the videos captioned before it
+too. A run in which no video could be captioned exits with status 1 and the first reasons.
 """
 
 from __future__ import annotations
@@ -49,11 +53,10 @@ from trainer.loading import LoadError, frame_budget, load_trained, load_vlm
 from trainer.predictions import write_predictions
 from trainer.tools.select import (
     RUN_FILE,
-    VideoFiles,
+    SUMMARY_FILE,
     VideoRun,
     add_input_arguments,
     check_input_arguments,
-    output_names,
     rate,
     report_skipped,
     selector_record,
@@ -122,6 +125,19 @@ def webvtt_text(events: list[dict[str, Any]]) -> str:
     return "\n".join(["WEBVTT\n", *blocks])
 
 
+def resumed_prediction(line: dict[str, Any]) -> dict[str, Any]:
+    """The ``captions.json`` entry of a video an earlier run captioned, from its ``summary.jsonl`` line.
+
+    Raises:
+        ValueError: The line lacks the video's duration (written by an older version: ``--overwrite``).
+    """
+    if "duration" not in line:
+        raise ValueError(f"{SUMMARY_FILE}: the line of {line['video']} has no duration (an older version wrote "
+                         "it): --overwrite starts the run over")  # fmt: skip
+    return {"video_id": line["video_id"], "events": caption_events(line["text"], line["duration"]),
+            "text": line["text"], "frame_times": line["frame_times"]}  # fmt: skip
+
+
 # --------------------------------------------------------------------------------------- CLI
 @contextlib.contextmanager
 def _written_at_exit(predictions: list[dict[str, Any]], path: Path, details: str):
@@ -179,21 +195,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     vlm.to(device)
     selector.to(device)
     output = Path(args.output)
-    try:
-        start_output(output, args.overwrite)
-    except FileExistsError as err:
-        parser.error(str(err))
     decode = {"fps": args.fps, "frame_size": args.frame_size, "max_frames": args.max_frames}
     settings = {"command": "caption", "k": k, "from": {"source": str(args.source), "kind": trained.kind},
                 "selector": selector_record("learned", selector, args.source, trained.kind), "decode": decode,
                 "videos": len(paths), "device": str(device), "vlm": vlm.model_name_or_path}  # fmt: skip
-    write_atomic(output / RUN_FILE, json.dumps(settings, indent=1) + "\n")
+    try:
+        finished = start_output(output, settings, args.overwrite, args.resume)
+        # A resumed run's captions.json holds the videos captioned before it too, from their summary lines.
+        predictions = [resumed_prediction(line) for line in finished.values() if line["status"] == "ok"]
+    except ValueError as err:
+        parser.error(str(err))
     details = f"frames selected by the selector of {args.source}, K={k}; python -m trainer caption"
 
-    names = output_names(paths)
-    run = VideoRun(parser, output, paths, names, VideoFiles(paths, args.fps, args.frame_size, args.max_frames), k,
-                   args.fps, args.workers, args.fail_fast)  # fmt: skip
-    predictions: list[dict[str, Any]] = []
+    run = VideoRun(parser, output, paths, finished, (CAPTIONS_FILE, SUMMARY_FILE, RUN_FILE), decode, k, args.workers,
+                   args.fail_fast)  # fmt: skip
     totals = {"videos": 0, "frames": 0, "decode_seconds": 0.0, "caption_seconds": 0.0}
     wall = last_write = time.perf_counter()
     with run.running(), _written_at_exit(predictions, output / CAPTIONS_FILE, details):
@@ -212,9 +227,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 # All videos so far, replaced in one rename: a crash leaves the previous complete file.
                 write_predictions(predictions, output / CAPTIONS_FILE, details)
                 last_write = time.perf_counter()
-            run.done({"video": str(path), "video_id": name, "events": len(events), "text": text,
-                      "frame_times": predictions[-1]["frame_times"],
-                      "seconds": {"decode": round(item["decode_seconds"], 4), "caption": round(seconds, 4)}})  # fmt: skip
+            run.done(path, name, {"video_id": name, "events": len(events), "text": text,
+                                  "duration": item["duration"], "frame_times": predictions[-1]["frame_times"],
+                                  "seconds": {"decode": round(item["decode_seconds"], 4),
+                                              "caption": round(seconds, 4)}})  # fmt: skip
             totals["videos"] += 1
             totals["frames"] += len(item["timestamps"])
             totals["decode_seconds"] += item["decode_seconds"]
@@ -223,10 +239,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     totals["videos_per_second"] = rate(totals["videos"], totals["wall_seconds"])
     write_atomic(output / RUN_FILE, json.dumps({**settings, "totals": totals}, indent=1) + "\n")
     report_skipped(run.skipped)
-    print(f"captioned {totals['videos']} of {len(paths)} videos with K={k} frames -> {output}/{CAPTIONS_FILE}, "
-          f"NAME.srt, NAME.vtt ({device})")  # fmt: skip
-    return {"output": str(output), "captioned": totals["videos"], "skipped": run.skipped, "totals": totals,
-            "predictions": predictions}  # fmt: skip
+    run.check_done()
+    resumed = f" ({len(finished)} finished before)" if finished else ""
+    print(f"captioned {totals['videos']} of {len(run.todo)} videos{resumed} with K={k} frames -> "
+          f"{output}/{CAPTIONS_FILE}, NAME.srt, NAME.vtt ({device})")  # fmt: skip
+    return {"output": str(output), "captioned": totals["videos"], "skipped": run.skipped, "resumed": len(finished),
+            "totals": totals, "predictions": predictions}  # fmt: skip
 
 
 if __name__ == "__main__":

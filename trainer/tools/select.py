@@ -30,12 +30,19 @@ runs the selector. ``--output`` then holds::
                             converted, at the same times
     NAME/selection.png      the score curve over time, the chosen frames marked, and a filmstrip
 
-``NAME`` is the video's file name without its suffix (``-2``, ``-3`` ... where two videos share
-one). A video's folder is built beside its final place and renamed into it when complete, and
-each summary line is flushed to disk before the next video starts, so a crash or a later bad
-file never costs what was already written. Unreadable files, files with no frames and videos
-with fewer than K candidate frames are skipped and listed with the reason; ``--fail-fast`` stops
-at the first one instead.
+``NAME`` is the video's file name without its suffix, made safe by :func:`data.outputs.safe_names`:
+a name that had to change (a separator or control character, leading dots, over 100 bytes,
+``run.json`` or ``summary.jsonl``) or that two videos share (``a/clip.mp4``, ``b/clip.mp4``)
+gets ``-`` and 8 hex digits of the sha256 of the video's absolute path; ``summary.jsonl`` keeps
+each video's path as given (``video``) beside its ``output`` name. A video's folder is built
+beside its final place and renamed into it when complete, and each summary line is flushed to
+disk before the next video starts, so a crash or a later bad file never costs what was already
+written; ``--resume`` continues such a run (the same settings), skipping every video with a
+line in ``summary.jsonl`` and removing what a killed write left. Unreadable files, files with no
+frames and videos with fewer than K candidate frames are skipped and listed with the reason;
+``--fail-fast`` stops at the first one instead. A run in which no video could be used exits
+with status 1 and the first reasons; an ``--output`` that is a file or cannot be written is
+refused (status 2) before any model loads.
 """
 
 from __future__ import annotations
@@ -56,9 +63,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from data.atomic import write_atomic
+from data.atomic import remove_leftovers, write_atomic
 from data.datamodule import BAD_VIDEO_ERRORS, DenseCaptionDataModule, as_is
 from data.decode import decode_video
+from data.outputs import check_writable, safe_names
 from models.decoders import check_budget
 from models.selectors import FrameSelector
 from trainer.evaluation.evaluate import (
@@ -67,6 +75,8 @@ from trainer.evaluation.evaluate import (
     add_run_arguments,
     build_selector,
     plot_selection,
+    read_records,
+    repair_rows,
     resolve_device,
 )
 from trainer.loading import LoadError, TrainedSelector, load_trained
@@ -119,17 +129,10 @@ def find_videos(videos: Sequence[str] = (), folder: str | None = None, recursive
     return paths
 
 
-def output_names(paths: Sequence[Path]) -> list[str]:
-    """One folder name per video: its stem, with ``-2``, ``-3`` ... for later videos of the same stem."""
-    names, taken = [], set()
-    for path in paths:
-        name, n = path.stem or "video", 1
-        while name in taken:
-            n += 1
-            name = f"{path.stem or 'video'}-{n}"
-        taken.add(name)
-        names.append(name)
-    return names
+def output_names(paths: Sequence[Path], reserved: Sequence[str] = (), taken: Sequence[str] = ()) -> list[str]:
+    """One output name per video, by :func:`data.outputs.safe_names`: its file name without the suffix,
+    made safe, with a short hash of its absolute path where it had to change or two would be one."""
+    return safe_names([p.stem for p in paths], [os.path.abspath(p) for p in paths], reserved, taken)
 
 
 class VideoFiles(Dataset):
@@ -304,13 +307,59 @@ def redecoded_frames(path: Path, idx: torch.Tensor, times: torch.Tensor, decode:
     return video.frames[order]
 
 
-def start_output(output: Path, overwrite: bool) -> None:
-    """Refuses an ``output`` that holds an earlier run (unless ``overwrite``: its summary starts over)."""
-    summary = output / SUMMARY_FILE
-    if summary.exists() and not overwrite:
-        raise FileExistsError(f"{output} already holds a run ({SUMMARY_FILE}): use another --output or --overwrite")
+def check_output(output: Path, overwrite: bool, resume: bool) -> None:
+    """Refuses, before any model loads, an ``output`` that cannot be written or holds a run the flags do not name.
+
+    Raises:
+        OSError: ``output`` is a file, or no file can be created there.
+        ValueError: ``--resume`` with ``--overwrite``.
+        FileExistsError: ``output`` holds a run and neither flag says what to do with it.
+    """
+    check_writable(output)
+    if resume and overwrite:
+        raise ValueError("--resume and --overwrite exclude each other")
+    if (output / SUMMARY_FILE).exists() and not (overwrite or resume):
+        raise FileExistsError(f"{output} already holds a run ({SUMMARY_FILE}): --resume continues it, --overwrite "
+                              "starts it over, or use another --output")  # fmt: skip
+
+
+#: What a resumed run must share with the run that wrote ``run.json`` (the rest may differ: workers, ...).
+RESUME_KEYS = ("command", "k", "selector", "decode", "jpeg_size", "from")
+
+
+def start_output(output: Path, settings: dict[str, Any], overwrite: bool, resume: bool) -> dict[str, dict[str, Any]]:
+    """Creates ``output`` and writes ``run.json``; returns the summary lines of the videos a resumed run finished.
+
+    With ``resume``, the earlier run's settings must match (:data:`RESUME_KEYS`), a summary line
+    cut off by a kill is removed, and so is every temporary file or folder a killed write left
+    (:func:`data.atomic.remove_leftovers`), as with ``overwrite``, which also starts the summary over.
+
+    Returns:
+        Video path (as given) to its line, ``ok`` or ``skipped``: neither is run again.
+
+    Raises:
+        ValueError: The earlier run had other settings, or its summary is not this command's.
+    """
     output.mkdir(parents=True, exist_ok=True)
-    summary.unlink(missing_ok=True)
+    summary = output / SUMMARY_FILE
+    finished: dict[str, dict[str, Any]] = {}
+    if resume and summary.is_file():
+        old = json.loads((output / RUN_FILE).read_text()) if (output / RUN_FILE).is_file() else {}
+        now = json.loads(json.dumps(settings))  # as JSON reads it back: tuples are lists
+        differs = [key for key in RESUME_KEYS if old.get(key) != now.get(key)]
+        if differs:
+            detail = "; ".join(f"{key}: {old.get(key)!r} there, {now.get(key)!r} now" for key in differs)
+            raise ValueError(f"{output} holds a run with other settings ({detail}): use the same settings, "
+                             "another --output, or --overwrite")  # fmt: skip
+        repair_rows(summary, key="video")
+        finished = {line["video"]: line for line in read_records(summary)}
+    elif overwrite:
+        summary.unlink(missing_ok=True)
+    if resume or overwrite:
+        for path in remove_leftovers(output):
+            log.info("removed %s, left by a killed write", path)
+    write_atomic(output / RUN_FILE, json.dumps(settings, indent=1) + "\n")
+    return finished
 
 
 def skip_reason(item: dict[str, Any], k: int, fps: float | None) -> str | None:
@@ -334,35 +383,49 @@ def report_skipped(skipped: list[tuple[Path, str]]) -> None:
 class VideoRun:
     """The loop ``select`` and ``caption`` share over decoded videos, and its bookkeeping.
 
-    Iterating yields ``(path, name, item)`` for each video that can be used, decoded ahead by
-    worker processes; one that cannot (unreadable, no frames, fewer than K candidates) gets a
-    ``skipped`` line in ``summary.jsonl`` with the reason and is listed at the end, or, with
-    ``fail_fast``, stops the run: :meth:`finish` then exits with the error, after every video
-    before it was written. Each finished video's line goes through :meth:`done`.
+    Iterating yields ``(path, name, item)`` for each video still to do that can be used, decoded
+    ahead by worker processes; one that cannot (unreadable, no frames, fewer than K candidates)
+    gets a ``skipped`` line in ``summary.jsonl`` with the reason and is listed at the end, or,
+    with ``fail_fast``, stops the run: :meth:`running` then exits with the error, after every
+    video before it was written. Each finished video's line goes through :meth:`done`, and
+    :meth:`check_done` ends a run in which no video was done with an error.
 
     Args:
-        parser: The command's parser (for the ``--fail-fast`` exit).
+        parser: The command's parser (for the error exits).
         output: The run's folder.
         paths: The video files, in order.
-        names: Their output names (:func:`output_names`).
-        files: The decoding dataset over ``paths``.
+        finished: The summary lines of the videos a resumed run finished (:func:`start_output`):
+            they are not run again, and their names (``output``) are not given again.
+        reserved: The run's own file names, which no video's output may take.
+        decode: ``fps``, ``frame_size`` and ``max_frames`` of the decoding.
         k: Frames to choose (videos with fewer candidates are skipped).
-        fps: The decode rate (for the skip message).
         workers: Decoding processes.
         fail_fast: Stop at the first video that cannot be used.
+
+    Attributes:
+        todo: The videos this process runs, and ``names`` their output names (:func:`output_names`).
+        skipped: ``(path, reason)`` of the videos this process skipped.
     """
 
-    def __init__(self, parser: argparse.ArgumentParser, output: Path, paths: list[Path], names: list[str],
-                 files: VideoFiles, k: int, fps: float | None, workers: int, fail_fast: bool) -> None:  # fmt: skip
-        self.parser, self.output, self.paths, self.names = parser, output, paths, names
-        self.files, self.k, self.fps, self.workers, self.fail_fast = files, k, fps, workers, fail_fast
+    def __init__(self, parser: argparse.ArgumentParser, output: Path, paths: list[Path],
+                 finished: dict[str, dict[str, Any]], reserved: Sequence[str], decode: dict[str, Any], k: int,
+                 workers: int, fail_fast: bool) -> None:  # fmt: skip
+        self.parser, self.output, self.finished = parser, output, finished
+        self.k, self.fps, self.workers, self.fail_fast = k, decode["fps"], workers, fail_fast
+        self.todo = [path for path in paths if str(path) not in finished]
+        taken = [line["output"] for line in finished.values() if "output" in line]
+        self.names = output_names(self.todo, reserved, taken)
+        self.files = VideoFiles(self.todo, decode["fps"], decode["frame_size"], decode["max_frames"])
         self.skipped: list[tuple[Path, str]] = []
+        self.ok = 0
         self.writer = RowsWriter(output / SUMMARY_FILE)
+        if finished:
+            print(f"resuming: {len(paths) - len(self.todo)} of {len(paths)} videos are finished in {output}")
 
     def __iter__(self) -> Iterator[tuple[Path, str, dict[str, Any]]]:
         desc = self.parser.prog.rsplit(" ", 1)[-1]
-        for item in tqdm(decoded_videos(self.files, self.workers), total=len(self.paths), desc=desc, unit="video"):
-            path, name = self.paths[item["index"]], self.names[item["index"]]
+        for item in tqdm(decoded_videos(self.files, self.workers), total=len(self.todo), desc=desc, unit="video"):
+            path, name = self.todo[item["index"]], self.names[item["index"]]
             reason = skip_reason(item, self.k, self.fps)
             if reason is None:
                 yield path, name, item
@@ -373,9 +436,21 @@ class VideoRun:
                 raise FailFast(f"{path}: {reason}")
             log.warning("skipping %s: %s", path, reason)
 
-    def done(self, record: dict[str, Any]) -> None:
-        """Appends a finished video's line to ``summary.jsonl`` (written through at once)."""
-        self.writer.append({"status": "ok", **record})
+    def done(self, path: Path, name: str, record: dict[str, Any]) -> None:
+        """Appends a finished video's line to ``summary.jsonl`` (written through at once): its path
+        as given (``video``), its output name (``output``) and ``record``."""
+        self.writer.append({"video": str(path), "output": name, "status": "ok", **record})
+        self.ok += 1
+
+    def check_done(self) -> None:
+        """Exits with status 1, naming the first reasons, when no video of the run (resumed ones
+        included) was done."""
+        if self.ok or any(line.get("status") == "ok" for line in self.finished.values()):
+            return
+        reasons = [(line["video"], line.get("reason", "?")) for line in self.finished.values()] + self.skipped
+        first = "; ".join(f"{path}: {reason}" for path, reason in reasons[:3])
+        self.parser.exit(1, f"{self.parser.prog}: error: none of the {len(self.finished) + len(self.todo)} videos "
+                            f"could be used ({len(reasons)} skipped); first: {first}\n")  # fmt: skip
 
     @contextlib.contextmanager
     def running(self) -> Iterator[VideoRun]:
@@ -410,6 +485,8 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-frames", type=int, default=None, help="cap on candidate frames per video (default: all)")
     add_run_arguments(parser, workers=default_workers())
     parser.add_argument("--fail-fast", action="store_true", help="stop at the first unreadable video instead of skipping it")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue a run in --output: skip the videos it finished or skipped (same settings)")  # fmt: skip
     parser.add_argument("--overwrite", action="store_true", help="start over in an --output that holds a run")
 
 
@@ -433,9 +510,11 @@ def check_input_arguments(parser: argparse.ArgumentParser, args: argparse.Namesp
     if getattr(args, "k", None) is not None and args.k < 1:
         parser.error(f"-k must be >= 1, got {args.k}")
     try:
-        return find_videos(args.video, args.folder, args.recursive)
-    except (FileNotFoundError, ValueError) as err:
+        paths = find_videos(args.video, args.folder, args.recursive)
+        check_output(Path(args.output), args.overwrite, args.resume)  # before any model loads
+    except (OSError, ValueError) as err:
         parser.error(str(err))
+    return paths
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -490,18 +569,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         parser.error(str(err))
     selector.to(resolve_device(args.device))
     output = Path(args.output)
-    try:
-        start_output(output, args.overwrite)
-    except FileExistsError as err:
-        parser.error(str(err))
     decode = {"fps": args.fps, "frame_size": args.frame_size, "max_frames": args.max_frames}
     settings = {"command": "select", "k": args.k, "selector": record, "decode": decode, "jpeg_size": args.jpeg_size,
                 "videos": len(paths), "workers": args.workers}  # fmt: skip
-    write_atomic(output / RUN_FILE, json.dumps(settings, indent=1) + "\n")
+    try:
+        finished = start_output(output, settings, args.overwrite, args.resume)
+    except ValueError as err:
+        parser.error(str(err))
 
-    names = output_names(paths)
-    files = VideoFiles(paths, args.fps, args.frame_size, args.max_frames)
-    run = VideoRun(parser, output, paths, names, files, args.k, args.fps, args.workers, args.fail_fast)
+    run = VideoRun(parser, output, paths, finished, (SUMMARY_FILE, RUN_FILE), decode, args.k, args.workers,
+                   args.fail_fast)  # fmt: skip
     totals = {"videos": 0, "frames": 0, "decode_seconds": 0.0, "select_seconds": 0.0, "write_seconds": 0.0}
     wall = time.perf_counter()
     warned = False
@@ -524,7 +601,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                             jpegs=jpegs)  # fmt: skip
             written = time.perf_counter()
             seconds = {"decode": item["decode_seconds"], "select": selected - start, "write": written - selected}
-            run.done({"video": str(path), "output": folder, "frames": len(item["timestamps"]),
+            run.done(path, folder, {"frames": len(item["timestamps"]),
                       "timestamps": [round(float(t), 6) for t in chosen[2]],
                       "seconds": {k: round(v, 4) for k, v in seconds.items()}})  # fmt: skip
             totals["videos"] += 1
@@ -537,12 +614,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                    for stage in ("decode", "select", "write", "wall")}  # fmt: skip
     write_atomic(output / RUN_FILE, json.dumps({**settings, "totals": totals}, indent=1) + "\n")
     report_skipped(run.skipped)
+    run.check_done()
     fps = totals["frames_per_second"]
-    print(f"selected {args.k} frames in {totals['videos']} of {len(paths)} videos -> {output}")
+    resumed = f" ({len(finished)} finished before)" if finished else ""
+    print(f"selected {args.k} frames in {totals['videos']} of {len(run.todo)} videos{resumed} -> {output}")
     print(f"timing: {frames} candidate frames; frames/s: decode {fps['decode']} "
           f"({f'{args.workers} worker process(es)' if args.workers else 'main process'}), select {fps['select']}, "
           f"write {fps['write']}, end to end {fps['wall']}")  # fmt: skip
-    return {"output": str(output), "selected": totals["videos"], "skipped": run.skipped, "totals": totals}
+    return {"output": str(output), "selected": totals["videos"], "skipped": run.skipped, "resumed": len(finished),
+            "totals": totals}  # fmt: skip
 
 
 if __name__ == "__main__":
