@@ -6,7 +6,10 @@ passes its LightningModule would run, storing what the run will read: decoded fr
 A later ``fit``, ``validate`` or ``evaluate`` of the same config then reads them instead of
 decoding and encoding. DataLoader workers decode while the main process encodes on the GPU
 (when there is one); ``--num-shards N --shard i`` spreads the videos over processes or GPUs (the
-caches take concurrent writers), and a rerun skips what is cached.
+caches take concurrent writers), and a rerun skips what is cached. A ``data.cache_dir`` that is a
+file or cannot be written is refused (exit status 2) before any video is decoded; a video whose
+entries could not be stored (the caches log why and carry on, as in training: a full disk) is
+counted as not stored, and the command then exits with status 1 naming the first ones.
 
 Examples::
 
@@ -26,6 +29,7 @@ from tqdm.auto import tqdm
 
 from data.datamodule import SPLIT_STAGES, VideoItems, as_is, collate_videos, skip_report
 from data.features import human_bytes
+from data.outputs import check_writable
 
 
 def fill(
@@ -42,13 +46,18 @@ def fill(
         workers: Decoding processes (default: ``data.num_workers``).
 
     Returns:
-        ``videos`` (visited), ``encoded`` (videos whose outputs were computed now), ``skipped``
+        ``videos`` (visited), ``encoded`` (videos whose outputs were computed now), ``stored``
+        (decoded videos whose every entry is on disk afterwards: the frame cache's, each output
+        computed whole), ``unstored`` (``(video_id, [the caches it has no entry in])``: the
+        stores log why and carry on, e.g. on a read-only or full disk), ``skipped``
         (``(video_id, reason)``), ``seconds``, and the caches' ``stats``.
     """
     encodings = module.register_encoders(datamodule)
+    store = encodings.store if encodings is not None else None
     workers = datamodule.num_workers if workers is None else workers
-    start, videos, encoded = time.perf_counter(), 0, 0
+    start, videos, encoded, stored = time.perf_counter(), 0, 0, 0
     skipped: list[tuple[str, str]] = []
+    unstored: list[tuple[str, list[str]]] = []
     for split in splits:
         dataset = datamodule.datasets[split]
         indices = list(range(shard, len(dataset), num_shards))
@@ -58,20 +67,30 @@ def fill(
             if "skipped" in item:
                 skipped.append((item["video_id"], item["skipped"]))
                 continue
-            if encodings is None:
-                continue  # decoding alone fills the frame cache
-            batch = encodings.attach(collate_videos([item]))
-            fresh = False
-            for name in encodings.encoders:
-                rows = batch[name][0]
-                if rows.whole is not None:  # a whole-video pass: computing it stores it
-                    rows.all()
-                    fresh = True
-            encoded += fresh
+            # Decoding alone fills the frame cache (in the worker that decoded the video).
+            caches = {"frames": datamodule.frame_cache} if datamodule.frame_cache is not None else {}
+            if encodings is not None:
+                batch = encodings.attach(collate_videos([item]))
+                fresh = False
+                for name in encodings.encoders:
+                    rows = batch[name][0]
+                    if rows.whole is not None:  # a whole-video pass: computing it stores it
+                        rows.all()
+                        fresh = True
+                        if store is not None and name in store.caches:
+                            caches[name] = store.caches[name]
+                encoded += fresh
+            # The stores log a failed write and carry on (the cache only saves time): what is
+            # on disk now is what a later run will read.
+            missing = [name for name, cache in caches.items() if not cache.entry_path(item["video"]).is_dir()]
+            if missing:
+                unstored.append((item["video_id"], missing))
+            else:
+                stored += 1
     stats = {"frames": datamodule.frame_cache.stats() if datamodule.frame_cache is not None else None,
              **(encodings.store.stats() if encodings is not None and encodings.store is not None else {})}  # fmt: skip
-    return {"videos": videos, "encoded": encoded, "skipped": skipped, "seconds": time.perf_counter() - start,
-            "stats": stats}  # fmt: skip
+    return {"videos": videos, "encoded": encoded, "stored": stored, "unstored": unstored, "skipped": skipped,
+            "seconds": time.perf_counter() - start, "stats": stats}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -88,6 +107,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from trainer.loading import module_from_config
 
     datamodule, module = module_from_config(args.config, None, args.set)
+    try:
+        check_writable(datamodule.cache_dir)  # before any video is decoded or encoded
+    except OSError as err:
+        parser.error(f"data.cache_dir: {err}")
     module.to(resolve_device(args.device))
     datamodule.prepare_data()
     splits = [s for s in args.splits if datamodule.files.get(s) is not None or datamodule.uses_synthetic]
@@ -97,10 +120,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if report["skipped"] and len(report["skipped"]) == report["videos"]:
         raise RuntimeError(f"no video could be decoded: {skip_report(report['skipped'])}")
     print(f"{report['videos']} videos in {report['seconds']:.0f} s; encoded now: {report['encoded']}; "
-          f"skipped: {len(report['skipped'])}")  # fmt: skip
+          f"stored: {report['stored']}; not stored: {len(report['unstored'])}; skipped: {len(report['skipped'])}")  # fmt: skip
     for name, stats in report["stats"].items():
         if stats is not None:
             print(f"{name}: {stats['entries']} entries, {human_bytes(stats['bytes'])} in {stats['directory']}")
+    if report["unstored"]:
+        first = "; ".join(f"{video}: no {', '.join(names)} entry" for video, names in report["unstored"][:3])
+        parser.exit(1, f"{parser.prog}: error: {len(report['unstored'])} of {report['videos']} videos could not be "
+                       f"stored in the caches under {datamodule.cache_dir} (the warnings above say why: a read-only "
+                       f"or full disk?); first: {first}\n")  # fmt: skip
     return report
 
 
