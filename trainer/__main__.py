@@ -31,6 +31,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from data.datamodule import DenseCaptionDataModule
 from trainer.checkpointing import FinalCheckpoint, RngState
+from trainer.loading import LoadError, read_checkpoint
 from trainer.predictions import DenseCaptionWriter
 
 
@@ -80,12 +81,36 @@ class FrameSelectCLI(LightningCLI):
         parser.add_lightning_class_args(RngState, "rng_state")
 
     def parse_arguments(self, parser, args) -> None:
-        """LightningCLI's parse, with each ``--config FILE`` preceded by the configs FILE lists."""
+        """LightningCLI's parse, with each ``--config FILE`` preceded by the configs FILE lists.
+
+        A ``--ckpt_path`` file's recorded hyperparameters are then checked
+        (:func:`trainer.loading.read_checkpoint`): LightningCLI merges them into the config and
+        instantiates them right after this, so a class they name outside the allow-list is refused
+        here. The config and command line themselves are the user's and are not checked.
+        """
         if args is None:  # the command line: expanded in place, so LightningCLI still reads sys.argv
             sys.argv[1:] = with_included_configs(sys.argv[1:])
         elif isinstance(args, (list, tuple)):
             args = with_included_configs(args)
         super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path and os.path.isfile(ckpt_path):  # what LightningCLI._parse_ckpt_path reads next
+            read_checkpoint(ckpt_path)
+
+    def instantiate_classes(self) -> None:
+        """LightningCLI's, with a trained result refused while building the config (a
+        :class:`~trainer.loading.TrainedSelector` whose source names code) raised as that
+        :class:`~trainer.loading.LoadError`, not inside jsonargparse's union-type report."""
+        try:
+            super().instantiate_classes()
+        except Exception as err:
+            cause = err
+            while cause is not None and not isinstance(cause, LoadError):
+                cause = cause.__cause__ or cause.__context__
+            if cause is None:
+                raise
+            raise cause from None
 
 
 def with_included_configs(args: list[str] | tuple[str, ...]) -> list[str]:
@@ -178,10 +203,14 @@ def _close_process_group() -> None:
 
 if __name__ == "__main__":
     command = sys.argv[1] if len(sys.argv) > 1 else ""
-    if command in COMMANDS:
-        import importlib
+    try:
+        if command in COMMANDS:
+            import importlib
 
-        result = importlib.import_module(COMMANDS[command]).main(sys.argv[2:])
-        sys.exit(result if isinstance(result, int) else 0)
-    else:
-        main()
+            result = importlib.import_module(COMMANDS[command]).main(sys.argv[2:])
+            sys.exit(result if isinstance(result, int) else 0)
+        else:
+            main()
+    except LoadError as err:  # a refused or unreadable trained result: the reason, not a traceback
+        print(f"python -m trainer {command}: error: {err}", file=sys.stderr)
+        sys.exit(2)

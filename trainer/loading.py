@@ -16,9 +16,41 @@ each LightningModule says what that is through ``inference_selector()``, so ``se
 ``FrameSelector`` everywhere. :class:`TrainedSelector` wraps one, frozen, for configs (e.g. a
 captioner that shows the frames a trained scene-boundary model or importance mask picks).
 
-The trust rule: classes are rebuilt only from this project's packages (:data:`ALLOWED_PACKAGES`),
-checkpoints are read with ``torch.load(weights_only=True)`` (no unpickling of objects), weights
-of exports come from safetensors, and a recorded ``trust_remote_code: true`` is refused.
+The trust rule: what a checkpoint or a download records is data, never code. Checkpoints are read
+with ``torch.load(weights_only=True)`` (no unpickling of objects) and the weights of exports come
+from safetensors. Before anything is imported or built from recorded settings, :func:`check_recorded`
+walks all of them, every dict and list at any depth, and refuses the whole result if it finds
+
+* under a key that spells ``class_path`` or ``_instantiator`` in any case or punctuation
+  (``class_path``, ``_class_path``, ``classPath``, ``CLASS-PATH``...), a value that is not an
+  allowed class;
+* a string shaped like an import path (two or more dot-separated Python identifiers, e.g.
+  ``os.system``) that is not an allowed class: anywhere in settings that jsonargparse parses (a
+  checkpoint's hyperparameters, an export's selector specs), since it imports such a string
+  wherever a parameter's type is a class or a callable; in files read as plain values
+  (``training.json``, ``config.json``, ``adapter_config.json``), under a type-like key
+  (:data:`TYPE_KEYS`: ``__class__``, ``_target_``, ``type``, ``auto_map``);
+* ``trust_remote_code`` set to anything but ``false``/``null``.
+
+Allowed classes (:func:`allowed_class`): classes of this project's packages (:data:`ALLOWED_PACKAGES`;
+a project *function* is refused, since jsonargparse would call it), and the optimizers and LR
+schedulers of ``torch.optim`` (looked up in the already-imported ``torch.optim``). The check imports
+nothing outside this project (as Lightning's own fix for ``_instantiator``: names are resolved only
+in ``sys.modules``), so a refused name is never imported. The one other value accepted is the
+``_instantiator`` Lightning itself records, ``lightning.pytorch.cli.instantiate_module``. The error
+names the file, the key path (``hyper_parameters.optimizer.init_args.x.class_path``) and the value.
+
+Recorded settings are a checkpoint's ``hyper_parameters`` and ``datamodule_hyper_parameters``
+(:func:`read_checkpoint`, for :func:`module_from_checkpoint`, for :func:`module_from_config`'s
+``--ckpt`` before the model is built, and for ``fit``/``validate``/``test``/``predict
+--ckpt_path`` before LightningCLI merges them), and an export's (or Hub snapshot's)
+``training.json``, ``config.json``, ``adapter_config.json``, ``selector/frame_selection.json`` and
+``selector/config.json`` (:func:`check_export`; ``frame_selection.json``'s ``weights`` must be a
+plain file name in its folder). A :class:`TrainedSelector` in a config reads its source through
+the same path. A user's own config and command line are not checked: they may name any class, as
+LightningCLI allows; but the checkpoint such a run writes records that class, and is then refused
+by every loader, ``fit --ckpt_path`` included (a class of your own that checkpoints should
+rebuild belongs in this project's packages).
 """
 
 from __future__ import annotations
@@ -44,11 +76,23 @@ log = logging.getLogger(__name__)
 
 #: Packages whose classes a checkpoint, an export or a selector name may name (nothing else is imported).
 ALLOWED_PACKAGES = ("trainer.", "models.", "data.")
+#: Outside this project, recorded settings may name torch's optimizers and LR schedulers (and nothing else).
+TORCH_OPTIM = "torch.optim."
+#: What Lightning records under ``_instantiator`` (read by ``load_from_checkpoint``; ours ignores it).
+LIGHTNING_INSTANTIATOR = "lightning.pytorch.cli.instantiate_module"
 #: Inside an export folder: the selector's folder and the file that says how frames are chosen.
 SELECTOR_DIR = "selector"
 SELECTION_FILE = "frame_selection.json"
 TRAINING_FILE = "training.json"
+#: The JSON files of an export that loading (ours, transformers', peft's) reads, checked before any of it.
+RECORDED_FILES = (TRAINING_FILE, "config.json", "adapter_config.json", f"{SELECTOR_DIR}/config.json")
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+#: Two or more dot-separated identifiers: what jsonargparse would import where a class or callable is expected.
+IMPORT_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+#: Keys (as :func:`_key` spells them) whose strings name code in any format: jsonargparse's
+#: ``class_path``, Lightning's ``_instantiator``, ``__class__``, Hydra's ``_target_``, a ``type``,
+#: transformers' ``auto_map``.
+TYPE_KEYS = ("classpath", "instantiator", "class", "target", "type", "automap")
 
 
 class LoadError(RuntimeError):
@@ -77,31 +121,129 @@ def import_class(class_path: str, base: type) -> type:
     return cls
 
 
+def allowed_class(path: str) -> bool:
+    """Whether recorded settings may name ``path``: a class of this project, or a ``torch.optim``
+    optimizer or LR scheduler.
+
+    Nothing outside this project is imported to decide: a ``torch.optim`` name is looked up in the
+    modules already imported (``sys.modules``), anything else outside the project is refused by its
+    name alone. A project name is imported (the project's own code) to tell a class from a function.
+    """
+    if not IMPORT_PATH.match(path):
+        return False
+    if path.startswith(ALLOWED_PACKAGES):
+        module_name, _, name = path.rpartition(".")
+        try:
+            return isinstance(getattr(importlib.import_module(module_name), name, None), type)
+        except ImportError:
+            return False
+    if path.startswith(TORCH_OPTIM):
+        obj = _imported(path)
+        return isinstance(obj, type) and issubclass(obj, (torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler))
+    return False
+
+
+def _imported(path: str) -> Any:
+    """The object at ``path`` if its module is already imported (``None`` otherwise); imports nothing."""
+    parts = path.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        module = sys.modules.get(".".join(parts[:cut]))
+        if module is not None:
+            obj = module
+            for name in parts[cut:]:
+                obj = getattr(obj, name, None)
+            return obj
+    return None
+
+
+def _key(key: Any) -> str:
+    """A key as the check compares it: its last dotted part (jsonargparse reads ``a.class_path`` as
+    nested keys), lower case, letters only (``_class_path``, ``classPath`` and ``CLASS-PATH`` are one)."""
+    return re.sub(r"[^a-z]", "", str(key).rsplit(".", 1)[-1].lower())
+
+
+def check_recorded(config: Any, where: str, parsed: bool = True, _path: str = "", _typed: bool = False) -> None:
+    """Refuses recorded settings (a checkpoint's hyperparameters, an export's JSON) that name code.
+
+    Walks every dict and list at any depth (see the module docstring for the rule): a
+    ``class_path``/``_instantiator`` key (any spelling) must hold an :func:`allowed_class`, a string
+    shaped like an import path must be one too, and ``trust_remote_code`` must not be set. Nothing
+    is built here, and nothing outside this project is imported.
+
+    Args:
+        config: The recorded settings (nested dicts, lists and plain values).
+        where: What they are, for the message (a file, ``"checkpoint.ckpt"``).
+        parsed: Whether jsonargparse parses these settings (a checkpoint's hyperparameters, an
+            export's selector specs): then *every* import-path-shaped string is checked, since
+            jsonargparse imports one wherever the parameter's type is a class or a callable.
+            Otherwise (``training.json``, Hugging Face ``config.json``: read as plain values) only
+            strings under a type-like key (:data:`TYPE_KEYS`: ``__class__``, ``_target_``,
+            ``type``, ``auto_map``...) are, so a file name such as ``last.ckpt`` stays data.
+
+    Raises:
+        LoadError: Naming ``where``, the key path (``hyper_parameters.optimizer.class_path``) and the value.
+    """
+    if isinstance(config, dict):
+        for key, value in config.items():
+            path = f"{_path}.{key}" if _path else str(key)
+            kind = _key(key)
+            if kind == "trustremotecode" and value not in (False, None):
+                raise LoadError(
+                    f"{where}: refusing {path} = {value!r}: trained results are only loaded without remote code "
+                    "(load that model yourself if you trust it)"
+                )
+            if kind in ("classpath", "instantiator"):
+                if not isinstance(value, str) or not (
+                    allowed_class(value) or (kind == "instantiator" and value == LIGHTNING_INSTANTIATOR)
+                ):
+                    _refuse(where, path, value)
+            else:
+                check_recorded(value, where, parsed, path, _typed or kind in TYPE_KEYS)
+    elif isinstance(config, (list, tuple)):
+        for i, value in enumerate(config):
+            check_recorded(value, where, parsed, f"{_path}[{i}]", _typed)
+    elif isinstance(config, str) and (parsed or _typed) and IMPORT_PATH.match(config) and not allowed_class(config):
+        # A file name (last.ckpt) has this shape too: where jsonargparse reads it, it could be imported.
+        _refuse(where, _path, config, " (a file name there is written with its folder: ./NAME)")
+
+
+def _refuse(where: str, path: str, value: Any, hint: str = "") -> None:
+    raise LoadError(
+        f"{where}: refusing {path} = {value!r}: recorded settings may only name classes of this project "
+        f"({', '.join(p + '*' for p in ALLOWED_PACKAGES)}) and torch's optimizers and LR schedulers "
+        f"({TORCH_OPTIM}*); a checkpoint or a download is data, so nothing else it names is imported or run{hint}"
+    )
+
+
+def read_recorded(path: Path, parsed: bool = False, file_keys: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A recorded JSON file's content (a dict), after :func:`check_recorded`.
+
+    Args:
+        path: The file.
+        parsed: Whether jsonargparse parses it (see :func:`check_recorded`).
+        file_keys: Top-level keys that hold file names (e.g. ``model.safetensors``), which the
+            caller checks as such, not as import paths.
+    """
+    try:
+        content = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise LoadError(f"{path}: cannot read it as JSON ({err})") from err
+    if not isinstance(content, dict):
+        raise LoadError(f"{path}: expected a JSON object, found a {type(content).__name__}")
+    check_recorded({k: v for k, v in content.items() if k not in file_keys}, str(path), parsed)
+    return content
+
+
 def build_from_spec(spec: dict[str, Any], base: type = nn.Module) -> Any:
     """Instantiates ``{"class_path": ..., "init_args": {...}}`` the way the CLI does (nested specs included)."""
     from jsonargparse import ArgumentParser
 
-    check_no_remote_code(spec)
+    check_recorded(spec, "the recorded selector spec")
     cls = import_class(spec["class_path"], base)
     parser = ArgumentParser(exit_on_error=False)
     parser.add_class_arguments(cls, "obj", fail_untyped=False)
     cfg = parser.parse_object({"obj": dict(spec.get("init_args") or {})})
     return parser.instantiate_classes(cfg).obj
-
-
-def check_no_remote_code(config: Any, where: str = "the recorded settings") -> None:
-    """Raises if ``config`` (nested dicts and lists) asks for ``trust_remote_code: true`` anywhere."""
-    if isinstance(config, dict):
-        if config.get("trust_remote_code") is True:
-            raise LoadError(
-                f"{where} ask for trust_remote_code: true; trained results are only loaded without remote "
-                "code (load that model yourself if you trust it)"
-            )
-        for value in config.values():
-            check_no_remote_code(value, where)
-    elif isinstance(config, (list, tuple)):
-        for value in config:
-            check_no_remote_code(value, where)
 
 
 # --------------------------------------------------------------------------------------- sources
@@ -145,11 +287,23 @@ def resolve_source(source: str | Path) -> tuple[str, Path]:
 
 # --------------------------------------------------------------------------------------- modules
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """A checkpoint file's dict, read without unpickling objects (``weights_only=True``)."""
+    """A checkpoint file's dict, read without unpickling objects (``weights_only=True``), its
+    recorded settings (``hyper_parameters``, ``datamodule_hyper_parameters``) checked by
+    :func:`check_recorded` before anything uses them.
+
+    Raises:
+        FileNotFoundError: No such file.
+        LoadError: The recorded settings name code outside the allow-list.
+    """
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint file at {path}")
-    return torch.load(path, map_location=map_location, weights_only=True)
+    checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    if not isinstance(checkpoint, dict):
+        raise LoadError(f"{path}: not a Lightning checkpoint (a {type(checkpoint).__name__}, not a dict)")
+    check_recorded({k: v for k, v in checkpoint.items() if k in ("hyper_parameters", "datamodule_hyper_parameters")},
+                   str(path))  # fmt: skip
+    return checkpoint
 
 
 def module_from_checkpoint(
@@ -180,7 +334,6 @@ def module_from_checkpoint(
             "`python -m trainer fit` (the LightningCLI records the module's class and init args)"
         )
     cls = import_class(class_path, pl.LightningModule)
-    check_no_remote_code(hparams, f"{path}'s hyperparameters")
     for old, new in getattr(cls, "renamed_hparams", {}).items():
         if old in hparams and new not in hparams:
             hparams[new] = hparams.pop(old)
@@ -203,6 +356,7 @@ def module_from_config(config: str | Path, ckpt: str | Path | None = None, sets:
     """
     from trainer.__main__ import main as cli_main
 
+    checkpoint = read_checkpoint(ckpt) if ckpt is not None else None  # refused before the (slow) build
     overrides = []
     for kv in sets:
         if "=" not in kv:
@@ -217,8 +371,8 @@ def module_from_config(config: str | Path, ckpt: str | Path | None = None, sets:
     finally:
         sys.argv = argv
     module = cli.model
-    if ckpt is not None:
-        restore_trainable_state(module, read_checkpoint(ckpt))
+    if checkpoint is not None:
+        restore_trainable_state(module, checkpoint)
     module.eval()
     return cli.datamodule, module
 
@@ -231,8 +385,31 @@ def selector_folder(folder: str | Path) -> Path:
 
 
 def read_selection(folder: str | Path) -> dict[str, Any]:
-    """An export's ``frame_selection.json``: how its frames are chosen (``folder``: the export or its ``selector/``)."""
-    return json.loads((selector_folder(folder) / SELECTION_FILE).read_text())
+    """An export's ``frame_selection.json``: how its frames are chosen (``folder``: the export or its ``selector/``).
+
+    Checked by :func:`check_recorded`, but for ``weights``: a file name in the same folder (which
+    must be a plain name, not a path).
+    """
+    path = selector_folder(folder) / SELECTION_FILE
+    info = read_recorded(path, parsed=True, file_keys=("weights",))  # its specs go to build_from_spec
+    weights = info.get("weights")
+    plain = isinstance(weights, str) and weights not in ("", "..") and "\\" not in weights
+    if weights is not None and not (plain and Path(weights).name == weights):
+        raise LoadError(f"{path}: refusing weights = {weights!r}: it must name a file in {path.parent}")
+    return info
+
+
+def check_export(folder: str | Path) -> None:
+    """Checks every JSON file of an export (or Hub snapshot) that loading reads, before any is used.
+
+    Raises:
+        LoadError: One of them names code outside the allow-list (see :func:`check_recorded`).
+    """
+    folder = Path(folder)
+    read_selection(folder)
+    for name in RECORDED_FILES:
+        if (folder / name).is_file():
+            read_recorded(folder / name)
 
 
 def selector_from_export(folder: str | Path) -> FrameSelector:
@@ -244,6 +421,8 @@ def selector_from_export(folder: str | Path) -> FrameSelector:
     """
     target = selector_folder(folder)
     info = read_selection(target)
+    if (target / "config.json").is_file():
+        read_recorded(target / "config.json")  # FrameImportanceModel.from_pretrained reads it
     decoder = build_from_spec(info["decoder"], Decoder) if info.get("decoder") else None
     if info["importance_model"]:
         from models.importance import FrameImportanceModel, ImportanceSelector
@@ -289,8 +468,9 @@ def load_trained(source: str | Path) -> Trained:
     if kind == "checkpoint":
         module, checkpoint = module_from_checkpoint(path)
         return Trained(kind, path, module.inference_selector(), module, checkpoint["hyper_parameters"])
+    check_export(path)
     training = path / TRAINING_FILE
-    hparams = json.loads(training.read_text()).get("hyper_parameters", {}) if training.is_file() else {}
+    hparams = read_recorded(training).get("hyper_parameters", {}) if training.is_file() else {}
     return Trained(kind, path, selector_from_export(path), None, hparams)
 
 
@@ -349,14 +529,13 @@ def load_vlm(source: str | Path | Trained) -> Any:
     from models.vlm import LoraSettings, SmolVLM
 
     folder = trained.path
-    check_no_remote_code(trained.hparams, f"{folder / TRAINING_FILE}")
+    check_export(folder)  # again: a Trained may not come from load_trained
     recorded = ((trained.hparams.get("vlm") or {}).get("init_args")) or {}
     settings = {k: recorded[k] for k in ("dtype", "instruction", "max_new_tokens") if recorded.get(k) is not None}
     if (folder / "adapter_config.json").is_file():
         if not (folder / "adapter_model.safetensors").is_file():
             raise LoadError(f"{folder}: the adapter's weights are not in adapter_model.safetensors; refusing to unpickle them")
-        config = json.loads((folder / "adapter_config.json").read_text())
-        check_no_remote_code(config, f"{folder}/adapter_config.json")
+        config = read_recorded(folder / "adapter_config.json")
         base = config.get("base_model_name_or_path")
         if not base:
             raise LoadError(f"{folder}/adapter_config.json names no base_model_name_or_path to apply the adapter to")
