@@ -237,6 +237,10 @@ SPLIT_STAGES = {"train": "fit", "val": "validate", "test": "test"}
 BAD_VIDEO_ERRORS = (FileNotFoundError, VideoDecodeError)
 
 
+class NoUsableSamplesError(RuntimeError):
+    """Every sample of a split is skipped at the current settings, so a loop over it would run no step."""
+
+
 def skip_report(skipped: list[tuple[str, str]], shown: int = 3) -> str:
     """Counts of skip reasons by kind and the first ``shown`` reasons, for an error message."""
     kinds = Counter(_reason_kind(reason) for _, reason in skipped)
@@ -308,6 +312,11 @@ class DenseCaptionDataModule(pl.LightningDataModule):
         encodings: The :class:`~data.encodings.FrameEncodings` that attaches encoder outputs to
             batches, once a module registered its encoders (``None`` before).
         skipped: ``(video_id, reason)`` of every bad sample dropped so far.
+
+    Raises:
+        NoUsableSamplesError: From a split's ``*_dataloader()`` (which Lightning calls before its
+            loop runs a step or writes a checkpoint) when no sample of the split loads at the
+            current frame budget (:meth:`check_usable`).
     """
 
     def __init__(
@@ -360,6 +369,10 @@ class DenseCaptionDataModule(pl.LightningDataModule):
         self.encodings: FrameEncodings | None = None
         self.datasets: dict[str, VideoCaptionDataset] = {}
         self.skipped: list[tuple[str, str]] = []
+        # Per split: its annotation file and the rows skipped reading it (for check_usable's report).
+        self._sources: dict[str, tuple[str, list[tuple[str, str]]]] = {}
+        # Per split: the frame budget at which a sample was seen to load (check_usable runs once per budget).
+        self._usable_at: dict[str, int] = {}
 
     def set_frame_budget(self, k: int) -> None:
         """Sets the frame budget ``K`` here and on datasets already built.
@@ -437,6 +450,7 @@ class DenseCaptionDataModule(pl.LightningDataModule):
         # The loaders validate every row and check that its video exists; skipped rows are logged there.
         kept, skipped = self._read(split, path)
         self.skipped.extend(skipped)
+        self._sources[split] = (str(path), skipped)
         if not kept:
             why = skip_report(skipped) if skipped else "the file lists no videos"
             raise AnnotationError(f"{path}: no usable samples in split '{split}': {why}")
@@ -471,9 +485,43 @@ class DenseCaptionDataModule(pl.LightningDataModule):
         if self.encodings is not None:
             log.info("encoder outputs: %s (this process)", self.encodings.summary())
 
+    def check_usable(self, split: str) -> None:
+        """Raises unless some sample of ``split`` loads at the current frame budget.
+
+        A bad video is skipped when its batch is built, so a split whose every video is skipped
+        (missing, undecodable, fewer candidate frames than ``K``) would run its loop on empty
+        batches: ``fit`` would count steps, write checkpoints and exit 0 having learned nothing.
+        The videos are decoded in order until one loads (usually the first); a later budget
+        (:meth:`set_frame_budget`) checks again.
+
+        Raises:
+            NoUsableSamplesError: Naming the split, its file, the budget and the skip reasons by
+                kind with the first few (the rows skipped reading the file included).
+        """
+        dataset = self.datasets[split]
+        if self._usable_at.get(split) == dataset.min_frames:
+            return
+        skipped = []
+        for index in range(len(dataset)):
+            item = dataset.load_or_skip(index)
+            if "skipped" not in item:
+                self._usable_at[split] = dataset.min_frames
+                return
+            skipped.append((item["video_id"], item["skipped"]))
+        path, file_skips = self._sources.get(split, ("?", []))
+        hint = ""
+        if all(_reason_kind(reason) == "frames" for _, reason in skipped):
+            hint = (" (every video has fewer candidate frames than K: lower K, the model's num_frames or "
+                    "data.min_frames, or raise data.fps or data.max_frames)")  # fmt: skip
+        raise NoUsableSamplesError(
+            f"{path}: no usable sample in split '{split}' at frame budget K={dataset.min_frames}{hint}: "
+            f"{skip_report(file_skips + skipped)}"
+        )
+
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         # A stateful loader: Lightning saves its position (and the shuffle order) in every
         # checkpoint, so a run killed mid-epoch resumes at the same batch with the same data order.
+        self.check_usable(split)
         dataset = self.datasets[split]
         return StatefulDataLoader(
             dataset,
