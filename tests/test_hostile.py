@@ -298,16 +298,21 @@ def test_a_users_own_config_may_name_any_class_but_its_checkpoint_records_data(
     tmp_path, tiny_model_dir, synthetic, monkeypatch, capsys
 ):
     """The command line names an optimizer outside the allow-list: fit runs it (the user's choice); the
-    checkpoint it writes records that name, and loading it is refused like any other recorded name."""
+    checkpoint it writes records that name, and loading it is refused like any other recorded name,
+    except by ``fit --ckpt_path`` whose own command line names that class again (resuming one's own run)."""
     (tmp_path / "user_optim_xyz.py").write_text("import torch\n\n\nclass Adam(torch.optim.AdamW):\n    pass\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     optimizer = json.dumps({"class_path": "user_optim_xyz.Adam", "init_args": {"lr": 0.001}})
-    cli = cli_main(["fit", *fit_args("smoke_rl.yaml", tmp_path, tiny_model_dir, synthetic, "--trainer.max_steps", "1",
-                                     "--trainer.limit_val_batches", "0", "--model.init_args.selector_optimizer",
-                                     optimizer)])  # fmt: skip
+    args = fit_args("smoke_rl.yaml", tmp_path, tiny_model_dir, synthetic, "--trainer.limit_val_batches", "0")
+    cli = cli_main(["fit", *args, "--trainer.max_steps", "1", "--model.init_args.selector_optimizer", optimizer])
     assert type(cli.trainer.optimizers[0]).__name__ == "Adam" and cli.trainer.global_step == 1
-    refuses(lambda: load_trained(tmp_path / "ckpt" / "last.ckpt"), capsys,
-            "hyper_parameters.selector_optimizer.class_path = 'user_optim_xyz.Adam'")  # fmt: skip
+    ckpt = tmp_path / "ckpt" / "last.ckpt"
+    key = "hyper_parameters.selector_optimizer.class_path = 'user_optim_xyz.Adam'"
+    refuses(lambda: load_trained(ckpt), capsys, key)
+    refuses(lambda: cli_main(["fit", *args, "--trainer.max_steps", "2", "--ckpt_path", str(ckpt)]), capsys, key)
+    resumed = cli_main(["fit", *args, "--trainer.max_steps", "2", "--model.init_args.selector_optimizer", optimizer,
+                        "--ckpt_path", str(ckpt)])  # fmt: skip
+    assert type(resumed.trainer.optimizers[0]).__name__ == "Adam" and resumed.trainer.global_step == 2
     sys.modules.pop("user_optim_xyz")
 
 

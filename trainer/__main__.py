@@ -31,7 +31,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from data.datamodule import DenseCaptionDataModule
 from trainer.checkpointing import FinalCheckpoint, RngState
-from trainer.loading import LoadError, read_checkpoint
+from trainer.loading import LoadError, named_classes, read_checkpoint
 from trainer.predictions import DenseCaptionWriter
 
 
@@ -86,7 +86,8 @@ class FrameSelectCLI(LightningCLI):
         A ``--ckpt_path`` file's recorded hyperparameters are then checked
         (:func:`trainer.loading.read_checkpoint`): LightningCLI merges them into the config and
         instantiates them right after this, so a class they name outside the allow-list is refused
-        here. The config and command line themselves are the user's and are not checked.
+        here. The config and command line themselves are the user's and are not checked, and a class
+        they name may appear in the checkpoint too (resuming your own run with your own optimizer).
         """
         if args is None:  # the command line: expanded in place, so LightningCLI still reads sys.argv
             sys.argv[1:] = with_included_configs(sys.argv[1:])
@@ -96,7 +97,7 @@ class FrameSelectCLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if ckpt_path and os.path.isfile(ckpt_path):  # what LightningCLI._parse_ckpt_path reads next
-            read_checkpoint(ckpt_path)
+            read_checkpoint(ckpt_path, trusted=named_classes(self.config[subcommand]))
 
     def instantiate_classes(self) -> None:
         """LightningCLI's, with a trained result refused while building the config (a

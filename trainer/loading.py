@@ -48,9 +48,10 @@ Recorded settings are a checkpoint's ``hyper_parameters`` and ``datamodule_hyper
 ``selector/config.json`` (:func:`check_export`; ``frame_selection.json``'s ``weights`` must be a
 plain file name in its folder). A :class:`TrainedSelector` in a config reads its source through
 the same path. A user's own config and command line are not checked: they may name any class, as
-LightningCLI allows; but the checkpoint such a run writes records that class, and is then refused
-by every loader, ``fit --ckpt_path`` included (a class of your own that checkpoints should
-rebuild belongs in this project's packages).
+LightningCLI allows; the checkpoint such a run writes records that class, and every loader then
+refuses it, except ``fit``/``validate``/``test``/``predict --ckpt_path`` when the user's own config
+or command line of that command names the same class again (:func:`named_classes`): resuming your
+own run with your own optimizer works, a stranger's checkpoint cannot bring a class of its own.
 """
 
 from __future__ import annotations
@@ -162,7 +163,14 @@ def _key(key: Any) -> str:
     return re.sub(r"[^a-z]", "", str(key).rsplit(".", 1)[-1].lower())
 
 
-def check_recorded(config: Any, where: str, parsed: bool = True, _path: str = "", _typed: bool = False) -> None:
+def check_recorded(
+    config: Any,
+    where: str,
+    parsed: bool = True,
+    trusted: frozenset[str] = frozenset(),
+    _path: str = "",
+    _typed: bool = False,
+) -> None:
     """Refuses recorded settings (a checkpoint's hyperparameters, an export's JSON) that name code.
 
     Walks every dict and list at any depth (see the module docstring for the rule): a
@@ -179,6 +187,8 @@ def check_recorded(config: Any, where: str, parsed: bool = True, _path: str = ""
             Otherwise (``training.json``, Hugging Face ``config.json``: read as plain values) only
             strings under a type-like key (:data:`TYPE_KEYS`: ``__class__``, ``_target_``,
             ``type``, ``auto_map``...) are, so a file name such as ``last.ckpt`` stays data.
+        trusted: Class paths the user's own config or command line names (``fit --ckpt_path``
+            resuming a run of theirs): allowed too, since the user chose to import them anyway.
 
     Raises:
         LoadError: Naming ``where``, the key path (``hyper_parameters.optimizer.class_path``) and the value.
@@ -194,17 +204,34 @@ def check_recorded(config: Any, where: str, parsed: bool = True, _path: str = ""
                 )
             if kind in ("classpath", "instantiator"):
                 if not isinstance(value, str) or not (
-                    allowed_class(value) or (kind == "instantiator" and value == LIGHTNING_INSTANTIATOR)
+                    value in trusted or allowed_class(value) or (kind == "instantiator" and value == LIGHTNING_INSTANTIATOR)
                 ):
                     _refuse(where, path, value)
             else:
-                check_recorded(value, where, parsed, path, _typed or kind in TYPE_KEYS)
+                check_recorded(value, where, parsed, trusted, path, _typed or kind in TYPE_KEYS)
     elif isinstance(config, (list, tuple)):
         for i, value in enumerate(config):
-            check_recorded(value, where, parsed, f"{_path}[{i}]", _typed)
-    elif isinstance(config, str) and (parsed or _typed) and IMPORT_PATH.match(config) and not allowed_class(config):
+            check_recorded(value, where, parsed, trusted, f"{_path}[{i}]", _typed)
+    elif (isinstance(config, str) and (parsed or _typed) and IMPORT_PATH.match(config) and config not in trusted
+          and not allowed_class(config)):
         # A file name (last.ckpt) has this shape too: where jsonargparse reads it, it could be imported.
         _refuse(where, _path, config, " (a file name there is written with its folder: ./NAME)")
+
+
+def named_classes(config: Any) -> frozenset[str]:
+    """Every class path a config names under a ``class_path`` key (any spelling), at any depth.
+
+    For ``--ckpt_path``: the classes the user's own config and command line chose, which the
+    checkpoint may then record too (:func:`check_recorded`'s ``trusted``).
+    """
+    if hasattr(config, "as_dict"):  # a jsonargparse Namespace
+        config = config.as_dict()
+    if isinstance(config, dict):
+        found = {v for k, v in config.items() if _key(k) == "classpath" and isinstance(v, str)}
+        return frozenset(found.union(*(named_classes(v) for v in config.values())))
+    if isinstance(config, (list, tuple)):
+        return frozenset().union(*(named_classes(v) for v in config))
+    return frozenset()
 
 
 def _refuse(where: str, path: str, value: Any, hint: str = "") -> None:
@@ -286,10 +313,17 @@ def resolve_source(source: str | Path) -> tuple[str, Path]:
 
 
 # --------------------------------------------------------------------------------------- modules
-def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def read_checkpoint(
+    path: str | Path, map_location: str | torch.device = "cpu", trusted: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     """A checkpoint file's dict, read without unpickling objects (``weights_only=True``), its
     recorded settings (``hyper_parameters``, ``datamodule_hyper_parameters``) checked by
     :func:`check_recorded` before anything uses them.
+
+    Args:
+        path: The checkpoint file.
+        map_location: Where its tensors go.
+        trusted: Class paths the user's own config names (see :func:`check_recorded`).
 
     Raises:
         FileNotFoundError: No such file.
@@ -302,7 +336,7 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(checkpoint, dict):
         raise LoadError(f"{path}: not a Lightning checkpoint (a {type(checkpoint).__name__}, not a dict)")
     check_recorded({k: v for k, v in checkpoint.items() if k in ("hyper_parameters", "datamodule_hyper_parameters")},
-                   str(path))  # fmt: skip
+                   str(path), trusted=trusted)  # fmt: skip
     return checkpoint
 
 
