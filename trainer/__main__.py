@@ -29,7 +29,7 @@ import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
-from data.datamodule import DenseCaptionDataModule
+from data.datamodule import DenseCaptionDataModule, NoUsableSamplesError
 from trainer.checkpointing import FinalCheckpoint, RngState
 from trainer.loading import LoadError, named_classes, read_checkpoint
 from trainer.predictions import DenseCaptionWriter
@@ -212,6 +212,7 @@ if __name__ == "__main__":
             sys.exit(result if isinstance(result, int) else 0)
         else:
             main()
-    except LoadError as err:  # a refused or unreadable trained result: the reason, not a traceback
+    except (LoadError, NoUsableSamplesError) as err:
+        # A refused or unreadable trained result, a split with nothing to train on: the reason, not a traceback.
         print(f"python -m trainer {command}: error: {err}", file=sys.stderr)
         sys.exit(2)
