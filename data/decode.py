@@ -1,4 +1,8 @@
-"""PyAV video decoding at a target frame rate and size, keeping each frame's true timestamp."""
+"""PyAV video decoding at a target frame rate and size, keeping each frame's true timestamp.
+
+Frames reach RGB through :mod:`data.pixels` (exact integer arithmetic on the decoder's YUV planes),
+not swscale, so the pixels every selector and encoder sees are the same on every CPU.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,15 @@ from pathlib import Path
 import av
 import numpy as np
 import torch
-from av.video.reformatter import VideoReformatter
+
+from data.pixels import frames_to_rgb
+
+# Bump when the pixels decode_video returns change for the same file and settings: caches of
+# decoded frames and of features computed from them key on it (data.features).
+PIXELS_VERSION = 2
+# Frames are converted in batches of about this many source samples: one conversion per frame
+# would cost more in numpy calls than decoding a small frame, one per video too much memory.
+_BATCH_SAMPLES = 1 << 21
 
 
 class VideoDecodeError(RuntimeError):
@@ -46,6 +58,11 @@ def _target_size(width: int, height: int, size: int | None) -> tuple[int, int]:
     return w, h
 
 
+def _layout(frame: av.VideoFrame) -> tuple:
+    """What frames converted together must share."""
+    return frame.format.name, frame.width, frame.height, frame.colorspace, frame.color_range
+
+
 def decode_video(
     path: str | Path,
     fps: float | None = None,
@@ -56,7 +73,9 @@ def decode_video(
     """Decodes a video, keeping frames at (at most) ``fps`` frames per second.
 
     Frame ``k`` of the output is the first source frame whose timestamp is ``>= k / fps``, so
-    timestamps are the true presentation times, not the nominal grid.
+    timestamps are the true presentation times, not the nominal grid. Pixels are converted and
+    resized by :func:`data.pixels.frames_to_rgb`: bit-identical on every CPU for planar 8-bit YUV
+    (what H.264 and most video gives), through swscale (not guaranteed so) for other formats.
 
     Args:
         path: Video file.
@@ -96,25 +115,34 @@ def decode_video(
             w, h = _target_size(stream.codec_context.width, stream.codec_context.height, size)
             next_time = 0.0
             last_time = 0.0  # of any decoded frame, kept or skipped
-            # One reformatter for the whole video: frame.to_ndarray(width=..., ...) makes a new one,
-            # with a new swscale context, for every frame, which costs more than decoding small frames.
-            reformatter = VideoReformatter()
+            pending: list[av.VideoFrame] = []  # kept frames not yet converted, all of one layout
+
+            def convert() -> None:
+                if pending:
+                    frames.extend(frames_to_rgb(pending, w, h))
+                    pending.clear()
+
             for frame in container.decode(stream):
                 t = frame.pts * time_base if frame.pts is not None else count / max(native_fps, 1.0)
                 last_time = max(last_time, t)
                 if fps is not None and t + 1e-6 < next_time:
                     continue
                 if wanted is None or count in wanted:
-                    frames.append(reformatter.reformat(frame, width=w, height=h, format="rgb24").to_ndarray())
+                    if pending and _layout(frame) != _layout(pending[0]):
+                        convert()
+                    pending.append(frame)
                     stamps.append(t)
+                    if len(pending) * frame.width * frame.height >= _BATCH_SAMPLES:
+                        convert()
                 count += 1
                 if fps is not None:
                     # Skip to the next grid point after t: a slow source never yields duplicates.
                     next_time = (np.floor(t * fps + 1e-6) + 1) / fps
                 if max_frames is not None and count >= max_frames:
                     break
-                if wanted is not None and len(frames) == len(wanted):
+                if wanted is not None and len(stamps) == len(wanted):
                     break
+            convert()
             duration = float(stream.duration * time_base) if stream.duration else None
             if duration is None and container.duration:
                 duration = container.duration / av.time_base

@@ -16,7 +16,8 @@ decoded frames themselves. Layout::
   absolute path) and pooling, plus the weights' dtype when it is not float32. The folder name is a
   readable slug of it followed by a hash of the full id, so two ids never share a folder.
 * ``decode_id`` names the decoding settings, e.g. ``fps2_size64_max128``.
-* ``key`` is the sha1 of the video's resolved path, size and ``mtime_ns``.
+* ``key`` is the sha1 of the video's resolved path, size and ``mtime_ns``, and of
+  :data:`data.decode.PIXELS_VERSION` (bumped when decoded pixels change for the same file).
 
 Invalidation: a re-encoded or touched video gets a new key; another encoder or other decode
 settings read and write other folders. On top of that :meth:`FeatureCache.get_or_compute` checks
@@ -26,7 +27,7 @@ never see half an entry and concurrent writers (DataLoader workers, DDP ranks) c
 an unreadable entry (missing or truncated files) is a miss and is rewritten. Old entries are never
 deleted for you. Weights rebuilt in place in a local folder count as a new encoder (the weight
 files' sizes and mtimes are part of ``encoder_id``); a change of the decoder's code under the same
-settings is not detected for cached frames.
+settings is detected only through ``PIXELS_VERSION``.
 
 To clear a cache, delete ``<root>`` (or one encoder's or one decode setting's subfolder).
 
@@ -58,7 +59,7 @@ import torch
 from torch import Tensor
 
 from data.atomic import temp_sibling
-from data.decode import DecodedVideo, VideoDecodeError, decode_video
+from data.decode import PIXELS_VERSION, DecodedVideo, VideoDecodeError, decode_video
 from data.schema import VideoSample
 
 log = logging.getLogger(__name__)
@@ -206,14 +207,16 @@ class PerFrameCache:
         self.compute_seconds = 0.0
 
     def key(self, video: str | Path) -> str:
-        """Stable key of a video file: sha1 of its resolved path, size and ``mtime_ns``.
+        """Stable key of a video file: sha1 of its resolved path, size, ``mtime_ns`` and ``PIXELS_VERSION``.
 
         Raises:
             FileNotFoundError: If the video does not exist.
         """
         path = Path(video).expanduser().resolve()
         stat = path.stat()
-        return hashlib.sha1(f"{path}\n{stat.st_size}\n{stat.st_mtime_ns}".encode()).hexdigest()
+        # PIXELS_VERSION: entries of frames decoded by an older conversion (and features of them) are misses.
+        key = f"{path}\n{stat.st_size}\n{stat.st_mtime_ns}\npixels {PIXELS_VERSION}"
+        return hashlib.sha1(key.encode()).hexdigest()
 
     def entry_path(self, video: str | Path) -> Path:
         """Folder that holds (or would hold) ``video``'s entry."""
