@@ -30,12 +30,12 @@ the cache.
 
 How sources become benchmark frames: each source frame is cut to its active picture (the music
 video's black side bars go), then cropped about its centre to the output aspect ratio and
-resized to ``width x height`` (bilinear, antialiased). The default 240x180 is 4:3 because most
-shots come from the music video's 4:3 picture (112x90, cropped to 112x84 and upscaled 2.1x);
-bikes' 2.35:1 frame loses its sides (363x272 kept, downscaled), carphone's 11:9 its top and
-bottom, Big Buck Bunny's 16:9 its sides. Output frame ``k`` of a segment shows source frame
-``first + floor(k * source_fps / fps)``: every frame in turn for the 25 fps clips, one in six
-dropped for 29.97 fps carphone.
+resized to ``width x height`` (bilinear, antialiased, in integers: :func:`data.pixels.resize`).
+The default 240x180 is 4:3 because most shots come from the music video's 4:3 picture (112x90,
+cropped to 112x84 and upscaled 2.1x); bikes' 2.35:1 frame loses its sides (363x272 kept,
+downscaled), carphone's 11:9 its top and bottom, Big Buck Bunny's 16:9 its sides. Output frame
+``k`` of a segment shows source frame ``first + floor(k * source_fps / fps)``: every frame in
+turn for the 25 fps clips, one in six dropped for 29.97 fps carphone.
 
 A transition of ``n`` frames overlaps the last ``n`` frames of one segment with the first ``n``
 of the next; frame ``j`` of it is ``w_a A + w_b B`` with ``p = (j + 1) / (n + 1)``:
@@ -58,15 +58,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from data.atomic import write_atomic
 from data.decode import decode_video
+from data.pixels import resize
 from data.synthetic import write_video
 
 # Bump when the generator's output changes for the same settings: caches then rebuild.
-FOOTAGE_VERSION = 1
+# 2: sources decoded, resized and encoded by data.pixels' and write_video's CPU-independent code.
+FOOTAGE_VERSION = 2
 INSTALL_HINT = "pip install -e '.[bench]'"
 KINDS = ("cut", "cross-fade", "fade-to-black")
 MANIFEST = "footage.json"
@@ -290,10 +290,10 @@ def fit_frames(frames: np.ndarray, width: int, height: int,
         crop_h = int(round(w / target))
         y0 = (h - crop_h) // 2
         frames = frames[:, y0 : y0 + crop_h]
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
-    if x.shape[-2:] != (height, width):
-        x = F.interpolate(x, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
-    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    if frames.shape[1:3] == (height, width):
+        return np.ascontiguousarray(frames)
+    # data.pixels' integer resize, not torch's float one: the same bytes on every CPU.
+    return np.ascontiguousarray(np.moveaxis(resize(np.moveaxis(frames, -1, 1), width, height), 1, -1))
 
 
 @dataclass

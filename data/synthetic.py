@@ -21,10 +21,12 @@ blinking shape is off on some frames between them), ``key_times`` (event mid-poi
 ``motion`` and, with ``event_kinds`` set, ``kind``) and, with ``sizes`` or ``aspect_ratios``
 set, ``frame_size`` (``[width, height]``).
 
-Defaults reproduce the first version of this generator bit for bit: the new settings draw their
-random numbers from their own streams (:func:`_stream`), never from the one the original
-layout, textures and noise come from, and :meth:`SyntheticConfig.fingerprint` hashes them only
-when they differ from their defaults, so existing cached datasets keep their folders.
+Defaults render the frames and annotations of the first version of this generator bit for bit:
+the new settings draw their random numbers from their own streams (:func:`_stream`), never from
+the one the original layout, textures and noise come from, and
+:meth:`SyntheticConfig.fingerprint` hashes them only when they differ from their defaults, so
+existing cached datasets keep their folders. The MP4 files changed once, when their encoding was
+made independent of the CPU (``WRITER_VERSION`` 2, see :func:`write_video`).
 
 Run ``python -m data.synthetic --output DIR`` to write a dataset by hand.
 """
@@ -44,8 +46,12 @@ import av
 import numpy as np
 
 from data.atomic import write_atomic
+from data.pixels import rgb_to_yuv444
 from data.schema import Event, VideoSample, save_annotations
 
+# Bump when write_video's bytes change for the same frames: cached datasets are then written again.
+# 2: YUV from data.pixels and x264's CPU-independent single-thread mode (1 left both to the CPU).
+WRITER_VERSION = 2
 # At most 200 per channel, like the textures below: flicker (x1.25) then never clips, so a
 # brightness change stays an affine change of the pixels, as it is for a real exposure change.
 COLORS: dict[str, tuple[int, int, int]] = {
@@ -642,6 +648,10 @@ def write_video(path: Path, frames: list[np.ndarray], fps: float) -> None:
     """Writes RGB frames as an H.264 MP4 (to a temp file first, so a crash leaves no half file).
 
     The rate is an exact fraction (29.97 -> 2997/100, not 30), so frame ``i`` is shown at ``i / fps``.
+    The bytes depend only on the frames and the libx264 build, not on the CPU or its load: the
+    frames are converted to YUV in integers (:func:`data.pixels.rgb_to_yuv444`, not swscale), and
+    x264 runs its CPU-independent code paths (``cpu-independent``: its default SIMD choices differ
+    by CPU and, measured here, by run) on one thread (its output depends on the thread count).
     """
 
     def encode(tmp: Path) -> None:
@@ -649,9 +659,10 @@ def write_video(path: Path, frames: list[np.ndarray], fps: float) -> None:
             stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
             stream.width, stream.height = frames[0].shape[1], frames[0].shape[0]
             stream.pix_fmt = "yuv444p"  # no chroma subsampling: small coloured shapes keep their colour
-            stream.options = {"crf": "12", "preset": "veryfast"}
+            stream.options = {"crf": "12", "preset": "veryfast", "x264-params": "cpu-independent=1:threads=1"}
             for array in frames:
-                for packet in stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")):
+                yuv = av.VideoFrame.from_ndarray(rgb_to_yuv444(array), format="yuv444p")
+                for packet in stream.encode(yuv):
                     container.mux(packet)
             for packet in stream.encode():
                 container.mux(packet)
@@ -724,7 +735,8 @@ def generate_dataset(
     """Writes ``cfg.num_videos`` videos and one annotation file per split under ``root``.
 
     Re-running with the same settings reuses the finished dataset (a ``done.json`` marker is
-    written last, so an interrupted run is redone, never half-used).
+    written last, so an interrupted run is redone, never half-used); a dataset written by an
+    older :func:`write_video` (``WRITER_VERSION``) is written again in place.
 
     Args:
         root: Output folder (created).
@@ -740,7 +752,8 @@ def generate_dataset(
     marker = root / "done.json"
     paths = {name: root / f"{name}.json" for name in splits}
     # cfg.settings(): a marker written before the widening fields existed still matches.
-    if marker.is_file() and json.loads(marker.read_text()) == {"config": cfg.settings(), "splits": splits}:
+    done = {"config": cfg.settings(), "splits": splits, "writer": WRITER_VERSION}
+    if marker.is_file() and json.loads(marker.read_text()) == done:
         return paths
     video_dir = root / "videos"
     video_dir.mkdir(parents=True, exist_ok=True)
@@ -758,7 +771,7 @@ def generate_dataset(
         count = len(samples) - start if j == len(names) - 1 else int(round(splits[name] * len(samples)))
         save_annotations(samples[start : start + count], paths[name])
         start += count
-    marker.write_text(json.dumps({"config": cfg.settings(), "splits": splits}))
+    marker.write_text(json.dumps(done))
     return paths
 
 

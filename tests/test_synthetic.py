@@ -12,7 +12,9 @@ import yaml
 from helpers import color_mask
 
 import data.synthetic as synthetic
-from data.synthetic import COLORS, NEW_DISTRACTORS, VERBS, WIDENING_FIELDS, SyntheticConfig, generate_dataset
+from data.decode import decode_video
+from data.synthetic import (COLORS, NEW_DISTRACTORS, VERBS, WIDENING_FIELDS, WRITER_VERSION, SyntheticConfig,
+                            generate_dataset)  # fmt: skip
 
 ROOT = Path(__file__).parents[1]
 # Tiny, short videos with no old distractors: each test switches on what it checks.
@@ -20,9 +22,10 @@ TINY = dict(num_videos=1, size=48, fps=8.0, min_duration=4.0, max_duration=4.0, 
             min_event_len=1.5, max_event_len=2.0, pan_prob=0.0, flicker_prob=0.0, cut_prob=0.0, seed=5)  # fmt: skip
 
 
-def _decoded(path) -> list[np.ndarray]:
+def _yuv_planes(path) -> list[bytes]:
+    """Each decoded frame's YUV planes, as the H.264 decoder gives them (no colour conversion)."""
     with av.open(str(path)) as container:
-        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+        return [f.to_ndarray().tobytes() for f in container.decode(video=0)]
 
 
 def _sha(chunks) -> str:
@@ -56,25 +59,33 @@ def _render(cfg: SyntheticConfig, tmp_path, rendered, index: int = 0):
 
 
 # Measured on the code before the generator was widened (data/synthetic.py at the commit before
-# this file existed, PyAV 18.1 / its bundled libx264, generated twice with equal results): sha256
-# of the frames passed to write_video, of each decoded MP4's rgb24 frames, of the annotation file,
-# and fingerprint(). The README numbers and on-disk caches depend on these staying the same.
+# this file existed, generated twice with equal results): sha256 of the frames passed to
+# write_video, of the annotation file, and fingerprint(). The README numbers and on-disk caches
+# depend on these staying the same. Then, per video, sha256 of the decoded YUV planes and of
+# decode_video's RGB frames, measured with write_video's WRITER_VERSION 2 (PyAV 18.1's bundled
+# libx264, core 165): these hold on any CPU (the encoder runs CPU-independent code on one thread,
+# the H.264 decoder is bit-exact by the standard, data.pixels converts in integers) but not for
+# another libx264 build, which may choose other encodings.
 BEFORE_WIDENING = {
     "default": (
         dict(num_videos=2, seed=3),
         "ab80c2c7f9",
         "046e6bc9a590b1f70129d1f293c7874235d6d1ee65ebc04a4fbf23057a7629d3",
         "59c68b174ad551b59037459dca65a38c1d62c959a971a5e9a2a2eac810cc1ddb",
-        ["d76373bb296341fc861959c0b94aa348967f78b9770b66b07d21bcf4f2c2065a",
-         "3b8926a24f11cdd2a614a9be0234eaac3b172f144777b8aaa1f63bee05f2231a"],
+        [("b7339f9214422dcd5b3eecaab9f76263e7757714ee2e66deced43f9819070a97",
+          "b8de401749ae2649f1f328e371f54dcdac8b14de381ec7d22cf1cede900d4e9b"),
+         ("56e4e40fb2f6b11fdcfc25a5b91efe19416c38edb8a1acb7bd7c11ed6f43af3b",
+          "77f5abec74926f2dae17a70287e413821ed7b2019b6115acbbf0bc1c1662642c")],
     ),
     "small, every old distractor": (
         dict(num_videos=2, seed=3, size=48, fps=6, pan_prob=1, flicker_prob=1, cut_prob=1),
         "481a830d6a",
         "024318cebf066de520583e90bef6e71653c0e3fdfb574e284f389672e731a0a7",
         "9716542a8da1d1b454e982cc967f1805a340956ca921d9f70e97d24cffd74bbb",
-        ["179dd45e26e07e0d9a449e219e5ab44fd6b68bff3ea37f29daf1c576826c8b8e",
-         "1c61f3ae0e0c52b76303e493cf2a71dcd18bd9c087446438e9188fd0c55c3286"],
+        [("2cad9eeece5f733875c704570481daf2def30669c5a069cab6589f579749cfcb",
+          "feab5e9af5a59c1e94267498411312adb3d382e31ba959eba5b1f515e73ffc72"),
+         ("7cc945ae92d01cbee82c9fcc9160ed4f07bd6c0547377905f3286085e2152089",
+          "f105c8ec1b8b9d64abf8d7be47a7a850472d8111e7a1da44d0d6aa9013f17cd8")],
     ),
 }  # fmt: skip
 
@@ -90,7 +101,8 @@ def test_default_settings_reproduce_the_generator_before_widening(name, tmp_path
     assert hashlib.sha256(paths["train"].read_bytes()).hexdigest() == annotations
     videos = sorted((tmp_path / "videos").glob("*.mp4"))
     assert _sha(f.tobytes() for v in videos for f in frames[v.name]) == frames_sha
-    assert [_sha(f.tobytes() for f in _decoded(v)) for v in videos] == decoded_sha
+    decoded = [(_sha(_yuv_planes(v)), _sha([decode_video(v).frames.numpy().tobytes()])) for v in videos]
+    assert decoded == decoded_sha
 
 
 def test_fingerprint_and_cache_ignore_new_fields_at_their_defaults(tmp_path):
@@ -106,9 +118,14 @@ def test_fingerprint_and_cache_ignore_new_fields_at_their_defaults(tmp_path):
     # A dataset whose done.json was written before the widening (old field names only) is reused.
     legacy = {k: v for k, v in asdict(old).items() if k not in WIDENING_FIELDS}
     splits = {"train": 1.0}
-    (tmp_path / "done.json").write_text(json.dumps({"config": legacy, "splits": splits}))
+    (tmp_path / "done.json").write_text(json.dumps({"config": legacy, "splits": splits, "writer": WRITER_VERSION}))
     generate_dataset(tmp_path, old, splits=splits, progress=False)
     assert not (tmp_path / "videos").exists()  # nothing regenerated
+    # One written by an older write_video (its marker names no writer) is written again.
+    (tmp_path / "done.json").write_text(json.dumps({"config": legacy, "splits": splits}))
+    generate_dataset(tmp_path, old, splits=splits, progress=False)
+    assert len(list((tmp_path / "videos").glob("*.mp4"))) == 2
+    assert json.loads((tmp_path / "done.json").read_text())["writer"] == WRITER_VERSION
 
 
 @pytest.mark.parametrize("kind", list(NEW_DISTRACTORS))
@@ -152,7 +169,7 @@ def test_each_event_kind_renders_and_is_captioned(kind, tmp_path, rendered):
     capture.encode = True
     cfg = SyntheticConfig(**{**TINY, "min_duration": 5.0, "max_duration": 5.0, "max_events": 2}, event_kinds=[kind])
     sample = synthetic.generate_video(cfg, 0, tmp_path)
-    video = np.stack(_decoded(sample.video))
+    video = decode_video(sample.video).frames.permute(0, 2, 3, 1).numpy()
     verbs = {"move": ("moves left", "moves right", "moves up", "moves down"), **{k: (v,) for k, v in VERBS.items()}}
     inside = np.zeros(len(video), bool)
     for event, (first, last), obj in zip(sample.events, sample.extra["informative_frames"], sample.extra["objects"]):
