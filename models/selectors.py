@@ -17,6 +17,9 @@ Every selector is a plain ``nn.Module`` with three calls (and :meth:`FrameSelect
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import torch
 from torch import nn
 
@@ -105,25 +108,28 @@ class RandomSelector(FrameSelector):
     """K frames drawn uniformly at random, reproducibly.
 
     Args:
-        seed: Root seed; the draw also depends on the video (its frame count and pixels), so
-            different videos get different draws but a rerun gets the same ones.
+        seed: Root seed; the draw also depends on the video's frame times (so on its frame
+            count), never on its pixels: videos of other lengths or frame rates get other draws,
+            a rerun on any machine the same ones. Two videos with the same frame times share a draw.
     """
 
     def __init__(self, seed: int = 0) -> None:
         super().__init__()
         self.seed = seed
 
-    def _generator(self, frames: torch.Tensor) -> torch.Generator:
-        step = max(1, frames.numel() // 4096)
-        fingerprint = int(frames.reshape(-1)[::step].long().sum()) + 7919 * frames.shape[0]
-        return torch.Generator().manual_seed(self.seed * 1_000_003 + fingerprint)
+    def _generator(self, timestamps: torch.Tensor) -> torch.Generator:
+        # Frame times come from the container, bit for bit on every machine; pixels pass through
+        # arithmetic that may not (a seed drawn from them once moved this baseline from CPU to CPU).
+        millis = torch.round(timestamps.detach().double().cpu() * 1000).long().tolist()
+        digest = hashlib.sha256(json.dumps([self.seed, millis]).encode()).digest()
+        return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
 
     def scores(self, frames: torch.Tensor, timestamps: torch.Tensor, k: int | None = None) -> torch.Tensor:
-        return torch.rand(frames.shape[0], generator=self._generator(frames))
+        return torch.rand(frames.shape[0], generator=self._generator(timestamps))
 
     def select(self, frames: torch.Tensor, timestamps: torch.Tensor, k: int) -> torch.Tensor:
         check_budget(k, frames.shape[0])
-        return torch.randperm(frames.shape[0], generator=self._generator(frames))[:k].sort().values
+        return torch.randperm(frames.shape[0], generator=self._generator(timestamps))[:k].sort().values
 
 
 class PixelDiffSelector(FrameSelector):

@@ -34,6 +34,23 @@ def test_random_selector_is_reproducible_and_seeded():
     assert len(draws) > 1
 
 
+def test_random_selector_draw_ignores_pixels_and_follows_frame_times():
+    # The draw may depend only on what is bit-exact on every machine (the seed and the container's
+    # frame times), never on pixels, whose conversion once moved the seeded baseline across CPUs.
+    stamps = torch.arange(40, dtype=torch.float64) / 8
+    frames = [torch.randint(0, 255, (40, 3, 8, 8), dtype=torch.uint8) for _ in range(3)]
+    selector = RandomSelector(seed=2)
+    for k in (1, 5, 16):
+        assert len({tuple(selector.select(f, stamps, k).tolist()) for f in frames}) == 1
+    assert len({tuple(selector.scores(f, stamps).tolist()) for f in frames}) == 1
+    # The same times in float32 give the same draw: they are read to the millisecond.
+    assert torch.equal(selector.select(frames[0], stamps.float(), 5), selector.select(frames[1], stamps, 5))
+    # Other frame counts, rates or start times: other draws.
+    others = [stamps, stamps[:39], torch.arange(40, dtype=torch.float64) / 10, stamps + 0.5]
+    draws = {tuple(selector.select(frames[0][: len(t)], t, 8).tolist()) for t in others}
+    assert len(draws) == len(others)
+
+
 def test_pixel_diff_values_and_cut_detection():
     frames = torch.zeros(6, 3, 8, 8, dtype=torch.uint8)
     frames[3:, :, :4] = 255  # from frame 3 on, the top half is white: half the pixels change by 1.0
