@@ -118,12 +118,12 @@ def _pass(x: np.ndarray, taps: tuple[np.ndarray, np.ndarray] | None, axis: int) 
     if taps is None:
         return x if scaled else x.astype(np.int32) << _FRACTION_BITS
     indices, weights = taps
-    shape = (-1, 1) if axis == -2 else (-1,)
-    acc = np.take(x, indices[0], axis=axis) * weights[0].reshape(shape)  # int32: uint8 or int32 times int32
-    term = np.empty_like(acc)
-    for index, weight in zip(indices[1:], weights[1:]):
-        np.multiply(np.take(x, index, axis=axis), weight.reshape(shape), out=term)
-        acc += term
+    gathered = np.take(x, indices.reshape(-1), axis=axis)  # every tap's sample, tap by tap
+    if axis == -1:
+        acc = np.einsum("...td,td->...d", gathered.reshape(*x.shape[:-1], *indices.shape), weights, dtype=np.int32)
+    else:
+        acc = np.einsum("...tdc,td->...dc", gathered.reshape(*x.shape[:-2], *indices.shape, x.shape[-1]), weights,
+                        dtype=np.int32)  # fmt: skip
     drop = FILTER_BITS if scaled else FILTER_BITS - _FRACTION_BITS
     acc += 1 << (drop - 1)
     acc >>= drop

@@ -69,7 +69,8 @@ from models.xcorr import (
 )
 
 # models.change's selectors look at frames of 64 px at most, so the real-footage table decodes
-# their frames straight at that size (swscale in C, far cheaper than decoding full frames).
+# their frames straight at that size (resized as they are converted from the decoder's planes,
+# far cheaper than converting full frames).
 CHANGE_DECODE_SIZE = 64
 # A frame is a predicted boundary when its score is a local maximum above mean + PEAK_THRESHOLD * std
 # of the video's scores (ThresholdDecoder's relative cut-off).
