@@ -6,6 +6,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+import torch
 
 import data.decode
 import data.synthetic as synthetic
@@ -82,12 +83,8 @@ def test_batches_and_keep_do_not_change_pixels(video, monkeypatch):
     monkeypatch.setattr(data.decode, "_BATCH_SAMPLES", 2 * 48 * 32)  # two frames per conversion
     batched = decode_video(video, size=32)
     assert converted == [2, 2, 2]
-    assert torch_equal(batched.frames, whole.frames) and torch_equal(batched.timestamps, whole.timestamps)
+    assert torch.equal(batched.frames, whole.frames) and torch.equal(batched.timestamps, whole.timestamps)
     converted.clear()
     kept = decode_video(video, size=32, keep=[1, 4])
     assert sum(converted) == 2  # only the named frames are converted
-    assert torch_equal(kept.frames, whole.frames[[1, 4]]) and torch_equal(kept.timestamps, whole.timestamps[[1, 4]])
-
-
-def torch_equal(a, b) -> bool:
-    return a.shape == b.shape and bool((a == b).all())
+    assert torch.equal(kept.frames, whole.frames[[1, 4]]) and torch.equal(kept.timestamps, whole.timestamps[[1, 4]])

@@ -104,7 +104,7 @@ def test_conversion_of_fixed_planes_is_pinned(key):
 @pytest.mark.parametrize("fmt", ["yuv420p", "yuv422p", "yuv444p", "yuvj420p"])
 @pytest.mark.parametrize("colorspace, full", [(None, False), (1, False), (9, False), (5, True)])
 @pytest.mark.parametrize("size", [(48, 32), (30, 20), (64, 40), (17, 9)])
-def test_conversion_is_within_a_level_of_swscale(fmt, colorspace, full, size):
+def test_conversion_is_within_two_levels_of_swscale(fmt, colorspace, full, size):
     # A faithful conversion: swscale's own output differs by CPU, by one level at most here;
     # two levels leave room for that, far below what a wrong matrix, range or chroma siting gives.
     frames = decoded(fmt, [planes_of(fmt, 48, 32, shift) for shift in (0, 7)], colorspace, full or fmt == "yuvj420p")
