@@ -1,10 +1,10 @@
 """Bit-exact pixel arithmetic: YUV to RGB, RGB to YUV and antialiased resizing, in integers.
 
 Why: FFmpeg's swscale, which PyAV's ``reformat`` and ``to_ndarray(format="rgb24")`` call, picks
-its code by CPU, and those paths are not bit-identical across CPUs (Intel, AMD, ARM), so frames
-decoded to RGB, and every table computed from them, moved from one machine to another. The
-H.264 decoder's YUV planes are bit-exact by the standard; here every RGB value is an exact integer
-function of those planes, the same on every CPU.
+its SIMD code by CPU and promises identical output across CPUs only in its bit-exact mode, so the
+frames every selector and encoder reads, and every table computed from them, could differ from
+one machine to another. The H.264 decoder's YUV planes are bit-exact by the standard; here every
+RGB value is an exact integer function of those planes, the same on every CPU.
 
 How it stays exact: a resize is a separable triangle filter ("bilinear", widened by the scale
 factor when shrinking, so every source pixel counts: antialiased, like swscale's bilinear) whose
