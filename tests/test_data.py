@@ -218,19 +218,3 @@ def test_write_atomic_replaces_folders_whole_and_keeps_the_old_on_failure(tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export", "file.txt"]  # nothing half-written left
     with pytest.raises(FileNotFoundError, match="wrote nothing"):
         write_atomic(tmp_path / "empty", lambda tmp: None)
-
-
-def test_decoder_resizes_exactly_like_pyav_frame_by_frame(synthetic):
-    """decode_video keeps one swscale context per video; the pixels are those of frame.to_ndarray."""
-    import av
-
-    sample = all_samples(synthetic)[0]
-    for size in (None, 40):
-        video = decode_video(sample.video, size=size, max_frames=12)
-        height, width = video.frames.shape[-2:]
-        with av.open(sample.video) as container:
-            reference = [
-                frame.to_ndarray(format="rgb24", width=width, height=height)
-                for _, frame in zip(range(12), container.decode(container.streams.video[0]))
-            ]
-        assert np.array_equal(video.frames.permute(0, 2, 3, 1).numpy(), np.stack(reference))
