@@ -33,3 +33,17 @@ def synthetic(tmp_path_factory):
 def standin_256m(tmp_path_factory):
     """Random weights in SmolVLM2-256M-Video-Instruct's published architecture (slow tests)."""
     return build_standin(tmp_path_factory.mktemp("standin") / "smolvlm2-256m", "smolvlm2-256m")
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """An empty folder this process cannot write in (skips where permissions do not stop it: root)."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        if os.access(folder, os.W_OK):
+            pytest.skip("this user writes in read-only folders (root); the tests of a file in the way cover root")
+        yield folder
+    finally:
+        folder.chmod(0o755)

@@ -62,6 +62,16 @@ def fit_args(config: str, tmp_path: Path, tiny_model_dir: Path, synthetic, *extr
     ]  # fmt: skip
 
 
+def cache_args(synthetic, tiny_model_dir: Path, cache_dir: Path) -> list[str]:
+    """``python -m trainer cache`` arguments that fill the frame and feature caches of smoke_joint's val and test splits."""
+    _, paths, _ = synthetic
+    sets = [f"data.train_file={paths['train']}", f"data.val_file={paths['val']}", f"data.test_file={paths['test']}",
+            f"data.cache_dir={cache_dir}", "data.fps=2.0", "data.frame_cache=true",
+            f"model.init_args.encoder.init_args.model_name_or_path={tiny_model_dir}",
+            f"model.init_args.vlm.init_args.model_name_or_path={tiny_model_dir}"]  # fmt: skip
+    return ["--config", str(CONFIGS / "smoke_joint.yaml"), "--splits", "val", "test", "--workers", "0", "--set", *sets]
+
+
 def vlm_with_a_trained_adapter(model_dir, dropout: float = 0.0, std: float = 0.5):
     """A SmolVLM whose LoRA B matrices are random: a fresh adapter (B = 0) outputs 0, so neither
     its dropout nor the text path it adapts would show in any output."""

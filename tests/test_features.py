@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import datasets
 import pytest
 import torch
-from helpers import CONFIGS
+from helpers import cache_args
 
 from data.decode import decode_video
 from data.features import FeatureCache, decode_id, human_bytes, precompute_features
@@ -275,11 +275,7 @@ def test_cache_command_fills_what_a_run_reads_over_shards(tmp_path, synthetic, t
     from trainer.tools.cache import main as cache
 
     _, paths, _ = synthetic
-    sets = [f"data.train_file={paths['train']}", f"data.val_file={paths['val']}", f"data.test_file={paths['test']}",
-            f"data.cache_dir={tmp_path / 'cache'}", "data.fps=2.0", "data.frame_cache=true",
-            f"model.init_args.encoder.init_args.model_name_or_path={tiny_model_dir}",
-            f"model.init_args.vlm.init_args.model_name_or_path={tiny_model_dir}"]  # fmt: skip
-    args = ["--config", str(CONFIGS / "smoke_joint.yaml"), "--splits", "val", "test", "--workers", "0", "--set", *sets]
+    args = cache_args(synthetic, tiny_model_dir, tmp_path / "cache")
     videos = sum(len(load_annotations(paths[k])) for k in ("val", "test"))
     shards = [cache([*args, "--num-shards", "2", "--shard", str(i)]) for i in (0, 1)]
     assert sum(r["videos"] for r in shards) == sum(r["encoded"] for r in shards) == videos
