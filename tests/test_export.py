@@ -430,6 +430,23 @@ def test_cli_errors_are_clear(captioner, tmp_path, capsys):
     assert not (tmp_path / "x").exists()
 
 
+def test_an_output_under_a_file_is_refused_before_the_checkpoint_loads(captioner, tmp_path, monkeypatch, capsys):
+    _, ckpt = captioner
+    monkeypatch.setattr("trainer.tools.export.export_checkpoint", lambda *a, **kw: pytest.fail("the model was loaded"))
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SystemExit) as refused:
+        export_main(["--ckpt", str(ckpt), "--output", str(tmp_path / "file" / "export")])
+    assert refused.value.code == 2 and "is a file, not a folder" in capsys.readouterr().err
+
+
+def test_a_read_only_output_is_refused_before_the_checkpoint_loads(captioner, read_only_dir, monkeypatch, capsys):
+    _, ckpt = captioner
+    monkeypatch.setattr("trainer.tools.export.export_checkpoint", lambda *a, **kw: pytest.fail("the model was loaded"))
+    with pytest.raises(SystemExit) as refused:
+        export_main(["--ckpt", str(ckpt), "--output", str(read_only_dir / "export")])
+    assert refused.value.code == 2 and f"cannot write in {read_only_dir}" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("kind", ["pixel_diff", "importance"])
 def test_captioner_selectors_are_rebuilt_from_the_export(kind, captioner, tiny_model_dir, tmp_path):
     from models.decoders import BinMaxDecoder

@@ -74,6 +74,7 @@ from torch import nn
 
 from data.atomic import write_atomic
 from data.features import human_bytes
+from data.outputs import check_writable
 from models.selectors import FrameSelector
 from trainer.checkpointing import plain_hparams
 from trainer.loading import (
@@ -845,6 +846,12 @@ def main(argv: list[str] | None = None) -> Path:
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     if log.getEffectiveLevel() > logging.INFO:
         log.setLevel(logging.INFO)
+    try:
+        # The export is built in a sibling of --output and renamed into place: check that folder
+        # before the model loads, so a read-only or mistyped output fails in seconds.
+        check_writable(Path(args.output).expanduser().absolute().parent)
+    except OSError as err:
+        parser.error(str(err))
     try:
         return export_checkpoint(
             args.ckpt,
