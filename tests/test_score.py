@@ -162,6 +162,15 @@ def test_max_proposals_below_one_is_refused(tmp_path, capsys, value):
         evaluate_dense_captions(SUBMISSION["results"], VAL_1, meteor=False, ptb=False, max_proposals=0)
 
 
+@pytest.mark.parametrize("value", ["0", "1.5", "nan", "-0.3"])
+def test_a_tiou_outside_zero_one_is_refused_with_a_usage_error(tmp_path, capsys, value):
+    refs, pred = _write(tmp_path, "val_1.json", VAL_1), _write(tmp_path, "mine.json", SUBMISSION)
+    with pytest.raises(SystemExit) as exit_info:
+        score(["--pred", pred, "--ref", refs, "--no-java", "--tious", "0.5", value])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "--tious" in err and "(0, 1]" in err and "Traceback" not in err
+
+
 def test_reversed_and_negative_timestamps_are_scored_as_densevid_eval_does_and_reported(tmp_path, capsys):
     # v1's events are [0, 5] and [10, 15]. The reversed copy of the first overlaps nothing (tIoU 0,
     # as densevid_eval computes it); the negative one [-1, 4] overlaps [0, 5] with tIoU 4/6.

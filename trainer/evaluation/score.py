@@ -120,6 +120,16 @@ def _unusual_note(unusual: dict[str, dict[str, int]]) -> str:
             f"time counts as it is): {'; '.join(flagged)}.")  # fmt: skip
 
 
+def _tiou(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 < value <= 1.0:  # NaN fails this too
+        raise argparse.ArgumentTypeError(f"a tIoU threshold is in (0, 1], got {text}")
+    return value
+
+
 def _at_least_one(text: str) -> int:
     try:
         value = int(text)
@@ -136,7 +146,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--pred", nargs="+", required=True, help="submission JSON file(s)")
     parser.add_argument("--ref", nargs="+", required=True, help="reference file(s), e.g. val_1.json val_2.json")
     parser.add_argument("--output", default=None, help="folder for the tables (default: outputs/scores/<first pred>)")
-    parser.add_argument("--tious", nargs="+", type=float, default=list(DEFAULT_TIOUS))
+    parser.add_argument("--tious", nargs="+", type=_tiou, default=list(DEFAULT_TIOUS),
+                        help="tIoU thresholds, each in (0, 1]")  # fmt: skip
     parser.add_argument("--max-proposals", type=_at_least_one, default=MAX_PROPOSALS,
                         help="predictions kept per video, the first ones (at least 1)")  # fmt: skip
     add_protocol_arguments(parser)
