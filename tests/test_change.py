@@ -289,7 +289,7 @@ def test_selectors_are_built_from_yaml_style_config():
 
 
 def test_short_videos_and_baseline_names():
-    from trainer.evaluation.evaluate import build_selector
+    from trainer.cli_helpers import build_selector
 
     for name, cls in (("xcorr_adaptive", AdaptiveSelector), ("shot_boundary", ShotBoundarySelector)):
         selector = build_selector(name, None)

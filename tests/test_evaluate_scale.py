@@ -11,7 +11,8 @@ import pytest
 
 from data.datamodule import DenseCaptionDataModule
 from data.schema import AnnotationError
-from trainer.evaluation.evaluate import iter_rows, repair_rows
+from trainer.cli_helpers import repair_rows
+from trainer.evaluation.evaluate import iter_rows
 from trainer.evaluation.evaluate import main as evaluate
 
 REPO = Path(__file__).parents[1]

@@ -97,7 +97,7 @@ def test_one_allow_list_for_checkpoints_exports_and_selector_names(tmp_path):
     with pytest.raises(LoadError, match="trust_remote_code"):
         build_from_spec({"class_path": "models.encoders.FrameEncoder", "init_args": {"trust_remote_code": True}})
     # evaluate's selector names go through the same list.
-    from trainer.evaluation.evaluate import build_selector
+    from trainer.cli_helpers import build_selector
 
     with pytest.raises(LoadError, match="refusing to import"):
         build_selector("collections.OrderedDict", None)

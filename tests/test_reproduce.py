@@ -311,7 +311,7 @@ def test_wide_heldout_evaluates_wide_budgets_run_on_the_held_out_family(tmp_path
     assert command[command.index("--split") + 1] == "val" and "--share-decoder" in command
 
     # The --set parses: evaluate rebuilds wide_budget's model on the held-out family's data.
-    from trainer.loading import module_from_config
+    from trainer.cli_helpers import module_from_config
 
     datamodule, module = module_from_config(held.config, None, ran[0][ran[0].index("--set") + 1 :])
     heldout = datamodule.synthetic
@@ -321,7 +321,7 @@ def test_wide_heldout_evaluates_wide_budgets_run_on_the_held_out_family(tmp_path
 
 @pytest.mark.parametrize("name", ["smoke_budget", "wide_budget"])
 def test_budget_table_configs_parse_and_train_at_the_tables_budgets(name):
-    from trainer.loading import module_from_config
+    from trainer.cli_helpers import module_from_config
 
     spec = TABLES[name]
     _, module = module_from_config(spec.config, None, list(spec.overrides))

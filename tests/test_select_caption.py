@@ -12,15 +12,16 @@ from PIL import Image
 
 from data.decode import decode_video
 from data.outputs import source_hash
+from models.baselines import BASELINES
 from trainer.__main__ import COMMANDS
 from trainer.__main__ import main as cli_main
-from trainer.evaluation.evaluate import BASELINES
 from trainer.loading import LoadError, load_selector, load_trained, load_vlm
 from trainer.tools.caption import caption_events, srt_text, webvtt_text
 from trainer.tools.caption import main as caption_main
 from trainer.tools.export import main as export_main
-from trainer.tools.select import choose_with_scores, output_names
+from trainer.tools.select import choose_with_scores
 from trainer.tools.select import main as select_main
+from trainer.tools.video_files import output_names
 
 ODD = (175, 97, 29.97)  # width, height, fps: odd sizes, the NTSC rate written exactly
 

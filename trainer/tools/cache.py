@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from data.datamodule import SPLIT_STAGES, VideoItems, as_is, collate_videos, skip_report
 from data.features import human_bytes
 from data.outputs import check_writable
+from trainer.cli_helpers import add_run_arguments, check_shard, module_from_config, resolve_device
 
 
 def fill(
@@ -95,8 +96,6 @@ def fill(
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Entry point of ``python -m trainer cache``; returns :func:`fill`'s report."""
-    from trainer.evaluation.evaluate import add_run_arguments, check_shard, resolve_device
-
     parser = argparse.ArgumentParser(prog="python -m trainer cache", description=__doc__.split("\n")[0])
     parser.add_argument("--config", required=True, help="the training config whose caches to fill")
     parser.add_argument("--splits", nargs="+", default=["train", "val", "test"], choices=sorted(SPLIT_STAGES))
@@ -104,8 +103,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, e.g. data.fps=1")
     args = parser.parse_args(argv)
     check_shard(parser, args)
-    from trainer.loading import module_from_config
-
     datamodule, module = module_from_config(args.config, None, args.set)
     try:
         check_writable(datamodule.cache_dir)  # before any video is decoded or encoded

@@ -27,7 +27,7 @@ one, writes one event per line, ``MM:SS-MM:SS caption``, shown the frames with t
 
 Event times are clipped to the video (an event the model dates past the end is dropped) and
 rounded to milliseconds, the precision of both subtitle formats, so all three files agree.
-``NAME`` is named as by ``select`` (:func:`trainer.tools.select.output_names`: safe, unique, the
+``NAME`` is named as by ``select`` (:func:`trainer.tools.video_files.output_names`: safe, unique, the
 video's path kept in ``summary.jsonl``) and is the video's id in ``captions.json``. ``--resume``
 continues a run as ``select`` does; its ``captions.json`` holds the videos captioned before it
 too. A run in which no video could be captioned exits with status 1 and the first reasons.
@@ -48,10 +48,10 @@ import torch
 
 from data.atomic import write_atomic
 from models.prompting import parse_dense_caption
-from trainer.evaluation.evaluate import resolve_device
+from trainer.cli_helpers import resolve_device
 from trainer.loading import LoadError, frame_budget, load_trained, load_vlm
 from trainer.predictions import write_predictions
-from trainer.tools.select import (
+from trainer.tools.video_files import (
     RUN_FILE,
     SUMMARY_FILE,
     VideoRun,

@@ -70,13 +70,11 @@ from typing import Any
 import torch
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
-from torch import nn
 
 from data.atomic import write_atomic
 from data.features import human_bytes
 from data.outputs import check_writable
 from models.selectors import FrameSelector
-from trainer.checkpointing import plain_hparams
 from trainer.loading import (
     HUB_ID,
     SELECTION_FILE,
@@ -87,6 +85,7 @@ from trainer.loading import (
     module_from_checkpoint,
     read_selection,
     selector_of,
+    spec_of,
 )
 
 log = logging.getLogger(__name__)
@@ -117,33 +116,6 @@ class ExportError(LoadError):
 
 
 # --------------------------------------------------------------------------------------- helpers
-def spec_of(obj: Any, recorded: Any) -> dict[str, Any]:
-    """``{class_path, init_args}`` of ``obj``: the recorded config when it names this class.
-
-    Without one, the init args are read back from the object's attributes of the same names
-    (plain values, and nested modules as specs of their own); a required argument that cannot be
-    read is reported, since the spec alone then cannot rebuild the object.
-    """
-    class_path = f"{type(obj).__module__}.{type(obj).__qualname__}"
-    if isinstance(recorded, dict) and recorded.get("class_path") == class_path:
-        return {"class_path": class_path, "init_args": dict(recorded.get("init_args") or {})}
-    init_args, unread = {}, []
-    for name, param in inspect.signature(type(obj).__init__).parameters.items():
-        if name == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-            continue
-        value = getattr(obj, name, inspect.Parameter.empty)
-        if isinstance(value, nn.Module):
-            init_args[name] = spec_of(value, None)
-        elif value is not inspect.Parameter.empty and plain_hparams(value):
-            if value != param.default:
-                init_args[name] = value
-        elif param.default is inspect.Parameter.empty:
-            unread.append(name)
-    if unread:
-        log.warning("no recorded init args for %s, and %s cannot be read back from it", class_path, ", ".join(unread))
-    return {"class_path": class_path, "init_args": init_args}
-
-
 def _local_path(value: Any) -> Path | None:
     """The local file or folder a recorded string names, else ``None``: an absolute or ``~`` path
     that exists here or lies under :func:`_local_roots` (so that an instruction such as
