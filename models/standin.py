@@ -7,7 +7,7 @@ real architecture. Random weights with that architecture cost exactly what the r
 so a stand-in gives real throughput and memory numbers and goes through the same
 ``from_pretrained`` path as ``HuggingFaceTB/SmolVLM2-*``. Its captions are noise, of course.
 
-``python -m models.tiny --shape smolvlm2-256m --output DIR`` writes one (``smolvlm2-500m``,
+``python -m models.standin --shape smolvlm2-256m --output DIR`` writes one (``smolvlm2-500m``,
 ``smolvlm2-2.2b`` likewise); then point any config at it::
 
     python -m trainer fit --config configs/smolvlm2_256m.yaml --model.init_args.vlm.init_args.model_name_or_path DIR
@@ -51,6 +51,7 @@ the embedding and output matrices, and so the cost, are the real ones.
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from dataclasses import dataclass
@@ -247,3 +248,20 @@ def build_standin(output: str | Path, name: str, seed: int = 0, device: str = "c
         f"{time.perf_counter() - start:.0f} s"
     )
     return output
+
+
+def main(argv: list[str] | None = None) -> Path:
+    """CLI: ``python -m models.standin --shape smolvlm2-256m|smolvlm2-500m|smolvlm2-2.2b --output DIR [--seed N]``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m models.standin",
+        description="Build a random-weight stand-in with the published architecture of a SmolVLM2 checkpoint.",
+    )
+    parser.add_argument("--shape", required=True, choices=sorted(SHAPES), help="the published architecture")
+    parser.add_argument("--output", required=True, help="folder to write (created)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    args = parser.parse_args(argv)
+    return build_standin(args.output, args.shape, seed=args.seed)
+
+
+if __name__ == "__main__":
+    main()

@@ -6,9 +6,8 @@ as ``HuggingFaceTB/SmolVLM2-256M-Video-Instruct``. The tokenizer is a byte-level
 here with ``tokenizers`` on the prompt and caption vocabulary, plus the special tokens the real
 SmolVLM processor looks up (``<image>``, ``<fake_token_around_image>``, ``<global-img>``, ...).
 
-Run ``python -m models.tiny --output DIR`` to build one by hand; ``--shape smolvlm2-256m`` (or
-``smolvlm2-500m``, ``smolvlm2-2.2b``) builds a random-weight stand-in with the published
-architecture instead (:mod:`models.standin`).
+Run ``python -m models.tiny --output DIR`` to build one by hand. A random-weight stand-in with
+the published architecture of a SmolVLM2 checkpoint is built by ``python -m models.standin``.
 """
 
 from __future__ import annotations
@@ -249,22 +248,17 @@ def same_checkpoint(a: str, b: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """CLI: ``python -m models.tiny --output DIR [--shape smolvlm2-256m|smolvlm2-500m|smolvlm2-2.2b]``."""
-    from models.standin import SHAPES, build_standin
-
-    parser = argparse.ArgumentParser(
-        description="Build a tiny random SmolVLM checkpoint folder, or a random-weight stand-in with the "
-        "published architecture of a SmolVLM2 checkpoint (--shape)."
-    )
+    """CLI: ``python -m models.tiny --output DIR [--seed N]``."""
+    parser = argparse.ArgumentParser(description="Build a tiny random SmolVLM checkpoint folder.")
     parser.add_argument("--output", required=True)
-    parser.add_argument("--shape", default="tiny", choices=["tiny", *SHAPES],
-                        help="tiny (default, ~0.2M parameters) or a published SmolVLM2 architecture")  # fmt: skip
+    # The stand-ins had their place here once: their names now point to their own command.
+    parser.add_argument("--shape", default="tiny", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    if args.shape == "tiny":
-        print(build_tiny_smolvlm(args.output, TinySettings(seed=args.seed)))
-    else:
-        build_standin(args.output, args.shape, seed=args.seed)
+    if args.shape != "tiny":
+        parser.error(f"--shape {args.shape}: the real-shape stand-ins are built by "
+                     f"python -m models.standin --shape {args.shape} --output DIR")  # fmt: skip
+    print(build_tiny_smolvlm(args.output, TinySettings(seed=args.seed)))
 
 
 if __name__ == "__main__":

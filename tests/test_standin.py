@@ -42,6 +42,25 @@ def test_padded_tokenizer_has_the_real_special_ids():
     assert not any(tok.convert_ids_to_tokens(i).startswith("<|unused_") for i in ids)
 
 
+def test_the_standin_command_builds_a_shape_and_the_tiny_command_points_to_it(tmp_path, monkeypatch, capsys):
+    import models.standin
+    import models.tiny
+
+    built = []
+    monkeypatch.setattr(models.standin, "build_standin", lambda *args, **kwargs: built.append((args, kwargs)))
+    models.standin.main(["--shape", "smolvlm2-500m", "--output", str(tmp_path), "--seed", "3"])
+    assert built == [((str(tmp_path), "smolvlm2-500m"), {"seed": 3})]
+    with pytest.raises(SystemExit) as exit_:
+        models.standin.main(["--shape", "smolvlm2-9b", "--output", str(tmp_path)])
+    assert exit_.value.code == 2
+    # `python -m models.tiny --shape NAME` built stand-ins before they had a command of their own.
+    with pytest.raises(SystemExit) as exit_:
+        models.tiny.main(["--shape", "smolvlm2-256m", "--output", str(tmp_path)])
+    assert exit_.value.code == 2
+    assert "python -m models.standin --shape smolvlm2-256m --output DIR" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
 @pytest.mark.slow
 def test_the_256m_standin_loads_through_from_pretrained_as_published(standin_256m):
     config = json.loads((standin_256m / "config.json").read_text())
