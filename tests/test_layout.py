@@ -34,12 +34,16 @@ def test_data_never_imports_models_or_trainer():
     assert not offenders, offenders
 
 
-def _module_level_imports(path: Path, package: str) -> set[str]:
-    """Project modules ``path`` imports at module level (imports inside functions are deferred on purpose)."""
+def _imports(path: Path, package: str) -> set[str]:
+    """Project modules ``path`` imports anywhere: at module level and inside functions alike.
+
+    An import deferred into a function (to keep a heavy library out of start-up) still makes the
+    two modules depend on each other, so it counts.
+    """
     import ast
 
     found = set()
-    for node in ast.parse(path.read_text()).body:
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module:
@@ -49,11 +53,15 @@ def _module_level_imports(path: Path, package: str) -> set[str]:
     return found
 
 
+def _project_modules() -> dict[str, Path]:
+    return {".".join(p.relative_to(ROOT).with_suffix("").parts): p for top in ("data", "models", "trainer")
+            for p in (ROOT / top).rglob("*.py") if p.stem != "__init__"}  # fmt: skip
+
+
 def test_no_import_circle_between_project_modules():
-    """Module-level imports of data/, models/ and trainer/ form no cycle (so any module imports first)."""
-    modules = {".".join(p.relative_to(ROOT).with_suffix("").parts): p for top in ("data", "models", "trainer")
-               for p in (ROOT / top).rglob("*.py") if p.stem != "__init__"}  # fmt: skip
-    graph = {m: sorted(i for i in _module_level_imports(p, m.rpartition(".")[0]) if i in modules and i != m)
+    """The imports of data/, models/ and trainer/, those inside functions included, form no cycle."""
+    modules = _project_modules()
+    graph = {m: sorted(i for i in _imports(p, m.rpartition(".")[0]) if i in modules and i != m)
              for m, p in modules.items()}  # fmt: skip
     state: dict[str, int] = {}  # 1: on the current path, 2: done
     cycles = []
@@ -72,3 +80,25 @@ def test_no_import_circle_between_project_modules():
             visit(m, [m])
     assert not cycles, cycles
     assert len(modules) >= 30 and any(graph.values())
+
+
+def test_no_command_module_uses_another_as_a_library():
+    """A command's module (``python -m trainer NAME``) imports nothing from another command's module
+    but its ``main`` (``bench`` times the ``select`` command itself): what two commands share lives
+    in a module of its own (:mod:`trainer.cli_helpers`, :mod:`trainer.plots`, ...)."""
+    import ast
+
+    tree = ast.parse((ROOT / "trainer" / "__main__.py").read_text())
+    commands = next(ast.literal_eval(node.value) for node in tree.body if isinstance(node, (ast.Assign, ast.AnnAssign))
+                    and "COMMANDS" in [getattr(t, "id", None) for t in getattr(node, "targets", [getattr(node, "target", None)])])  # fmt: skip
+    modules = set(commands.values())
+    offenders = []
+    for module in sorted(modules):
+        path = ROOT / Path(*module.split(".")).with_suffix(".py")
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                offenders += [f"{module}: import {a.name}" for a in node.names if a.name in modules - {module}]
+            elif isinstance(node, ast.ImportFrom) and node.module in modules - {module}:
+                offenders += [f"{module}: {node.module}.{a.name}" for a in node.names if a.name != "main"]
+    assert not offenders, offenders
+    assert len(modules) >= 10
