@@ -88,9 +88,11 @@ def test_no_command_module_uses_another_as_a_library():
     in a module of its own (:mod:`trainer.cli_helpers`, :mod:`trainer.plots`, ...)."""
     import ast
 
-    tree = ast.parse((ROOT / "trainer" / "__main__.py").read_text())
-    commands = next(ast.literal_eval(node.value) for node in tree.body if isinstance(node, (ast.Assign, ast.AnnAssign))
-                    and "COMMANDS" in [getattr(t, "id", None) for t in getattr(node, "targets", [getattr(node, "target", None)])])  # fmt: skip
+    commands = {}
+    for node in ast.parse((ROOT / "trainer" / "__main__.py").read_text()).body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        if any(getattr(t, "id", None) == "COMMANDS" for t in targets):
+            commands = ast.literal_eval(node.value)
     modules = set(commands.values())
     offenders = []
     for module in sorted(modules):

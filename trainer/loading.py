@@ -42,11 +42,11 @@ names the file, the key path (``hyper_parameters.optimizer.init_args.x.class_pat
 
 Recorded settings are a checkpoint's ``hyper_parameters`` and ``datamodule_hyper_parameters``
 (:func:`read_checkpoint`, for :func:`module_from_checkpoint`, for
-:func:`trainer.cli_helpers.module_from_config`'s ``--ckpt`` before the model is built, and for ``fit``/``validate``/``test``/``predict
---ckpt_path`` before LightningCLI merges them), and an export's (or Hub snapshot's)
-``training.json``, ``config.json``, ``adapter_config.json``, ``selector/frame_selection.json`` and
-``selector/config.json`` (:func:`check_export`; ``frame_selection.json``'s ``weights`` must be a
-plain file name in its folder). A :class:`TrainedSelector` in a config reads its source through
+:func:`trainer.cli_helpers.module_from_config`'s ``--ckpt`` before the model is built, and for
+``fit``/``validate``/``test``/``predict --ckpt_path`` before LightningCLI merges them), and an
+export's (or Hub snapshot's) ``training.json``, ``config.json``, ``adapter_config.json``,
+``selector/frame_selection.json`` and ``selector/config.json`` (:func:`check_export`;
+``frame_selection.json``'s ``weights`` must be a plain file name in its folder). A :class:`TrainedSelector` in a config reads its source through
 the same path. A user's own config and command line are not checked: they may name any class, as
 LightningCLI allows; the checkpoint such a run writes records that class, and every loader then
 refuses it, except ``fit``/``validate``/``test``/``predict --ckpt_path`` when the user's own config
