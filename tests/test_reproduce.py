@@ -1,4 +1,4 @@
-"""``python -m trainer reproduce``: a table regenerated twice is the same, README blocks, several seeds,
+"""``python -m trainer reproduce``: a table regenerated twice is the same, RESULTS.md blocks, several seeds,
 interrupted runs, tables that evaluate another table's training run.
 
 The ``tiny`` table trains and evaluates for real (two fresh runs, ~45 s each on 2 CPU cores, in
@@ -21,7 +21,7 @@ from trainer.evaluation import reproduce
 from trainer.evaluation.reproduce import TABLES, TableSpec, body_of, main
 
 ROOT = Path(__file__).parents[1]
-README = "# project\n\nSome text.\n\n<!-- reproduce:tiny -->\nan old table\n<!-- /reproduce:tiny -->\n\nMore text.\n"
+RESULTS_TEXT = "# project\n\nSome text.\n\n<!-- reproduce:tiny -->\nan old table\n<!-- /reproduce:tiny -->\n\nMore text.\n"
 
 
 @pytest.fixture(autouse=True)
@@ -31,10 +31,10 @@ def _in_repo_root(monkeypatch):
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    """(root, README, first run, second run): the first ran with ``--write``, the second with ``--check``."""
+    """(root, the results file, first run, second run): the first ran with ``--write``, the second with ``--check``."""
     root = tmp_path_factory.mktemp("reproduce")
-    readme = root / "README.md"
-    readme.write_text(README)
+    readme = root / "RESULTS.md"
+    readme.write_text(RESULTS_TEXT)
     first, second = root / "first", root / "second"
     cwd = os.getcwd()
     os.chdir(ROOT)
@@ -80,8 +80,8 @@ def test_write_then_check_and_a_changed_number(tiny, tmp_path, monkeypatch, caps
     root, readme, first, _ = tiny
     text = readme.read_text()
     start, end = text.index("<!-- reproduce:tiny -->"), text.index("<!-- /reproduce:tiny -->")
-    assert text[:start] == README[: README.index("<!-- reproduce:tiny -->")]
-    assert text[end:] == README[README.index("<!-- /reproduce:tiny -->"):]
+    assert text[:start] == RESULTS_TEXT[: RESULTS_TEXT.index("<!-- reproduce:tiny -->")]
+    assert text[end:] == RESULTS_TEXT[RESULTS_TEXT.index("<!-- /reproduce:tiny -->"):]
     block = text[start:end]
     assert "\n*Regenerate with `python -m trainer reproduce tiny --seed 0 --write`" in block
     assert body_of(block) == body_of((first / "table.md").read_text())
@@ -89,7 +89,7 @@ def test_write_then_check_and_a_changed_number(tiny, tmp_path, monkeypatch, caps
     # The CLI's check path against the first run's numbers (a regeneration gives the same: see above).
     real = reproduce.reproduce
     monkeypatch.setattr(reproduce, "reproduce", lambda spec, seeds, output, **kw: real(spec, seeds, first, **kw))
-    edited = tmp_path / "README.md"
+    edited = tmp_path / "RESULTS.md"
     line = next(x for x in block.splitlines() if x.startswith("| learned | 4 |"))
     changed = line.replace(line.split("|")[4], " 0.123 ")
     assert changed != line
@@ -102,8 +102,22 @@ def test_write_then_check_and_a_changed_number(tiny, tmp_path, monkeypatch, caps
     assert main(["tiny", "--readme", str(edited), "--check", "--output", str(tmp_path / "d")]) == 0
 
 
+def test_the_tables_live_in_results_md_which_is_the_default_file(tmp_path, capsys):
+    """Every table but the tests' own ``tiny`` has exactly one block in trainer/evaluation/RESULTS.md, the
+    file ``--write`` and ``--check`` use without ``--readme``; README.md, the front door, holds none."""
+    assert reproduce.RESULTS == "trainer/evaluation/RESULTS.md"
+    for name in TABLES:
+        if name != "tiny":
+            reproduce.find_block(ROOT / reproduce.RESULTS, name)  # raises unless there is exactly one block
+    assert not re.search(r"<!-- /?reproduce:[a-z_0-9]+ -->", (ROOT / "README.md").read_text())
+    # Without --readme the command looks in RESULTS.md (which has no block for tiny) before running anything.
+    assert main(["tiny", "--write", "--output", str(tmp_path / "out")]) == 2
+    assert "trainer/evaluation/RESULTS.md needs exactly one block '<!-- reproduce:tiny -->'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_missing_markers_and_unknown_table_are_clear_errors(tmp_path, capsys):
-    readme = tmp_path / "README.md"
+    readme = tmp_path / "RESULTS.md"
     readme.write_text("# no markers here\n")
     for mode in ("--write", "--check"):
         assert main(["tiny", "--readme", str(readme), mode, "--output", str(tmp_path / "out")]) == 2
@@ -255,8 +269,8 @@ def test_reuse_fit_trains_the_base_run_once_and_refuses_one_of_other_settings(ti
     assert main(["tiny_again", "--output", str(tmp_path / "c"), "--fit-from", str(runs)]) == 2
     assert "holds a run of other settings (its spec differ" in capsys.readouterr().err and ran == []
     # --check trains the base run afresh too: a base folder with runs in it is refused.
-    readme = tmp_path / "README.md"
-    readme.write_text(README.replace("reproduce:tiny", "reproduce:tiny_again"))
+    readme = tmp_path / "RESULTS.md"
+    readme.write_text(RESULTS_TEXT.replace("reproduce:tiny", "reproduce:tiny_again"))
     assert main(["tiny_again", "--check", "--readme", str(readme), "--output", str(tmp_path / "d"),
                  "--fit-from", str(runs)]) == 2  # fmt: skip
     assert f"{runs} is not empty" in capsys.readouterr().err and ran == []

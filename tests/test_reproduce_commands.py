@@ -19,7 +19,7 @@ from trainer.evaluation import reproduce
 from trainer.evaluation.reproduce import TABLES, CommandTable, ReproduceError, Step, body_of, joint_body, main
 
 ROOT = Path(__file__).parents[1]
-README = "# project\n\n<!-- reproduce:reader_small -->\nold\n<!-- /reproduce:reader_small -->\n"
+RESULTS_TEXT = "# project\n\n<!-- reproduce:reader_small -->\nold\n<!-- /reproduce:reader_small -->\n"
 SMALL_READER = CommandTable(
     name="reader_small",
     description="the tiny reader on 10 videos, 2 + 2 steps",
@@ -42,8 +42,8 @@ def _rows(body: str) -> list[list[str]]:
 
 @pytest.mark.slow  # two reader builds, ~25 s on 2 idle cores; the default run covers the command flow below
 def test_reader_table_is_regenerated_bit_exactly_and_a_rerun_skips_its_step(small_reader, tmp_path, capfd):
-    readme = tmp_path / "README.md"
-    readme.write_text(README)
+    readme = tmp_path / "RESULTS.md"
+    readme.write_text(RESULTS_TEXT)
     first, second = tmp_path / "first", tmp_path / "second"
     assert main(["reader_small", "--output", str(first), "--readme", str(readme), "--write"]) == 0
     assert main(["reader_small", "--output", str(second), "--readme", str(readme), "--check"]) == 0
@@ -259,7 +259,7 @@ def test_a_chain_of_used_tables_runs_bottom_up_in_sibling_folders_and_heads_the_
     elsewhere = tmp_path / "elsewhere" / "middle_runs"
     assert reproduce.chain_folders(TABLES["top"], out, elsewhere)["bottom"] == tmp_path / "elsewhere" / "bottom"
     # --check regenerates the whole chain: a non-empty folder anywhere in it is refused.
-    readme = tmp_path / "README.md"
+    readme = tmp_path / "RESULTS.md"
     readme.write_text("<!-- reproduce:top -->\n<!-- /reproduce:top -->\n")
     fresh = tmp_path / "fresh" / "top"
     (tmp_path / "fresh" / "bottom").mkdir(parents=True)

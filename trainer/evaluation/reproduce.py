@@ -1,4 +1,6 @@
-"""Regenerate a README results table with one command: ``python -m trainer reproduce NAME``.
+"""Regenerate a results table with one command: ``python -m trainer reproduce NAME``.
+
+The tables live in ``trainer/evaluation/RESULTS.md`` (:data:`RESULTS`), each between its markers.
 
 Each table is a :class:`TableSpec` in :data:`TABLES`: a config, the overrides that define its data
 and model, training-only flags, and the ``evaluate`` arguments. The command runs, each as a
@@ -47,24 +49,24 @@ first in its own folder, the sibling named after it, unless it finished there. E
 into its own folder of the seed folder; a finished step is read back, an unfinished one starts
 over. They take one seed a run (``--seed S``).
 
-README blocks: ``--write`` puts the table between ``<!-- reproduce:NAME -->`` and
-``<!-- /reproduce:NAME -->``; ``--check`` regenerates it in a fresh folder (for a table that reuses
-another's training run, that run is trained afresh too) and exits 1 with a unified diff when the
-body differs from the README's (the header's date, machine and times are not compared), 0 when it
-is the same.
+Results blocks: ``--write`` puts the table between ``<!-- reproduce:NAME -->`` and
+``<!-- /reproduce:NAME -->`` in :data:`RESULTS` (``--readme FILE``: another file with the
+markers); ``--check`` regenerates it in a fresh folder (for a table that reuses another's training
+run, that run is trained afresh too) and exits 1 with a unified diff when the body differs from
+the file's (the header's date, machine and times are not compared), 0 when it is the same.
 
 Examples::
 
     python -m trainer reproduce --list
-    python -m trainer reproduce smoke_rl --write          # train, evaluate, update README.md
-    python -m trainer reproduce smoke_rl --check          # does README.md still hold?
+    python -m trainer reproduce smoke_rl --write          # train, evaluate, update RESULTS.md
+    python -m trainer reproduce smoke_rl --check          # does RESULTS.md still hold?
     python -m trainer reproduce smoke_rl --seeds 5        # spread over training seeds 0-4
     python -m trainer reproduce wide_heldout              # wide_budget's run (trained if needed), held-out family
     python -m trainer reproduce synthetic_joint --write   # the tiny reader (built if needed), then the two fits
     python -m trainer reproduce synthetic_test --write    # the reader and joint run (if needed), then evaluate --generate
 
-Adding a table is one more :class:`TableSpec` in :data:`TABLES` and the two marker lines in the
-README.
+Adding a table is one more :class:`TableSpec` in :data:`TABLES` and the two marker lines in
+:data:`RESULTS`.
 """
 
 from __future__ import annotations
@@ -97,7 +99,7 @@ class TableSpec:
     """One reproducible results table.
 
     Attributes:
-        name: Command-line name, also the README marker ``<!-- reproduce:NAME -->``.
+        name: Command-line name, also the RESULTS.md marker ``<!-- reproduce:NAME -->``.
         description: One line for ``--list``.
         config: The config ``fit`` and ``evaluate`` both read.
         overrides: ``KEY=VALUE`` config overrides that define the data and the model: ``fit`` gets
@@ -199,7 +201,7 @@ class Step:
 
 @dataclass(frozen=True)
 class CommandTable:
-    """A README table made by its own commands, not by ``fit`` then ``evaluate`` (:class:`TableSpec`).
+    """A results table made by its own commands, not by ``fit`` then ``evaluate`` (:class:`TableSpec`).
 
     The steps run in order in the seed folder ``<output>/seed<S>/<step name>/``; a finished step
     (in the run record) is not run again, an unfinished one starts over in an emptied folder.
@@ -207,7 +209,7 @@ class CommandTable:
     ``--check`` compares it digit for digit, so every step must be deterministic for a seed.
 
     Attributes:
-        name: Command-line name, also the README marker ``<!-- reproduce:NAME -->``.
+        name: Command-line name, also the RESULTS.md marker ``<!-- reproduce:NAME -->``.
         description: One line for ``--list``.
         steps: The commands, in order.
         body: Seed folder -> table body (markdown).
@@ -524,6 +526,7 @@ for _spec in TABLES.values():
 
 # Summary columns that measure the machine, not the selectors: never in a table body.
 TIMING_COLUMNS = ("ms_per_video", "frames_per_s")
+RESULTS = "trainer/evaluation/RESULTS.md"  # the file with the tables' markers, relative to the repository root
 RUN_RECORD = "reproduce.json"  # per seed folder: the steps that ran, their commands, times and machine
 
 
@@ -818,7 +821,7 @@ def _used_records(record: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def command_table_markdown(table: CommandTable, record: dict[str, Any], body: str) -> tuple[str, str]:
-    """(``table.md``, README block) of a command table's seed: header (seed, date, machine, times,
+    """(``table.md``, results block) of a command table's seed: header (seed, date, machine, times,
     commands, the used tables' steps first), then the body."""
     used = _used_records(record)
     steps = [{**s, "name": f"{s['name']} ({u['table']})"} for u in used for s in u["steps"]] + record["steps"]
@@ -836,7 +839,7 @@ def command_table_markdown(table: CommandTable, record: dict[str, Any], body: st
 
 def reproduce_commands(table: CommandTable, seed: int, output: Path, uses_from: Path | None = None) -> tuple[str, str]:
     """Runs a command table's seed (skipping finished steps) and writes ``output/table.md``; returns
-    (table.md, README block). ``uses_from``: the folder of the used table's runs (default: the
+    (table.md, results block). ``uses_from``: the folder of the used table's runs (default: the
     sibling of ``output`` named after it; the tables further down the chain: :func:`chain_folders`)."""
     runs = {name: folder / f"seed{seed}" for name, folder in chain_folders(table, output, uses_from).items()}
     run = runs[table.name]
@@ -1062,7 +1065,7 @@ def _header_markdown(spec: TableSpec | CommandTable, flags: str, facts: list[str
 
 def _header_paragraph(spec: TableSpec | CommandTable, flags: str, facts: str, date: str, machines: list[str],
                       times: str, commands: list[str], note: str = "") -> str:  # fmt: skip
-    """The header of a README block: one short italic paragraph (``note``: after "Commands")."""
+    """The header of a results block: one short italic paragraph (``note``: after "Commands")."""
     return (f"*Regenerate with `python -m trainer reproduce {spec.name}{flags} --write` (compare: `--check`). "
             f"{facts}; {date}; {' / '.join(machines)}; {times}. Commands{note}: "
             + "; ".join(f"`{c}`" for c in commands) + ".*")  # fmt: skip
@@ -1084,7 +1087,7 @@ def table_markdown(spec: TableSpec, head: dict[str, Any], body: str) -> str:
 
 
 def readme_block(spec: TableSpec, head: dict[str, Any], body: str) -> str:
-    """The README block: the header as one short italic paragraph, then the body.
+    """The results block: the header as one short italic paragraph, then the body.
 
     With several seeds the paragraph gives the first seed's commands (the others differ only in
     ``--seed_everything`` and the seed folder) and each step's range of wall times.
@@ -1110,7 +1113,7 @@ def readme_block(spec: TableSpec, head: dict[str, Any], body: str) -> str:
 
 
 def body_of(text: str) -> str:
-    """The body of a generated table or README block: from its first table line (``|``) on."""
+    """The body of a generated table or results block: from its first table line (``|``) on."""
     lines = text.splitlines()
     start = next((i for i, line in enumerate(lines) if line.startswith("|")), None)
     if start is None:
@@ -1118,7 +1121,7 @@ def body_of(text: str) -> str:
     return "\n".join(lines[start:]).strip("\n") + "\n"
 
 
-# ------------------------------------------------------------------------------- README blocks
+# ------------------------------------------------------------------------------- results blocks
 
 
 def _markers(name: str) -> tuple[str, str]:
@@ -1126,10 +1129,10 @@ def _markers(name: str) -> tuple[str, str]:
 
 
 def find_block(readme: Path, name: str) -> tuple[str, int, int]:
-    """(README text, start, end) of the text between the table's markers.
+    """(file text, start, end) of the text between the table's markers.
 
     Raises:
-        ReproduceError: If the README or either marker is missing, or a marker is there twice.
+        ReproduceError: If the file or either marker is missing, or a marker is there twice.
     """
     if not readme.is_file():
         raise ReproduceError(f"{readme} not found")
@@ -1150,7 +1153,7 @@ def write_block(readme: Path, name: str, block: str) -> None:
 
 
 def check_block(readme: Path, name: str, body: str) -> str:
-    """A unified diff of the README block's body against ``body`` (empty when they are the same)."""
+    """A unified diff of the results block's body against ``body`` (empty when they are the same)."""
     text, start, end = find_block(readme, name)
     current = body_of(text[start:end])
     return "".join(difflib.unified_diff(current.splitlines(keepends=True), body.splitlines(keepends=True),
@@ -1161,7 +1164,7 @@ def check_block(readme: Path, name: str, body: str) -> str:
 
 
 def reproduce(spec: TableSpec, seeds: list[int], output: Path, fit_from: Path | None = None) -> tuple[str, str]:
-    """Runs every seed (skipping finished ones) and writes ``output/table.md``; returns (table.md, README block).
+    """Runs every seed (skipping finished ones) and writes ``output/table.md``; returns (table.md, results block).
 
     ``fit_from``: for a table with ``reuse_fit``, the folder of the base table's runs (its
     ``seed<S>`` folders); default the sibling of ``output`` named after the base table.
@@ -1191,15 +1194,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", default=None, help="run folder (default outputs/reproduce/NAME)")
     parser.add_argument("--seeds", type=int, default=1, help="training runs, seeds --seed, --seed + 1, ...")
     parser.add_argument("--seed", type=int, default=0, help="the (first) training seed")
-    parser.add_argument("--readme", default="README.md", help="file with the reproduce:NAME markers")
+    parser.add_argument("--readme", default=RESULTS, metavar="FILE",
+                        help=f"file with the reproduce:NAME markers (default: {RESULTS})")
     parser.add_argument("--fit-from", default=None, metavar="DIR",
                         help="for a table that evaluates another table's training run or reads another table's "
                              "output (--list says which): the folder of that table's runs, DIR/seed<S> (default: "
                              "the sibling of --output named after that table, e.g. outputs/reproduce/wide_budget)")  # fmt: skip
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--write", action="store_true", help="replace the README block with the regenerated table")
+    mode.add_argument("--write", action="store_true",
+                      help="replace the table's block in --readme with the regenerated table")
     mode.add_argument("--check", action="store_true",
-                      help="regenerate in a fresh folder; exit 1 with a diff if the README block's body "
+                      help="regenerate in a fresh folder; exit 1 with a diff if the block's body in --readme "
                            "differs")  # fmt: skip
     args = parser.parse_args(argv)
     if args.list:
