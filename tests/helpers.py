@@ -5,7 +5,11 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-CONFIGS = Path(__file__).parents[1] / "configs"
+ROOT = Path(__file__).parents[1]
+CONFIGS = ROOT / "configs"
+# The project's Markdown: the front door and each folder's reference next to its code.
+DOCS = [ROOT / "README.md",
+        *sorted(p for d in ("configs", "data", "models", "trainer") for p in (ROOT / d).rglob("*.md"))]
 
 
 def _inline_parts(value, folder: Path):

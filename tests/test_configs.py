@@ -1,5 +1,5 @@
 """Config composition: ``config: [bases...]`` in a file, repeated ``--config``, and every combination
-that README and the base files name parses."""
+that the docs (README.md and each folder's Markdown, ``helpers.DOCS``) and the base files name parses."""
 
 import contextlib
 import io
@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from helpers import DOCS
 from trainer.__main__ import config_files, main, with_included_configs
 
 ROOT = Path(__file__).parents[1]
@@ -94,15 +95,16 @@ def test_every_base_opens_with_a_command_that_uses_it_and_parses(base):
     _printed([str(ROOT / a) if a.endswith(".yaml") else a for a in args])
 
 
-def _readme_compositions() -> list[str]:
-    """README's ``python -m trainer fit`` commands with more than one ``--config``."""
-    text = (ROOT / "README.md").read_text()
-    commands = re.findall(r"python -m trainer fit(?: --config \S+)+", text)
+def _readme_compositions(docs: list[Path] = DOCS) -> list[str]:
+    """The docs' ``python -m trainer fit`` commands with more than one ``--config`` (wherever they moved)."""
+    commands = [c for doc in docs for c in re.findall(r"python -m trainer fit(?: --config \S+)+", doc.read_text())]
     return sorted({c.strip("`") for c in commands if c.count("--config") > 1})
 
 
 def test_readme_names_compositions():
-    assert len(_readme_compositions()) >= 2
+    assert len(_readme_compositions()) >= 4  # configs/README.md
+    assert _readme_compositions([ROOT / "configs" / "README.md"])
+    assert _readme_compositions([ROOT / "README.md"])
 
 
 @pytest.mark.parametrize("command", _readme_compositions())
