@@ -51,7 +51,7 @@ DENSE_POLICIES = ("per_event", "events_then_uniform", "random", "uniform")
 
 @dataclass
 class ReaderSettings:
-    """Recipe of the reader pre-training (defaults: the one measured in README).
+    """Recipe of the reader pre-training (defaults: the one measured in trainer/evaluation/RESULTS.md).
 
     Attributes:
         data: Synthetic videos to pre-train on; the seed must differ from the configs' datasets.

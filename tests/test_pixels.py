@@ -116,7 +116,7 @@ def test_conversion_is_within_two_levels_of_swscale(fmt, colorspace, full, size)
 
 def test_yuv444_matches_swscale_default_mode_too():
     # The synthetic datasets are 4:4:4: their frames barely move from what decode_video gave
-    # through swscale's default mode before (every README table was measured on those).
+    # through swscale's default mode before (every results table was measured on those).
     frame = frame_of("yuv444p", planes_of("yuv444p", 48, 32))
     for size in ((48, 32), (32, 21), (96, 64)):
         diff = np.abs(frames_to_rgb([frame], *size)[0].astype(int) - swscale(frame, *size, None).astype(int))

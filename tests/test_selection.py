@@ -347,7 +347,7 @@ def test_text_queries_reach_the_policy(tiny_model_dir):
 
 
 def test_synthetic_joint_and_uniform_configs_differ_only_in_the_selector():
-    """README compares these two runs' caption losses: everything but the frame choice must match."""
+    """trainer/evaluation/RESULTS.md compares these runs' caption losses: everything but the frame choice must match."""
     joint = written_config(CONFIGS / "synthetic_joint.yaml")  # bases and own keys, merged
     uniform = written_config(CONFIGS / "synthetic_uniform.yaml")
     assert joint["data"] == uniform["data"] and joint["seed_everything"] == uniform["seed_everything"]

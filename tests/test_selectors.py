@@ -147,7 +147,7 @@ def test_which_selectors_see_events_through_distractors(tmp_path):
     """On synthetic videos with flicker and camera pans (no hard cuts), the frame where a shape
     appears must outrank every distractor frame for per-channel cross-correlation (invariant to
     brightness, robust to shifts), while raw pixel difference and optical flow are fooled by
-    flicker (documented in the README's selector table)."""
+    flicker (documented in models/README.md's selector table)."""
     import numpy as np
 
     from data.decode import decode_video

@@ -60,7 +60,7 @@ def _render(cfg: SyntheticConfig, tmp_path, rendered, index: int = 0):
 
 # Measured on the code before the generator was widened (data/synthetic.py at the commit before
 # this file existed, generated twice with equal results): sha256 of the frames passed to
-# write_video, of the annotation file, and fingerprint(). The README numbers and on-disk caches
+# write_video, of the annotation file, and fingerprint(). The results tables and on-disk caches
 # depend on these staying the same. Then, per video, sha256 of the decoded YUV planes and of
 # decode_video's RGB frames, measured with write_video's WRITER_VERSION 2 (PyAV 18.1's bundled
 # libx264, core 165): these hold on any CPU (the encoder runs CPU-independent code on one thread,

@@ -9,7 +9,7 @@ sub-packages:
 
 * ``trainer.evaluation``: ``python -m trainer evaluate`` (selectors at equal budgets),
   ``python -m trainer score`` (official dense-caption scores), ``python -m trainer reproduce NAME``
-  (fit and evaluate again for a README table), and the metrics they share;
+  (fit and evaluate again for a table of trainer/evaluation/RESULTS.md), and the metrics they share;
 * ``trainer.tools``: ``python -m trainer export`` (Hub folder), ``python -m trainer cache`` (fill the
   frame and feature caches), ``python -m trainer select`` and ``python -m trainer caption`` (a
   selector's frames and a trained VLM's dense captions for your own video files);

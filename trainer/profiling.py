@@ -1,4 +1,4 @@
-"""Training speed and peak memory of a run, written to JSON: how README's per-model figures are made.
+"""Training speed and peak memory of a run, written to JSON: how the docs' per-model figures are made.
 
 Add the callback to any ``fit`` for a short run::
 

@@ -1,1 +1,1 @@
-"""Evaluation tools: selectors at equal budgets, official caption scores, README table reproduction, metrics."""
+"""Evaluation tools: selectors at equal budgets, official caption scores, RESULTS.md table reproduction, metrics."""
