@@ -1,5 +1,9 @@
 """Synthetic dense-captioning videos: real MP4 files with annotated events and distractors.
 
+Why this size (about 800 lines): one generator whose default settings must keep rendering the
+first version's videos bit for bit; every distractor and event kind draws from streams defined
+here, and splitting them would hide which stream a setting consumes.
+
 Each video shows a textured grey background. **Events** are saturated coloured shapes; each is
 captioned. By default they appear, move in one direction and disappear ("a red circle moves
 left"); ``event_kinds`` adds shapes that appear and stay still ("a green triangle appears"),

@@ -2,7 +2,7 @@
 
 :class:`SceneBoundaryModel` predicts, for every decoded frame, how likely an event starts or
 ends there; :class:`SceneBoundarySelector` uses those probabilities as frame scores. The model
-is trained by :class:`trainer.scene.SceneBoundaryTrainer` (``configs/scene_boundary.yaml``); a
+is trained by :class:`trainer.scene.SceneBoundaryModule` (``configs/scene_boundary.yaml``); a
 captioner uses that run's checkpoint, frozen, through :class:`trainer.loading.TrainedSelector`.
 """
 
@@ -71,7 +71,7 @@ class SceneBoundaryModel(nn.Module):
 class SceneBoundarySelector(FrameSelector):
     """Frames most likely to sit on an event boundary, by a :class:`SceneBoundaryModel`.
 
-    A trained one comes from a ``SceneBoundaryTrainer`` checkpoint through
+    A trained one comes from a ``SceneBoundaryModule`` checkpoint through
     :func:`trainer.loading.load_selector` (or, in configs, :class:`trainer.loading.TrainedSelector`).
 
     Args:

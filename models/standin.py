@@ -112,7 +112,7 @@ _TEXT_COMMON = {"vocab_size": VOCAB_SIZE, "max_position_embeddings": 8192, "rms_
 _SIGLIP_BASE_512 = {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_attention_heads": 12,
                     "image_size": 512, "patch_size": 16}  # fmt: skip
 
-SHAPES: dict[str, PublishedShape] = {
+ARCHITECTURES: dict[str, PublishedShape] = {
     "smolvlm2-256m": PublishedShape(
         hub_id="HuggingFaceTB/SmolVLM2-256M-Video-Instruct",
         text={**_TEXT_COMMON, "hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30,
@@ -213,7 +213,7 @@ def build_standin(output: str | Path, name: str, seed: int = 0, device: str = "c
 
     Args:
         output: Folder to write (created; files of an earlier build are overwritten).
-        name: One of :data:`SHAPES`.
+        name: One of :data:`ARCHITECTURES`.
         seed: Seed of the random weights.
         device: Where to initialise the weights (``cuda`` builds the 2.2B in seconds).
         dtype: Dtype of the saved weights: ``float32`` as published, or ``bfloat16`` (half the
@@ -222,9 +222,9 @@ def build_standin(output: str | Path, name: str, seed: int = 0, device: str = "c
     Returns:
         The folder, loadable with ``AutoModelForImageTextToText`` / ``AutoProcessor.from_pretrained``.
     """
-    if name not in SHAPES:
-        raise ValueError(f"unknown shape {name!r}: use one of {sorted(SHAPES)}")
-    shape = SHAPES[name]
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unknown shape {name!r}: use one of {sorted(ARCHITECTURES)}")
+    shape = ARCHITECTURES[name]
     output = Path(output).expanduser()
     start = time.perf_counter()
     torch.manual_seed(seed)
@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> Path:
         prog="python -m models.standin",
         description="Build a random-weight stand-in with the published architecture of a SmolVLM2 checkpoint.",
     )
-    parser.add_argument("--shape", required=True, choices=sorted(SHAPES), help="the published architecture")
+    parser.add_argument("--shape", required=True, choices=sorted(ARCHITECTURES), help="the published architecture")
     parser.add_argument("--output", required=True, help="folder to write (created)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     args = parser.parse_args(argv)

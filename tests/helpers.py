@@ -66,6 +66,11 @@ def fit_args(config: str, tmp_path: Path, tiny_model_dir: Path, synthetic, *extr
     ]  # fmt: skip
 
 
+def as_overrides(pairs) -> list[str]:
+    """``KEY=VALUE`` pairs as ``fit``'s override arguments: ``--KEY VALUE``."""
+    return [arg for pair in pairs for arg in ("--" + pair.split("=", 1)[0], pair.split("=", 1)[1])]
+
+
 def cache_args(synthetic, tiny_model_dir: Path, cache_dir: Path) -> list[str]:
     """``python -m trainer cache`` arguments that fill the frame and feature caches of smoke_joint's val and test splits."""
     _, paths, _ = synthetic
@@ -73,7 +78,7 @@ def cache_args(synthetic, tiny_model_dir: Path, cache_dir: Path) -> list[str]:
             f"data.cache_dir={cache_dir}", "data.fps=2.0", "data.frame_cache=true",
             f"model.init_args.encoder.init_args.model_name_or_path={tiny_model_dir}",
             f"model.init_args.vlm.init_args.model_name_or_path={tiny_model_dir}"]  # fmt: skip
-    return ["--config", str(CONFIGS / "smoke_joint.yaml"), "--splits", "val", "test", "--workers", "0", "--set", *sets]
+    return ["--config", str(CONFIGS / "smoke_joint.yaml"), "--splits", "val", "test", "--workers", "0", *as_overrides(sets)]
 
 
 def vlm_with_a_trained_adapter(model_dir, dropout: float = 0.0, std: float = 0.5):

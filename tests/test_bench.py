@@ -133,7 +133,7 @@ def bench_output():
 
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
-        main(["--frames", "24", "--size", "32", "--direct-pairs", "1", "--f1-videos", "2", "--real-videos", "0"])
+        main(["--frames", "24", "--size", "32", "--direct_pairs", "1", "--f1_videos", "2", "--real_videos", "0"])
     return buffer.getvalue()
 
 
@@ -181,7 +181,7 @@ def test_bench_skips_real_footage_without_its_packages(monkeypatch, capsys):
         raise MissingFootageError(f"the real-footage benchmark needs bikes.mp4: {INSTALL_HINT}")
 
     monkeypatch.setattr("trainer.benchmarks.bench.generate_footage", missing)
-    main(["--frames", "24", "--size", "32", "--direct-pairs", "1", "--f1-videos", "1", "--real-videos", "1"])
+    main(["--frames", "24", "--size", "32", "--direct_pairs", "1", "--f1_videos", "1", "--real_videos", "1"])
     out = capsys.readouterr().out
     assert "real-footage boundary detection: skipped" in out and "pip install -e '.[bench]'" in out
 

@@ -1,5 +1,5 @@
 """``strategy: ddp`` on CPU: 2 gloo processes train the same weights and agree on metrics, for the
-captioner and for the selector trainer (the mask alone, and jointly with LoRA)."""
+captioner and for the selector module (the mask alone, and jointly with LoRA)."""
 
 import json
 import os

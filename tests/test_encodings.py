@@ -16,7 +16,7 @@ from models.importance import FrameImportanceModel
 from models.tiny import TinySettings, build_tiny_smolvlm
 from models.vlm import LoraSettings, SmolVLM
 from trainer.__main__ import main
-from trainer.selection import ObjectiveSettings, SelectorTrainer
+from trainer.selector_module import ObjectiveSettings, SelectorModule
 
 DECODE = decode_id(2.0, 64, 128)
 
@@ -144,11 +144,11 @@ def test_new_weights_processor_settings_or_decode_settings_miss_the_cache(tmp_pa
 
 def test_vision_lora_falls_back_to_pixels_and_says_why(tiny_model_dir, caplog):
     vlm = SmolVLM(str(tiny_model_dir), lora=LoraSettings(include_vision=True))
-    module = SelectorTrainer(
+    module = SelectorModule(
         FrameImportanceModel(feature_dim=32, d_model=32, layers=1, heads=2), FrameEncoder(str(tiny_model_dir)),
         vlm=vlm, num_frames=2, objective=ObjectiveSettings(caption_weight=1.0, train_lora=True),
     )  # fmt: skip
-    with caplog.at_level(logging.INFO, logger="trainer.selection"):
+    with caplog.at_level(logging.INFO, logger="trainer.selector_module"):
         assert module.embeds_encoder() is None
     assert "include_vision: true" in caplog.text
     other = SmolVLM(str(tiny_model_dir), lora=LoraSettings())

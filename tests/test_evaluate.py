@@ -15,6 +15,7 @@ from trainer.evaluation.evaluate import iter_rows
 from trainer.evaluation.evaluate import main as evaluate
 from trainer.evaluation.metrics import event_recall
 from trainer.predictions import read_predictions
+from helpers import as_overrides
 
 CONFIGS = Path(__file__).parents[1] / "configs"
 
@@ -32,8 +33,8 @@ def test_evaluate_writes_tables_and_plots_with_correct_recall(tmp_path, tiny_mod
     result = evaluate([
         "--config", str(CONFIGS / "smoke_rl.yaml"), "--split", "val",
         "--selectors", "learned", "uniform", "xcorr", "models.selectors.RandomSelector",
-        "--budgets", "2", "4", "500", "--output", str(out), "--plot-videos", "1", "--share-decoder",
-        "--set", *_sets(tmp_path, tiny_model_dir, synthetic, vlm=False),
+        "--budgets", "2", "4", "500", "--output", str(out), "--plot_videos", "1", "--share_decoder",
+        *as_overrides(_sets(tmp_path, tiny_model_dir, synthetic, vlm=False)),
     ])  # fmt: skip
     for name in ("results.md", "results.csv", "results.json", "recall_vs_budget.png", "rows.jsonl", "run.json"):
         assert (out / name).stat().st_size > 0, name
@@ -71,8 +72,8 @@ def test_evaluate_with_vlm_reports_caption_nll_and_caption_scores(tmp_path, tiny
     out = tmp_path / "eval"
     evaluate([
         "--config", str(CONFIGS / "smoke.yaml"), "--split", "test", "--selectors", "uniform", "xcorr",
-        "--budgets", "4", "--output", str(out), "--plot-videos", "0", "--generate", "--no-java",
-        "--set", *_sets(tmp_path, tiny_model_dir, synthetic, vlm=True),
+        "--budgets", "4", "--output", str(out), "--plot_videos", "0", "--generate", "--no_java",
+        *as_overrides(_sets(tmp_path, tiny_model_dir, synthetic, vlm=True)),
     ])  # fmt: skip
     payload = json.loads((out / "results.json").read_text())
     summary = payload["summary"]
@@ -96,7 +97,7 @@ def test_evaluate_with_vlm_reports_caption_nll_and_caption_scores(tmp_path, tiny
     # identical files) and a reference video that was not evaluated is not counted as missed.
     extra = {**references, "not_evaluated": {"duration": 5.0, "timestamps": [[0, 1]], "sentences": ["x"]}}
     (tmp_path / "val_1.json").write_text(json.dumps(extra))
-    merged = evaluate(["--merge", "--output", str(out), "--no-java", "--ref", str(tmp_path / "val_1.json"),
+    merged = evaluate(["--merge", "--output", str(out), "--no_java", "--ref", str(tmp_path / "val_1.json"),
                        str(out / "references.json")])["summary"]  # fmt: skip
     for a, b in zip(merged, summary):
         keys = ("recall", "caption_recall", "caption_precision", "bleu4", "cider")
@@ -104,21 +105,21 @@ def test_evaluate_with_vlm_reports_caption_nll_and_caption_scores(tmp_path, tiny
     for s in summary:  # an untrained tiny VLM writes nothing parseable: every score is a real 0..1 number
         for key in ("caption_precision", "caption_recall", "bleu4", "rouge_l", "cider"):
             assert 0.0 <= s[key] <= 10.0, (key, s[key])
-        assert "meteor" not in s  # --no-java
+        assert "meteor" not in s  # --no_java
 
 
 def test_unknown_selector_is_a_clear_error(tmp_path, tiny_model_dir, synthetic):
     with pytest.raises(ValueError, match="unknown selector 'nope'"):
         evaluate(["--config", str(CONFIGS / "smoke_rl.yaml"), "--selectors", "nope", "--output", str(tmp_path),
-                  "--set", *_sets(tmp_path, tiny_model_dir, synthetic, vlm=False)])  # fmt: skip
+                  *as_overrides(_sets(tmp_path, tiny_model_dir, synthetic, vlm=False))])  # fmt: skip
 
 
 def test_evaluate_is_reproducible_with_a_seed(tmp_path, tiny_model_dir, synthetic):
     def run(name, seed):
         out = tmp_path / name
         evaluate(["--config", str(CONFIGS / "smoke_rl.yaml"), "--split", "val", "--selectors", "random", "uniform",
-                  "--budgets", "2", "3", "--output", str(out), "--plot-videos", "0", "--seed", str(seed),
-                  "--set", *_sets(tmp_path, tiny_model_dir, synthetic, vlm=False)])  # fmt: skip
+                  "--budgets", "2", "3", "--output", str(out), "--plot_videos", "0", "--seed", str(seed),
+                  *as_overrides(_sets(tmp_path, tiny_model_dir, synthetic, vlm=False))])  # fmt: skip
         rows = list(iter_rows(out))
         return [(r["video_id"], r["selector"], r["K"], r["chosen_times"], r["recall"]) for r in rows]
 
@@ -163,8 +164,8 @@ def test_plot_names_from_hostile_video_ids_stay_inside_output_and_keep_the_ids(t
     out = tmp_path / "run" / "deep" / "out"
     before = _tree(tmp_path)
     result = evaluate(["--config", str(CONFIGS / "smoke_rl.yaml"), "--split", "test", "--selectors", "uniform",
-                       "--budgets", "2", "--output", str(out), "--plot-videos", str(len(ids)), "--ci", "0",
-                       "--set", *_sets(tmp_path, tiny_model_dir, synthetic, vlm=False), f"data.test_file={hostile}"])  # fmt: skip
+                       "--budgets", "2", "--output", str(out), "--plot_videos", str(len(ids)), "--ci", "0",
+                       *as_overrides([*_sets(tmp_path, tiny_model_dir, synthetic, vlm=False), f"data.test_file={hostile}"])])  # fmt: skip
     assert result["evaluated"] == len(ids)
     new = [tmp_path / p for p in _tree(tmp_path) - before]
     assert all(out in p.parents or p in (out, *out.parents) or tmp_path / "cache" in (p, *p.parents) for p in new)
@@ -181,7 +182,7 @@ def test_an_output_that_is_a_file_is_refused_before_the_model_loads(tmp_path, mo
     def no_model(*args, **kwargs):
         raise AssertionError("the model was loaded")
 
-    monkeypatch.setattr("trainer.evaluation.evaluate.module_from_config", no_model)
+    monkeypatch.setattr("trainer.__main__.FrameSelectCLI.instantiate_classes", no_model)
     (tmp_path / "file").write_text("x")
     for output in (tmp_path / "file", tmp_path / "file" / "sub"):
         with pytest.raises(SystemExit) as refused:
@@ -197,5 +198,5 @@ def test_a_budget_above_every_video_is_an_error_not_an_empty_table(tmp_path, tin
     with pytest.raises(RuntimeError, match=r"none of the \d+ videos of the val split has as many candidate frames "
                                            r"as the smallest budget K=500"):  # fmt: skip
         evaluate(["--config", str(CONFIGS / "smoke_rl.yaml"), "--split", "val", "--selectors", "uniform", "--budgets",
-                  "500", "--output", str(out), "--set", *_sets(tmp_path, tiny_model_dir, synthetic, vlm=False)])  # fmt: skip
+                  "500", "--output", str(out), *as_overrides(_sets(tmp_path, tiny_model_dir, synthetic, vlm=False))])  # fmt: skip
     assert not (out / "results.md").exists()

@@ -14,6 +14,7 @@ from data.schema import AnnotationError
 from trainer.cli_helpers import repair_rows
 from trainer.evaluation.evaluate import iter_rows
 from trainer.evaluation.evaluate import main as evaluate
+from helpers import as_overrides
 
 REPO = Path(__file__).parents[1]
 CONFIGS = REPO / "configs"
@@ -38,10 +39,11 @@ def _args(tmp_path, tiny_model_dir, synthetic, test_file, output, *extra, fps=1.
           selectors=("uniform", "pixel_l1")):  # fmt: skip
     _, paths, _ = synthetic
     return ["--config", str(CONFIGS / "smoke_rl.yaml"), "--split", "test", "--selectors", *selectors,
-            "--budgets", "2", "4", "--plot-videos", "0", "--workers", "0", "--output", str(output), *extra,
-            "--set", f"data.train_file={paths['train']}", f"data.val_file={paths['val']}", f"data.test_file={test_file}",
-            f"data.cache_dir={tmp_path / 'cache'}", f"data.fps={fps}", f"data.frame_size={frame_size}",
-            f"model.init_args.encoder.init_args.model_name_or_path={tiny_model_dir}"]  # fmt: skip
+            "--budgets", "2", "4", "--plot_videos", "0", "--workers", "0", "--output", str(output), *extra,
+            *as_overrides([f"data.train_file={paths['train']}", f"data.val_file={paths['val']}",
+                           f"data.test_file={test_file}", f"data.cache_dir={tmp_path / 'cache'}", f"data.fps={fps}",
+                           f"data.frame_size={frame_size}",
+                           f"model.init_args.encoder.init_args.model_name_or_path={tiny_model_dir}"])]  # fmt: skip
 
 
 def _peak_rss_kib(args: list[str], hold_videos: bool = False) -> int:
@@ -70,7 +72,7 @@ def test_peak_memory_does_not_grow_with_the_number_of_videos(tmp_path, tiny_mode
         # each of the 6 distinct files once, which keeps the test short.
         args = _args(tmp_path, tiny_model_dir, synthetic, _split(synthetic, tmp_path, n), out, fps=4.0, frame_size=96,
                      selectors=("uniform", "random"))  # memory is the point here, not selection time
-        args.append("data.frame_cache=true")
+        args += ["--data.frame_cache", "true"]
         peaks[n] = _peak_rss_kib(args)
         assert len(list(iter_rows(out))) == 2 * 2 * n  # two selectors, two budgets
         if n == 400:
@@ -130,21 +132,21 @@ def test_shards_merge_to_the_single_process_tables(tmp_path, tiny_model_dir, syn
     test_file = _split(synthetic, tmp_path, 7)
     single = evaluate(_args(tmp_path, tiny_model_dir, synthetic, test_file, tmp_path / "one"))["summary"]
     out = tmp_path / "sharded"
-    first = evaluate(_args(tmp_path, tiny_model_dir, synthetic, test_file, out, "--num-shards", "3", "--shard", "2"))
+    first = evaluate(_args(tmp_path, tiny_model_dir, synthetic, test_file, out, "--num_shards", "3", "--shard", "2"))
     assert first["summary"] is None and first["evaluated"] == 2  # videos 2 and 5
     with pytest.raises(RuntimeError, match="unfinished shards"):
         evaluate(["--merge", "--output", str(out)])
     # This shard decodes in two worker processes: the same rows as decoding in the main process.
-    evaluate(_args(tmp_path, tiny_model_dir, synthetic, test_file, out, "--num-shards", "3", "--shard", "0",
+    evaluate(_args(tmp_path, tiny_model_dir, synthetic, test_file, out, "--num_shards", "3", "--shard", "0",
                    "--workers", "2"))  # fmt: skip
-    last = evaluate(_args(tmp_path, tiny_model_dir, synthetic, test_file, out, "--num-shards", "3", "--shard", "1"))
+    last = evaluate(_args(tmp_path, tiny_model_dir, synthetic, test_file, out, "--num_shards", "3", "--shard", "1"))
     merged = evaluate(["--merge", "--output", str(out)])["summary"]
     for summary in (last["summary"], merged):
         assert [(s["selector"], s["K"], s["videos"], s["recall"], s["coverage"]) for s in summary] == [
             (s["selector"], s["K"], s["videos"], s["recall"], s["coverage"]) for s in single]  # fmt: skip
     # A shard with other settings cannot join the run.
     with pytest.raises(ValueError, match="budgets"):
-        evaluate(_args(tmp_path, tiny_model_dir, synthetic, test_file, out, "--num-shards", "3", "--shard", "0",
+        evaluate(_args(tmp_path, tiny_model_dir, synthetic, test_file, out, "--num_shards", "3", "--shard", "0",
                        "--budgets", "3", "--resume"))  # fmt: skip
 
 

@@ -93,7 +93,7 @@ def merged(captioner, tmp_path_factory):
     out = tmp_path_factory.mktemp("exports") / "tiny-captioner"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HF_TOKEN", TOKEN)
-        export_main(["--ckpt", str(ckpt), "--output", str(out), "--base-model", BASE_ID,
+        export_main(["--ckpt", str(ckpt), "--output", str(out), "--base_model", BASE_ID,
                      "--dataset", "someone/synthetic-dense-captions"])  # fmt: skip
     return out
 
@@ -169,7 +169,7 @@ def test_card_reports_an_evaluate_run_as_hub_eval_results(captioner, tmp_path):
 
 
 def test_an_export_of_a_local_copy_of_a_hub_model_names_no_local_path(captioner, merged, tiny_model_dir):
-    # --base-model says the tiny folder stands for BASE_ID: the id replaces it in every file.
+    # --base_model says the tiny folder stands for BASE_ID: the id replaces it in every file.
     _, ckpt = captioner
     texts = _texts(merged)
     assert {"README.md", "training.json", "selector/frame_selection.json", "config.json"} <= texts.keys()
@@ -190,14 +190,14 @@ def test_push_refuses_an_export_that_needs_a_local_base_model(captioner, tiny_mo
     monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", lambda self, **kw: calls.append(kw["repo_id"]))
     out = tmp_path / "exports" / "lora"
     with pytest.raises(SystemExit) as info:
-        export_main(["--ckpt", str(ckpt), "--output", str(out), "--adapter-only", "--push-to-hub", "me/lora"])
+        export_main(["--ckpt", str(ckpt), "--output", str(out), "--adapter_only", "--push_to_hub", "me/lora"])
     assert info.value.code == 2
     err = capsys.readouterr().err
-    assert f"adapter_config.json holds the local path '{tiny_model_dir}'" in err and "--base-model" in err
+    assert f"adapter_config.json holds the local path '{tiny_model_dir}'" in err and "--base_model" in err
     assert calls == [] and not out.exists()  # refused before anything was written or uploaded
     # The same export with the Hub id of the base model it copies is pushed.
-    export_main(["--ckpt", str(ckpt), "--output", str(out), "--adapter-only", "--push-to-hub", "me/lora",
-                 "--base-model", BASE_ID])  # fmt: skip
+    export_main(["--ckpt", str(ckpt), "--output", str(out), "--adapter_only", "--push_to_hub", "me/lora",
+                 "--base_model", BASE_ID])  # fmt: skip
     assert calls == ["me/lora", "me/lora"]
     assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == BASE_ID
 
@@ -268,7 +268,7 @@ def test_adapter_only_round_trip(captioner, tiny_model_dir, tmp_path):
 
     module, ckpt = captioner
     out = tmp_path / "exports" / "tiny-lora"
-    assert export_main(["--ckpt", str(ckpt), "--output", str(out), "--adapter-only"]) == out
+    assert export_main(["--ckpt", str(ckpt), "--output", str(out), "--adapter_only"]) == out
     files = _files(out)
     assert {"adapter_config.json", "adapter_model.safetensors", "processor_config.json", "tokenizer.json"} <= files
     assert not any(f.startswith("model") and f.endswith(".safetensors") for f in files), files
@@ -398,7 +398,7 @@ def test_push_to_hub_creates_the_repo_and_uploads_the_folder(captioner, tmp_path
     monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     out = tmp_path / "exports" / "tiny-captioner"
-    export_main(["--ckpt", str(ckpt), "--output", str(out), "--push-to-hub", "me/tiny-captioner", "--private"])
+    export_main(["--ckpt", str(ckpt), "--output", str(out), "--push_to_hub", "me/tiny-captioner", "--private"])
 
     assert [c[0] for c in calls] == ["create_repo", "upload_folder"]
     _, repo_id, kwargs = calls[0]
@@ -420,12 +420,12 @@ def test_cli_errors_are_clear(captioner, tmp_path, capsys):
     _, ckpt = captioner
     with pytest.raises(SystemExit):
         export_main(["--ckpt", str(ckpt), "--output", str(tmp_path / "x"), "--private"])
-    assert "--private needs --push-to-hub" in capsys.readouterr().err
+    assert "--private needs --push_to_hub" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         export_main(["--ckpt", str(tmp_path / "missing.ckpt"), "--output", str(tmp_path / "x")])
     assert "no checkpoint file" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        export_main(["--ckpt", str(ckpt), "--output", str(tmp_path / "x"), "--push-to-hub", "not a repo"])
+        export_main(["--ckpt", str(ckpt), "--output", str(tmp_path / "x"), "--push_to_hub", "not a repo"])
     assert "ORG/NAME" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
 

@@ -277,7 +277,7 @@ def test_cache_command_fills_what_a_run_reads_over_shards(tmp_path, synthetic, t
     _, paths, _ = synthetic
     args = cache_args(synthetic, tiny_model_dir, tmp_path / "cache")
     videos = sum(len(load_annotations(paths[k])) for k in ("val", "test"))
-    shards = [cache([*args, "--num-shards", "2", "--shard", str(i)]) for i in (0, 1)]
+    shards = [cache([*args, "--num_shards", "2", "--shard", str(i)]) for i in (0, 1)]
     assert sum(r["videos"] for r in shards) == sum(r["encoded"] for r in shards) == videos
     again = cache(args)  # everything is on disk now: no video is encoded again
     assert again["videos"] == videos and again["encoded"] == 0 and not again["skipped"]

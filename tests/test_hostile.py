@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import fit_args, written_config
+from helpers import as_overrides, fit_args, written_config
 
 from trainer.__main__ import main as cli_main
 from trainer.evaluation.evaluate import main as evaluate_main
@@ -217,8 +217,8 @@ def test_evaluate_refuses_a_hostile_checkpoint_before_building_the_model(
     sets = [f"data.{split}_file={paths[split]}" for split in ("train", "val", "test")]
     sets += [f"data.cache_dir={tmp_path / 'cache'}", f"model.init_args.encoder.init_args.model_name_or_path={tiny_model_dir}"]
     refuses(lambda: evaluate_main(["--config", str(ROOT / "configs" / "smoke_rl.yaml"), "--ckpt", str(path),
-                                   "--selectors", "learned", "--budgets", "2", "--split", "val", "--max-videos", "1",
-                                   "--output", str(tmp_path / "eval"), "--set", *sets]), capsys, key)  # fmt: skip
+                                   "--selectors", "learned", "--budgets", "2", "--split", "val", "--max_videos", "1",
+                                   "--output", str(tmp_path / "eval"), *as_overrides(sets)]), capsys, key)  # fmt: skip
     assert not (tmp_path / "eval").exists()
 
 

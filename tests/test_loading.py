@@ -40,8 +40,8 @@ def _video(seed=0, t=20):
 def test_checkpoint_export_and_hub_id_give_the_same_selector(trained_mask, monkeypatch):
     ckpt, export = trained_mask
     from_ckpt = load_trained(ckpt)
-    assert from_ckpt.kind == "checkpoint" and type(from_ckpt.module).__name__ == "SelectorTrainer"
-    assert from_ckpt.hparams["_class_path"] == "trainer.selection.SelectorTrainer"
+    assert from_ckpt.kind == "checkpoint" and type(from_ckpt.module).__name__ == "SelectorModule"
+    assert from_ckpt.hparams["_class_path"] == "trainer.selector_module.SelectorModule"
     from_export = load_trained(export)
     assert from_export.kind == "export" and from_export.module is None
     assert from_export.hparams["policy"] == from_ckpt.hparams["policy"]  # training.json's record
@@ -145,3 +145,34 @@ def test_a_mask_that_reads_its_teachers_scores_exports_its_cue(tmp_path, tiny_mo
     frames, times = _video(2)
     for k in (2, 4):
         assert torch.equal(from_export.select(frames, times, k), from_ckpt.select(frames, times, k))
+
+
+def test_a_checkpoint_that_records_a_renamed_class_still_loads_and_an_old_config_names_the_new(
+    trained_mask, tmp_path, tiny_model_dir, synthetic
+):
+    from trainer.__main__ import ConfigError, config_files
+    from trainer.loading import RENAMED_CLASSES
+
+    ckpt, _ = trained_mask
+    old = tmp_path / "old.ckpt"
+    state = torch.load(ckpt, weights_only=True)
+    assert state["hyper_parameters"]["_class_path"] == "trainer.selector_module.SelectorModule"
+    state["hyper_parameters"]["_class_path"] = "trainer.selection.SelectorTrainer"  # as written before the rename
+    torch.save(state, old)
+    loaded = load_trained(old)
+    assert type(loaded.module).__name__ == "SelectorModule"
+    assert loaded.hparams["_class_path"] == "trainer.selector_module.SelectorModule"
+    frames, times = _video()
+    assert torch.equal(loaded.selector.select(frames, times, 4), load_trained(ckpt).selector.select(frames, times, 4))
+    # fit --ckpt_path resumes it under the new name (LightningCLI merges the recorded class).
+    cli = cli_main(["fit", *fit_args("smoke_rl.yaml", tmp_path, tiny_model_dir, synthetic, "--trainer.max_steps", "3",
+                                     "--trainer.limit_val_batches", "0"), "--ckpt_path", str(old)])  # fmt: skip
+    assert type(cli.model).__name__ == "SelectorModule" and cli.trainer.global_step == 3
+
+    # A user's config with the old name: an error that names the new one, before anything is parsed.
+    config = tmp_path / "mine.yaml"
+    config.write_text("model:\n  class_path: trainer.selection.SelectorTrainer\n")
+    with pytest.raises(ConfigError, match=r"model.class_path: trainer.selection.SelectorTrainer was renamed "
+                                          r"trainer.selector_module.SelectorModule"):  # fmt: skip
+        config_files(str(config))
+    assert all(new.rpartition(".")[0] for new in RENAMED_CLASSES.values())

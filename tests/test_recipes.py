@@ -121,7 +121,7 @@ def test_recipe_family_runs_on_the_256m_standin(dataset, family, real_layouts, s
     keys = _overrides(family, files, standin_256m, tmp_path)
     cli_args = [arg for key, value in keys.items() for arg in (f"--{key}", value)]
 
-    filled = cache_main(["--config", str(recipe), "--splits", "val", "--set", *(f"{k}={v}" for k, v in keys.items())])
+    filled = cache_main(["--config", str(recipe), "--splits", "val", *cli_args])
     assert filled["videos"] == 8 and not filled["skipped"]
     if family != "uniform_lora":  # selector runs cache features and embeddings of every frame
         assert filled["encoded"] == 8 and filled["stats"]["image_embeds"]["entries"] == 8
@@ -137,11 +137,11 @@ def test_recipe_family_runs_on_the_256m_standin(dataset, family, real_layouts, s
 
     out = tmp_path / "eval"
     refs = ["--ref", *map(str, files["refs"])] if files["refs"] else []
-    java = [] if family == "rl_likelihood" else ["--no-java"]  # one case with METEOR and SODA_c in Java
+    java = [] if family == "rl_likelihood" else ["--no_java"]  # one case with METEOR and SODA_c in Java
     result = evaluate_main([
         "--config", str(recipe), "--ckpt", str(last), "--split", "test", "--selectors", "learned", "uniform",
-        "--budgets", "4", "--max-videos", "2", "--generate", *refs, *java, "--output", str(out), "--plot-videos", "0",
-        "--set", *(f"{k}={v}" for k, v in keys.items()),
+        "--budgets", "4", "--max_videos", "2", "--generate", *refs, *java, "--output", str(out), "--plot_videos", "0",
+        *cli_args,
     ])  # fmt: skip
     summary = {s["selector"]: s for s in result["summary"]}
     assert set(summary) == {"learned", "uniform"} and all(s["videos"] == 2 for s in summary.values())

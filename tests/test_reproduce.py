@@ -200,7 +200,7 @@ def tiny_again(monkeypatch) -> TableSpec:
 def test_a_table_evaluates_another_tables_training_run(tiny, tiny_again, tmp_path, monkeypatch):
     """For real: tiny's finished fit (copied, not evaluated yet) is evaluated by tiny_again, then by tiny itself."""
     _, _, first, _ = tiny
-    base = tmp_path / "tiny" / "seed0"  # the default --fit-from: the sibling of --output named after the base
+    base = tmp_path / "tiny" / "seed0"  # the default --fit_from: the sibling of --output named after the base
     shutil.copytree(first / "seed0", base, ignore=shutil.ignore_patterns("eval", "table.md"))
     record = json.loads((base / "reproduce.json").read_text())
     (base / "reproduce.json").write_text(json.dumps({**{k: v for k, v in record.items() if k != "ckpt"},
@@ -245,7 +245,7 @@ def test_reuse_fit_trains_the_base_run_once_and_refuses_one_of_other_settings(ti
 
     monkeypatch.setattr(reproduce, "run_step", step)
     runs = tmp_path / "runs"
-    assert main(["tiny_again", "--output", str(tmp_path / "a"), "--fit-from", str(runs), "--seeds", "2"]) == 0
+    assert main(["tiny_again", "--output", str(tmp_path / "a"), "--fit_from", str(runs), "--seeds", "2"]) == 0
     fits = [c for c in ran if c[3] == "fit"]
     assert fits == [reproduce.fit_command(TABLES["tiny"], seed, runs / f"seed{seed}") for seed in (0, 1)]
     for seed in (0, 1):
@@ -257,7 +257,7 @@ def test_reuse_fit_trains_the_base_run_once_and_refuses_one_of_other_settings(ti
 
     # Another table on the same runs trains nothing; the base table itself neither.
     ran.clear()
-    assert main(["tiny_again", "--output", str(tmp_path / "b"), "--fit-from", str(runs), "--seeds", "2"]) == 0
+    assert main(["tiny_again", "--output", str(tmp_path / "b"), "--fit_from", str(runs), "--seeds", "2"]) == 0
     assert main(["tiny", "--output", str(runs), "--seeds", "2"]) == 0
     assert [c[3] for c in ran] == ["evaluate"] * 4
 
@@ -266,17 +266,17 @@ def test_reuse_fit_trains_the_base_run_once_and_refuses_one_of_other_settings(ti
     path = runs / "seed0" / "reproduce.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), "spec": {**reproduce._spec_json(TABLES["tiny"]),
                                                                           "fit_args": ["--trainer.max_epochs", "3"]}}))  # fmt: skip
-    assert main(["tiny_again", "--output", str(tmp_path / "c"), "--fit-from", str(runs)]) == 2
+    assert main(["tiny_again", "--output", str(tmp_path / "c"), "--fit_from", str(runs)]) == 2
     assert "holds a run of other settings (its spec differ" in capsys.readouterr().err and ran == []
     # --check trains the base run afresh too: a base folder with runs in it is refused.
     readme = tmp_path / "RESULTS.md"
     readme.write_text(RESULTS_TEXT.replace("reproduce:tiny", "reproduce:tiny_again"))
     assert main(["tiny_again", "--check", "--readme", str(readme), "--output", str(tmp_path / "d"),
-                 "--fit-from", str(runs)]) == 2  # fmt: skip
+                 "--fit_from", str(runs)]) == 2  # fmt: skip
     assert f"{runs} is not empty" in capsys.readouterr().err and ran == []
-    # --fit-from belongs to tables that reuse a run; reuse_fit must name a table with the same model.
+    # --fit_from belongs to tables that reuse a run; reuse_fit must name a table with the same model.
     with pytest.raises(SystemExit):
-        main(["tiny", "--fit-from", str(runs)])
+        main(["tiny", "--fit_from", str(runs)])
     broken = dataclasses.replace(tiny_again, config="configs/smoke_budget.yaml")
     with pytest.raises(ValueError, match="config must be tiny's"):
         reproduce.base_spec(broken)
@@ -305,9 +305,9 @@ def test_wide_heldout_evaluates_wide_budgets_run_on_the_held_out_family(tmp_path
     assert ran[0][1:] == [
         "-m", "trainer", "evaluate", "--config", "configs/wide_budget.yaml", "--ckpt", str(best),
         "--selectors", "learned", "xcorr", "pixel_l1", "uniform", "random", "--budgets", "4", "8", "16", "32",
-        "--share-decoder", "--split", "train", "--max-videos", "48", "--plot-videos", "2", "--seed", "0", "--device", "cpu",
+        "--share_decoder", "--split", "train", "--max_videos", "48", "--plot_videos", "2",
+        "--data.synthetic", "configs/parts/synthetic_heldout.yaml", "--seed", "0", "--device", "cpu",
         "--output", str(tmp_path / "wide_heldout" / "seed0" / "eval"),
-        "--set", "data.synthetic=configs/parts/synthetic_heldout.yaml",
     ]  # fmt: skip
     # What would train wide_budget there; wide_heldout itself never trains.
     assert reproduce.fit_command(wide, 0, base)[1:] == [
@@ -317,20 +317,23 @@ def test_wide_heldout_evaluates_wide_budgets_run_on_the_held_out_family(tmp_path
     ]  # fmt: skip
     with pytest.raises(ValueError, match="does not train"):
         reproduce.fit_command(held, 0, base)
-    # evaluate's --set takes nargs="*" and a second --set would replace the first: one --set,
-    # the spec's overrides first, then evaluate_args' own.
-    spec = dataclasses.replace(TABLES["tiny"], evaluate_args=("--set", "data.fps=1", "--split", "val", "--share-decoder"))
+    # The spec's overrides come right after the config, evaluate_args' own after them (a later value wins).
+    spec = dataclasses.replace(TABLES["tiny"], evaluate_args=("--data.fps", "1", "--split", "val", "--share_decoder"))
     command = reproduce.evaluate_command(spec, best, tmp_path)
-    assert command.count("--set") == 1 and command[command.index("--set") + 1 :] == [*spec.overrides, "data.fps=1"]
-    assert command[command.index("--split") + 1] == "val" and "--share-decoder" in command
+    pairs = [f"{k[2:]}={v}" for k, v in zip(command, command[1:]) if k.startswith(("--data.", "--model."))]
+    assert pairs[: len(spec.overrides)] == list(spec.overrides) and pairs[-1] == "data.fps=1"
+    assert command[command.index("--split") + 1] == "val" and "--share_decoder" in command
+    with pytest.raises(ValueError, match="not --set"):
+        dataclasses.replace(TABLES["tiny"], evaluate_args=("--set", "data.fps=1"))
 
-    # The --set parses: evaluate rebuilds wide_budget's model on the held-out family's data.
+    # The recorded command parses: evaluate rebuilds wide_budget's model on the held-out family's data.
     from trainer.cli_helpers import module_from_config
 
-    datamodule, module = module_from_config(held.config, None, ran[0][ran[0].index("--set") + 1 :])
+    at = ran[0].index("--data.synthetic")
+    datamodule, module = module_from_config(held.config, None, ran[0][at : at + 2])
     heldout = datamodule.synthetic
     assert (heldout.seed, heldout.num_videos, heldout.event_kinds) == (12, 96, ["blink"])
-    assert datamodule.fps == 4.0 and type(module).__name__ == "SelectorTrainer"  # the rest is wide_budget.yaml's
+    assert datamodule.fps == 4.0 and type(module).__name__ == "SelectorModule"  # the rest is wide_budget.yaml's
 
 
 @pytest.mark.parametrize("name", ["smoke_budget", "wide_budget"])

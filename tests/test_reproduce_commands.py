@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from trainer.evaluation import reproduce
-from trainer.evaluation.reproduce import TABLES, CommandTable, ReproduceError, Step, body_of, joint_body, main
+from trainer.evaluation import reproduce, reproduce_tables
+from trainer.evaluation.reproduce import TABLES, CommandTable, ReproduceError, body_of, main
+from trainer.evaluation.reproduce_tables import Step, joint_body
 
 ROOT = Path(__file__).parents[1]
 RESULTS_TEXT = "# project\n\n<!-- reproduce:reader_small -->\nold\n<!-- /reproduce:reader_small -->\n"
@@ -25,7 +26,7 @@ SMALL_READER = CommandTable(
     description="the tiny reader on 10 videos, 2 + 2 steps",
     steps=(Step("reader", "models.tiny_reader", ("--output", "{out}", "--seed", "{seed}", "--videos", "10",
                                                  "--single-steps", "2", "--dense-steps", "2")),),  # fmt: skip
-    body=reproduce.reader_body,
+    body=reproduce_tables.reader_body,
 )
 
 
@@ -196,25 +197,25 @@ def test_fit_steps_parse_and_keep_every_output_in_the_run_folder(monkeypatch, tm
 
 def test_command_table_errors(small_reader, tmp_path, capsys):
     with pytest.raises(ValueError, match="distinct names"):
-        CommandTable("t", "d", (Step("a", "m", ()), Step("a", "m", ())), body=reproduce.reader_body)
+        CommandTable("t", "d", (Step("a", "m", ()), Step("a", "m", ())), body=reproduce_tables.reader_body)
     with pytest.raises(SystemExit):
         main(["reader_small", "--seeds", "2"])
     assert "one seed a run" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        main(["reader_small", "--fit-from", str(tmp_path)])
+        main(["reader_small", "--fit_from", str(tmp_path)])
     assert "uses no other table's run" in capsys.readouterr().err
     # Tables that do not hold together fail where they are checked, before anything runs.
-    broken = CommandTable("broken", "d", (Step("a", "m", ("{tiny_reader}",)),), body=reproduce.reader_body, uses="nope")
+    broken = CommandTable("broken", "d", (Step("a", "m", ("{tiny_reader}",)),), body=reproduce_tables.reader_body, uses="nope")
     with pytest.raises(ValueError, match="uses names no command table"):
         reproduce.uses_chain(broken)
-    unused = CommandTable("unused", "d", (Step("a", "m", ("{reader_small}/x",)),), body=reproduce.reader_body)
+    unused = CommandTable("unused", "d", (Step("a", "m", ("{reader_small}/x",)),), body=reproduce_tables.reader_body)
     with pytest.raises(ValueError, match=r"reads \{reader_small\}, which is neither"):
         reproduce.uses_chain(unused)
-    looped = CommandTable("looped", "d", (Step("a", "m", ()),), body=reproduce.reader_body, uses="looped_too")
+    looped = CommandTable("looped", "d", (Step("a", "m", ()),), body=reproduce_tables.reader_body, uses="looped_too")
     with pytest.MonkeyPatch.context() as m:
         m.setitem(TABLES, "looped", looped)
         m.setitem(TABLES, "looped_too", CommandTable("looped_too", "d", (Step("b", "m", ()),),
-                                                     body=reproduce.reader_body, uses="looped"))  # fmt: skip
+                                                     body=reproduce_tables.reader_body, uses="looped"))  # fmt: skip
         with pytest.raises(ValueError, match="come back to looped"):
             reproduce.uses_chain(looped)
     assert os.listdir(tmp_path) == []
@@ -229,7 +230,7 @@ def _copy_table(name: str, source: str, uses: str | None = None) -> CommandTable
 
 def test_a_chain_of_used_tables_runs_bottom_up_in_sibling_folders_and_heads_the_header(monkeypatch, tmp_path, capfd):
     """``top`` uses ``middle``, which uses ``bottom``: the steps may read any table of the chain,
-    each table runs in the sibling folder its own command would use (or below ``--fit-from``), the
+    each table runs in the sibling folder its own command would use (or below ``--fit_from``), the
     header lists the chain's steps farthest first, and a rerun runs nothing again."""
     monkeypatch.chdir(ROOT)
     source = tmp_path / "numbers.json"
@@ -255,7 +256,7 @@ def test_a_chain_of_used_tables_runs_bottom_up_in_sibling_folders_and_heads_the_
     assert main(["top", "--output", str(out)]) == 0
     assert capfd.readouterr().out.count("finished in") == 3
 
-    # --fit-from moves the used table, and the tables below it go next to that folder.
+    # --fit_from moves the used table, and the tables below it go next to that folder.
     elsewhere = tmp_path / "elsewhere" / "middle_runs"
     assert reproduce.chain_folders(TABLES["top"], out, elsewhere)["bottom"] == tmp_path / "elsewhere" / "bottom"
     # --check regenerates the whole chain: a non-empty folder anywhere in it is refused.
@@ -269,7 +270,7 @@ def test_a_chain_of_used_tables_runs_bottom_up_in_sibling_folders_and_heads_the_
 
 
 def test_objectives_body_gives_each_runs_recall_per_validation_and_checks_the_baselines_agree(tmp_path):
-    steps = [step for step, _, _ in reproduce._OBJECTIVE_RUNS]
+    steps = [step for step, _, _ in reproduce_tables._OBJECTIVE_RUNS]
     baselines = {f"val_baseline/{name}_recall@{k}": value for name, k, value in
                  [("xcorr", 4, 0.472), ("xcorr", 8, 0.864), ("pixel_l1", 4, 0.491), ("pixel_l1", 8, 0.795),
                   ("uniform", 4, 0.393), ("uniform", 8, 0.655)]}  # fmt: skip
@@ -279,7 +280,7 @@ def test_objectives_body_gives_each_runs_recall_per_validation_and_checks_the_ba
             {"epoch": 2, "step": 125, "val/recall@4": 0.5 + i / 10, "val/recall@8": 0.8, **baselines},
             {"epoch": 5, "step": 251, "val/recall@4": 0.55 + i / 10, "val/recall@8": 0.8049, **baselines},
         ])  # fmt: skip
-    rows = _rows(reproduce.objectives_body(tmp_path))
+    rows = _rows(reproduce_tables.objectives_body(tmp_path))
     assert rows[0] == ["mask trained by", "judge VLM", "recall@4 (epoch 3 / 6)", "recall@8 (epoch 3 / 6)"]
     assert rows[1:] == [
         ["ranking by caption loss", "tiny reader", "0.500 / 0.550", "0.800 / 0.805"],
@@ -292,13 +293,13 @@ def test_objectives_body_gives_each_runs_recall_per_validation_and_checks_the_ba
     _write_metrics(tmp_path / "likelihood_rl", "x", [{"epoch": 2, "val/recall@4": 0.5, "val/recall@8": 0.8,
                                                       **baselines}])  # fmt: skip
     with pytest.raises(ReproduceError, match="different epochs"):
-        reproduce.objectives_body(tmp_path)
+        reproduce_tables.objectives_body(tmp_path)
     shutil.rmtree(tmp_path / "likelihood_rl")
     _write_metrics(tmp_path / "likelihood_rl", "x", [{"epoch": e, "val/recall@4": 0.5, "val/recall@8": 0.8,
                                                       **baselines, "val_baseline/xcorr_recall@4": 0.4}
                                                      for e in (2, 5)])  # fmt: skip
     with pytest.raises(ReproduceError, match=r"xcorr@4: \[0.4, 0.472\]"):
-        reproduce.objectives_body(tmp_path)
+        reproduce_tables.objectives_body(tmp_path)
 
 
 def test_test_split_body_reads_the_evaluation_of_the_step_named_eval(tmp_path):
@@ -313,7 +314,7 @@ def test_test_split_body_reads_the_evaluation_of_the_step_named_eval(tmp_path):
     (tmp_path / "eval" / "paired").mkdir(parents=True)
     (tmp_path / "eval" / "results.json").write_text(json.dumps({"summary": summary}))
     (tmp_path / "eval" / "paired" / "results.json").write_text(json.dumps(paired))
-    rows = _rows(reproduce.test_split_body(tmp_path))
+    rows = _rows(reproduce_tables.test_split_body(tmp_path))
     assert rows[0] == ["selector", "K", "recall", "coverage", "nll", "meteor", "cider", "soda_c"]
     assert rows[1:3] == [["learned", "4", "0.750", "0.500", "0.580", "0.040", "0.300", "0.050"],
                          ["xcorr", "4", "0.500", "0.500", "0.600", "0.040", "0.300", "0.050"]]  # fmt: skip
@@ -326,5 +327,5 @@ def test_test_split_body_reads_the_evaluation_of_the_step_named_eval(tmp_path):
     runs = {name: tmp_path / name / "seed0" for name in ("synthetic_test", "synthetic_joint", "tiny_reader")}
     command = table.steps[0].command(runs["synthetic_test"] / "eval", 0, runs)
     assert command[command.index("--ckpt") + 1] == str(runs["synthetic_joint"] / "joint/checkpoints/last.ckpt")
-    assert command[-1] == f"model.init_args.vlm.init_args.model_name_or_path={runs['tiny_reader'] / 'reader'}"
+    assert command[-2:] == ["--model.init_args.vlm.init_args.model_name_or_path", str(runs["tiny_reader"] / "reader")]
     assert command[command.index("--output") + 1] == str(runs["synthetic_test"] / "eval")

@@ -6,13 +6,13 @@ import pytest
 import torch
 from transformers import SmolVLMForConditionalGeneration
 
-from models.standin import SHAPES, standin_config
+from models.standin import ARCHITECTURES, standin_config
 from trainer.benchmarks.scale_plan import Rates, plan, text_flops_per_token, vision_flops_per_frame
 
 
-@pytest.mark.parametrize("name", sorted(SHAPES))
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
 def test_flops_are_two_per_parameter_and_token(name):
-    shape = SHAPES[name]
+    shape = ARCHITECTURES[name]
     with torch.device("meta"):
         model = SmolVLMForConditionalGeneration(standin_config(shape))
     layers = model.model.text_model.layers

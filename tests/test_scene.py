@@ -8,7 +8,7 @@ import torch
 from models.scene import SceneBoundaryModel, SceneBoundarySelector
 from trainer.loading import LoadError, TrainedSelector
 from trainer.__main__ import main
-from trainer.scene import SceneBoundaryTrainer, boundary_targets
+from trainer.scene import SceneBoundaryModule, boundary_targets
 
 CONFIG = Path(__file__).parents[1] / "configs" / "scene_boundary.yaml"
 
@@ -50,7 +50,7 @@ def test_model_shapes_and_batched_forward_matches_single():
 
 def test_a_few_steps_lower_the_loss():
     torch.manual_seed(0)
-    module = SceneBoundaryTrainer(SceneBoundaryModel(hidden=16), tolerance=0.25)
+    module = SceneBoundaryModule(SceneBoundaryModel(hidden=16), tolerance=0.25)
     videos = [_cut_video(s) for s in range(4)]
     batch = {"frames": [v[0] for v in videos], "timestamps": [v[1] for v in videos], "events": [v[2] for v in videos]}
     opt = torch.optim.AdamW(module.parameters(), lr=0.01)
@@ -114,9 +114,9 @@ def test_bad_checkpoints_raise_clear_errors(tmp_path, synthetic):
     torch.save({"state_dict": {"vlm.lora_A": torch.zeros(1)}}, tmp_path / "other.ckpt")
     with pytest.raises(LoadError, match="no _class_path"):
         TrainedSelector(str(tmp_path / "other.ckpt"))
-    module = SceneBoundaryTrainer(SceneBoundaryModel(hidden=16))
+    module = SceneBoundaryModule(SceneBoundaryModel(hidden=16))
     spec = {"class_path": "models.scene.SceneBoundaryModel", "init_args": {"hidden": 32}}
-    hparams = {"_class_path": "trainer.scene.SceneBoundaryTrainer", "model": spec}
+    hparams = {"_class_path": "trainer.scene.SceneBoundaryModule", "model": spec}
     torch.save({"state_dict": module.state_dict(), "hyper_parameters": hparams}, tmp_path / "small.ckpt")
     with pytest.raises(RuntimeError, match="size mismatch"):  # strict: weights that do not fit are an error
         TrainedSelector(str(tmp_path / "small.ckpt"))

@@ -108,11 +108,11 @@ def test_scene_trainer_hands_its_schedule_to_lightning_per_optimizer_step():
     from functools import partial
 
     from models.scene import SceneBoundaryModel
-    from trainer.scene import SceneBoundaryTrainer
+    from trainer.scene import SceneBoundaryModule
 
-    module = SceneBoundaryTrainer(SceneBoundaryModel(hidden=8, thumb=4))
+    module = SceneBoundaryModule(SceneBoundaryModel(hidden=8, thumb=4))
     assert isinstance(module.configure_optimizers(), torch.optim.Optimizer)  # no schedule: constant LR, as before
-    module = SceneBoundaryTrainer(SceneBoundaryModel(hidden=8, thumb=4),
+    module = SceneBoundaryModule(SceneBoundaryModel(hidden=8, thumb=4),
                                   lr_scheduler=partial(WarmupCosine, warmup_steps=2, total_steps=8))  # fmt: skip
     config = module.configure_optimizers()
     assert config["lr_scheduler"]["interval"] == "step"

@@ -34,7 +34,7 @@ def test_score_writes_the_tables_of_the_official_protocol(tmp_path):
     refs = [_write(tmp_path, "val_1.json", VAL_1), _write(tmp_path, "val_2.json", VAL_2)]
     pred = _write(tmp_path, "mine.json", SUBMISSION)
     out = tmp_path / "scores"
-    rows = score(["--pred", pred, "--ref", *refs, "--output", str(out), "--no-java", "--tious", "0.3", "0.7"])
+    rows = score(["--pred", pred, "--ref", *refs, "--output", str(out), "--no_java", "--tious", "0.3", "0.7"])
     expected = evaluate_dense_captions(SUBMISSION["results"], [VAL_1, VAL_2], (0.3, 0.7), meteor=False, ptb=False)
     (row,) = rows
     assert row["submission"] == "mine" and row["videos"] == 1 and row["reference_videos"] == 2
@@ -61,9 +61,9 @@ def test_score_rejects_what_it_cannot_read(tmp_path):
     (tmp_path / "b").mkdir()
     a, b = _write(tmp_path / "a", "x.json", SUBMISSION), _write(tmp_path / "b", "x.json", SUBMISSION)
     with pytest.raises(ValueError, match="distinct file names"):
-        score(["--pred", a, b, "--ref", refs, "--no-java", "--output", str(tmp_path / "out")])
+        score(["--pred", a, b, "--ref", refs, "--no_java", "--output", str(tmp_path / "out")])
     with pytest.raises(SystemExit) as exit_info:  # a submission given as a reference
-        score(["--pred", a, "--ref", a, "--no-java", "--output", str(tmp_path / "out")])
+        score(["--pred", a, "--ref", a, "--no_java", "--output", str(tmp_path / "out")])
     assert exit_info.value.code == 2
 
 
@@ -114,7 +114,7 @@ def test_a_malformed_submission_is_refused_with_the_file_video_index_and_field(t
     refs = _write(tmp_path, "val_1.json", VAL_1)
     pred = _write(tmp_path, "bad.json", payload)
     out = tmp_path / "out"
-    err = _refused(capsys, ["--pred", pred, "--ref", refs, "--no-java", "--output", str(out)])
+    err = _refused(capsys, ["--pred", pred, "--ref", refs, "--no_java", "--output", str(out)])
     assert f"{pred}: " in err and message in err
     assert not out.exists()  # refused before anything was written
 
@@ -140,14 +140,14 @@ def test_a_malformed_reference_file_is_refused_the_same_way(tmp_path, capsys, ca
     content, message = MALFORMED_REFERENCES[case]
     refs = [_write(tmp_path, "val_1.json", VAL_1), _write(tmp_path, "val_2.json", content)]
     pred = _write(tmp_path, "mine.json", SUBMISSION)
-    err = _refused(capsys, ["--pred", pred, "--ref", *refs, "--no-java", "--output", str(tmp_path / "out")])
+    err = _refused(capsys, ["--pred", pred, "--ref", *refs, "--no_java", "--output", str(tmp_path / "out")])
     assert f"{refs[1]}: " in err and message in err
 
 
 def test_a_file_that_is_not_json_is_refused(tmp_path, capsys):
     pred = tmp_path / "mine.json"
     pred.write_text('{"results": {"v1": [')
-    err = _refused(capsys, ["--pred", str(pred), "--ref", _write(tmp_path, "val_1.json", VAL_1), "--no-java"])
+    err = _refused(capsys, ["--pred", str(pred), "--ref", _write(tmp_path, "val_1.json", VAL_1), "--no_java"])
     assert f"{pred}: not a JSON file" in err
 
 
@@ -155,8 +155,8 @@ def test_a_file_that_is_not_json_is_refused(tmp_path, capsys):
 def test_max_proposals_below_one_is_refused(tmp_path, capsys, value):
     refs, pred = _write(tmp_path, "val_1.json", VAL_1), _write(tmp_path, "mine.json", SUBMISSION)
     with pytest.raises(SystemExit) as exit_info:
-        score(["--pred", pred, "--ref", refs, "--no-java", "--max-proposals", value])
-    assert exit_info.value.code == 2 and "--max-proposals" in capsys.readouterr().err
+        score(["--pred", pred, "--ref", refs, "--no_java", "--max_proposals", value])
+    assert exit_info.value.code == 2 and "--max_proposals" in capsys.readouterr().err
     # The library refuses it too: a slice [:0] or [:-1] would drop predictions without a word.
     with pytest.raises(ValueError, match="max_proposals must be at least 1"):
         evaluate_dense_captions(SUBMISSION["results"], VAL_1, meteor=False, ptb=False, max_proposals=0)
@@ -166,7 +166,7 @@ def test_max_proposals_below_one_is_refused(tmp_path, capsys, value):
 def test_a_tiou_outside_zero_one_is_refused_with_a_usage_error(tmp_path, capsys, value):
     refs, pred = _write(tmp_path, "val_1.json", VAL_1), _write(tmp_path, "mine.json", SUBMISSION)
     with pytest.raises(SystemExit) as exit_info:
-        score(["--pred", pred, "--ref", refs, "--no-java", "--tious", "0.5", value])
+        score(["--pred", pred, "--ref", refs, "--no_java", "--tious", "0.5", value])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and "--tious" in err and "(0, 1]" in err and "Traceback" not in err
 
@@ -178,7 +178,7 @@ def test_reversed_and_negative_timestamps_are_scored_as_densevid_eval_does_and_r
     reference = {**VAL_1, "v2": {**VAL_1["v2"], "timestamps": [[-2.0, 6.0]]}}
     refs, pred = _write(tmp_path, "val_1.json", reference), _write(tmp_path, "odd.json", odd)
     out = tmp_path / "scores"
-    (row,) = score(["--pred", pred, "--ref", refs, "--no-java", "--tious", "0.5", "--output", str(out)])
+    (row,) = score(["--pred", pred, "--ref", refs, "--no_java", "--tious", "0.5", "--output", str(out)])
     # Precision on v1: 1 of 3 proposals covers an event; v2 has none: (1/3 + 0) / 2.
     assert row["precision"] == pytest.approx(1 / 6) and row["recall"] == pytest.approx((1 / 2 + 0) / 2)
     counts = json.loads((out / "results.json").read_text())["meta"]["unusual_timestamps"]
@@ -189,7 +189,7 @@ def test_reversed_and_negative_timestamps_are_scored_as_densevid_eval_does_and_r
     assert "warning:" in capsys.readouterr().err
     # A clean run says nothing of it.
     score(["--pred", _write(tmp_path, "mine.json", SUBMISSION), "--ref", _write(tmp_path, "v.json", VAL_1),
-           "--no-java", "--output", str(tmp_path / "clean")])  # fmt: skip
+           "--no_java", "--output", str(tmp_path / "clean")])  # fmt: skip
     assert "start > end" not in (tmp_path / "clean" / "results.md").read_text()
     assert "warning:" not in capsys.readouterr().err
 
@@ -201,13 +201,13 @@ def test_a_perfect_submission_on_real_annotations_scores_one(tmp_path):
     perfect = {"results": {vid: [{"timestamp": t, "sentence": s} for t, s in zip(v["timestamps"], v["sentences"])]
                            for vid, v in truth.items()}}  # fmt: skip
     pred = _write(tmp_path, "perfect.json", perfect)
-    (row,) = score(["--pred", pred, "--ref", str(reference), "--no-java", "--output", str(tmp_path / "out")])
+    (row,) = score(["--pred", pred, "--ref", str(reference), "--no_java", "--output", str(tmp_path / "out")])
     assert row["videos"] == row["reference_videos"] == 100
     assert row["precision"] == pytest.approx(1.0) and row["recall"] == pytest.approx(1.0)
     # (caption scores stay below 1: ActivityNet events overlap, so a sentence is also paired with its neighbours')
     # One proposal kept per video: precision stays 1, recall falls to the share of each video's
     # events that its first event covers (itself, and any it overlaps enough: ActivityNet events overlap).
-    (first,) = score(["--pred", pred, "--ref", str(reference), "--no-java", "--max-proposals", "1",
+    (first,) = score(["--pred", pred, "--ref", str(reference), "--no_java", "--max_proposals", "1",
                       "--output", str(tmp_path / "one")])  # fmt: skip
     expected_recall = sum(
         sum(tiou(v["timestamps"][0], segment) > t for segment in v["timestamps"]) / len(v["timestamps"])

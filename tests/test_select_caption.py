@@ -58,7 +58,7 @@ def captioner(tmp_path_factory, tiny_model_dir, synthetic):
                                "12")])  # fmt: skip
     ckpt = tmp / "ckpt" / "last.ckpt"
     export_main(["--ckpt", str(ckpt), "--output", str(tmp / "merged")])
-    export_main(["--ckpt", str(ckpt), "--output", str(tmp / "adapter"), "--adapter-only"])
+    export_main(["--ckpt", str(ckpt), "--output", str(tmp / "adapter"), "--adapter_only"])
     return ckpt, tmp / "merged", tmp / "adapter"
 
 
@@ -107,13 +107,13 @@ def test_select_xcorr_on_a_folder_writes_true_times_frames_and_plot_and_lists_ba
 
 
 def test_jpeg_size_writes_the_chosen_frames_again_from_the_file_at_the_same_times(videos, tmp_path, caplog):
-    """``--jpeg-size native`` (or N) decodes the K chosen frames again at that size, the same frames
+    """``--jpeg_size native`` (or N) decodes the K chosen frames again at that size, the same frames
     as the selector chose; frame averaging, whose frames are averages, keeps the decoded size."""
     import numpy as np
 
     out = tmp_path / "native"
     select_main(["--video", str(videos / "a.mp4"), "-k", "3", "--fps", "2", "--output", str(out), "--workers", "0",
-                 "--no-plot", "--jpeg-size", "native"])  # fmt: skip
+                 "--no_plot", "--jpeg_size", "native"])  # fmt: skip
     info = json.loads((out / "a" / "frames.json").read_text())
     assert info["jpeg_size"] == [175, 97] and info["decode"]["frame_size"] == 64
     full = decode_video(videos / "a.mp4", fps=2.0)
@@ -128,21 +128,21 @@ def test_jpeg_size_writes_the_chosen_frames_again_from_the_file_at_the_same_time
 
     out = tmp_path / "sized"
     select_main(["--video", str(videos / "a.mp4"), "-k", "3", "--fps", "2", "--output", str(out), "--workers", "0",
-                 "--no-plot", "--jpeg-size", "100", "--selector", "averaging"])  # fmt: skip
+                 "--no_plot", "--jpeg_size", "100", "--selector", "averaging"])  # fmt: skip
     assert json.loads((out / "a" / "frames.json").read_text())["jpeg_size"] == [64, 36]
     assert "not decoded frames" in caplog.text
     out = tmp_path / "sized_xcorr"
     select_main(["--video", str(videos / "a.mp4"), "-k", "3", "--fps", "2", "--output", str(out), "--workers", "0",
-                 "--no-plot", "--jpeg-size", "100"])  # fmt: skip
+                 "--no_plot", "--jpeg_size", "100"])  # fmt: skip
     assert json.loads((out / "a" / "frames.json").read_text())["jpeg_size"] == [100, 56]
     with pytest.raises(SystemExit):
-        select_main(["--video", str(videos / "a.mp4"), "--output", str(tmp_path / "bad"), "--jpeg-size", "huge"])
+        select_main(["--video", str(videos / "a.mp4"), "--output", str(tmp_path / "bad"), "--jpeg_size", "huge"])
 
 def test_fail_fast_stops_at_the_bad_file_and_keeps_what_was_written(videos, tmp_path):
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as stopped:
         select_main(["--video", str(videos / "a.mp4"), str(videos / "corrupt.mp4"), str(videos / "b.mkv"), "-k", "3",
-                     "--selector", "uniform", "--output", str(out), "--workers", "0", "--fail-fast", "--no-plot"])  # fmt: skip
+                     "--selector", "uniform", "--output", str(out), "--workers", "0", "--fail_fast", "--no_plot"])  # fmt: skip
     assert stopped.value.code == 1
     assert [line["status"] for line in _lines(out / "summary.jsonl")] == ["ok", "skipped"]
     assert json.loads((out / "a" / "frames.json").read_text())["indices"] == [1, 4, 6]  # uniform: centres of 3 bins of 8
@@ -157,7 +157,7 @@ def test_short_videos_are_skipped_with_the_budget_named_and_names_stay_unique(vi
     shutil.copy(videos / "b.mkv", sub / "a.mkv")
     out = tmp_path / "out"
     result = select_main(["--folder", str(tmp_path / "in"), "--recursive", "-k", "7", "--selector", "pixel_l1",
-                          "--output", str(out), "--workers", "0", "--no-plot"])  # fmt: skip
+                          "--output", str(out), "--workers", "0", "--no_plot"])  # fmt: skip
     assert result["selected"] == 1
     [(path, reason)] = result["skipped"]
     assert path.name == "a.mkv" and "6 candidate frames at 2 fps, fewer than K=7" in reason
@@ -185,7 +185,7 @@ def test_select_learned_from_checkpoint_export_and_hub_id_picks_the_trained_fram
     picked = {}
     for name, source in {"ckpt": ckpt, "export": export, "hub": "someone/tiny-mask"}.items():
         select_main(["--video", str(videos / "a.mp4"), "-k", "3", "--from", str(source), "--output",
-                     str(tmp_path / name), "--workers", "0", "--no-plot"])  # fmt: skip
+                     str(tmp_path / name), "--workers", "0", "--no_plot"])  # fmt: skip
         picked[name] = json.loads((tmp_path / name / "a" / "frames.json").read_text())
     video = decode_video(videos / "a.mp4", fps=2.0, size=64)
     expected = load_selector(ckpt).select(video.frames, video.timestamps, 3).tolist()
@@ -370,7 +370,7 @@ def test_select_names_from_hostile_file_names_stay_inside_output_and_lose_nothin
     out = tmp_path / "run" / "out"  # "..", were it a name, would be tmp_path / "run"
     before = _tree(tmp_path)
     result = select_main(["--folder", str(tmp_path / "in"), "--recursive", "--video", *map(str, hidden), "-k", "2",
-                          "--selector", "uniform", "--output", str(out), "--workers", "0", "--no-plot"])  # fmt: skip
+                          "--selector", "uniform", "--output", str(out), "--workers", "0", "--no_plot"])  # fmt: skip
     inputs = folder_inputs + hidden
     assert result["selected"] == len(inputs) == 12 and not result["skipped"]
     lines = _lines(out / "summary.jsonl")
@@ -389,7 +389,7 @@ def test_select_resume_skips_finished_videos_and_removes_a_killed_run_s_leftover
     shutil.copy(videos / "a.mp4", tmp_path / "c.mp4")
     inputs = [str(videos / "a.mp4"), str(videos / "corrupt.mp4"), str(videos / "b.mkv"), str(tmp_path / "c.mp4")]
     out = tmp_path / "out"
-    base = ["-k", "3", "--selector", "uniform", "--output", str(out), "--workers", "0", "--no-plot"]
+    base = ["-k", "3", "--selector", "uniform", "--output", str(out), "--workers", "0", "--no_plot"]
     select_main(["--video", *inputs[:3], *base])
     finished = (out / "a" / "frames.json").stat().st_mtime_ns
     # A run killed while writing b's line and c's folder: a torn line, a hidden temporary folder.

@@ -1,4 +1,4 @@
-"""SelectorTrainer and its objectives: policy gradient, ranking, teacher distillation, joint LoRA, checkpoints, configs."""
+"""SelectorModule and its objectives: policy gradient, ranking, teacher distillation, joint LoRA, checkpoints, configs."""
 
 import csv
 from pathlib import Path
@@ -24,7 +24,7 @@ from trainer.objectives import (
     ranking_loss,
     subset_rewards,
 )
-from trainer.selection import BATCHES_KEY, ObjectiveSettings, SelectorTrainer
+from trainer.selector_module import BATCHES_KEY, ObjectiveSettings, SelectorModule
 
 
 
@@ -50,7 +50,7 @@ def trainer_module(tiny_model_dir):
     encoder = FrameEncoder(str(tiny_model_dir))
     model = FrameImportanceModel(feature_dim=32, d_model=32, layers=1, heads=2, dropout=0.0)
     objective = ObjectiveSettings(group_size=16, entropy_weight=0.0, temperature_start=1.0, temperature_end=1.0)
-    return SelectorTrainer(model, encoder, num_frames=2, objective=objective)
+    return SelectorModule(model, encoder, num_frames=2, objective=objective)
 
 
 def _subset_prob(module, batch, subset):
@@ -202,7 +202,7 @@ def test_teacher_scores_and_baseline_recalls_keep_a_bounded_number_of_videos(tra
 
 def test_validation_baselines_are_a_callback_the_module_adds_unless_told_not_to(tiny_model_dir):
     def module(**kwargs):
-        return SelectorTrainer(FrameImportanceModel(feature_dim=32), FrameEncoder(str(tiny_model_dir)), num_frames=2,
+        return SelectorModule(FrameImportanceModel(feature_dim=32), FrameEncoder(str(tiny_model_dir)), num_frames=2,
                                eval_budgets=[2, 4], **kwargs)  # fmt: skip
 
     (callback,) = module().configure_callbacks()
@@ -213,12 +213,12 @@ def test_validation_baselines_are_a_callback_the_module_adds_unless_told_not_to(
 def test_objectives_that_need_a_vlm_refuse_to_run_without_one(tiny_model_dir):
     encoder = FrameEncoder(str(tiny_model_dir))
     with pytest.raises(ValueError, match="vlm is not set"):
-        SelectorTrainer(FrameImportanceModel(), encoder, objective=ObjectiveSettings(caption_weight=1.0))
+        SelectorModule(FrameImportanceModel(), encoder, objective=ObjectiveSettings(caption_weight=1.0))
 
 
 def test_ranking_loss_prefers_the_subset_the_vlm_likes(tiny_model_dir):
     torch.manual_seed(0)
-    module = SelectorTrainer(FrameImportanceModel(feature_dim=32, d_model=32, layers=1, heads=2, dropout=0.0),
+    module = SelectorModule(FrameImportanceModel(feature_dim=32, d_model=32, layers=1, heads=2, dropout=0.0),
                              FrameEncoder(str(tiny_model_dir)), num_frames=2)  # fmt: skip
     batch = _batch(n=1)
 
@@ -329,7 +329,7 @@ def test_text_queries_reach_the_policy(tiny_model_dir):
     torch.manual_seed(0)
     model = FrameImportanceModel(feature_dim=32, d_model=32, layers=1, heads=2, dropout=0.0, query_vocab_size=vocab)
     torch.nn.init.normal_(model.head.weight)  # the untrained head is zero: make logits depend on the input
-    module = SelectorTrainer(model, FrameEncoder(str(tiny_model_dir)), num_frames=2)
+    module = SelectorModule(model, FrameEncoder(str(tiny_model_dir)), num_frames=2)
     module.eval()
     batch = _batch(n=2)
     batch["query"] = ["a red circle moves left", "a blue square moves up"]
@@ -339,7 +339,7 @@ def test_text_queries_reach_the_policy(tiny_model_dir):
         without, _, _ = module.policy_logits(batch)
     # Same frames in both rows' place would give the same logits; the queries change them.
     assert not torch.allclose(with_queries, without)
-    small = SelectorTrainer(FrameImportanceModel(feature_dim=32, query_vocab_size=10),
+    small = SelectorModule(FrameImportanceModel(feature_dim=32, query_vocab_size=10),
                             FrameEncoder(str(tiny_model_dir)), num_frames=2)  # fmt: skip
     batch["query"] = ["a red circle", None]
     with pytest.raises(ValueError, match="query_vocab_size=10"):
@@ -364,7 +364,7 @@ def _budget_module(tiny_model_dir, **kwargs):
     torch.manual_seed(0)
     model = FrameImportanceModel(feature_dim=32, d_model=32, layers=1, heads=2, dropout=0.0, max_budget=16)
     objective = ObjectiveSettings(group_size=16, entropy_weight=0.0, temperature_start=1.0, temperature_end=1.0)
-    return SelectorTrainer(model, FrameEncoder(str(tiny_model_dir)), objective=objective, **kwargs)
+    return SelectorModule(model, FrameEncoder(str(tiny_model_dir)), objective=objective, **kwargs)
 
 
 def test_budget_range_draws_every_budget_log_uniformly_and_fits_the_batch(tiny_model_dir):
@@ -383,13 +383,13 @@ def test_budget_range_draws_every_budget_log_uniformly_and_fits_the_batch(tiny_m
 def test_budget_range_needs_a_budget_aware_selector_that_covers_it(tiny_model_dir):
     encoder = FrameEncoder(str(tiny_model_dir))
     with pytest.raises(ValueError, match="budget-aware"):
-        SelectorTrainer(FrameImportanceModel(feature_dim=32), encoder, budget_range=[2, 8])
+        SelectorModule(FrameImportanceModel(feature_dim=32), encoder, budget_range=[2, 8])
     with pytest.raises(ValueError, match="max_budget=8"):
-        SelectorTrainer(FrameImportanceModel(feature_dim=32, max_budget=8), encoder, budget_range=[2, 16])
+        SelectorModule(FrameImportanceModel(feature_dim=32, max_budget=8), encoder, budget_range=[2, 16])
     with pytest.raises(ValueError, match="max_budget=8"):
-        SelectorTrainer(FrameImportanceModel(feature_dim=32, max_budget=8), encoder, eval_budgets=[4, 32])
+        SelectorModule(FrameImportanceModel(feature_dim=32, max_budget=8), encoder, eval_budgets=[4, 32])
     with pytest.raises(ValueError, match="low <= high"):
-        SelectorTrainer(FrameImportanceModel(feature_dim=32, max_budget=8), encoder, budget_range=[6, 2])
+        SelectorModule(FrameImportanceModel(feature_dim=32, max_budget=8), encoder, budget_range=[6, 2])
 
 
 def test_one_budget_aware_mask_learns_different_frames_for_different_budgets(tiny_model_dir):
@@ -423,7 +423,7 @@ def test_a_selector_with_score_inputs_reads_the_teachers_scores(tiny_model_dir):
     torch.manual_seed(0)
     model = FrameImportanceModel(feature_dim=32, d_model=32, layers=1, heads=2, dropout=0.0, score_inputs=1)
     torch.nn.init.normal_(model.head.weight)
-    module = SelectorTrainer(model, FrameEncoder(str(tiny_model_dir)), num_frames=2).eval()
+    module = SelectorModule(model, FrameEncoder(str(tiny_model_dir)), num_frames=2).eval()
     batch = _batch(t=10)
     batch["frames"][1] = batch["frames"][1][:7]  # a shorter video: padded cue scores
     batch["timestamps"][1] = batch["timestamps"][1][:7]

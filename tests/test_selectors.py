@@ -133,8 +133,8 @@ def test_bench_reports_fft_matching_direct_and_every_selector(capsys):
 
     from trainer.benchmarks.bench import main as bench
 
-    # --real-videos 0: the real-footage table has its own tests (tests/test_bench.py) and costs ~40 s here.
-    bench(["--frames", "24", "--size", "32", "--direct-pairs", "1", "--k", "4", "--real-videos", "0"])
+    # --real_videos 0: the real-footage table has its own tests (tests/test_bench.py) and costs ~40 s here.
+    bench(["--frames", "24", "--size", "32", "--direct_pairs", "1", "--k", "4", "--real_videos", "0"])
     out = capsys.readouterr().out
     # Speeds are not asserted (noisy machines); the FFT must agree with the direct formula.
     assert re.search(r"ratio\s+\d+x", out)

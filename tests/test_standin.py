@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import fit_args
+from helpers import as_overrides, fit_args
 from transformers import AutoModelForImageTextToText, AutoProcessor, SmolVLMForConditionalGeneration
 
-from models.standin import SHAPES, SPECIAL_IDS, VOCAB_SIZE, build_padded_tokenizer, standin_config
+from models.standin import ARCHITECTURES, SPECIAL_IDS, VOCAB_SIZE, build_padded_tokenizer, standin_config
 from models.vlm import LoraSettings, SmolVLM
 from trainer.__main__ import main as cli_main
 from trainer.evaluation.evaluate import main as evaluate_main
@@ -18,9 +18,9 @@ from trainer.tools.export import main as export_main
 CONFIGS = Path(__file__).parents[1] / "configs"
 
 
-@pytest.mark.parametrize("name", sorted(SHAPES))
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
 def test_published_parameter_counts_and_image_tokens(name):
-    shape = SHAPES[name]
+    shape = ARCHITECTURES[name]
     with torch.device("meta"):  # the architecture only: no memory, no time
         model = SmolVLMForConditionalGeneration(standin_config(shape))
     assert sum(p.numel() for p in model.parameters()) == shape.parameters
@@ -70,7 +70,7 @@ def test_the_256m_standin_loads_through_from_pretrained_as_published(standin_256
     assert processor.video_processor.max_image_size == {"longest_edge": 512}
     assert not (standin_256m / "video_preprocessor_config.json").exists()  # as published: one preprocessor file
     vlm = SmolVLM(str(standin_256m), lora=LoraSettings(enabled=False))
-    assert sum(p.numel() for p in vlm.parameters()) == SHAPES["smolvlm2-256m"].parameters
+    assert sum(p.numel() for p in vlm.parameters()) == ARCHITECTURES["smolvlm2-256m"].parameters
     assert vlm.context_length == 8192 and vlm.max_frames == 64
 
 
@@ -128,13 +128,13 @@ def test_joint_training_evaluate_and_export_on_the_256m_standin(standin_256m, tm
     _, paths, _ = synthetic
     evaluate_main([
         "--config", str(CONFIGS / "smoke_joint.yaml"), "--ckpt", str(last), "--split", "test",
-        "--selectors", "learned", "uniform", "--budgets", "4", "--max-videos", "1", "--output", str(out),
-        "--plot-videos", "0", "--set", f"data.test_file={paths['test']}", f"data.train_file={paths['train']}",
+        "--selectors", "learned", "uniform", "--budgets", "4", "--max_videos", "1", "--output", str(out),
+        "--plot_videos", "0", *as_overrides([f"data.test_file={paths['test']}", f"data.train_file={paths['train']}",
         f"data.val_file={paths['val']}", f"data.cache_dir={tmp_path / 'cache'}", "data.fps=0.5", "data.max_frames=5",
         f"model.init_args.vlm.init_args.model_name_or_path={model}", "model.init_args.num_frames=4",
         f"model.init_args.encoder.init_args.model_name_or_path={model}", "model.init_args.policy.init_args.feature_dim=1536",
         "model.init_args.objective.group_size=2", "model.init_args.decoder.init_args.min_gap=1",
-    ])  # fmt: skip
+    ])])  # fmt: skip
     summary = json.loads((out / "results.json").read_text())["summary"]
     assert {s["selector"] for s in summary} == {"learned", "uniform"}
     assert all(s["nll"] > 0 and torch.isfinite(torch.tensor(s["nll"])) for s in summary)

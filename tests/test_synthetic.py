@@ -310,7 +310,7 @@ def test_new_fields_parse_from_yaml_and_the_command_line(capsys):
 
 
 def test_the_held_out_family_shares_no_distractor_or_event_kind_with_the_training_family(tiny_model_dir):
-    """`evaluate --set data.synthetic=configs/parts/synthetic_heldout.yaml` on a wide_budget run sees that family only."""
+    """`evaluate --data.synthetic configs/parts/synthetic_heldout.yaml` on a wide_budget run sees that family only."""
     from trainer.__main__ import main
 
     root = Path(__file__).resolve().parents[1] / "configs"

@@ -1,10 +1,15 @@
-"""``python -m trainer fit|validate|test|predict --config configs/<name>.yaml``.
+"""``python -m trainer COMMAND``: ``fit|validate|test|predict --config configs/<name>.yaml`` and the tools.
+
+``python -m trainer --help`` lists every command (:data:`COMMANDS`). All of them parse with
+jsonargparse in one syntax, ``fit``'s: ``--config FILE`` (repeatable, composed), ``--KEY VALUE``
+overrides, ``--print_config``.
 
 ``--config`` can be given several times (later files override earlier ones, key by key), and a
 config can list the base files it is composed of (see :func:`with_included_configs`).
 
 The training code lives in ``trainer/`` itself (the LightningModules, schedules, checkpoints,
-loading); the tools that use it are plain argparse commands next to the Lightning ones, in
+loading); the tools that use it are commands next to the Lightning ones (parsed by
+:mod:`trainer.cli_helpers`; ``evaluate`` and ``cache`` by this module's :class:`CommandCLI`), in
 sub-packages:
 
 * ``trainer.evaluation``: ``python -m trainer evaluate`` (selectors at equal budgets),
@@ -22,6 +27,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
@@ -31,24 +38,32 @@ from lightning.pytorch.cli import LightningCLI
 
 from data.datamodule import DenseCaptionDataModule, NoUsableSamplesError
 from trainer.checkpointing import FinalCheckpoint, RngState
-from trainer.loading import LoadError, named_classes, read_checkpoint
+from trainer.loading import LoadError, check_renamed, current_class_path, named_classes, read_checkpoint
 from trainer.predictions import DenseCaptionWriter
 
 
-#: The argparse commands next to LightningCLI's fit/validate/test/predict, and their modules.
-COMMANDS = {
-    "evaluate": "trainer.evaluation.evaluate",
-    "score": "trainer.evaluation.score",
-    "reproduce": "trainer.evaluation.reproduce",
-    "export": "trainer.tools.export",
-    "cache": "trainer.tools.cache",
-    "select": "trainer.tools.select",
-    "caption": "trainer.tools.caption",
-    "bench": "trainer.benchmarks.bench",
-    "bench_step": "trainer.benchmarks.bench_step",
-    "realshape": "trainer.benchmarks.realshape",
-    "scale_plan": "trainer.benchmarks.scale_plan",
+#: Every command: its module (``None``: LightningCLI's own subcommands) and what it does.
+COMMANDS: dict[str, tuple[str | None, str]] = {
+    "fit": (None, "train a LightningModule of a config (the captioner, a selector, or both)"),
+    "validate": (None, "the validation loop of a config, from a checkpoint"),
+    "test": (None, "the test loop of a config, from a checkpoint"),
+    "predict": (None, "dense captions of a split, written as an ActivityNet submission"),
+    "evaluate": ("trainer.evaluation.evaluate", "compare selectors at equal frame budgets over a split: tables, plots"),
+    "score": ("trainer.evaluation.score", "official dense-caption scores of submission files"),
+    "reproduce": ("trainer.evaluation.reproduce", "fit and evaluate again for a table of RESULTS.md (tooling)"),
+    "export": ("trainer.tools.export", "a checkpoint as a Hugging Face Hub folder, optionally pushed"),
+    "cache": ("trainer.tools.cache", "fill a config's frame and feature caches ahead of training"),
+    "select": ("trainer.tools.select", "a selector's K frames of your own video files"),
+    "caption": ("trainer.tools.caption", "dense captions of your own video files from a trained captioner"),
+    "bench": ("trainer.benchmarks.bench", "selector speed and boundary quality"),
+    "bench_step": ("trainer.benchmarks.bench_step", "seconds per training step, cold and warm caches"),
+    "realshape": ("trainer.benchmarks.realshape", "fit steps with real-shape SmolVLM2 stand-ins (GPU)"),
+    "scale_plan": ("trainer.benchmarks.scale_plan", "GPU-hours and data-loading bounds of the real-data recipes"),
 }
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be composed (its ``config:`` list, an include loop, a renamed class)."""
 
 
 class FrameSelectCLI(LightningCLI):
@@ -99,6 +114,27 @@ class FrameSelectCLI(LightningCLI):
         if ckpt_path and os.path.isfile(ckpt_path):  # what LightningCLI._parse_ckpt_path reads next
             read_checkpoint(ckpt_path, trusted=named_classes(self.config[subcommand]))
 
+    def _parse_ckpt_path(self) -> None:
+        """LightningCLI's merge of a ``--ckpt_path`` checkpoint's hyperparameters into the config,
+        with a module class renamed since the checkpoint was written read under its current name
+        (:data:`trainer.loading.RENAMED_CLASSES`). The checkpoint passed :func:`read_checkpoint` in
+        :meth:`parse_arguments` already."""
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if not (ckpt_path and os.path.isfile(ckpt_path)):
+            return
+        hparams = dict(torch.load(ckpt_path, weights_only=True, map_location="cpu").get("hyper_parameters") or {})
+        hparams.pop("_instantiator", None)
+        if not hparams:
+            return
+        if "_class_path" in hparams:
+            hparams = {"class_path": current_class_path(hparams.pop("_class_path")), "dict_kwargs": hparams}
+        try:
+            self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
+        except SystemExit:
+            sys.stderr.write("Parsing of ckpt_path hyperparameters failed!\n")
+            raise
+
     def instantiate_classes(self) -> None:
         """LightningCLI's, with a trained result refused while building the config (a
         :class:`~trainer.loading.TrainedSelector` whose source names code) raised as that
@@ -112,6 +148,50 @@ class FrameSelectCLI(LightningCLI):
             if cause is None:
                 raise
             raise cause from None
+
+
+class CommandCLI(FrameSelectCLI):
+    """The training CLI, not run, with a command's own options on the same parser.
+
+    ``evaluate`` and ``cache`` read a training config: they are parsed by this, so their
+    ``--config`` files are the composed YAML files ``fit`` reads (their own options may sit at the
+    top level of the same files), their overrides are ``fit``'s (``--data.fps 1``), and
+    ``--print_config`` prints the training config and the command's options as one file.
+
+    Args:
+        command: The command's name (its options' help group).
+        add_arguments: Adds the command's own options to the parser.
+        check: Called with the parsed config and the parser before any class is instantiated
+            (refuse bad options, with ``parser.error``, before a model loads).
+        args: The command line after the command's name.
+    """
+
+    def __init__(
+        self,
+        command: str,
+        add_arguments: Callable[[Any], None],
+        check: Callable[[Any, Any], None] | None,
+        args: list[str],
+    ) -> None:
+        self._command = command
+        self._add_command_arguments = add_arguments
+        self._check = check
+        super().__init__(
+            pl.LightningModule,
+            DenseCaptionDataModule,
+            subclass_mode_model=True,
+            args=args,
+            run=False,
+            parser_kwargs={"prog": f"python -m trainer {command}"},
+        )
+
+    def add_arguments_to_parser(self, parser) -> None:
+        super().add_arguments_to_parser(parser)
+        self._add_command_arguments(parser.add_argument_group(f"{self._command} options"))
+
+    def before_instantiate_classes(self) -> None:
+        if self._check is not None:
+            self._check(self.config, self.parser)
 
 
 def with_included_configs(args: list[str] | tuple[str, ...]) -> list[str]:
@@ -154,21 +234,25 @@ def config_files(path: str, _seen: tuple[str, ...] = ()) -> list[str]:
     the same way, in order), then ``path`` itself.
 
     Raises:
-        ValueError: If ``config:`` is not a list of paths, or a config lists itself (directly or
-            through others).
+        ConfigError: If ``config:`` is not a list of paths, a config lists itself (directly or
+            through others), or it names a renamed class (:func:`trainer.loading.check_renamed`).
     """
     if not os.path.isfile(path):  # a YAML string, or a missing file that jsonargparse will report
         return [path]
     here = os.path.realpath(path)
     if here in _seen:
-        raise ValueError(f"config include loop: {' -> '.join((*_seen, here))}")
+        raise ConfigError(f"config include loop: {' -> '.join((*_seen, here))}")
     with open(path) as f:
         content = yaml.safe_load(f)
+    try:
+        check_renamed(content, path)  # an old class name: the error names the new one
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     listed = content.get("config") if isinstance(content, dict) else None
     if listed is None:
         return [path]
     if not isinstance(listed, list) or not all(isinstance(entry, str) for entry in listed):
-        raise ValueError(f"{path}: 'config:' takes a list of paths, e.g. [base/trainer_cpu.yaml], got {listed!r}")
+        raise ConfigError(f"{path}: 'config:' takes a list of paths, e.g. [base/trainer_cpu.yaml], got {listed!r}")
     folder = os.path.dirname(path)
     return [
         *(p for entry in listed for p in config_files(os.path.normpath(os.path.join(folder, entry)), (*_seen, here))),
@@ -202,17 +286,45 @@ def _close_process_group() -> None:
         torch.distributed.destroy_process_group()
 
 
-if __name__ == "__main__":
-    command = sys.argv[1] if len(sys.argv) > 1 else ""
-    try:
-        if command in COMMANDS:
-            import importlib
+def usage() -> str:
+    """What ``python -m trainer --help`` prints: every command, one line each."""
+    width = max(map(len, COMMANDS))
+    lines = [f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items()]
+    return "\n".join([
+        "usage: python -m trainer COMMAND [--config FILE ...] [--KEY VALUE ...] [--print_config] [--help]",
+        "",
+        "commands:",
+        *lines,
+        "",
+        "Every command takes --config FILE (YAML, repeatable, composable), fit's override syntax",
+        "(--data.fps 1, --budgets 4 8) and --print_config. `python -m trainer COMMAND --help` lists its options.",
+    ])
 
-            result = importlib.import_module(COMMANDS[command]).main(sys.argv[2:])
-            sys.exit(result if isinstance(result, int) else 0)
-        else:
-            main()
-    except (LoadError, NoUsableSamplesError) as err:
-        # A refused or unreadable trained result, a split with nothing to train on: the reason, not a traceback.
+
+def run(argv: list[str]) -> int:
+    """``python -m trainer ARGV``: the command ``argv[0]`` with the rest of the line; its exit status."""
+    command = argv[0] if argv else ""
+    if command in ("", "-h", "--help"):
+        print(usage(), file=sys.stdout if command else sys.stderr)
+        return 0 if command else 2
+    if command not in COMMANDS:
+        print(f"{usage()}\n\npython -m trainer: error: unknown command {command!r}", file=sys.stderr)
+        return 2
+    module = COMMANDS[command][0]
+    try:
+        if module is None:
+            main()  # LightningCLI reads sys.argv itself
+            return 0
+        import importlib
+
+        result = importlib.import_module(module).main(argv[1:])
+        return result if isinstance(result, int) else 0
+    except (LoadError, NoUsableSamplesError, ConfigError) as err:
+        # A refused or unreadable trained result, a split with nothing to train on, a config that
+        # cannot be composed: the reason, not a traceback.
         print(f"python -m trainer {command}: error: {err}", file=sys.stderr)
-        sys.exit(2)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(run(sys.argv[1:]))

@@ -1,8 +1,8 @@
-"""Validation baselines for :class:`trainer.selection.SelectorTrainer`, as a Lightning callback.
+"""Validation baselines for :class:`trainer.selector_module.SelectorModule`, as a Lightning callback.
 
 The learned policy's ``{stage}/recall@K`` means little alone: :class:`ValidationBaselines` logs
 what fixed selectors reach on the same videos, at the same budgets and with the same decoder.
-``SelectorTrainer.configure_callbacks`` adds it to every run (``validation_baselines: false``
+``SelectorModule.configure_callbacks`` adds it to every run (``validation_baselines: false``
 leaves it out).
 """
 

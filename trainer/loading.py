@@ -97,6 +97,37 @@ IMPORT_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 TYPE_KEYS = ("classpath", "instantiator", "class", "target", "type", "automap")
 
 
+#: Classes renamed since checkpoints and exports recorded them: old class path -> new. A recorded
+#: old path is read as the new one (:func:`current_class_path`); a user's config that names an old
+#: one is refused with the new name (:func:`check_renamed`), so each idea keeps one name.
+RENAMED_CLASSES = {
+    "trainer.selection.SelectorTrainer": "trainer.selector_module.SelectorModule",
+    "trainer.scene.SceneBoundaryTrainer": "trainer.scene.SceneBoundaryModule",
+}
+
+
+def current_class_path(path: str) -> str:
+    """``path`` under its current name (:data:`RENAMED_CLASSES`), else ``path``."""
+    return RENAMED_CLASSES.get(path, path)
+
+
+def check_renamed(config: Any, where: str, _path: str = "") -> None:
+    """Refuses a config (the user's own YAML) that names a renamed class, naming the new one.
+
+    Raises:
+        ValueError: Naming ``where``, the key path, the old and the new class path.
+    """
+    if isinstance(config, dict):
+        for key, value in config.items():
+            check_renamed(value, where, f"{_path}.{key}" if _path else str(key))
+    elif isinstance(config, list):
+        for i, value in enumerate(config):
+            check_renamed(value, where, f"{_path}[{i}]")
+    elif isinstance(config, str) and config in RENAMED_CLASSES:
+        raise ValueError(f"{where}: {_path or 'value'}: {config} was renamed {RENAMED_CLASSES[config]}; "
+                         "write the new name (checkpoints that recorded the old one still load)")
+
+
 class LoadError(RuntimeError):
     """A trained result cannot be loaded (the message says why and what to do)."""
 
@@ -108,6 +139,7 @@ def import_class(class_path: str, base: type) -> type:
     Raises:
         LoadError: The path is outside :data:`ALLOWED_PACKAGES`, missing, or not a ``base``.
     """
+    class_path = current_class_path(class_path)
     module_name, _, name = class_path.rpartition(".")
     if not module_name.startswith(ALLOWED_PACKAGES):
         raise LoadError(
@@ -133,6 +165,7 @@ def allowed_class(path: str) -> bool:
     """
     if not IMPORT_PATH.match(path):
         return False
+    path = current_class_path(path)
     if path.startswith(ALLOWED_PACKAGES):
         module_name, _, name = path.rpartition(".")
         try:
@@ -395,6 +428,7 @@ def module_from_checkpoint(
             f"{path}: the checkpoint's hyper_parameters have no _class_path; it was not written by "
             "`python -m trainer fit` (the LightningCLI records the module's class and init args)"
         )
+    class_path = hparams["_class_path"] = current_class_path(class_path)  # a checkpoint written before a rename
     cls = import_class(class_path, pl.LightningModule)
     for old, new in getattr(cls, "renamed_hparams", {}).items():
         if old in hparams and new not in hparams:
@@ -531,7 +565,7 @@ def frame_budget(trained: Trained) -> int | None:
 def load_vlm(source: str | Path | Trained) -> Any:
     """The captioning :class:`models.vlm.SmolVLM` of a trained result, in eval mode on the CPU.
 
-    * a checkpoint: the rebuilt module's ``vlm`` (a ``DenseCaptioner``, or a ``SelectorTrainer``
+    * a checkpoint: the rebuilt module's ``vlm`` (a ``DenseCaptioner``, or a ``SelectorModule``
       that trained or used one), its LoRA adapter loaded;
     * a merged export (``config.json`` + safetensors weights at the top of the folder): the folder
       itself, with no adapter on top;

@@ -1,4 +1,4 @@
-"""The objectives :class:`trainer.selection.SelectorTrainer` mixes, each a unit of its own.
+"""The objectives :class:`trainer.selector_module.SelectorModule` mixes, each a unit of its own.
 
 Each unit takes what it needs explicitly (the policy's logits and validity mask, the batch, the
 budget K, a scorer), so it can be tested without a trainer; the LightningModule computes the
@@ -41,7 +41,7 @@ from trainer.evaluation.metrics import event_recall
 
 @dataclass
 class ObjectiveSettings:
-    """Loss mix and schedules of :class:`~trainer.selection.SelectorTrainer` (a weight of 0 switches a term off).
+    """Loss mix and schedules of :class:`~trainer.selector_module.SelectorModule` (a weight of 0 switches a term off).
 
     Attributes:
         rl_weight: Policy-gradient loss weight.

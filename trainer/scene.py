@@ -31,7 +31,7 @@ def boundary_targets(timestamps: torch.Tensor, events: list[dict[str, Any]], tol
     return ((t[:, None] - bounds[None, :]).abs().min(dim=1).values <= tolerance).float()
 
 
-class SceneBoundaryTrainer(pl.LightningModule):
+class SceneBoundaryModule(pl.LightningModule):
     """Frame-level boundary detection: BCE on per-frame logits against :func:`boundary_targets`.
 
     Boundaries are rare, so positives are weighted by ``negatives / positives`` of each batch.

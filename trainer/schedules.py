@@ -19,7 +19,7 @@ transformers' ``get_cosine_with_min_lr_schedule_with_warmup`` is a function, whi
 cannot take as a ``class_path``.
 
 A schedule advances once per optimizer step of its optimizer: after gradient accumulation
-(``DenseCaptioner``, ``SceneBoundaryTrainer``), and in ``SelectorTrainer`` only on the batches
+(``DenseCaptioner``, ``SceneBoundaryModule``), and in ``SelectorModule`` only on the batches
 where that side (selector or LoRA) steps (``trainer.max_steps`` counts its batches, whichever
 sides step). Lightning saves its state in the checkpoint and
 restores it on resume, so the LR curve continues where it stopped.
@@ -58,7 +58,7 @@ class WarmupCosine(LRScheduler):
         total_steps: Optimizer steps the whole schedule spans, warmup included. ``None``: the
             run's length, which the LightningModule fills in from the trainer
             (:func:`fit_to_run`): ``trainer.max_steps``, or ``max_epochs`` x batches per epoch /
-            ``accumulate_grad_batches`` (for ``SelectorTrainer``, the steps that side takes).
+            ``accumulate_grad_batches`` (for ``SelectorModule``, the steps that side takes).
         min_lr_ratio: The floor, as a fraction of the peak LR.
         last_epoch: Index of the last step taken (-1: a fresh schedule), as in every torch scheduler.
     """
@@ -144,8 +144,8 @@ def steps_per_side(trainer: pl.Trainer, sides_at: Callable[[int], Sequence[bool]
     """Optimizer steps each optimizer of a manually optimised module takes in ``trainer``'s run.
 
     ``trainer.max_steps`` bounds Lightning's ``global_step``, which a module like
-    ``SelectorTrainer`` advances once per batch on which any of its optimizers steps (see
-    :meth:`~trainer.selection.SelectorTrainer.step_optimizers`); ``max_epochs`` bounds batches. The
+    ``SelectorModule`` advances once per batch on which any of its optimizers steps (see
+    :meth:`~trainer.selector_module.SelectorModule.step_optimizers`); ``max_epochs`` bounds batches. The
     run is replayed batch by batch until either bound is reached.
 
     Args:

@@ -8,7 +8,7 @@ limit of any selector that reads pixels); the frames/s of every selector; and th
 ``python -m trainer select --selector xcorr`` command on the same video, stage by stage
 (decode, select, write), against decoding.
 
-It then compares boundary detection with PySceneDetect's ``ContentDetector`` on ``--f1-videos``
+It then compares boundary detection with PySceneDetect's ``ContentDetector`` on ``--f1_videos``
 more synthetic videos, generated with the same settings. The true boundaries are the start and
 end times of the events. Pans, flicker and hard cuts are distractors, so flagging one is a false
 positive. Our selectors predict a boundary at every local maximum of their scores above
@@ -16,7 +16,7 @@ positive. Our selectors predict a boundary at every local maximum of their score
 ``--tolerance`` seconds, with end-to-end frames/s. PySceneDetect is optional
 (``pip install -e '.[bench]'``); without it, its row is skipped.
 
-Last, and by default, it compares shot-boundary detection on ``--real-videos`` real-footage
+Last, and by default, it compares shot-boundary detection on ``--real_videos`` real-footage
 videos (:mod:`data.footage`: verified shots of clips that the ``bench`` extra's packages ship,
 cut together with hard cuts, cross-fades and fades to black of 0.24 to 2 s; built once and
 cached). Here every transition is a true boundary, and the shots between them (dancing, camera
@@ -29,13 +29,12 @@ cross-correlation of ``select``'s ``xcorr``). The table gives precision, recall,
 kind of transition, frames/s end to end (each method pays for decoding: ours at ``--size``,
 :mod:`models.change`'s at 64 px, TransNetV2 at the native size, PySceneDetect its own), and
 recall per transition length.
-``--real-videos 0`` skips it; without the packages it says how to install them and is skipped.
+``--real_videos 0`` skips it; without the packages it says how to install them and is skipped.
 The defaults (3 videos, 1713 frames) keep the whole run under 5 minutes on 2 CPU cores.
 """
 
 from __future__ import annotations
 
-import argparse
 import inspect
 import tempfile
 import time
@@ -67,6 +66,7 @@ from models.xcorr import (
     normalize_frames,
     xcorr_fft,
 )
+from trainer.cli_helpers import command_parser, parse_command
 
 # models.change's selectors look at frames of 64 px at most, so the real-footage table decodes
 # their frames straight at that size (resized as they are converted from the decoder's planes,
@@ -323,7 +323,7 @@ def select_command_report(video: str, size: int, frames: int, decode_s: float, k
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(2):
-            argv = ["--video", video, "-k", str(k), "--selector", "xcorr", "--fps", "native", "--frame-size",
+            argv = ["--video", video, "-k", str(k), "--selector", "xcorr", "--fps", "native", "--frame_size",
                     str(size), "--workers", "0", "--output", tmp, "--overwrite"]  # fmt: skip
             with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
                 runs.append(select_main(argv)["totals"])
@@ -600,28 +600,28 @@ def real_footage_report(cfg: FootageConfig, size: int, tolerance: float, root: P
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = command_parser("bench", __doc__.split("\n")[0])
     parser.add_argument("--frames", type=int, default=300, help="frames per synthetic video")
     parser.add_argument("--size", type=int, default=128, help="video side and cross-correlation working size")
-    parser.add_argument("--direct-pairs", type=int, default=3, help="pairs timed with the direct formula")
+    parser.add_argument("--direct_pairs", "--direct-pairs", type=int, default=3, help="pairs timed with the direct formula")
     parser.add_argument("--k", type=int, default=8, help="frame budget for the selectors")
-    parser.add_argument("--f1-videos", type=int, default=8, help="synthetic videos for the boundary comparison")
+    parser.add_argument("--f1_videos", "--f1-videos", type=int, default=8, help="synthetic videos for the boundary comparison")
     parser.add_argument("--tolerance", type=float, default=0.5, help="boundary matching tolerance in seconds")
-    parser.add_argument("--real-videos", type=int, default=REAL_VIDEOS,
+    parser.add_argument("--real_videos", "--real-videos", type=int, default=REAL_VIDEOS,
                         help="real-footage videos for the boundary comparison (0 skips it)")  # fmt: skip
-    parser.add_argument("--real-segments", type=int, default=REAL_SEGMENTS, help="shots per real-footage video")
+    parser.add_argument("--real_segments", "--real-segments", type=int, default=REAL_SEGMENTS, help="shots per real-footage video")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads (default: torch's own choice). On a machine busy with other "
                              "jobs, 1 keeps torch's threads from waiting on each other at every small op")  # fmt: skip
-    args = parser.parse_args(argv)
+    args = parse_command(parser, argv)
     if args.f1_videos < 1:
-        parser.error(f"--f1-videos must be >= 1, got {args.f1_videos}")
+        parser.error(f"--f1_videos must be >= 1, got {args.f1_videos}")
     if args.tolerance < 0:
         parser.error(f"--tolerance must be >= 0, got {args.tolerance}")
     if args.real_videos < 0:
-        parser.error(f"--real-videos must be >= 0, got {args.real_videos}")
+        parser.error(f"--real_videos must be >= 0, got {args.real_videos}")
     if args.real_segments < 2:
-        parser.error(f"--real-segments must be >= 2, got {args.real_segments}")
+        parser.error(f"--real_segments must be >= 2, got {args.real_segments}")
     if args.threads is not None:
         if args.threads < 1:
             parser.error(f"--threads must be >= 1, got {args.threads}")

@@ -2,7 +2,7 @@
 
 ``python -m trainer bench_step [--model DIR] [--frames 32] [--k 8] [--group 8] [--rank 6] [--batch 2]``
 
-One training step of :class:`trainer.selection.SelectorTrainer` with every VLM-driven term on:
+One training step of :class:`trainer.selector_module.SelectorModule` with every VLM-driven term on:
 RL with ``--group`` rollouts per video rewarded by the caption likelihood, Frame-Voyager ranking of
 ``--rank`` candidate subsets, and the caption loss that trains LoRA, showing K of T candidate
 frames, ``--batch`` videos per batch. The checkpoint defaults to the SmolVLM2-256M stand-in
@@ -26,7 +26,6 @@ ratios are comparable on a noisy machine; absolute seconds are not.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import resource
@@ -38,11 +37,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from jsonargparse import SUPPRESS, Namespace
+
+from trainer.cli_helpers import command_parser, parse_command
 
 MODES = ("pixels-cold", "pixels-warm", "embeds-cold", "embeds-warm")
 
 
-def _one_step(args: argparse.Namespace, mode: str, workdir: Path) -> dict[str, Any]:
+def _one_step(args: Namespace, mode: str, workdir: Path) -> dict[str, Any]:
     """Builds the module and data, runs one training step, returns its figures."""
     import lightning.pytorch as pl
     from transformers.models.smolvlm import modeling_smolvlm
@@ -51,7 +53,7 @@ def _one_step(args: argparse.Namespace, mode: str, workdir: Path) -> dict[str, A
     from models.encoders import FrameEncoder
     from models.importance import FrameImportanceModel
     from models.vlm import LoraSettings, SmolVLM
-    from trainer.selection import ObjectiveSettings, SelectorTrainer
+    from trainer.selector_module import ObjectiveSettings, SelectorModule
 
     pixels = mode.startswith("pixels")
     pl.seed_everything(0, verbose=False)
@@ -62,7 +64,7 @@ def _one_step(args: argparse.Namespace, mode: str, workdir: Path) -> dict[str, A
         group_size=args.group, coverage_reward=0.0, likelihood_reward=1.0, rank_weight=1.0,
         rank_candidates=args.rank, caption_weight=1.0, train_lora=True,
     )  # fmt: skip
-    module = SelectorTrainer(
+    module = SelectorModule(
         FrameImportanceModel(feature_dim=dim, d_model=64, layers=2, heads=4), encoder, vlm=vlm,
         num_frames=args.k, eval_budgets=[args.k], objective=objective, reward_batch_size=args.group,
     )  # fmt: skip
@@ -107,7 +109,7 @@ def _one_step(args: argparse.Namespace, mode: str, workdir: Path) -> dict[str, A
     }
 
 
-def _prepare(args: argparse.Namespace, workdir: Path) -> None:
+def _prepare(args: Namespace, workdir: Path) -> None:
     from data.synthetic import SyntheticConfig, generate_dataset
 
     duration = max(args.frames / 2.0 + 1.0, 8.0)  # at 2 fps, at least T candidate frames (capped by max_frames)
@@ -118,7 +120,7 @@ def _prepare(args: argparse.Namespace, workdir: Path) -> None:
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     """Entry point; returns one row per mode."""
-    parser = argparse.ArgumentParser(prog="python -m trainer bench_step", description=__doc__.split("\n")[0])
+    parser = command_parser("bench_step", __doc__.split("\n")[0])
     parser.add_argument("--model", default=None, help="SmolVLM checkpoint folder (default: the 256M stand-in)")
     parser.add_argument("--frames", type=int, default=32, help="candidate frames T per video")
     parser.add_argument("--k", type=int, default=8, help="frames K shown to the VLM")
@@ -129,8 +131,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                         help="run in this order: a warm mode reads what the cold one before it cached")  # fmt: skip
     parser.add_argument("--output", default="outputs/bench_step.json")
     parser.add_argument("--workdir", default=None, help="videos and caches (default: a temporary folder)")
-    parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: run one mode in this process
-    args = parser.parse_args(argv)
+    parser.add_argument("--one", default=None, help=SUPPRESS)  # internal: run one mode in this process
+    args = parse_command(parser, argv)
     if args.one is not None:
         row = _one_step(args, args.one, Path(args.workdir))
         print("ROW " + json.dumps(row), flush=True)

@@ -19,7 +19,6 @@ a GPU; ``--shapes tiny`` uses the tiny model for a test that takes seconds.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -27,6 +26,10 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from jsonargparse import Namespace
+
+from trainer.cli_helpers import command_parser, parse_command
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 SHAPE_CONFIGS = {
@@ -66,7 +69,7 @@ def make_videos(root: Path, budget: int, count: int) -> Path:
     return root
 
 
-def fit_command(config: str, model: str, budget: int, args: argparse.Namespace, work: Path, name: str) -> list[str]:
+def fit_command(config: str, model: str, budget: int, args: Namespace, work: Path, name: str) -> list[str]:
     """``python -m trainer fit`` on ``config``, pointed at the stand-in, the videos and ``work``."""
     train = str(work / "videos" / "train.json")
     cmd = [sys.executable, "-m", "trainer", "fit", "--config", str(CONFIGS / config),
@@ -102,7 +105,7 @@ def run_one(cmd: list[str], report: Path, timeout: float) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     """Entry point; returns one row per run."""
-    parser = argparse.ArgumentParser(prog="python -m trainer realshape", description=__doc__.split("\n")[0])
+    parser = command_parser("realshape", __doc__.split("\n")[0])
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     parser.add_argument("--shapes", nargs="+", default=["smolvlm2-256m", "smolvlm2-500m", "smolvlm2-2.2b"],
                         choices=sorted(SHAPE_CONFIGS))  # fmt: skip
@@ -113,7 +116,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--timeout", type=float, default=240.0, help="seconds per run")
     parser.add_argument("--workdir", default="outputs/realshape")
     parser.add_argument("--output", default="outputs/realshape.json")
-    args = parser.parse_args(argv)
+    args = parse_command(parser, argv)
     if args.steps < 1 or min(args.budgets) < 1:
         parser.error("--steps and --budgets must be positive")
     if args.device == "cuda":

@@ -12,7 +12,7 @@ ActivityNet Captions train, 10,009 videos of about 2 minutes):
   this machine: it times the SmolVLM2-256M-shaped stand-in's vision tower on 512-px frames and its
   language model on one prompt of the recipes' length (rates in TFLOP/s achieved), and PyAV
   decoding of a generated 1280x720, 30 fps H.264 clip at the recipes' 1 fps / 384 px. GPU hours
-  use ``--gpu-tflops`` (achieved, not peak), which stays an assumption until
+  use ``--gpu_tflops`` (achieved, not peak), which stays an assumption until
   ``python -m trainer realshape`` has run on a GPU;
 * how many GPUs make an epoch fit in a day, and what saturates first.
 
@@ -22,7 +22,6 @@ Nothing is downloaded; ``--measure`` builds the 256M stand-in (1 GB) in a tempor
 
 from __future__ import annotations
 
-import argparse
 import math
 import tempfile
 import time
@@ -30,8 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from jsonargparse import Namespace
 
-from models.standin import SHAPES, PublishedShape
+
+from models.standin import ARCHITECTURES, PublishedShape
+from trainer.cli_helpers import command_parser, parse_command
 
 # Tokens a frame costs in the prompt besides its image tokens ("Frame from 00:07:" and markers),
 # and the rest of a prompt (system text, query, the caption being scored): measured on the
@@ -86,7 +88,7 @@ def measure_rates(standin: str | None, seconds: float = 20.0) -> Rates:
     """Times the 256M stand-in's towers and PyAV decoding on this machine (see the module docstring)."""
     from models.standin import build_standin
 
-    shape = SHAPES["smolvlm2-256m"]
+    shape = ARCHITECTURES["smolvlm2-256m"]
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     with tempfile.TemporaryDirectory() as tmp:
@@ -144,7 +146,7 @@ def _decode_speed(path: Path, seconds: float) -> float:
     return (time.perf_counter() - start) / seconds
 
 
-def plan(args: argparse.Namespace, rates: Rates | None) -> str:
+def plan(args: Namespace, rates: Rates | None) -> str:
     """The Markdown plan."""
     frames_per_video = min(args.seconds * args.fps, args.max_frames)
     frames = args.videos * frames_per_video
@@ -158,7 +160,7 @@ def plan(args: argparse.Namespace, rates: Rates | None) -> str:
     frame_bytes = args.frame_size * round(args.frame_size * 9 / 16) * 3
     out.append(f"| decoded frames, uint8 {args.frame_size}x{round(args.frame_size * 9 / 16)} (16:9) | "
                f"{frame_bytes / 1024:.0f} KiB | {frames * frame_bytes / 1e9:,.0f} GB |")  # fmt: skip
-    for name, shape in SHAPES.items():
+    for name, shape in ARCHITECTURES.items():
         feat = 2 * shape.vision["hidden_size"] * 4
         emb = shape.image_seq_len * shape.text["hidden_size"] * 2
         out.append(f"| {name}: selector features (float32, 2 x {shape.vision['hidden_size']}) | {feat / 1024:.0f} KiB | "
@@ -179,7 +181,7 @@ def plan(args: argparse.Namespace, rates: Rates | None) -> str:
         value = flop / rate / 3600
         return f"{value:,.0f}" if value >= 10 else f"{value:.2g}"
 
-    for name, shape in SHAPES.items():
+    for name, shape in ARCHITECTURES.items():
         vflops = vision_flops_per_frame(shape)
         tokens = sequence_tokens(shape, args.k)
         sflops = tokens * text_flops_per_token(shape, tokens)
@@ -206,7 +208,7 @@ def plan(args: argparse.Namespace, rates: Rates | None) -> str:
             "candidate frame, which the selector families do):", "",
             "| size | family | compute h | decode h | cache read h | epoch h (bound by) | GPUs for an epoch a day |",
             "|---|---|---|---|---|---|---|"]  # fmt: skip
-    for name, shape in SHAPES.items():
+    for name, shape in ARCHITECTURES.items():
         tokens = sequence_tokens(shape, args.k)
         sflops = tokens * text_flops_per_token(shape, tokens)
         read_h = frames * shape.image_seq_len * shape.text["hidden_size"] * 2 / (args.disk_gbs * 1e9) / 3600
@@ -221,21 +223,21 @@ def plan(args: argparse.Namespace, rates: Rates | None) -> str:
 
 def main(argv: list[str] | None = None) -> str:
     """Entry point; prints and returns the plan."""
-    parser = argparse.ArgumentParser(prog="python -m trainer scale_plan", description=__doc__.split("\n")[0])
+    parser = command_parser("scale_plan", __doc__.split("\n")[0])
     parser.add_argument("--videos", type=int, default=10_009, help="videos per epoch (ActivityNet Captions train)")
     parser.add_argument("--seconds", type=float, default=120.0, help="mean video length")
     parser.add_argument("--fps", type=float, default=1.0)
-    parser.add_argument("--max-frames", type=int, default=256)
-    parser.add_argument("--frame-size", type=int, default=384, help="decode size (longest edge)")
+    parser.add_argument("--max_frames", "--max-frames", type=int, default=256)
+    parser.add_argument("--frame_size", "--frame-size", type=int, default=384, help="decode size (longest edge)")
     parser.add_argument("--k", type=int, default=8, help="frames shown to the VLM")
-    parser.add_argument("--gpu-tflops", type=float, nargs=2, default=[50.0, 250.0],
+    parser.add_argument("--gpu_tflops", "--gpu-tflops", type=float, nargs=2, default=[50.0, 250.0],
                         help="low and high achieved GPU TFLOP/s (default: 5%% and 25%% of an H100's 989 bf16 dense "
                              "peak; an assumption until trainer.benchmarks.realshape has run on a GPU)")  # fmt: skip
-    parser.add_argument("--cores-per-gpu", type=int, default=16, help="CPU cores that decode for each GPU")
-    parser.add_argument("--disk-gbs", type=float, default=2.0, help="cache read bandwidth per GPU, GB/s (assumed)")
+    parser.add_argument("--cores_per_gpu", "--cores-per-gpu", type=int, default=16, help="CPU cores that decode for each GPU")
+    parser.add_argument("--disk_gbs", "--disk-gbs", type=float, default=2.0, help="cache read bandwidth per GPU, GB/s (assumed)")
     parser.add_argument("--measure", action="store_true", help="measure compute and decode rates on this machine")
     parser.add_argument("--standin", default=None, help="a SmolVLM2-256M stand-in folder (default: build one)")
-    args = parser.parse_args(argv)
+    args = parse_command(parser, argv)
     text = plan(args, measure_rates(args.standin) if args.measure else None)
     print(text)
     return text

@@ -1,5 +1,10 @@
 """ActivityNet-Captions dense-captioning evaluation: event localisation, caption quality and SODA_c.
 
+Why this size (about 1,000 lines): one scorer per official evaluator, each a faithful port
+(densevid_eval 2018/2019, SODA_c's dynamic program, the PTB tokenizer and METEOR bridges) that
+the conformance tests check as one unit against the evaluators' own outputs; splitting it would
+separate code whose numbers are only right together.
+
 The numbers are those of the official evaluators, written again in Python 3 and checked against
 their output on real ActivityNet annotations (``tests/test_densecap_conformance.py``):
 

@@ -10,12 +10,12 @@ It streams: a DataLoader decodes videos in worker processes while the selectors 
 on one video at a time (on the GPU when there is one), and each finished video is appended as one
 JSON line to ``rows.jsonl`` in ``--output``, so memory does not grow with the split and a killed
 run loses at most the video it was on. ``--resume`` skips the videos already there.
-``--num-shards N --shard i`` splits the split over processes or GPUs (``rows.shard<i>of<N>.jsonl``);
+``--num_shards N --shard i`` splits the split over processes or GPUs (``rows.shard<i>of<N>.jsonl``);
 the last shard to finish, or ``--merge``, builds the tables from every shard's rows:
 ``results.md``, ``results.csv``, ``results.json`` (aggregates and settings),
 ``recall_vs_budget.png``, with ``--generate`` one ActivityNet submission per selector and budget in
 ``captions/`` plus the references in ``references.json`` (both readable by
-``python -m trainer score``), and for the first ``--plot-videos`` videos a figure with each
+``python -m trainer score``), and for the first ``--plot_videos`` videos a figure with each
 selector's score curve, the annotated events shaded, the chosen frames marked and a filmstrip
 (``video_NAME.png``, ``NAME`` the video's id made safe by :func:`data.outputs.safe_names`; its
 record in ``rows.jsonl`` names the file as ``plot``). A run in which no video could be evaluated
@@ -30,16 +30,18 @@ Examples::
         --selectors uniform xcorr --budgets 4 --generate
     # one shard per GPU; the last one to finish writes the tables
     for i in 0 1 2 3; do CUDA_VISIBLE_DEVICES=$i python -m trainer evaluate --config ... \\
-        --output outputs/eval/big --num-shards 4 --shard $i & done; wait
+        --output outputs/eval/big --num_shards 4 --shard $i & done; wait
+    # fit's overrides: the same run at 1 frame per second
+    python -m trainer evaluate --config configs/smoke.yaml --data.fps 1 --selectors uniform xcorr
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import logging
 import shutil
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -62,15 +64,21 @@ from trainer.cli_helpers import (
     add_run_arguments,
     build_selector,
     check_shard,
-    module_from_config,
+    command_parser,
+    config_paths,
+    given_configs,
+    parse_command,
     protocol_options,
     read_records,
     repair_rows,
     resolve_device,
+    training_command,
+    training_overrides,
+    with_checkpoint,
 )
 from trainer.evaluation.metrics import event_recall, paired_bootstrap_ci, temporal_coverage
 from trainer.evaluation.tables import write_results
-from trainer.loading import selector_of
+from trainer.loading import read_checkpoint, selector_of
 from trainer.plots import plot_recall_vs_budget, plot_video
 from trainer.predictions import write_predictions
 
@@ -80,6 +88,11 @@ RUN_FILE = "run.json"
 # What a resumed run, or another shard, must share with the run that wrote ``run.json``.
 RUN_KEYS = ("config", "ckpt", "split", "selectors", "budgets", "seed", "generate", "vlm", "share_decoder",
             "max_videos", "overrides", "num_shards", "videos_total")  # fmt: skip
+
+
+def default_output(args: Any) -> str:
+    """``outputs/eval/<name of the last config given>``."""
+    return f"outputs/eval/{Path(config_paths(args)[-1]).stem}"
 
 
 def _chosen(selector: FrameSelector, frames: torch.Tensor, stamps: torch.Tensor, k: int):
@@ -425,22 +438,15 @@ def _start_run(output: Path, meta: dict[str, Any], path: Path, resume: bool, ove
     return done
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Entry point of ``python -m trainer evaluate``.
-
-    Returns:
-        ``output``, ``summary`` (``None`` while other shards are unfinished), and this process's
-        counts: ``evaluated`` videos, ``skipped`` bad videos, ``resumed`` (finished before it started).
-    """
-    parser = argparse.ArgumentParser(prog="python -m trainer evaluate", description=__doc__.split("\n")[0])
-    parser.add_argument("--config", help="training config: data (and model for 'learned'/VLM)")
+def add_arguments(parser: Any) -> None:
+    """``evaluate``'s own options (beside the training config's, which ``fit`` reads)."""
     parser.add_argument("--ckpt", default=None, help="checkpoint of the trained module")
     parser.add_argument("--selectors", nargs="+", default=["uniform", "random", "pixel_l1", "xcorr"])
     parser.add_argument("--budgets", nargs="+", type=int, default=[4, 8, 16])
     parser.add_argument("--split", default="test", choices=sorted(SPLIT_STAGES))
-    parser.add_argument("--max-videos", type=int, default=None, help="evaluate the split's first N videos")
+    parser.add_argument("--max_videos", "--max-videos", type=int, default=None, help="evaluate the split's first N videos")
     parser.add_argument("--output", default=None, help="folder (default outputs/eval/<config name>)")
-    parser.add_argument("--no-vlm", action="store_true", help="skip caption NLL even if the config has a VLM")
+    parser.add_argument("--no_vlm", "--no-vlm", action="store_true", help="skip caption NLL even if the config has a VLM")
     parser.add_argument("--generate", action="store_true", help="generate captions and score them (slow)")
     parser.add_argument("--ref", nargs="+", default=None, metavar="FILE",
                         help="official reference files for caption scores, e.g. val_1.json val_2.json "
@@ -450,40 +456,70 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="level of the paired bootstrap intervals against --against (paired.md; 0: none)")  # fmt: skip
     parser.add_argument("--against", default=None,
                         help="selector compared with every other, video by video (default: learned, else the first)")  # fmt: skip
-    parser.add_argument("--plot-videos", type=int, default=3, help="videos to draw score curves for")
-    parser.add_argument("--share-decoder", action="store_true",
+    parser.add_argument("--plot_videos", "--plot-videos", type=int, default=3, help="videos to draw score curves for")
+    parser.add_argument("--share_decoder", "--share-decoder", action="store_true",
                         help="score-based baselines use the learned selector's decoder (equal decoders)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="config overrides, e.g. data.fps=1")  # fmt: skip
     add_run_arguments(parser, shards=True)
     parser.add_argument("--resume", action="store_true", help="continue a killed run: skip finished videos")
     parser.add_argument("--overwrite", action="store_true", help="start over in an --output that holds a run")
     parser.add_argument("--merge", action="store_true",
-                        help="only build the tables of --output from its rows (all shards finished)")  # fmt: skip
-    args = parser.parse_args(argv)
+                        help="only build the tables of --output from its rows (all shards finished; "
+                             "then no training config is read)")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Entry point of ``python -m trainer evaluate``.
+
+    The training config and its overrides are ``fit``'s (:func:`trainer.cli_helpers.training_command`):
+    ``--config configs/smoke.yaml --data.fps 1``; ``evaluate``'s own options may sit in the same files.
+
+    Returns:
+        ``output``, ``summary`` (``None`` while other shards are unfinished), and this process's
+        counts: ``evaluated`` videos, ``skipped`` bad videos, ``resumed`` (finished before it started).
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    description = __doc__.split("\n")[0]
+    if "--merge" in argv:  # the tables of a finished run: no training config, no model
+        parser = command_parser("evaluate", description)
+        add_arguments(parser)
+        args = parse_command(parser, argv)
+        if args.output is None:
+            parser.error("--merge needs --output")
+        try:
+            check_writable(Path(args.output))
+        except OSError as err:
+            parser.error(str(err))
+        java, version, soda = protocol_options(args)
+        summary = merge(args.output, references=args.ref, java=java, version=version, soda=soda, ci=args.ci,
+                        against=args.against)  # fmt: skip
+        print((Path(args.output) / "results.md").read_text())
+        return {"summary": summary, "output": args.output, "evaluated": 0, "skipped": 0, "resumed": 0}
+
+    loaded: dict[str, Any] = {}
+
+    def check(args: Any, parser: Any) -> None:  # before any model loads
+        if not config_paths(args):
+            parser.error("--config is required (it defines the data and, for 'learned', the model)")
+        try:
+            check_writable(Path(args.output or default_output(args)))
+        except OSError as err:
+            parser.error(str(err))
+        if any(k < 1 for k in args.budgets):
+            parser.error("--budgets must be positive")
+        check_shard(parser, args)
+        if args.resume and args.overwrite:
+            parser.error("--resume and --overwrite exclude each other")
+        loaded["checkpoint"] = read_checkpoint(args.ckpt) if args.ckpt else None  # refused before the build
+
+    cli = training_command("evaluate", add_arguments, argv, check)
+    args = cli.config
+    datamodule, module = cli.datamodule, with_checkpoint(cli.model, loaded["checkpoint"])
+    parser = cli.parser
     java, version, soda = protocol_options(args)
     scoring = {"references": args.ref, "java": java, "version": version, "soda": soda, "ci": args.ci,
                "against": args.against}  # fmt: skip
-    if args.merge and args.output is None:
-        parser.error("--merge needs --output")
-    if args.config is None and not args.merge:
-        parser.error("--config is required (it defines the data and, for 'learned', the model)")
-    output = Path(args.output or f"outputs/eval/{Path(args.config).stem}")
-    try:
-        check_writable(output)  # before any model loads
-    except OSError as err:
-        parser.error(str(err))
-    if args.merge:
-        summary = merge(args.output, **scoring)
-        print((Path(args.output) / "results.md").read_text())
-        return {"summary": summary, "output": args.output, "evaluated": 0, "skipped": 0, "resumed": 0}
-    if any(k < 1 for k in args.budgets):
-        parser.error("--budgets must be positive")
-    check_shard(parser, args)
-    if args.resume and args.overwrite:
-        parser.error("--resume and --overwrite exclude each other")
-    datamodule, module = module_from_config(args.config, args.ckpt, args.set)
+    output = Path(args.output or default_output(args))
     datamodule.set_frame_budget(1)  # short videos are skipped per budget, not dropped here
     datamodule.prepare_data()
     datamodule.setup(SPLIT_STAGES[args.split])
@@ -496,7 +532,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             selector.seed = args.seed  # --seed decides the random baseline's draws too
     if args.share_decoder:
         if module is None or not hasattr(module, "inference_selector"):
-            parser.error("--share-decoder: the config's module has no trained selector whose decoder to share")
+            parser.error("--share_decoder: the config's module has no trained selector whose decoder to share")
         shared = selector_of(module).decoder
         for name, selector in selectors.items():
             if name != "learned" and hasattr(selector, "decoder"):
@@ -518,9 +554,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(f"the VLM reads pixels: {blocker}")
 
     output.mkdir(parents=True, exist_ok=True)
-    meta = {"config": args.config, "ckpt": args.ckpt, "split": args.split, "selectors": args.selectors,
+    meta = {"config": " + ".join(given_configs(argv)), "ckpt": args.ckpt, "split": args.split, "selectors": args.selectors,
             "budgets": budgets, "seed": args.seed, "generate": args.generate, "vlm": vlm is not None,
-            "share_decoder": args.share_decoder, "max_videos": args.max_videos, "overrides": args.set,
+            "share_decoder": args.share_decoder, "max_videos": args.max_videos,
+            "overrides": training_overrides(argv, add_arguments),
             "num_shards": args.num_shards, "videos_total": total}  # fmt: skip
     path = rows_path(output, args.shard, args.num_shards)
     done = _start_run(output, meta, path, args.resume, args.overwrite)

@@ -21,12 +21,13 @@ Examples::
 
 from __future__ import annotations
 
-import argparse
+from argparse import ArgumentTypeError
+
 import sys
 from pathlib import Path
 from typing import Any
 
-from trainer.cli_helpers import add_protocol_arguments, protocol_options
+from trainer.cli_helpers import add_protocol_arguments, command_parser, parse_command, protocol_options
 from trainer.evaluation.caption_metrics import (
     DEFAULT_TIOUS,
     MAX_PROPOSALS,
@@ -105,9 +106,9 @@ def _tiou(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        raise ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not 0.0 < value <= 1.0:  # NaN fails this too
-        raise argparse.ArgumentTypeError(f"a tIoU threshold is in (0, 1], got {text}")
+        raise ArgumentTypeError(f"a tIoU threshold is in (0, 1], got {text}")
     return value
 
 
@@ -115,24 +116,24 @@ def _at_least_one(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        raise ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value} (densevid_eval keeps 1000)")
+        raise ArgumentTypeError(f"must be at least 1, got {value} (densevid_eval keeps 1000)")
     return value
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     """Entry point of ``python -m trainer score``; returns the table rows."""
-    parser = argparse.ArgumentParser(prog="python -m trainer score", description=__doc__.split("\n")[0])
+    parser = command_parser("score", __doc__.split("\n")[0])
     parser.add_argument("--pred", nargs="+", required=True, help="submission JSON file(s)")
     parser.add_argument("--ref", nargs="+", required=True, help="reference file(s), e.g. val_1.json val_2.json")
     parser.add_argument("--output", default=None, help="folder for the tables (default: outputs/scores/<first pred>)")
     parser.add_argument("--tious", nargs="+", type=_tiou, default=list(DEFAULT_TIOUS),
                         help="tIoU thresholds, each in (0, 1]")  # fmt: skip
-    parser.add_argument("--max-proposals", type=_at_least_one, default=MAX_PROPOSALS,
+    parser.add_argument("--max_proposals", "--max-proposals", type=_at_least_one, default=MAX_PROPOSALS,
                         help="predictions kept per video, the first ones (at least 1)")  # fmt: skip
     add_protocol_arguments(parser)
-    args = parser.parse_args(argv)
+    args = parse_command(parser, argv)
     for path in [*args.pred, *args.ref]:
         if not Path(path).is_file():
             parser.error(f"file not found: {path}")

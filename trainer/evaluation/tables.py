@@ -12,7 +12,7 @@ from data.atomic import write_atomic
 
 APPROXIMATE_BANNER = [
     "> **APPROXIMATE CAPTION SCORES — NOT COMPARABLE TO PUBLISHED NUMBERS.**",
-    "> Java was not available (or `--no-java` was given): METEOR and SODA_c are left out and sentences were",
+    "> Java was not available (or `--no_java` was given): METEOR and SODA_c are left out and sentences were",
     "> tokenised without the PTB tokenizer, so BLEU, ROUGE-L and CIDEr move too. Install the project as",
     "> README says (it brings a Java runtime) and run again for the official scores.",
 ]

@@ -5,7 +5,7 @@ passes its LightningModule would run, storing what the run will read: decoded fr
 ``data.frame_cache``), selector features and VLM image embeddings (with ``data.feature_cache``).
 A later ``fit``, ``validate`` or ``evaluate`` of the same config then reads them instead of
 decoding and encoding. DataLoader workers decode while the main process encodes on the GPU
-(when there is one); ``--num-shards N --shard i`` spreads the videos over processes or GPUs (the
+(when there is one); ``--num_shards N --shard i`` spreads the videos over processes or GPUs (the
 caches take concurrent writers), and a rerun skips what is cached. A ``data.cache_dir`` that is a
 file or cannot be written is refused (exit status 2) before any video is decoded; a video whose
 entries could not be stored (the caches log why and carry on, as in training: a full disk) is
@@ -15,12 +15,11 @@ Examples::
 
     python -m trainer cache --config configs/recipes/smolvlm2_256m_activitynet_rl_likelihood.yaml
     for i in 0 1 2 3; do CUDA_VISIBLE_DEVICES=$i python -m trainer cache --config CONFIG \\
-        --num-shards 4 --shard $i & done; wait
+        --num_shards 4 --shard $i & done; wait
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 from typing import Any
 
@@ -30,7 +29,7 @@ from tqdm.auto import tqdm
 from data.datamodule import SPLIT_STAGES, VideoItems, as_is, collate_videos, skip_report
 from data.features import human_bytes
 from data.outputs import check_writable
-from trainer.cli_helpers import add_run_arguments, check_shard, module_from_config, resolve_device
+from trainer.cli_helpers import add_run_arguments, check_shard, resolve_device, training_command
 
 
 def fill(
@@ -94,16 +93,19 @@ def fill(
             "seconds": time.perf_counter() - start, "stats": stats}  # fmt: skip
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Entry point of ``python -m trainer cache``; returns :func:`fill`'s report."""
-    parser = argparse.ArgumentParser(prog="python -m trainer cache", description=__doc__.split("\n")[0])
-    parser.add_argument("--config", required=True, help="the training config whose caches to fill")
+def add_arguments(parser: Any) -> None:
+    """``cache``'s own options (beside the training config's, which ``fit`` reads)."""
     parser.add_argument("--splits", nargs="+", default=["train", "val", "test"], choices=sorted(SPLIT_STAGES))
     add_run_arguments(parser, shards=True)
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, e.g. data.fps=1")
-    args = parser.parse_args(argv)
-    check_shard(parser, args)
-    datamodule, module = module_from_config(args.config, None, args.set)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Entry point of ``python -m trainer cache``; returns :func:`fill`'s report.
+
+    The training config and its overrides are ``fit``'s (:func:`trainer.cli_helpers.training_command`).
+    """
+    cli = training_command("cache", add_arguments, argv, lambda args, parser: check_shard(parser, args))
+    args, datamodule, module, parser = cli.config, cli.datamodule, cli.model.eval(), cli.parser
     try:
         check_writable(datamodule.cache_dir)  # before any video is decoded or encoded
     except OSError as err:

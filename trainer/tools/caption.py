@@ -10,7 +10,7 @@
 (``python -m trainer export``) or a Hub id of one; :func:`trainer.loading.load_trained` gives its
 frame selector and :func:`trainer.loading.load_vlm` its SmolVLM, under the one trust rule (no
 remote code, no unpickling). Each video is decoded as for ``python -m trainer select`` (same
-``--fps``, ``--frame-size``, worker processes, skipping of bad files), the selector picks ``-k``
+``--fps``, ``--frame_size``, worker processes, skipping of bad files), the selector picks ``-k``
 frames (default: the budget the result was trained with), and the VLM, on the GPU when there is
 one, writes one event per line, ``MM:SS-MM:SS caption``, shown the frames with their true times.
 ``--output`` then holds::
@@ -35,7 +35,6 @@ too. A run in which no video could be captioned exits with status 1 and the firs
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import logging
@@ -48,7 +47,8 @@ import torch
 
 from data.atomic import write_atomic
 from models.prompting import parse_dense_caption
-from trainer.cli_helpers import resolve_device
+from trainer.cli_helpers import command_parser, parse_command, resolve_device
+from jsonargparse import ArgumentParser
 from trainer.loading import LoadError, frame_budget, load_trained, load_vlm
 from trainer.predictions import write_predictions
 from trainer.tools.video_files import (
@@ -149,10 +149,9 @@ def _written_at_exit(predictions: list[dict[str, Any]], path: Path, details: str
         write_predictions(predictions, path, details)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m trainer caption",
-        description="Dense captions of your videos from a trained captioner: the selector picks K frames, "
+def build_parser() -> ArgumentParser:
+    parser = command_parser("caption",
+        "Dense captions of your videos from a trained captioner: the selector picks K frames, "
         "SmolVLM captions them; ActivityNet JSON, SRT and WebVTT files.",
     )
     add_input_arguments(parser)
@@ -160,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a trained captioner: export folder, Hub id ORG/NAME or Lightning checkpoint")  # fmt: skip
     parser.add_argument("-k", "--k", type=int, default=None,
                         help="frames shown to the VLM per video (default: the budget it trained with)")  # fmt: skip
-    parser.add_argument("--max-new-tokens", type=int, default=None,
+    parser.add_argument("--max_new_tokens", "--max-new-tokens", type=int, default=None,
                         help="generation length (default: the recorded vlm.max_new_tokens)")  # fmt: skip
     return parser
 
@@ -172,10 +171,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ``output``, ``captioned`` (videos), ``skipped`` (``[(path, reason)]``) and ``totals``.
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_command(parser, argv)
     paths = check_input_arguments(parser, args)
     if args.max_new_tokens is not None and args.max_new_tokens < 1:
-        parser.error(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
+        parser.error(f"--max_new_tokens must be >= 1, got {args.max_new_tokens}")
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:

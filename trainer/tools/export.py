@@ -1,10 +1,14 @@
 """``python -m trainer export``: a trained checkpoint as a Hugging Face Hub model folder, optionally pushed.
 
+Why this size (about 850 lines): the export writes one folder for three readers (transformers,
+peft and our loader) plus a model card and the Hub push, and each file has its checks (no local
+path, no code, tokens); they change together with the folder's format.
+
 ::
 
     python -m trainer export --ckpt checkpoints/smoke/last.ckpt --output exports/smoke
-    python -m trainer export --ckpt checkpoints/smoke/last.ckpt --output exports/smoke-lora --adapter-only
-    python -m trainer export --ckpt ... --output exports/NAME --push-to-hub ORG/NAME [--private]
+    python -m trainer export --ckpt checkpoints/smoke/last.ckpt --output exports/smoke-lora --adapter_only
+    python -m trainer export --ckpt ... --output exports/NAME --push_to_hub ORG/NAME [--private]
 
 The LightningModule is rebuilt from the checkpoint's hyperparameters (``_class_path`` + init
 args, as Lightning's CLI does) and its trainable-only state dict is loaded on top of the frozen
@@ -16,7 +20,7 @@ base, which is reloaded from ``model_name_or_path``. The export folder then hold
     config.json, generation_config.json, model.safetensors
                                    the SmolVLM with the LoRA adapter merged in (default), or
     adapter_config.json, adapter_model.safetensors
-                                   the adapter alone (--adapter-only); base model in adapter_config
+                                   the adapter alone (--adapter_only); base model in adapter_config
     processor_config.json, tokenizer.json, tokenizer_config.json, chat_template.jinja, ...
                                    the processor (the model's tokenizer + image/video processors)
     selector/config.json, selector/model.safetensors
@@ -27,33 +31,32 @@ base, which is reloaded from ``model_name_or_path``. The export folder then hold
                                    (:func:`trainer.loading.load_selector` rebuilds a ready selector from it)
     training.json                  the checkpoint's hyperparameters, step and epoch
 
-A checkpoint without a VLM (``SelectorTrainer`` with ``vlm: null``) exports the selector, card and
+A checkpoint without a VLM (``SelectorModule`` with ``vlm: null``) exports the selector, card and
 ``training.json`` only.
 
 The folder is built next to ``--output`` in a hidden temporary folder and renamed into place when
 complete, so a failed export leaves nothing behind (and an existing folder replaced with
 ``--overwrite`` stays intact until the new one is ready). Nothing token-like is ever written: the
 finished folder is scanned for the Hub token of the environment / login and for ``hf_...``
-strings before it is moved into place. ``--push-to-hub`` uploads with ``HfApi`` using that same
+strings before it is moved into place. ``--push_to_hub`` uploads with ``HfApi`` using that same
 ambient token (``HF_TOKEN`` or ``huggingface-cli login``).
 
 **Local paths.** The card and ``training.json`` name no absolute local path: a local model folder,
 the checkpoint and the export folder appear by their path relative to the working directory when
 they are under it, else a folder by its name and a file by its folder and name (``smoke/last.ckpt``;
 the card says a local base model is not on the Hub), and
-the usage snippets load the Hub repo (``--push-to-hub``) or that relative folder. The files the
+the usage snippets load the Hub repo (``--push_to_hub``) or that relative folder. The files the
 loaders read (``adapter_config.json``'s ``base_model_name_or_path``, ``selector/config.json``,
 ``selector/frame_selection.json``) keep a local model's folder as it was recorded, since nothing
-else rebuilds the export on this machine; ``--base-model ORG/NAME`` says that folder is a copy of
-a Hub model, and the id then replaces it in every file. Pushing (``--push-to-hub`` or
+else rebuilds the export on this machine; ``--base_model ORG/NAME`` says that folder is a copy of
+a Hub model, and the id then replaces it in every file. Pushing (``--push_to_hub`` or
 :func:`push_folder`) refuses a folder whose text files still hold an absolute local path (under
 the home, working or temporary directory, ``~/``, or any existing absolute path of two or more
-parts), naming the file and the path; ``--push-to-hub`` checks before the folder is written.
+parts), naming the file and the path; ``--push_to_hub`` checks before the folder is written.
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
 import inspect
@@ -70,11 +73,13 @@ from typing import Any
 import torch
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from jsonargparse import ArgumentParser
 
 from data.atomic import write_atomic
 from data.features import human_bytes
 from data.outputs import check_writable
 from models.selectors import FrameSelector
+from trainer.cli_helpers import command_parser, parse_command
 from trainer.loading import (
     HUB_ID,
     SELECTION_FILE,
@@ -211,7 +216,7 @@ def _save_vlm(vlm: Any, folder: Path, adapter_only: bool, base_model: str) -> No
 def _recorded_parts(hparams: dict[str, Any]) -> dict[str, Any]:
     """The recorded specs of the inference selector and its parts (``selector``, ``model``, ``encoder``, ``decoder``).
 
-    A captioner records its selector's spec; a selector trainer records the parts its inference
+    A captioner records its selector's spec; a selector module records the parts its inference
     selector is made of (``policy``, ``encoder``, ``decoder``).
     """
     spec = hparams.get("selector")
@@ -572,7 +577,7 @@ def check_no_local_paths(folder: Path) -> None:
             if paths:
                 raise ExportError(
                     f"{rel} holds the local path {paths[0]!r}; refusing to push it (a local folder cannot be "
-                    "loaded from the Hub): pass --base-model ORG/NAME when the model was a local copy of a Hub model"
+                    "loaded from the Hub): pass --base_model ORG/NAME when the model was a local copy of a Hub model"
                 )
 
 
@@ -586,7 +591,7 @@ def _check_output(output: Path, overwrite: bool) -> None:
 
 def _check_repo_id(repo_id: str | None) -> None:
     if repo_id is not None and not HUB_ID.match(repo_id):
-        raise ExportError(f"--push-to-hub takes ORG/NAME, got {repo_id!r}")
+        raise ExportError(f"--push_to_hub takes ORG/NAME, got {repo_id!r}")
 
 
 def _normalise_permissions(folder: Path) -> None:
@@ -612,7 +617,7 @@ def export_module(
     source: dict[str, Any] | None = None,
     license: str | None = LICENSE,
 ) -> Path:
-    """Writes ``module`` (a ``DenseCaptioner`` or ``SelectorTrainer``) as a Hub folder at ``output``.
+    """Writes ``module`` (a ``DenseCaptioner`` or ``SelectorModule``) as a Hub folder at ``output``.
 
     The module itself is not changed: the LoRA adapter is merged on a copy.
 
@@ -649,7 +654,7 @@ def export_module(
         raise ExportError(f"{err}: nothing to export") from err
     vlm = _find_vlm(module)
     if adapter_only and (vlm is None or not vlm.lora_settings.enabled):
-        raise ExportError("--adapter-only: this checkpoint has no trained LoRA adapter (vlm.lora.enabled / train_lora)")
+        raise ExportError("--adapter_only: this checkpoint has no trained LoRA adapter (vlm.lora.enabled / train_lora)")
     evaluation_text, results = None, None
     if evaluation is not None:
         evaluation = Path(evaluation)
@@ -663,7 +668,7 @@ def export_module(
     else:
         trained_on = getattr(getattr(module, "encoder", None), "model_name_or_path", None)
     base = base_model or trained_on or "unknown"
-    # The local folder --base-model names the Hub copy of: the id stands for it in every file.
+    # The local folder --base_model names the Hub copy of: the id stands for it in every file.
     copied = _local_path(trained_on) if base_model else None
 
     def is_copy(path: Path) -> bool:
@@ -709,7 +714,7 @@ def export_module(
     if not is_hub_id(base):
         log.warning(
             "base model %r is not a Hub id: the card's base_model metadata is left out "
-            "(pass --base-model ORG/NAME when training used a local copy of a Hub model)",
+            "(pass --base_model ORG/NAME when training used a local copy of a Hub model)",
             base,
         )
 
@@ -781,24 +786,22 @@ def push_folder(folder: str | Path, repo_id: str, private: bool = False) -> str:
 
 
 # --------------------------------------------------------------------------------------- CLI
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m trainer export",
-        description="Export a trained checkpoint as a Hugging Face Hub model folder (merged SmolVLM or LoRA "
+def build_parser() -> ArgumentParser:
+    parser = command_parser("export",
+        "Export a trained checkpoint as a Hugging Face Hub model folder (merged SmolVLM or LoRA "
         "adapter, processor, frame selector, model card), optionally pushing it to the Hub.",
     )
     parser.add_argument("--ckpt", required=True, help="checkpoint written by `python -m trainer fit` (e.g. last.ckpt)")
     parser.add_argument("--output", required=True, help="folder to create, e.g. exports/NAME")
-    parser.add_argument("--adapter-only", action="store_true", help="save the LoRA adapter instead of the merged model")
+    parser.add_argument("--adapter_only", "--adapter-only", action="store_true", help="save the LoRA adapter instead of the merged model")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output folder")
-    parser.add_argument("--push-to-hub", metavar="ORG/NAME", help="create this Hub repo (if needed) and upload")
-    parser.add_argument("--private", action="store_true", help="with --push-to-hub: create the repo private")
+    parser.add_argument("--push_to_hub", "--push-to-hub", metavar="ORG/NAME", help="create this Hub repo (if needed) and upload")
+    parser.add_argument("--private", action="store_true", help="with --push_to_hub: create the repo private")
     parser.add_argument(
         "--evaluation", metavar="FILE", help=f"markdown evaluation table for the card (default: {EVALUATION_FILE} "
         "beside the checkpoint, if there is one)"
     )  # fmt: skip
-    parser.add_argument(
-        "--base-model", metavar="ID", help="base model id to record (default: the VLM's model_name_or_path)"
+    parser.add_argument("--base_model", "--base-model", metavar="ID", help="base model id to record (default: the VLM's model_name_or_path)"
     )
     parser.add_argument("--dataset", action="append", metavar="ID", help="Hub dataset id trained on (repeatable)")
     parser.add_argument(
@@ -811,9 +814,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> Path:
     """``python -m trainer export --ckpt PATH --output exports/NAME [...]``."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_command(parser, argv)
     if args.private and not args.push_to_hub:
-        parser.error("--private needs --push-to-hub")
+        parser.error("--private needs --push_to_hub")
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     if log.getEffectiveLevel() > logging.INFO:

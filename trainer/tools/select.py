@@ -12,7 +12,7 @@ selector class path of this project, or ``learned``: the selector of ``--from``,
 folder (``python -m trainer export``) or a Hub id of one (read by :func:`trainer.loading.load_trained`
 under its one trust rule). With ``--from`` the default is ``learned``, without it ``xcorr``.
 
-Videos are decoded at ``--fps`` candidate frames per second with ``--frame-size`` pixels on the
+Videos are decoded at ``--fps`` candidate frames per second with ``--frame_size`` pixels on the
 longest edge (``data.fps`` / ``data.frame_size`` of the configs, with their defaults; each frame
 keeps its true presentation time), in ``--workers`` DataLoader processes while the main process
 runs the selector. ``--output`` then holds::
@@ -25,7 +25,7 @@ runs the selector. ``--output`` then holds::
                             decoder, source) and the decode settings
     NAME/frame_RR_TTTT.TTTs.jpg
                             each chosen frame (rank RR, at T seconds): as decoded for the selector
-                            (``--frame-size``), or with ``--jpeg-size native`` (or N pixels on the
+                            (``--frame_size``), or with ``--jpeg_size native`` (or N pixels on the
                             longest edge) decoded again from the file, only those K frames
                             converted, at the same times
     NAME/selection.png      the score curve over time, the chosen frames marked, and a filmstrip
@@ -40,14 +40,15 @@ disk before the next video starts, so a crash or a later bad file never costs wh
 written; ``--resume`` continues such a run (the same settings), skipping every video with a
 line in ``summary.jsonl`` and removing what a killed write left. Unreadable files, files with no
 frames and videos with fewer than K candidate frames are skipped and listed with the reason;
-``--fail-fast`` stops at the first one instead. A run in which no video could be used exits
+``--fail_fast`` stops at the first one instead. A run in which no video could be used exits
 with status 1 and the first reasons; an ``--output`` that is a file or cannot be written is
 refused (status 2) before any model loads.
 """
 
 from __future__ import annotations
 
-import argparse
+from argparse import ArgumentTypeError
+
 import json
 import logging
 import sys
@@ -62,7 +63,8 @@ from data.decode import decode_video
 from models.baselines import BASELINES
 from models.decoders import check_budget
 from models.selectors import FrameSelector
-from trainer.cli_helpers import build_selector, resolve_device
+from trainer.cli_helpers import build_selector, command_parser, parse_command, resolve_device
+from jsonargparse import ArgumentParser
 from trainer.loading import LoadError, TrainedSelector, load_trained
 from trainer.plots import plot_selection
 from trainer.tools.video_files import (
@@ -202,10 +204,9 @@ def redecoded_frames(path: Path, idx: torch.Tensor, times: torch.Tensor, decode:
 
 
 # --------------------------------------------------------------------------------------- CLI
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m trainer select",
-        description="Pick the K frames of your videos that a selector finds most worth showing: "
+def build_parser() -> ArgumentParser:
+    parser = command_parser("select",
+        "Pick the K frames of your videos that a selector finds most worth showing: "
         "frames.json, the frames as JPEG and a score plot per video, and a summary of the run.",
     )
     add_input_arguments(parser)
@@ -215,9 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "default: learned with --from, else xcorr")  # fmt: skip
     parser.add_argument("--from", dest="source", metavar="CKPT_OR_EXPORT_OR_HUB_ID",
                         help="a trained result: Lightning checkpoint, export folder or Hub id ORG/NAME")  # fmt: skip
-    parser.add_argument("--no-plot", action="store_true", help="leave out selection.png (matplotlib is the slowest part)")
-    parser.add_argument("--jpeg-size", default="decoded", type=_jpeg_size,
-                        help="the JPEGs' longest edge: decoded (default: as the selector saw them, --frame-size), "
+    parser.add_argument("--no_plot", "--no-plot", action="store_true", help="leave out selection.png (matplotlib is the slowest part)")
+    parser.add_argument("--jpeg_size", "--jpeg-size", default="decoded", type=_jpeg_size,
+                        help="the JPEGs' longest edge: decoded (default: as the selector saw them, --frame_size), "
                              "native, or N pixels; other than decoded, the K chosen frames are decoded again from "
                              "the file (a second decoding pass up to the last chosen frame, timed as writing)")  # fmt: skip
     return parser
@@ -231,7 +232,7 @@ def _jpeg_size(text: str) -> str | int:
     except ValueError:
         value = 0
     if value < 2:
-        raise argparse.ArgumentTypeError(f"--jpeg-size must be decoded, native or a pixel count >= 2, got {text}")
+        raise ArgumentTypeError(f"--jpeg_size must be decoded, native or a pixel count >= 2, got {text}")
     return value
 
 
@@ -243,7 +244,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         (frames and seconds per stage, frames/s).
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_command(parser, argv)
     paths = check_input_arguments(parser, args)
     name = args.selector or ("learned" if args.source else "xcorr")
     if not logging.getLogger().handlers:

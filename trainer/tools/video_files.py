@@ -3,13 +3,14 @@
 The files (``--video``, ``--folder``), their decoding in DataLoader workers ahead of use, one safe
 and unique output name per video (:func:`output_names`), the output folder's ``run.json`` and
 ``summary.jsonl`` (written through, so ``--resume`` continues a killed run and ``--overwrite``
-starts it over), skipping or ``--fail-fast`` on a video that cannot be used, and the options of
+starts it over), skipping or ``--fail_fast`` on a video that cannot be used, and the options of
 both commands. The docstring of :mod:`trainer.tools.select` describes what a run writes.
 """
 
 from __future__ import annotations
 
-import argparse
+from argparse import ArgumentTypeError
+
 import contextlib
 import inspect
 import json
@@ -28,6 +29,8 @@ from data.datamodule import BAD_VIDEO_ERRORS, DenseCaptionDataModule, as_is
 from data.decode import decode_video
 from data.outputs import check_writable, safe_names
 from models.selectors import FrameSelector
+from jsonargparse import ArgumentParser, Namespace
+
 from trainer.cli_helpers import RowsWriter, add_run_arguments, read_records, repair_rows
 from trainer.loading import TrainedSelector, spec_of
 
@@ -44,7 +47,7 @@ DEFAULT_FRAME_SIZE = int(_DATA_DEFAULTS["frame_size"].default)
 
 
 class FailFast(RuntimeError):
-    """``--fail-fast``: a video could not be used, and the run stops there."""
+    """``--fail_fast``: a video could not be used, and the run stops there."""
 
 
 # --------------------------------------------------------------------------------------- inputs
@@ -236,7 +239,7 @@ class VideoRun:
         skipped: ``(path, reason)`` of the videos this process skipped.
     """
 
-    def __init__(self, parser: argparse.ArgumentParser, output: Path, paths: list[Path],
+    def __init__(self, parser: ArgumentParser, output: Path, paths: list[Path],
                  finished: dict[str, dict[str, Any]], reserved: Sequence[str], decode: dict[str, Any], k: int,
                  workers: int, fail_fast: bool) -> None:  # fmt: skip
         self.parser, self.output, self.finished = parser, output, finished
@@ -283,12 +286,12 @@ class VideoRun:
 
     @contextlib.contextmanager
     def running(self) -> Iterator[VideoRun]:
-        """Closes the summary whatever happens; turns ``--fail-fast``'s stop into the command's error exit."""
+        """Closes the summary whatever happens; turns ``--fail_fast``'s stop into the command's error exit."""
         try:
             yield self
         except FailFast as err:
             report_skipped(self.skipped)
-            self.parser.exit(1, f"{self.parser.prog}: error: --fail-fast: {err} "
+            self.parser.exit(1, f"{self.parser.prog}: error: --fail_fast: {err} "
                                 f"(the videos before it are written in {self.output})\n")  # fmt: skip
         finally:
             self.writer.close()
@@ -299,7 +302,7 @@ def rate(frames: int, seconds: float) -> float | None:
 
 
 # --------------------------------------------------------------------------------------- CLI
-def add_input_arguments(parser: argparse.ArgumentParser) -> None:
+def add_input_arguments(parser: ArgumentParser) -> None:
     """The video, decoding and run arguments ``select`` and ``caption`` share."""
     parser.add_argument("--video", nargs="+", default=[], metavar="FILE", help="video files")
     parser.add_argument("--folder", help="a folder of videos (" + " ".join(VIDEO_SUFFIXES) + ")")
@@ -308,12 +311,12 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fps", default=DEFAULT_FPS, type=_fps,
                         help=f"candidate frames per second, or 'native' for every frame (default {DEFAULT_FPS:g}, "
                              "data.fps of the configs; use the value the selector trained with)")  # fmt: skip
-    parser.add_argument("--frame-size", default=DEFAULT_FRAME_SIZE, type=int,
+    parser.add_argument("--frame_size", "--frame-size", default=DEFAULT_FRAME_SIZE, type=int,
                         help=f"longest edge of decoded frames in pixels (default {DEFAULT_FRAME_SIZE}, data.frame_size; "
                              "the smolvlm2_* configs use 384)")  # fmt: skip
-    parser.add_argument("--max-frames", type=int, default=None, help="cap on candidate frames per video (default: all)")
+    parser.add_argument("--max_frames", "--max-frames", type=int, default=None, help="cap on candidate frames per video (default: all)")
     add_run_arguments(parser, workers=default_workers())
-    parser.add_argument("--fail-fast", action="store_true", help="stop at the first unreadable video instead of skipping it")
+    parser.add_argument("--fail_fast", "--fail-fast", action="store_true", help="stop at the first unreadable video instead of skipping it")
     parser.add_argument("--resume", action="store_true",
                         help="continue a run in --output: skip the videos it finished or skipped (same settings)")  # fmt: skip
     parser.add_argument("--overwrite", action="store_true", help="start over in an --output that holds a run")
@@ -324,16 +327,16 @@ def _fps(text: str) -> float | None:
         return None
     value = float(text)
     if value <= 0:
-        raise argparse.ArgumentTypeError(f"--fps must be positive or 'native', got {text}")
+        raise ArgumentTypeError(f"--fps must be positive or 'native', got {text}")
     return value
 
 
-def check_input_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[Path]:
+def check_input_arguments(parser: ArgumentParser, args: Namespace) -> list[Path]:
     """Validates the shared arguments; returns the videos to run on."""
     if args.frame_size is not None and args.frame_size < 2:
-        parser.error(f"--frame-size must be >= 2, got {args.frame_size}")
+        parser.error(f"--frame_size must be >= 2, got {args.frame_size}")
     if args.max_frames is not None and args.max_frames < 1:
-        parser.error(f"--max-frames must be >= 1, got {args.max_frames}")
+        parser.error(f"--max_frames must be >= 1, got {args.max_frames}")
     if args.workers < 0:
         parser.error(f"--workers must be >= 0, got {args.workers}")
     if getattr(args, "k", None) is not None and args.k < 1:

@@ -6,7 +6,7 @@ and VLM forward passes. The objectives themselves (RL, ranking, teacher distilla
 loss) are units in :mod:`trainer.objectives`; this module computes the logits once per batch,
 adds up the terms that are on and steps the optimizers. The fixed selectors validation compares
 against are logged by :class:`trainer.callbacks.ValidationBaselines`, which
-:meth:`SelectorTrainer.configure_callbacks` adds.
+:meth:`SelectorModule.configure_callbacks` adds.
 
 ``train_selector`` / ``train_lora`` freeze either side; ``alternate_every`` > 0 trains one side
 at a time, switching every that many steps (the notes' "train separately" schedule);
@@ -14,7 +14,7 @@ at a time, switching every that many steps (the notes' "train separately" schedu
 
 Schedules (``temperature_steps``, ``teacher_anneal_steps``, ``alternate_every``, ``lora_start``),
 Lightning's ``global_step`` and so ``trainer.max_steps`` all count training batches, whichever
-sides train: :meth:`SelectorTrainer.step_optimizers` counts one step per batch however many
+sides train: :meth:`SelectorModule.step_optimizers` counts one step per batch however many
 optimizers step on it.
 """
 
@@ -59,7 +59,7 @@ log = logging.getLogger(__name__)
 BATCHES_KEY = "selector_trainer_batches_done"
 
 
-class SelectorTrainer(pl.LightningModule):
+class SelectorModule(pl.LightningModule):
     """Trains :class:`FrameImportanceModel` (and optionally the VLM's LoRA) on cached frame features.
 
     Args:
