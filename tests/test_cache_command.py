@@ -65,3 +65,60 @@ def test_writes_that_fail_are_counted_and_exit_1_naming_the_videos(tmp_path, syn
     assert report["stored"] == report["videos"] == len(videos) and not report["unstored"]
     assert report["encoded"] == 1  # the first video's entries were already on disk
     assert all(stats["entries"] == len(videos) for stats in report["stats"].values())
+
+
+def test_launcher_shards_come_from_the_environment_and_explicit_ones_win():
+    from jsonargparse import Namespace
+
+    from trainer.cli_helpers import check_shard, launcher_shard
+
+    assert launcher_shard({}) is None
+    assert launcher_shard({"RANK": "3", "WORLD_SIZE": "8", "LOCAL_RANK": "3"}) == (3, 8, "torchrun")
+    assert launcher_shard({"SLURM_PROCID": "5", "SLURM_NTASKS": "64"}) == (5, 64, "SLURM")
+    with pytest.raises(ValueError, match="RANK=2 is not in"):
+        launcher_shard({"RANK": "2", "WORLD_SIZE": "2"})
+
+    class Parser:
+        def error(self, message):
+            raise SystemExit(message)
+
+    env = {"RANK": "1", "WORLD_SIZE": "2"}
+    with pytest.MonkeyPatch.context() as m:
+        for key, value in env.items():
+            m.setenv(key, value)
+        args = Namespace(num_shards=None, shard=None)
+        check_shard(Parser(), args)
+        assert (args.shard, args.num_shards) == (1, 2)
+        args = Namespace(num_shards=4, shard=3)  # written on the command line: it wins
+        check_shard(Parser(), args)
+        assert (args.shard, args.num_shards) == (3, 4)
+        with pytest.raises(SystemExit, match="--shard needs --num_shards"):
+            check_shard(Parser(), Namespace(num_shards=None, shard=1))
+    args = Namespace(num_shards=None, shard=None)
+    check_shard(Parser(), args)
+    assert (args.shard, args.num_shards) == (0, 1)
+
+
+def test_torchrun_with_two_processes_encodes_every_video_exactly_once(tmp_path, synthetic, tiny_model_dir):
+    import os
+    import re
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+
+    cache_dir = tmp_path / "cache"
+    args = cache_args(synthetic, tiny_model_dir, cache_dir)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0",
+               "-m", "trainer", "cache", *args]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = re.findall(r"shard (\d) of 2: (\d+) videos in \d+ s; encoded now: (\d+)", done.stdout)
+    assert sorted(shard for shard, _, _ in lines) == ["0", "1"], done.stdout[-2000:]
+    videos = _videos(synthetic)
+    assert sum(int(n) for _, n, _ in lines) == len(videos)  # the shards split the videos
+    assert sum(int(e) for _, _, e in lines) == len(videos)  # and each was encoded by one process only
+    assert len(list(cache_dir.rglob("dataset_info.json"))) == 3 * len(videos)  # frames, features, embeddings
+    again = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and sum(int(e) for *_, e in re.findall(r"encoded now: (\d+)", again.stdout)) == 0

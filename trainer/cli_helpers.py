@@ -189,9 +189,39 @@ def config_paths(config: Namespace) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------- options
-def resolve_device(name: str) -> torch.device:
-    """``auto``: the GPU when there is one, else the CPU; anything else as torch reads it."""
-    return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
+#: What launchers set in each process: (rank, world size, local rank) variables, and the launcher's name.
+#: torchrun (and Lightning's DDP processes) set RANK/WORLD_SIZE/LOCAL_RANK; SLURM's srun its own.
+LAUNCHERS = (("RANK", "WORLD_SIZE", "LOCAL_RANK", "torchrun"), ("SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", "SLURM"))
+
+
+def launcher_shard(environ: dict[str, str] | None = None) -> tuple[int, int, str] | None:
+    """``(shard, num_shards, launcher)`` of a process started by torchrun or SLURM, else ``None``.
+
+    Each process of a launch is one shard: its rank among the world size. A launch of one
+    process (an interactive SLURM allocation, say) counts too, as one shard of one.
+    """
+    environ = os.environ if environ is None else environ
+    for rank, world, _, name in LAUNCHERS:
+        if rank in environ and world in environ:
+            shard, shards = int(environ[rank]), int(environ[world])
+            if not 0 <= shard < shards:
+                raise ValueError(f"{name}: {rank}={shard} is not in [0, {world}={shards})")
+            return shard, shards, name
+    return None
+
+
+def resolve_device(name: str, environ: dict[str, str] | None = None) -> torch.device:
+    """``auto``: the GPU when there is one (under a launcher, the process's local rank's GPU), else
+    the CPU; anything else as torch reads it."""
+    if name != "auto":
+        return torch.device(name)
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    environ = os.environ if environ is None else environ
+    for rank, world, local, _ in LAUNCHERS:
+        if rank in environ and world in environ and local in environ:
+            return torch.device(f"cuda:{int(environ[local]) % torch.cuda.device_count()}")  # one GPU each
+    return torch.device("cuda")
 
 
 def add_run_arguments(parser: Any, workers: int | None = None, shards: bool = False) -> None:
@@ -207,12 +237,29 @@ def add_run_arguments(parser: Any, workers: int | None = None, shards: bool = Fa
     parser.add_argument("--device", default="auto",
                         help="where the models run: auto (the GPU if there is one), cpu, cuda, cuda:1")  # fmt: skip
     if shards:
-        parser.add_argument("--num_shards", "--num-shards", type=int, default=1, help="split the videos over this many processes")
-        parser.add_argument("--shard", type=int, default=0, help="which shard this process runs (0-based)")
+        parser.add_argument("--num_shards", "--num-shards", type=int, default=None,
+                            help="split the videos over this many processes (default: the launch's world size "
+                                 "under torchrun or SLURM, else 1)")  # fmt: skip
+        parser.add_argument("--shard", type=int, default=None,
+                            help="which shard this process runs, 0-based (default: its rank under torchrun or "
+                                 "SLURM, else 0)")  # fmt: skip
 
 
 def check_shard(parser: Any, args: Namespace) -> None:
-    """Refuses a ``--shard`` outside ``[0, --num_shards)``."""
+    """Fills ``--num_shards``/``--shard`` left out from the launcher (:func:`launcher_shard`; else
+    one shard), and refuses a ``--shard`` outside ``[0, --num_shards)``."""
+    try:
+        launched = launcher_shard()
+    except ValueError as err:
+        parser.error(str(err))
+    if args.num_shards is None and args.shard is None and launched is not None:
+        args.shard, args.num_shards, _ = launched
+    elif args.num_shards is None and args.shard is not None:
+        parser.error("--shard needs --num_shards")
+    args.num_shards = 1 if args.num_shards is None else args.num_shards
+    args.shard = 0 if args.shard is None else args.shard
+    if args.num_shards < 1:
+        parser.error(f"--num_shards must be >= 1, got {args.num_shards}")
     if not 0 <= args.shard < args.num_shards:
         parser.error(f"--shard must be in [0, --num_shards={args.num_shards}), got {args.shard}")
 

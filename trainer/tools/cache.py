@@ -6,7 +6,12 @@ passes its LightningModule would run, storing what the run will read: decoded fr
 A later ``fit``, ``validate`` or ``evaluate`` of the same config then reads them instead of
 decoding and encoding. DataLoader workers decode while the main process encodes on the GPU
 (when there is one); ``--num_shards N --shard i`` spreads the videos over processes or GPUs (the
-caches take concurrent writers), and a rerun skips what is cached. A ``data.cache_dir`` that is a
+caches take concurrent writers), and a rerun skips what is cached. Under a launcher the shard
+comes from the environment: each process of ``torchrun --nproc_per_node G`` (``RANK``/
+``WORLD_SIZE``, on any number of nodes) or of SLURM's ``srun`` (``SLURM_PROCID``/
+``SLURM_NTASKS``) takes its own videos and, with ``--device auto``, its local rank's GPU; the
+shards are disjoint, so no two processes encode one video, and every entry is published
+atomically into the shared ``data.cache_dir``. A ``data.cache_dir`` that is a
 file or cannot be written is refused (exit status 2) before any video is decoded; a video whose
 entries could not be stored (the caches log why and carry on, as in training: a full disk) is
 counted as not stored, and the command then exits with status 1 naming the first ones.
@@ -16,6 +21,8 @@ Examples::
     python -m trainer cache --config configs/recipes/smolvlm2_256m_activitynet_rl_likelihood.yaml
     for i in 0 1 2 3; do CUDA_VISIBLE_DEVICES=$i python -m trainer cache --config CONFIG \\
         --num_shards 4 --shard $i & done; wait
+    torchrun --nproc_per_node 8 -m trainer cache --config CONFIG       # one process per GPU
+    srun --ntasks 64 --gpus-per-task 1 python -m trainer cache --config CONFIG   # 8 nodes x 8 GPUs
 """
 
 from __future__ import annotations
@@ -118,7 +125,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     report = fill(datamodule, module, splits, args.num_shards, args.shard, args.workers)
     if report["skipped"] and len(report["skipped"]) == report["videos"]:
         raise RuntimeError(f"no video could be decoded: {skip_report(report['skipped'])}")
-    print(f"{report['videos']} videos in {report['seconds']:.0f} s; encoded now: {report['encoded']}; "
+    where = f"shard {args.shard} of {args.num_shards}: " if args.num_shards > 1 else ""
+    print(f"{where}{report['videos']} videos in {report['seconds']:.0f} s; encoded now: {report['encoded']}; "
           f"stored: {report['stored']}; not stored: {len(report['unstored'])}; skipped: {len(report['skipped'])}")  # fmt: skip
     for name, stats in report["stats"].items():
         if stats is not None:
