@@ -72,6 +72,12 @@ class VideoCaptionDataset(Dataset):
     Attributes:
         encoded_store: Set by :meth:`DenseCaptionDataModule.set_frame_encoders`: items then carry
             the encoder outputs already cached for their video (``encoded``), read in the worker.
+        decode_free: Set by :meth:`DenseCaptionDataModule.set_decode_free`: the outputs that stand
+            in for the frames of a step that reads no pixels. A video whose every one of them is
+            cached is not opened: its item has ``frames=None`` and the cached timestamps.
+        require_cache: With ``decode_free``, a video missing from the caches is an error
+            (:class:`CacheMissError`), not a decode.
+        decodes: Videos this process opened (decoded or read from the frame cache).
     """
 
     def __init__(
@@ -95,6 +101,9 @@ class VideoCaptionDataset(Dataset):
         self.skip_bad_samples = skip_bad_samples
         self.frame_cache = frame_cache
         self.encoded_store: EncodingStore | None = None
+        self.decode_free: tuple[str, ...] = ()
+        self.require_cache = False
+        self.decodes = 0
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -105,6 +114,7 @@ class VideoCaptionDataset(Dataset):
         def run() -> DecodedVideo:
             return decode_video(video, fps=self.fps, size=self.frame_size, max_frames=self.max_frames)
 
+        self.decodes += 1
         return run() if self.frame_cache is None else self.frame_cache.get_or_decode(video, run)
 
     def __getitem__(self, index: int) -> dict[str, Any] | None:
@@ -131,24 +141,43 @@ class VideoCaptionDataset(Dataset):
             VideoDecodeError: If it cannot be decoded or has fewer than ``min_frames`` frames.
         """
         sample = self.samples[index]
+        if self.decode_free and self.encoded_store is not None:
+            cached = self.encoded_store.read_whole(sample.video, self.decode_free)
+            if cached is not None:
+                stamps, encoded = cached
+                self._check_length(sample, len(stamps))
+                return {**self._fields(sample, None, stamps), "encoded": encoded}
+            if self.require_cache:
+                raise CacheMissError(
+                    f"{sample.video_id}: {sample.video} has no cached {', '.join(self.decode_free)} at "
+                    f"{self.encoded_store.caches[self.decode_free[0]].decode_id} (data.require_cache: fill the "
+                    "caches with python -m trainer cache first)"
+                )
         video = self.decode(sample.video)
-        if len(video) < self.min_frames:
+        self._check_length(sample, len(video))
+        item = self._fields(sample, video.frames, video.timestamps)
+        if self.encoded_store is not None:
+            item["encoded"] = self.encoded_store.read(sample.video, video.timestamps)
+        return item
+
+    def _check_length(self, sample: VideoSample, frames: int) -> None:
+        if frames < self.min_frames:
             raise VideoDecodeError(
-                f"{sample.video}: {len(video)} frames at {self.fps} fps, fewer than the frame budget K={self.min_frames}"
+                f"{sample.video}: {frames} frames at {self.fps} fps, fewer than the frame budget K={self.min_frames}"
             )
-        item = {
+
+    @staticmethod
+    def _fields(sample: VideoSample, frames: torch.Tensor | None, timestamps: torch.Tensor) -> dict[str, Any]:
+        return {
             "video_id": sample.video_id,
             "video": sample.video,
-            "frames": video.frames,
-            "timestamps": video.timestamps,
+            "frames": frames,
+            "timestamps": timestamps,
             "duration": sample.duration,
             "events": [asdict(e) for e in sample.events],
             "query": sample.query,
             "extra": sample.extra,
         }
-        if self.encoded_store is not None:
-            item["encoded"] = self.encoded_store.read(sample.video, video.timestamps)
-        return item
 
 
 class VideoItems(Dataset):
@@ -237,6 +266,10 @@ SPLIT_STAGES = {"train": "fit", "val": "validate", "test": "test"}
 BAD_VIDEO_ERRORS = (FileNotFoundError, VideoDecodeError)
 
 
+class CacheMissError(RuntimeError):
+    """A video a ``data.require_cache`` run needs is not in the caches (never skipped: fill them first)."""
+
+
 class NoUsableSamplesError(RuntimeError):
     """Every sample of a split is skipped at the current settings, so a loop over it would run no step."""
 
@@ -306,6 +339,9 @@ class DenseCaptionDataModule(pl.LightningDataModule):
             and, once warm, never again. ``False``: they are computed for each batch. Image
             embeddings cost ``image_seq_len * hidden`` values per frame (72 KiB in bfloat16 for
             SmolVLM2-256M).
+        require_cache: In a run whose training step reads no pixels (:meth:`set_decode_free`),
+            a training video missing from the feature cache is an error instead of a decode: for
+            machines that should never decode (fill the caches with ``python -m trainer cache``).
 
     Attributes:
         frame_cache: The :class:`~data.features.FrameCache` the datasets share, or ``None``.
@@ -342,6 +378,7 @@ class DenseCaptionDataModule(pl.LightningDataModule):
         hf_streaming: bool = False,
         frame_cache: bool = False,
         feature_cache: bool = True,
+        require_cache: bool = False,
     ) -> None:
         super().__init__()
         if annotation_format not in ANNOTATION_FORMATS:
@@ -366,6 +403,7 @@ class DenseCaptionDataModule(pl.LightningDataModule):
         self.hf_streaming = hf_streaming
         self.frame_cache = FrameCache(self.cache_dir / "frames", fps, frame_size, max_frames) if frame_cache else None
         self.feature_cache = feature_cache
+        self.require_cache = require_cache
         self.encodings: FrameEncodings | None = None
         self.datasets: dict[str, VideoCaptionDataset] = {}
         self.skipped: list[tuple[str, str]] = []
@@ -402,6 +440,43 @@ class DenseCaptionDataModule(pl.LightningDataModule):
             dataset.encoded_store = self.encodings.store
         log.info("encoder outputs: %s", self.encodings.summary())  # entries and size already on disk
         return self.encodings
+
+    def set_decode_free(self, outputs: tuple[str, ...], splits: tuple[str, ...] = ("train",)) -> None:
+        """Lets ``splits`` yield a video from the caches alone when every one of ``outputs`` is cached.
+
+        Called by a LightningModule whose step on these splits reads no pixels, only these encoder
+        outputs (registered first with :meth:`set_frame_encoders`, with ``feature_cache`` on): an
+        epoch over a warm cache then never opens a video. A video with a miss is decoded, encoded
+        once and stored as before (with ``require_cache``: an error). The batches are the same
+        either way, but for ``frames``, which is ``None`` for a video not opened.
+
+        Raises:
+            ValueError: If ``require_cache`` is set and there is no feature cache to read.
+        """
+        store = self.encodings.store if self.encodings is not None else None
+        if store is None:
+            if self.require_cache:
+                raise ValueError("data.require_cache needs data.feature_cache: true (there is no cache to read)")
+            return
+        missing = [name for name in outputs if name not in store.caches]
+        if missing:
+            raise ValueError(f"set_decode_free: no cache for {missing}; cached outputs: {sorted(store.caches)}")
+        for split in splits:
+            if split in self.datasets:
+                self.datasets[split].decode_free = tuple(outputs)
+                self.datasets[split].require_cache = self.require_cache
+        log.info("%s: videos whose %s are cached are not decoded", "/".join(splits), " and ".join(outputs))
+
+    def needs_pixels(self, reason: str) -> None:
+        """Said by a LightningModule whose training step reads pixels (so it decodes every video).
+
+        Raises:
+            CacheMissError: If ``require_cache`` is set: such a run cannot train from the caches alone.
+        """
+        if self.require_cache:
+            raise CacheMissError(f"data.require_cache: this run's training step reads the videos' pixels ({reason}), so "
+                             "it cannot train from the caches alone")  # fmt: skip
+        log.info("training decodes every video: %s", reason)
 
     @property
     def decode_id(self) -> str:

@@ -118,6 +118,25 @@ class EncodingStore:
                 out[name] = values
         return out
 
+    def read_whole(self, video: str | Path, names: tuple[str, ...]) -> tuple[Tensor, dict[str, Tensor]] | None:
+        """Every output of ``names`` cached whole for ``video``, and their timestamps, without decoding it.
+
+        The timestamps are the ones recorded when the entries were written (from a decode at the
+        same settings, see :func:`data.features.decode_id`): they stand in for decoding. ``None``
+        when an output has no entry, or two entries disagree on the frames.
+        """
+        stamps: Tensor | None = None
+        out = {}
+        for name in names:
+            got = self.caches[name].get(video)
+            if got is None:
+                return None
+            values, times = got
+            if stamps is not None and not torch.equal(times, stamps):
+                return None
+            stamps, out[name] = times, values
+        return (stamps, out) if stamps is not None else None
+
     def write(self, video: str | Path, name: str, values: Tensor, timestamps: Tensor) -> None:
         """Stores one output; a failed write (e.g. a full disk) is logged, never raised."""
         try:

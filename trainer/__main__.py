@@ -36,7 +36,7 @@ import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
-from data.datamodule import DenseCaptionDataModule, NoUsableSamplesError
+from data.datamodule import CacheMissError, DenseCaptionDataModule, NoUsableSamplesError
 from trainer.checkpointing import FinalCheckpoint, RngState
 from trainer.loading import LoadError, check_renamed, current_class_path, named_classes, read_checkpoint
 from trainer.predictions import DenseCaptionWriter
@@ -319,9 +319,9 @@ def run(argv: list[str]) -> int:
 
         result = importlib.import_module(module).main(argv[1:])
         return result if isinstance(result, int) else 0
-    except (LoadError, NoUsableSamplesError, ConfigError) as err:
-        # A refused or unreadable trained result, a split with nothing to train on, a config that
-        # cannot be composed: the reason, not a traceback.
+    except (LoadError, NoUsableSamplesError, CacheMissError, ConfigError) as err:
+        # A refused or unreadable trained result, a split with nothing to train on, a video missing
+        # from the caches a run must read, a config that cannot be composed: the reason, not a traceback.
         print(f"python -m trainer {command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -76,6 +76,10 @@ class DenseCaptioner(pl.LightningModule):
         """
         if hasattr(datamodule, "set_frame_budget"):
             datamodule.set_frame_budget(self.num_frames)
+        if hasattr(datamodule, "needs_pixels"):
+            # Its selector picks frames from pixels or timestamps, and the K shown rows are not
+            # cached as rows yet: the captioner's epochs decode every video.
+            datamodule.needs_pixels("the captioner decodes each video for its selector")
         blocker = self.vlm.embeds_blocker() or (
             None if self.selector.shows_candidates else f"{type(self.selector).__name__} shows frames it makes"
         )

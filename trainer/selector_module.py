@@ -216,8 +216,30 @@ class SelectorModule(pl.LightningModule):
         """
         if hasattr(datamodule, "set_frame_budget"):
             datamodule.set_frame_budget(max([self.num_frames, *self.eval_budgets]))
-        if hasattr(datamodule, "set_frame_encoders"):
-            return datamodule.set_frame_encoders(features=self.encoder, image_embeds=self.embeds_encoder())
+        if not hasattr(datamodule, "set_frame_encoders"):
+            return None
+        encodings = datamodule.set_frame_encoders(features=self.encoder, image_embeds=self.embeds_encoder())
+        if hasattr(datamodule, "set_decode_free"):
+            reason = self.pixels_read_in_training()
+            if reason is None:
+                datamodule.set_decode_free(tuple(encodings.encoders))
+            else:
+                datamodule.needs_pixels(reason)
+        return encodings
+
+    def pixels_read_in_training(self) -> str | None:
+        """Why a training step reads pixels (so training videos must be decoded), or ``None``.
+
+        Without a teacher term, a cue channel or a VLM on pixels, a training step reads only the
+        features and image embeddings (:meth:`video_features`,
+        :func:`~trainer.objectives.shown_frames`), which a warm cache holds.
+        """
+        if self.objective.teacher_weight > 0:
+            return "distillation from the teacher's scores (objective.teacher_weight > 0)"
+        if self.policy.score_inputs > 0:
+            return "the policy reads the teacher's scores (policy.score_inputs > 0)"
+        if self.vlm is not None and self.embeds_encoder() is None:
+            return f"the VLM reads pixels ({self.vlm.embeds_blocker()})"
         return None
 
     def embeds_encoder(self) -> FrameEncoder | None:

@@ -59,7 +59,11 @@ def fill(
         stores log why and carry on, e.g. on a read-only or full disk), ``skipped``
         (``(video_id, reason)``), ``seconds``, and the caches' ``stats``.
     """
+    # Filling is what decodes: a config that trains from the caches alone (data.require_cache) fills them here.
+    datamodule.require_cache = False
     encodings = module.register_encoders(datamodule)
+    for dataset in datamodule.datasets.values():
+        dataset.decode_free = ()  # every video is decoded, so the frame cache fills too
     store = encodings.store if encodings is not None else None
     workers = datamodule.num_workers if workers is None else workers
     start, videos, encoded, stored = time.perf_counter(), 0, 0, 0
