@@ -25,6 +25,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchdata.stateful_dataloader import StatefulDataLoader
 
+from data.cache_export import CachedSplit, check_export, read_info, resolve_export
 from data.decode import DecodedVideo, VideoDecodeError, decode_video
 from data.encodings import EncodingStore, FrameEncodings
 from data.features import FrameCache, decode_id
@@ -342,6 +343,10 @@ class DenseCaptionDataModule(pl.LightningDataModule):
         require_cache: In a run whose training step reads no pixels (:meth:`set_decode_free`),
             a training video missing from the feature cache is an error instead of a decode: for
             machines that should never decode (fill the caches with ``python -m trainer cache``).
+        from_cache: A folder written by ``python -m trainer cache --export`` (or the Hub id of
+            one): every split is read from it (:class:`~data.cache_export.CachedSplit`), with no
+            video and no annotation file; a run whose encoders or decode settings differ, or whose
+            step reads pixels, is refused.
 
     Attributes:
         frame_cache: The :class:`~data.features.FrameCache` the datasets share, or ``None``.
@@ -379,6 +384,7 @@ class DenseCaptionDataModule(pl.LightningDataModule):
         frame_cache: bool = False,
         feature_cache: bool = True,
         require_cache: bool = False,
+        from_cache: str | None = None,
     ) -> None:
         super().__init__()
         if annotation_format not in ANNOTATION_FORMATS:
@@ -404,6 +410,8 @@ class DenseCaptionDataModule(pl.LightningDataModule):
         self.frame_cache = FrameCache(self.cache_dir / "frames", fps, frame_size, max_frames) if frame_cache else None
         self.feature_cache = feature_cache
         self.require_cache = require_cache
+        self.from_cache = from_cache
+        self._export: tuple[Path, dict[str, Any]] | None = None  # (folder, info) once resolved
         self.encodings: FrameEncodings | None = None
         self.datasets: dict[str, VideoCaptionDataset] = {}
         self.skipped: list[tuple[str, str]] = []
@@ -434,8 +442,11 @@ class DenseCaptionDataModule(pl.LightningDataModule):
         DataLoader workers, the rest is computed in :meth:`on_after_batch_transfer` on the
         encoders' device and stored when ``feature_cache`` is on.
         """
-        root = self.cache_dir / "features" if self.feature_cache else None
+        root = self.cache_dir / "features" if self.feature_cache and self.from_cache is None else None
         self.encodings = FrameEncodings(features, image_embeds, root, self.decode_id, embed_all_frames)
+        if self.from_cache is not None:  # every output a step reads must be the export's, from the same encoder
+            folder, info = self.export()
+            check_export(info, self.from_cache, self.encodings.encoders, self.decode_id)
         for dataset in self.datasets.values():
             dataset.encoded_store = self.encodings.store
         log.info("encoder outputs: %s", self.encodings.summary())  # entries and size already on disk
@@ -453,6 +464,8 @@ class DenseCaptionDataModule(pl.LightningDataModule):
         Raises:
             ValueError: If ``require_cache`` is set and there is no feature cache to read.
         """
+        if self.from_cache is not None:
+            return  # its items never have frames
         store = self.encodings.store if self.encodings is not None else None
         if store is None:
             if self.require_cache:
@@ -473,9 +486,10 @@ class DenseCaptionDataModule(pl.LightningDataModule):
         Raises:
             CacheMissError: If ``require_cache`` is set: such a run cannot train from the caches alone.
         """
-        if self.require_cache:
-            raise CacheMissError(f"data.require_cache: this run's training step reads the videos' pixels ({reason}), so "
-                             "it cannot train from the caches alone")  # fmt: skip
+        if self.require_cache or self.from_cache is not None:
+            setting = "data.from_cache" if self.from_cache is not None else "data.require_cache"
+            raise CacheMissError(f"{setting}: this run's training step reads the videos' pixels ({reason}), so "
+                                 "it cannot train from the caches alone")  # fmt: skip
         log.info("training decodes every video: %s", reason)
 
     @property
@@ -496,7 +510,17 @@ class DenseCaptionDataModule(pl.LightningDataModule):
     def synthetic_root(self) -> Path:
         return self.cache_dir / f"synthetic-{self.synthetic.fingerprint()}"
 
+    def export(self) -> tuple[Path, dict[str, Any]]:
+        """``(local folder, info)`` of ``from_cache`` (fetched from the Hub once if it is an id)."""
+        if self._export is None:
+            folder = resolve_export(self.from_cache)
+            self._export = folder, read_info(folder)
+        return self._export
+
     def prepare_data(self) -> None:
+        if self.from_cache is not None:
+            self.export()
+            return
         if self.uses_synthetic:
             generate_dataset(self.synthetic_root(), self.synthetic)
 
@@ -536,7 +560,7 @@ class DenseCaptionDataModule(pl.LightningDataModule):
         return dataset
 
     def setup(self, stage: str | None = None) -> None:
-        files = self._resolve_files()
+        files = self._resolve_files() if self.from_cache is None else {}
         wanted = {
             "fit": ["train", "val"],
             "validate": ["val"],
@@ -546,6 +570,12 @@ class DenseCaptionDataModule(pl.LightningDataModule):
         }[stage]
         for split in wanted:
             if split in self.datasets:
+                continue
+            if self.from_cache is not None:
+                folder, info = self.export()
+                if split == "val" and "val" not in info["splits"]:
+                    continue
+                self.datasets[split] = CachedSplit(folder, split, self.min_frames)
                 continue
             if files[split] is None:
                 if split == "val":

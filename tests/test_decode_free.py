@@ -72,3 +72,56 @@ def test_require_cache_refuses_a_miss_and_a_run_that_reads_pixels(tmp_path, tiny
                                          r"\(distillation from the teacher's scores"):  # fmt: skip
         _fit(tmp_path, tiny_model_dir, synthetic, "teacher", "--data.require_cache", "true",
              "--model.init_args.objective.teacher_weight", "1.0")  # fmt: skip
+
+
+def test_an_exported_cache_trains_without_the_videos_to_the_same_validation_numbers(
+    tmp_path, tiny_model_dir, synthetic, decodes
+):
+    import json
+
+    from data.cache_export import INFO_FILE, ExportError
+
+    one_epoch = ("--trainer.max_epochs", "1", "--trainer.limit_val_batches", "1.0", "--trainer.check_val_every_n_epoch", "1")
+    out = tmp_path / "export"
+    filled = cache_main([*fit_args("smoke_joint.yaml", tmp_path, tiny_model_dir, synthetic, *EXTRA),
+                         "--splits", "train", "val", "--export", str(out)])  # fmt: skip
+    _, paths, _ = synthetic
+    assert filled["exported"] == {s: len(load_annotations(paths[s])) for s in ("train", "val")}
+    info = json.loads((out / INFO_FILE).read_text())
+    assert set(info["outputs"]) == {"features", "image_embeds"} and info["decode_id"] == "fps2_size64_max128"
+    card = (out / "README.md").read_text()
+    assert "data_files" in card and str(tiny_model_dir) not in card and str(tmp_path) not in card  # no local path
+
+    videos, _ = _fit(tmp_path, tiny_model_dir, synthetic, "videos", *one_epoch)
+    decodes.clear()
+    cached, _ = _fit(tmp_path / "elsewhere", tiny_model_dir, synthetic, "cached", *one_epoch,
+                     "--data.from_cache", str(out))  # fmt: skip
+    assert decodes == []  # neither a training nor a validation video was opened
+    for key in ("val/recall@4", "val/recall_mean", "val/caption_loss", "train/loss"):
+        assert cached.trainer.callback_metrics[key] == videos.trainer.callback_metrics[key], key
+    assert "val_baseline/uniform_caption_loss" in cached.trainer.callback_metrics  # the pixel baselines are not
+
+    with pytest.raises(ExportError, match="decoded at fps2_size64_max128, this run decodes at fps1_size64_max128"):
+        _fit(tmp_path, tiny_model_dir, synthetic, "fps", "--data.from_cache", str(out), "--data.fps", "1")
+    with pytest.raises(ExportError, match=r"features come from another encoder than this run's \(weights_sha256, dtype"):
+        _fit(tmp_path, tiny_model_dir, synthetic, "dtype", "--data.from_cache", str(out),
+             "--model.init_args.encoder.init_args.dtype", "bfloat16")  # fmt: skip
+    with pytest.raises(CacheMissError, match="data.from_cache: this run's training step reads the videos' pixels"):
+        _fit(tmp_path, tiny_model_dir, synthetic, "teacher", "--data.from_cache", str(out),
+             "--model.init_args.objective.teacher_weight", "1.0")  # fmt: skip
+
+
+def test_from_cache_takes_a_hub_id_and_refuses_a_folder_that_is_no_export(tmp_path, monkeypatch):
+    from data.cache_export import INFO_FILE, ExportError
+
+    export = tmp_path / "export"
+    (export / "data").mkdir(parents=True)
+    (export / INFO_FILE).write_text('{"format": 1, "decode_id": "fps2_size64_max128", "outputs": {}, "splits": {}}')
+    asked = []
+    monkeypatch.setattr("huggingface_hub.snapshot_download",
+                        lambda repo_id, repo_type: asked.append((repo_id, repo_type)) or str(export))  # fmt: skip
+    folder, info = DenseCaptionDataModule(from_cache="someone/encoded-activitynet").export()
+    assert asked == [("someone/encoded-activitynet", "dataset")] and folder == export and info["outputs"] == {}
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(ExportError, match="holds no frame_selectors.json"):
+        DenseCaptionDataModule(from_cache=str(tmp_path / "plain")).export()

@@ -36,6 +36,7 @@ import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
+from data.cache_export import ExportError
 from data.datamodule import CacheMissError, DenseCaptionDataModule, NoUsableSamplesError
 from trainer.checkpointing import FinalCheckpoint, RngState
 from trainer.loading import LoadError, check_renamed, current_class_path, named_classes, read_checkpoint
@@ -319,7 +320,7 @@ def run(argv: list[str]) -> int:
 
         result = importlib.import_module(module).main(argv[1:])
         return result if isinstance(result, int) else 0
-    except (LoadError, NoUsableSamplesError, CacheMissError, ConfigError) as err:
+    except (LoadError, NoUsableSamplesError, CacheMissError, ExportError, ConfigError) as err:
         # A refused or unreadable trained result, a split with nothing to train on, a video missing
         # from the caches a run must read, a config that cannot be composed: the reason, not a traceback.
         print(f"python -m trainer {command}: error: {err}", file=sys.stderr)

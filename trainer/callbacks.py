@@ -8,6 +8,7 @@ leaves it out).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import lightning.pytorch as pl
@@ -18,6 +19,8 @@ from models.xcorr import CrossCorrelationSelector
 from trainer.lru import LRUCache
 from trainer.evaluation.metrics import event_recall
 from trainer.objectives import CaptionScorer
+
+log = logging.getLogger(__name__)
 
 
 class ValidationBaselines(pl.Callback):
@@ -60,6 +63,7 @@ class ValidationBaselines(pl.Callback):
             "xcorr": CrossCorrelationSelector(size=64, grayscale=False, decoder=decoder),
         }
         self.recalls: LRUCache[str, dict[tuple[str, int], float]] = LRUCache(cache_videos)
+        self._warned = False
 
     def on_validation_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int,
@@ -77,6 +81,21 @@ class ValidationBaselines(pl.Callback):
         """Logs every baseline's metrics on ``batch`` through ``pl_module``."""
         if not batch["frames"]:
             return
+        if any(frames is None for frames in batch["frames"]):
+            # Videos read from the caches alone (data.from_cache): no pixels to score, only the VLM's rows.
+            if not self._warned:
+                log.warning("%s baselines: the batches hold no frames (data.from_cache), so only the uniform caption "
+                            "loss is logged", stage)  # fmt: skip
+                self._warned = True
+        else:
+            self.log_recall_baselines(pl_module, batch, stage)
+        if self.captions is not None:
+            uniform = [uniform_indices(len(t), self.num_frames) for t in batch["timestamps"]]
+            loss = self.captions.loss(batch, uniform)
+            pl_module.log(f"{stage}_baseline/uniform_caption_loss", loss, batch_size=len(batch["frames"]), sync_dist=True)
+
+    def log_recall_baselines(self, pl_module: pl.LightningModule, batch: dict[str, list], stage: str) -> None:
+        """Logs every pixel baseline's event recall at each budget (each video's selections computed once)."""
         for k in self.budgets:
             for i, events in enumerate(batch["events"]):
                 t = batch["timestamps"][i]
@@ -88,7 +107,3 @@ class ValidationBaselines(pl.Callback):
                         chosen = selector.select(batch["frames"][i], t, k).cpu()
                         recalls[name, k] = event_recall(t[chosen], events).item()
                     pl_module.log(f"{stage}_baseline/{name}_recall@{k}", recalls[name, k], batch_size=1, sync_dist=True)
-        if self.captions is not None:
-            uniform = [uniform_indices(len(t), self.num_frames) for t in batch["timestamps"]]
-            loss = self.captions.loss(batch, uniform)
-            pl_module.log(f"{stage}_baseline/uniform_caption_loss", loss, batch_size=len(batch["frames"]), sync_dist=True)

@@ -33,6 +33,7 @@ from typing import Any
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from data.cache_export import ExportError, portable_encoder, write_export
 from data.datamodule import SPLIT_STAGES, VideoItems, as_is, collate_videos, skip_report
 from data.features import human_bytes
 from data.outputs import check_writable
@@ -104,10 +105,39 @@ def fill(
             "seconds": time.perf_counter() - start, "stats": stats}  # fmt: skip
 
 
+def export(datamodule: Any, encodings: Any, splits: list[str], output: str) -> dict[str, int]:
+    """Writes the filled caches of ``splits`` as a ``datasets`` folder (:mod:`data.cache_export`).
+
+    Raises:
+        ExportError: If a decodable video of a split has an output missing from the caches.
+    """
+    if encodings is None or encodings.store is None:
+        raise ExportError("nothing to export: the config's module caches no encoder outputs (data.feature_cache: true)")
+    names = tuple(encodings.encoders)
+    bad = {video_id for video_id, _ in datamodule.skipped}
+
+    def rows(split: str):
+        dataset = datamodule.datasets[split]
+        for sample in dataset.samples:
+            if sample.video_id in bad:
+                continue
+            cached = encodings.store.read_whole(sample.video, names)
+            if cached is None:
+                raise ExportError(f"{sample.video_id}: {sample.video} has no cached {' and '.join(names)}; "
+                                  "run python -m trainer cache without --export first (all shards)")  # fmt: skip
+            yield sample, cached[0], cached[1]
+
+    encoders = {name: portable_encoder(encoder) for name, encoder in encodings.encoders.items()}
+    return write_export(output, {split: rows(split) for split in splits}, encoders, datamodule.decode_id, tqdm)
+
+
 def add_arguments(parser: Any) -> None:
     """``cache``'s own options (beside the training config's, which ``fit`` reads)."""
     parser.add_argument("--splits", nargs="+", default=["train", "val", "test"], choices=sorted(SPLIT_STAGES))
     add_run_arguments(parser, shards=True)
+    parser.add_argument("--export", default=None, metavar="DIR",
+                        help="then write the filled caches of --splits as a datasets folder that trains without the "
+                             "videos (data.from_cache: DIR); with shards, run it once all shards are done")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -135,6 +165,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for name, stats in report["stats"].items():
         if stats is not None:
             print(f"{name}: {stats['entries']} entries, {human_bytes(stats['bytes'])} in {stats['directory']}")
+    if args.export is not None:
+        if args.num_shards > 1:
+            parser.error("--export writes one folder from every shard's entries: run it alone, after the shards")
+        try:
+            counts = export(datamodule, datamodule.encodings, splits, args.export)
+        except ExportError as err:
+            parser.exit(1, f"{parser.prog}: error: {err}\n")
+        report["exported"] = counts
+        print(f"exported {', '.join(f'{s}: {n} videos' for s, n in counts.items())} to {args.export}")
     if report["unstored"]:
         first = "; ".join(f"{video}: no {', '.join(names)} entry" for video, names in report["unstored"][:3])
         parser.exit(1, f"{parser.prog}: error: {len(report['unstored'])} of {report['videos']} videos could not be "
