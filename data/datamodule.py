@@ -159,6 +159,9 @@ class VideoCaptionDataset(Dataset):
         item = self._fields(sample, video.frames, video.timestamps)
         if self.encoded_store is not None:
             item["encoded"] = self.encoded_store.read(sample.video, video.timestamps)
+            if self.decode_free and self.encoded_store.partial:
+                # Rows cached one by one do not tell the candidate frames: record them for the next epoch.
+                self.encoded_store.write_times(sample.video, video.timestamps)
         return item
 
     def _check_length(self, sample: VideoSample, frames: int) -> None:
@@ -447,6 +450,7 @@ class DenseCaptionDataModule(pl.LightningDataModule):
         if self.from_cache is not None:  # every output a step reads must be the export's, from the same encoder
             folder, info = self.export()
             check_export(info, self.from_cache, self.encodings.encoders, self.decode_id)
+        self.encodings.frames_of = self.decode_frames
         for dataset in self.datasets.values():
             dataset.encoded_store = self.encodings.store
         log.info("encoder outputs: %s", self.encodings.summary())  # entries and size already on disk
@@ -479,6 +483,15 @@ class DenseCaptionDataModule(pl.LightningDataModule):
                 self.datasets[split].decode_free = tuple(outputs)
                 self.datasets[split].require_cache = self.require_cache
         log.info("%s: videos whose %s are cached are not decoded", "/".join(splits), " and ".join(outputs))
+
+    def decode_frames(self, video: str) -> torch.Tensor:
+        """``video``'s candidate frames at this module's settings (through the frame cache when on):
+        for rows a step asks of a video its worker read from the caches alone."""
+
+        def run() -> DecodedVideo:
+            return decode_video(video, fps=self.fps, size=self.frame_size, max_frames=self.max_frames)
+
+        return (run() if self.frame_cache is None else self.frame_cache.get_or_decode(video, run)).frames
 
     def needs_pixels(self, reason: str) -> None:
         """Said by a LightningModule whose training step reads pixels (so it decodes every video).

@@ -40,6 +40,7 @@ from data.features import FeatureCache, output_id
 log = logging.getLogger(__name__)
 
 OUTPUTS = ("features", "image_embeds")
+TIMES_ID = "candidate-timestamps"  # the cache of each decoded video's frame times (no encoder)
 
 
 class FrameRows:
@@ -50,29 +51,49 @@ class FrameRows:
     weights are gathered) and only for what the step uses.
 
     Args:
-        values: All ``T`` rows, if known.
-        frames: The video's ``uint8 (T, 3, H, W)`` frames, when the rows are still to compute.
+        values: All ``T`` rows, if known; with ``known``, only those rows.
+        frames: The video's ``uint8 (T, 3, H, W)`` frames, when the rows are still to compute, or
+            ``() -> frames`` that decodes them on first need (a video read from the caches).
         whole: ``() -> (T, ...)``: computes all rows at once, on first use (a full vision pass).
         compute: Frames ``(k, 3, H, W)`` -> rows ``(k, ...)``; each row is computed at most once.
+        known: Indices of the rows ``values`` holds (rows cached earlier); the others are computed.
+        length: ``T``, when neither all values nor the frames tensor tell it.
+        on_new: ``(values, done)`` after rows were computed: all rows so far and which are known
+            (to store them).
     """
 
     def __init__(
         self,
         values: Tensor | None = None,
-        frames: Tensor | None = None,
+        frames: Tensor | Callable[[], Tensor] | None = None,
         whole: Callable[[], Tensor] | None = None,
         compute: Callable[[Tensor], Tensor] | None = None,
+        known: Tensor | None = None,
+        length: int | None = None,
+        on_new: Callable[[Tensor, Tensor], None] | None = None,
     ) -> None:
         if values is None and (frames is None or (whole is None) == (compute is None)):
             raise ValueError("FrameRows needs the values, or the frames and one of a whole-video or per-row function")
-        self.values = values
+        if known is not None and (length is None or values is None or len(known) != len(values)):
+            raise ValueError("FrameRows: known rows need their values and the video's length")
         self.frames = frames
         self.whole = whole
         self.compute = compute
-        self.done = None if values is None else torch.ones(len(values), dtype=torch.bool)
+        self.on_new = on_new
+        if length is None:
+            length = len(values) if values is not None and known is None else len(frames)  # type: ignore[arg-type]
+        self.length = length
+        if known is not None:  # some rows cached: the rest is computed when asked for
+            self.values = values.new_zeros(length, *values.shape[1:])
+            self.values[known] = values
+            self.done = torch.zeros(length, dtype=torch.bool)
+            self.done[known] = True
+        else:
+            self.values = values
+            self.done = None if values is None else torch.ones(len(values), dtype=torch.bool)
 
     def __len__(self) -> int:
-        return len(self.values) if self.frames is None else len(self.frames)
+        return self.length
 
     def all(self) -> Tensor:
         """Every row, ``(T, ...)``."""
@@ -87,12 +108,18 @@ class FrameRows:
         if self.done is None or not self.done[idx].all():
             todo = idx if self.done is None else idx[~self.done[idx]]
             todo = todo.unique()
+            if self.compute is None:
+                raise KeyError(f"rows {todo.tolist()} are not cached and there are no frames to compute them from")
+            if callable(self.frames):
+                self.frames = self.frames()  # a video read from the caches: decoded now, once
             new = self.compute(self.frames[todo])
             if self.values is None:
                 self.values = new.new_zeros(len(self), *new.shape[1:])
                 self.done = torch.zeros(len(self), dtype=torch.bool)
             self.values[todo.to(self.values.device)] = new.to(self.values.device, self.values.dtype)
             self.done[todo] = True
+            if self.on_new is not None:
+                self.on_new(self.values, self.done)
         return self.values[idx.to(self.values.device)]
 
 
@@ -104,30 +131,84 @@ class EncodingStore:
 
     Args:
         caches: Output name (``features``, ``image_embeds``) to its cache.
+        times: Cache of each video's candidate-frame timestamps (all ``T``), for outputs cached
+            row by row, whose entries hold only some frames.
+        partial: Outputs whose entries may hold only some rows (the frames a step showed).
     """
 
-    def __init__(self, caches: dict[str, FeatureCache]) -> None:
+    def __init__(
+        self, caches: dict[str, FeatureCache], times: FeatureCache | None = None, partial: tuple[str, ...] = ()
+    ) -> None:
         self.caches = caches
+        self.times = times
+        self.partial = partial
 
-    def read(self, video: str | Path, timestamps: Tensor) -> dict[str, Tensor]:
-        """The outputs cached for ``video`` at these ``timestamps`` (the others are simply absent)."""
-        out = {}
+    def read(self, video: str | Path, timestamps: Tensor) -> dict[str, Tensor | tuple[Tensor, Tensor]]:
+        """The outputs cached for ``video`` at these ``timestamps`` (the others are simply absent).
+
+        An output in ``partial`` whose entry holds some of the frames comes as ``(indices, rows)``.
+        """
+        out: dict[str, Tensor | tuple[Tensor, Tensor]] = {}
         for name, cache in self.caches.items():
+            if name in self.partial:
+                got = self._rows(cache, video, timestamps)
+                if got is not None:
+                    out[name] = got
+                continue
             values = cache.get_valid(video, timestamps)
             if values is not None:
                 out[name] = values
         return out
 
-    def read_whole(self, video: str | Path, names: tuple[str, ...]) -> tuple[Tensor, dict[str, Tensor]] | None:
-        """Every output of ``names`` cached whole for ``video``, and their timestamps, without decoding it.
+    @staticmethod
+    def _rows(cache: FeatureCache, video: str | Path, timestamps: Tensor) -> tuple[Tensor, Tensor] | None:
+        """``(indices into timestamps, rows)`` of an entry holding some or all frames; ``None`` if
+        absent or if it holds a frame time that is not one of ``timestamps`` (stale)."""
+        got = cache.get(video)
+        if got is None:
+            return None
+        values, times = got
+        stamps = timestamps.detach().to("cpu", torch.float64)
+        index = torch.searchsorted(stamps, times).clamp(max=len(stamps) - 1)
+        if len(times) > len(stamps) or not torch.equal(stamps[index], times):
+            return None
+        return index, values
 
-        The timestamps are the ones recorded when the entries were written (from a decode at the
-        same settings, see :func:`data.features.decode_id`): they stand in for decoding. ``None``
-        when an output has no entry, or two entries disagree on the frames.
+    def candidate_times(self, video: str | Path) -> Tensor | None:
+        """The video's candidate-frame timestamps, as recorded when it was decoded, or ``None``."""
+        if self.times is None:
+            return None
+        got = self.times.get(video)
+        return None if got is None else got[1]
+
+    def write_times(self, video: str | Path, timestamps: Tensor) -> None:
+        """Records a decoded video's candidate-frame timestamps (a failed write is logged)."""
+        if self.times is not None and self.times.get(video) is None:
+            try:
+                self.times.put(video, timestamps.detach().to(torch.float64).reshape(-1, 1), timestamps)
+            except OSError as err:
+                log.warning("%s: cannot store %s (%s)", self.times.name, video, err)
+
+    def read_whole(self, video: str | Path, names: tuple[str, ...]) -> tuple[Tensor, dict[str, Any]] | None:
+        """Every output of ``names`` cached for ``video``, and its timestamps, without decoding it.
+
+        The timestamps are the ones recorded when the video was decoded (the timestamps entry, or
+        else the first output's entry, from a decode at the same settings, see
+        :func:`data.features.decode_id`): they stand in for decoding. Outputs in ``partial`` may
+        hold some rows only (``(indices, rows)``). ``None`` when an output has no entry, or entries
+        disagree on the frames.
         """
-        stamps: Tensor | None = None
-        out = {}
+        stamps = self.candidate_times(video)
+        if stamps is None and any(name in self.partial for name in names):
+            return None  # rows alone do not tell the video's candidate frames
+        out: dict[str, Any] = {}
         for name in names:
+            if name in self.partial:
+                rows = self._rows(self.caches[name], video, stamps)
+                if rows is None:
+                    return None
+                out[name] = rows
+                continue
             got = self.caches[name].get(video)
             if got is None:
                 return None
@@ -187,10 +268,17 @@ class FrameEncodings:
         self.embed_all_frames = embed_all_frames
         self.store = None
         if cache_root is not None:
+            # Image embeddings of the frames a step shows, when not of all frames: cached row by row.
+            partial = ("image_embeds",) if "image_embeds" in self.encoders and not embed_all_frames else ()
             self.store = EncodingStore(
-                {name: FeatureCache(cache_root, output_id(enc, name), decode_id) for name, enc in self.encoders.items()}
+                {name: FeatureCache(cache_root, output_id(enc, name), decode_id) for name, enc in self.encoders.items()},
+                times=FeatureCache(cache_root, TIMES_ID, decode_id),
+                partial=partial,
             )
         self.passes = dict.fromkeys(self.encoders, 0)
+        #: ``video -> uint8 frames`` at the data module's settings, for the rows a step asks of a
+        #: video read from the caches alone (set by the data module).
+        self.frames_of: Callable[[Any], Tensor] | None = None
 
     def _run(self, encoder: Any, frames: Tensor, names: tuple[str, ...]) -> dict[str, Tensor]:
         out = encoder.encode(frames, outputs=names)
@@ -210,6 +298,8 @@ class FrameEncodings:
         rows: dict[str, list[FrameRows]] = {name: [] for name in self.encoders}
         for i in range(n):
             video, frames, stamps = batch["video"][i], batch["frames"][i], batch["timestamps"][i]
+            if frames is None and self.frames_of is not None:  # read from the caches: decoded only if a row is missing
+                frames = partial(self.frames_of, video)
             have = dict(found[i])
             if self.store is not None and not looked and len(have) < len(self.encoders):
                 have.update(self.store.read(video, stamps))
@@ -219,10 +309,18 @@ class FrameEncodings:
             shared = "features" in missing and self.encoders.get("image_embeds") is self.encoders.get("features")
             passes = {}
             for name in self.encoders:
-                if name in have:
+                per_row = name == "image_embeds" and not shared and not (self.store is not None and self.embed_all_frames)
+                if name in have and not isinstance(have[name], tuple):
                     rows[name].append(FrameRows(values=have[name]))
-                elif name == "image_embeds" and not shared and not (self.store is not None and self.embed_all_frames):
-                    rows[name].append(FrameRows(frames=frames, compute=self._per_row(self.encoders[name])))
+                elif per_row:
+                    store = self._store_rows(video, name, stamps) if self.store is not None else None
+                    compute = self._per_row(self.encoders[name]) if frames is not None else None
+                    if name in have:  # some rows cached: the others computed (and stored) when shown
+                        index, values = have[name]
+                        rows[name].append(FrameRows(values=values, known=index, length=len(stamps), frames=frames,
+                                                    compute=compute, on_new=store))  # fmt: skip
+                    else:
+                        rows[name].append(FrameRows(frames=frames, compute=compute, length=len(stamps), on_new=store))
                 else:
                     names = tuple(missing) if shared else (name,)  # the key of this video's pass
                     if names not in passes:
@@ -245,6 +343,14 @@ class FrameEncodings:
             return done[name]
 
         return get
+
+    def _store_rows(self, video: Any, name: str, stamps: Tensor) -> Callable[[Tensor, Tensor], None]:
+        """Stores a video's known rows of ``name`` (with their frame times) each time new ones are computed."""
+
+        def store(values: Tensor, done: Tensor) -> None:
+            self.store.write(video, name, values[done], stamps[done])
+
+        return store
 
     def _per_row(self, encoder: Any) -> Callable[[Tensor], Tensor]:
         def compute(frames: Tensor) -> Tensor:

@@ -41,6 +41,9 @@ class FrameSelector(nn.Module):
     # The frames shown to the VLM are candidate frames (their cached embeddings can stand in for
     # them); False for a selector that makes new frames.
     shows_candidates = True
+    # Whether scores and selections read the pixels; False for a selector that needs only the
+    # frame times (it then accepts frames=None, and a run can skip decoding: data's decode-free epochs).
+    reads_pixels = True
 
     def __init__(self, decoder: Decoder | None = None) -> None:
         super().__init__()
@@ -77,17 +80,19 @@ class FrameSelector(nn.Module):
         (:class:`FrameAveragingSelector`) overrides this.
         """
         idx = self.select(frames, timestamps, k).cpu()
-        return idx, frames[idx], timestamps[idx]
+        return idx, None if frames is None else frames[idx], timestamps[idx]
 
 
 class UniformSelector(FrameSelector):
-    """Evenly spaced frames: the baseline every other selector must beat."""
+    """Evenly spaced frames: the baseline every other selector must beat. Reads no pixels."""
 
-    def scores(self, frames: torch.Tensor, timestamps: torch.Tensor, k: int | None = None) -> torch.Tensor:
-        return torch.zeros(frames.shape[0])
+    reads_pixels = False
 
-    def select(self, frames: torch.Tensor, timestamps: torch.Tensor, k: int) -> torch.Tensor:
-        return uniform_indices(frames.shape[0], k)
+    def scores(self, frames: torch.Tensor | None, timestamps: torch.Tensor, k: int | None = None) -> torch.Tensor:
+        return torch.zeros(len(timestamps))
+
+    def select(self, frames: torch.Tensor | None, timestamps: torch.Tensor, k: int) -> torch.Tensor:
+        return uniform_indices(len(timestamps), k)
 
 
 def _small_gray(frames: torch.Tensor, size: int) -> torch.Tensor:
@@ -113,6 +118,8 @@ class RandomSelector(FrameSelector):
             a rerun on any machine the same ones. Two videos with the same frame times share a draw.
     """
 
+    reads_pixels = False
+
     def __init__(self, seed: int = 0) -> None:
         super().__init__()
         self.seed = seed
@@ -124,12 +131,12 @@ class RandomSelector(FrameSelector):
         digest = hashlib.sha256(json.dumps([self.seed, millis]).encode()).digest()
         return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
 
-    def scores(self, frames: torch.Tensor, timestamps: torch.Tensor, k: int | None = None) -> torch.Tensor:
-        return torch.rand(frames.shape[0], generator=self._generator(timestamps))
+    def scores(self, frames: torch.Tensor | None, timestamps: torch.Tensor, k: int | None = None) -> torch.Tensor:
+        return torch.rand(len(timestamps), generator=self._generator(timestamps))
 
-    def select(self, frames: torch.Tensor, timestamps: torch.Tensor, k: int) -> torch.Tensor:
-        check_budget(k, frames.shape[0])
-        return torch.randperm(frames.shape[0], generator=self._generator(timestamps))[:k].sort().values
+    def select(self, frames: torch.Tensor | None, timestamps: torch.Tensor, k: int) -> torch.Tensor:
+        check_budget(k, len(timestamps))
+        return torch.randperm(len(timestamps), generator=self._generator(timestamps))[:k].sort().values
 
 
 class PixelDiffSelector(FrameSelector):

@@ -197,6 +197,7 @@ def test_every_selector_and_decoder_is_injectable_and_trains(class_path, init_ar
         assert type(selector.decoder).__name__ == decoder.rsplit(".", 1)[1]
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     assert cli.trainer.global_step == 1
+    cli.datamodule.datasets["train"].decode_free = ()  # decoded, even where the caches could serve it
     batch = next(iter(cli.datamodule.train_dataloader()))
     shown = cli.model.select_frames(batch)  # a batch straight from the loader: no embeddings yet
     assert all(f.shape[0] == 4 and f.dtype == torch.uint8 for f in shown["frames"])

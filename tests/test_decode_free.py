@@ -125,3 +125,31 @@ def test_from_cache_takes_a_hub_id_and_refuses_a_folder_that_is_no_export(tmp_pa
     (tmp_path / "plain").mkdir()
     with pytest.raises(ExportError, match="holds no frame_selectors.json"):
         DenseCaptionDataModule(from_cache=str(tmp_path / "plain")).export()
+
+
+def test_the_captioner_caches_its_shown_rows_and_then_opens_no_video(tmp_path, tiny_model_dir, synthetic, decodes,
+                                                                     monkeypatch):  # fmt: skip
+    def fit(name, *extra):
+        cli = cli_main(["fit", *fit_args("smoke.yaml", tmp_path, tiny_model_dir, synthetic, *EXTRA, *extra),
+                        "--trainer.check_val_every_n_epoch", "1", "--trainer.limit_val_batches", "1.0",
+                        "--checkpoint.dirpath", str(tmp_path / name)])  # fmt: skip
+        return cli, {k: v.detach().clone() for k, v in cli.model.named_parameters() if v.requires_grad}
+
+    _, paths, _ = synthetic
+    videos = {split: {s.video for s in load_annotations(paths[split])} for split in ("train", "val")}
+    cold, cold_weights = fit("cold")
+    assert cold.datamodule.datasets["train"].decode_free == ("image_embeds",)
+    assert set(decodes) == videos["train"] | videos["val"]  # epoch 1 (and its validation) decoded each video once
+    assert len(decodes) == 1 + len(videos["train"]) + 1 + len(videos["val"])  # + each split's usability check
+
+    decodes.clear()
+    warm, warm_weights = fit("warm")
+    assert decodes == []  # the K shown rows and the candidate times of every video are cached
+    decodes.clear()
+    monkeypatch.setattr(DenseCaptionDataModule, "set_decode_free", lambda self, outputs, splits=("train",): None)
+    control, control_weights = fit("control")
+    assert len(decodes) > 2 * len(videos["train"])
+    for name, value in control_weights.items():
+        assert torch.equal(value, warm_weights[name]) and torch.equal(value, cold_weights[name]), name
+    for key in ("train/loss", "val/loss"):
+        assert control.trainer.callback_metrics[key] == warm.trainer.callback_metrics[key], key

@@ -76,10 +76,6 @@ class DenseCaptioner(pl.LightningModule):
         """
         if hasattr(datamodule, "set_frame_budget"):
             datamodule.set_frame_budget(self.num_frames)
-        if hasattr(datamodule, "needs_pixels"):
-            # Its selector picks frames from pixels or timestamps, and the K shown rows are not
-            # cached as rows yet: the captioner's epochs decode every video.
-            datamodule.needs_pixels("the captioner decodes each video for its selector")
         blocker = self.vlm.embeds_blocker() or (
             None if self.selector.shows_candidates else f"{type(self.selector).__name__} shows frames it makes"
         )
@@ -88,7 +84,15 @@ class DenseCaptioner(pl.LightningModule):
         elif hasattr(datamodule, "set_frame_encoders"):
             # The same K frames of a video come back every epoch: encode just those (lazily, once
             # per batch), rather than all candidates; entries a selector run cached are read.
-            return datamodule.set_frame_encoders(image_embeds=self.vlm.frame_encoder(), embed_all_frames=False)
+            encodings = datamodule.set_frame_encoders(image_embeds=self.vlm.frame_encoder(), embed_all_frames=False)
+            if hasattr(datamodule, "set_decode_free"):
+                if self.selector.reads_pixels:
+                    datamodule.needs_pixels(f"its selector {type(self.selector).__name__} reads pixels")
+                else:  # the shown rows are cached row by row: later epochs open no video
+                    datamodule.set_decode_free(("image_embeds",), splits=("train", "val", "test", "predict"))
+            return encodings
+        if hasattr(datamodule, "needs_pixels"):
+            datamodule.needs_pixels(f"the VLM reads pixels: {blocker}")
         return None
 
     # ----------------------------------------------------------------------------- selection
