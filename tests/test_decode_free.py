@@ -153,3 +153,17 @@ def test_the_captioner_caches_its_shown_rows_and_then_opens_no_video(tmp_path, t
         assert torch.equal(value, warm_weights[name]) and torch.equal(value, cold_weights[name]), name
     for key in ("train/loss", "val/loss"):
         assert control.trainer.callback_metrics[key] == warm.trainer.callback_metrics[key], key
+
+
+def test_bench_epoch_times_the_three_modes_on_the_same_batches(tmp_path, tiny_model_dir):
+    from trainer.benchmarks.bench_epoch import main as bench_epoch
+
+    rows = bench_epoch(["--model", str(tiny_model_dir), "--videos", "2", "--seconds", "8", "10", "--height", "96",
+                        "--fps", "2", "--frame_size", "64", "--families", "captioner", "--workdir", str(tmp_path),
+                        "--output", str(tmp_path / "rows.json")])  # fmt: skip
+    by = {row["mode"]: row for row in rows}
+    assert set(by) == {"fill", "decoding", "decode_free", "floor"}
+    assert by["decoding"]["videos_decoded"] == 3 and by["decode_free"]["videos_decoded"] == by["floor"]["videos_decoded"] == 0
+    assert by["decoding"]["same_weights_as_decoding"] is True  # decode-free and floor trained the same weights
+    assert by["decoding"]["train_loss"] == by["decode_free"]["train_loss"] == by["floor"]["train_loss"]
+    assert all(row["seconds_per_epoch"] > 0 for row in rows)

@@ -58,6 +58,7 @@ COMMANDS: dict[str, tuple[str | None, str]] = {
     "caption": ("trainer.tools.caption", "dense captions of your own video files from a trained captioner"),
     "bench": ("trainer.benchmarks.bench", "selector speed and boundary quality"),
     "bench_step": ("trainer.benchmarks.bench_step", "seconds per training step, cold and warm caches"),
+    "bench_epoch": ("trainer.benchmarks.bench_epoch", "seconds per epoch: decoding, decode-free, the model-step floor"),
     "realshape": ("trainer.benchmarks.realshape", "fit steps with real-shape SmolVLM2 stand-ins (GPU)"),
     "scale_plan": ("trainer.benchmarks.scale_plan", "GPU-hours and data-loading bounds of the real-data recipes"),
 }
