@@ -36,6 +36,12 @@ def test_plan_counts_frames_and_cache_sizes():
     # 256M image embeddings: 64 tokens x 576 x 2 bytes = 72 KiB per frame; 25,600 frames = 1.9 GB.
     assert "| smolvlm2-256m: image embeddings (bf16, 64 x 576) | 72 KiB | 2 GB |" in text
     assert "0.050 s per second" in text
-    # Decoding 100 x 300 s at 0.05 s per second = 1,500 core-seconds, 0.026 h on 16 cores: the
-    # 256M uniform captioner's epoch is bound by it (its compute, 100 x 3 x 219 GFLOP at 50 TFLOP/s, 1.3 s).
-    assert "| smolvlm2-256m | uniform_lora | 0.00037 | 0.026 | 0 | 0.026 (decode) | 1 |" in text
+    # Decoding 100 x 300 s at 0.05 s per second = 1,500 core-seconds, 0.026 h on 16 cores, paid once
+    # in the cache fill, whose vision pass (25,600 frames x 215 GFLOP at 50 TFLOP/s, 110 s) bounds it.
+    assert "**0.42 core-hours per pass**" in text
+    assert "| smolvlm2-256m | 0.026 | 0.031 | 0.031 (vision) | 1 |" in text
+    # Warm epochs of the uniform captioner decode nothing: compute (100 x 3 x 219 GFLOP at 50 TFLOP/s,
+    # 1.3 s) bounds it, ahead of reading its 800 shown rows (800 x 72 KiB at 2 GB/s, 0.03 s).
+    assert "| smolvlm2-256m | uniform_lora | 0.00037 | 0 | 8.2e-06 | 0.00037 (compute) | 1 |" in text
+    # The teacher family still decodes every epoch (its teacher reads pixels).
+    assert "| smolvlm2-256m | teacher_joint | 0.0013 | 0.026 | 0.00026 | 0.026 (decode) | 1 |" in text

@@ -49,6 +49,12 @@ FAMILY_PASSES = {
 }
 
 
+#: Families whose training step reads pixels, so every epoch decodes every video (data/README.md,
+#: "Decode-free epochs"): the teacher's distillation term (its scores are not cached yet). The
+#: others decode once, when ``python -m trainer cache`` fills the caches.
+DECODES_EVERY_EPOCH = {"teacher_joint": "the cross-correlation teacher reads pixels"}
+
+
 @dataclass
 class Rates:
     """Achieved compute rates (TFLOP/s) and decoding speed."""
@@ -146,6 +152,11 @@ def _decode_speed(path: Path, seconds: float) -> float:
     return (time.perf_counter() - start) / seconds
 
 
+def _round(value: float) -> str:
+    """Hours as the tables show them: whole above 10, two significant digits below."""
+    return f"{value:,.0f}" if value >= 10 else f"{value:.2g}"
+
+
 def plan(args: Namespace, rates: Rates | None) -> str:
     """The Markdown plan."""
     frames_per_video = min(args.seconds * args.fps, args.max_frames)
@@ -198,23 +209,38 @@ def plan(args: Namespace, rates: Rates | None) -> str:
     if not rates:
         return "\n".join(out)
     decode_h = args.videos * args.seconds * rates.decode_seconds_per_video_second / 3600
+    gpus = args.cores_per_gpu
     out += ["", f"Decoding (PyAV, one process, measured): {rates.decode_seconds_per_video_second:.3f} s per second of "
-            f"1280x720 30 fps H.264 at {args.fps:g} fps / {args.frame_size} px, so **{decode_h:,.0f} core-hours per pass** "
-            f"over the videos. The data loaders decode every video every epoch, even with warm feature and embedding "
-            f"caches, so this is paid per epoch: {decode_h / args.cores_per_gpu:,.1f} h with {args.cores_per_gpu} cores "
-            f"per GPU.", "",
-            f"One epoch on one GPU with {args.cores_per_gpu} decoding cores and {args.disk_gbs:g} GB/s of cache reads "
-            "(the slowest of compute at the low assumed rate, decoding, and reading the cached embeddings of every "
-            "candidate frame, which the selector families do):", "",
+            f"1280x720 30 fps H.264 at {args.fps:g} fps / {args.frame_size} px, so **{_round(decode_h)} core-hours per pass** "
+            f"over the videos: {_round(decode_h / gpus)} h per pass with {gpus} cores per GPU. It is paid **once**, when "
+            f"`python -m trainer cache` fills the caches: with warm caches the uniform captioner's and the selector "
+            f"families' epochs open no video (decode-free epochs), except "
+            + "; ".join(f"{f} ({why})" for f, why in DECODES_EVERY_EPOCH.items()) + ", which still decodes every "
+            "epoch.", "",
+            f"Filling the caches, once per size (decoding on {gpus} cores per GPU, the vision tower at the low assumed "
+            "GPU rate; the slower of the two bounds a machine), and the machines that fill them in a day:", "",
+            "| size | decode h (one GPU's cores) | vision h (one GPU) | fill h on one GPU (bound by) | GPUs to fill in a day |",
+            "|---|---|---|---|---|"]  # fmt: skip
+    for name, shape in ARCHITECTURES.items():
+        fill = {"decode": decode_h / gpus, "vision": frames * vision_flops_per_frame(shape) / low / 3600}
+        worst = max(fill, key=fill.get)
+        out.append(f"| {name} | {fill['decode']:.2g} | {fill['vision']:.2g} | {fill[worst]:.2g} ({worst}) | "
+                   f"{math.ceil(fill[worst] / 24)} |")  # fmt: skip
+    out += ["", f"One epoch on one GPU on warm caches, with {gpus} decoding cores and {args.disk_gbs:g} GB/s of cache "
+            "reads (the slowest of compute at the low assumed rate, decoding where a family still decodes, and "
+            "reading the cached embeddings: of every candidate frame for the selector families, of the K shown "
+            "frames for the captioner):", "",
             "| size | family | compute h | decode h | cache read h | epoch h (bound by) | GPUs for an epoch a day |",
             "|---|---|---|---|---|---|---|"]  # fmt: skip
     for name, shape in ARCHITECTURES.items():
         tokens = sequence_tokens(shape, args.k)
         sflops = tokens * text_flops_per_token(shape, tokens)
-        read_h = frames * shape.image_seq_len * shape.text["hidden_size"] * 2 / (args.disk_gbs * 1e9) / 3600
+        row_bytes = shape.image_seq_len * shape.text["hidden_size"] * 2
         for family, (passes, _) in FAMILY_PASSES.items():
-            bounds = {"compute": args.videos * passes * sflops / low / 3600, "decode": decode_h / args.cores_per_gpu,
-                      "cache reads": read_h if family != "uniform_lora" else 0.0}  # fmt: skip
+            read = args.videos * args.k if family == "uniform_lora" else frames
+            bounds = {"compute": args.videos * passes * sflops / low / 3600,
+                      "decode": decode_h / gpus if family in DECODES_EVERY_EPOCH else 0.0,
+                      "cache reads": read * row_bytes / (args.disk_gbs * 1e9) / 3600}  # fmt: skip
             worst = max(bounds, key=bounds.get)
             out.append(f"| {name} | {family} | {bounds['compute']:.2g} | {bounds['decode']:.2g} | "
                        f"{bounds['cache reads']:.2g} | {bounds[worst]:.2g} ({worst}) | {math.ceil(bounds[worst] / 24)} |")  # fmt: skip
