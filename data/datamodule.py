@@ -27,7 +27,7 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 
 from data.cache_export import CachedSplit, check_export, read_info, resolve_export
 from data.decode import DecodedVideo, VideoDecodeError, decode_video
-from data.encodings import EncodingStore, FrameEncodings
+from data.encodings import EncodingStore, FrameEncodings, SelectorScores
 from data.features import FrameCache, decode_id
 from data.schema import AnnotationError, VideoSample
 from data.sources import (
@@ -436,9 +436,14 @@ class DenseCaptionDataModule(pl.LightningDataModule):
             dataset.min_frames = k
 
     def set_frame_encoders(
-        self, features: Any | None = None, image_embeds: Any | None = None, embed_all_frames: bool = True
+        self,
+        features: Any | None = None,
+        image_embeds: Any | None = None,
+        embed_all_frames: bool = True,
+        scores: dict[str, Any] | None = None,
     ) -> FrameEncodings:
-        """Makes every batch carry these encoders' outputs (``features``, ``image_embeds``).
+        """Makes every batch carry these encoders' outputs (``features``, ``image_embeds``) and
+        these selectors' per-frame ``scores`` (e.g. ``{"teacher_scores": teacher}``, ``(T, 1)``).
 
         Called by a LightningModule's ``setup`` with its frozen encoders (see
         :class:`~data.encodings.FrameEncodings` for the arguments): cached outputs are read by the
@@ -446,7 +451,8 @@ class DenseCaptionDataModule(pl.LightningDataModule):
         encoders' device and stored when ``feature_cache`` is on.
         """
         root = self.cache_dir / "features" if self.feature_cache and self.from_cache is None else None
-        self.encodings = FrameEncodings(features, image_embeds, root, self.decode_id, embed_all_frames)
+        scorers = {name: SelectorScores(selector) for name, selector in (scores or {}).items()}
+        self.encodings = FrameEncodings(features, image_embeds, root, self.decode_id, embed_all_frames, scorers)
         if self.from_cache is not None:  # every output a step reads must be the export's, from the same encoder
             folder, info = self.export()
             check_export(info, self.from_cache, self.encodings.encoders, self.decode_id)

@@ -26,6 +26,8 @@ The encoders are objects with ``encode(frames, outputs) -> {name: tensor}`` and
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Callable
 from functools import partial
@@ -233,6 +235,40 @@ class EncodingStore:
         return "; ".join(f"{name}: {cache.summary()}" for name, cache in self.caches.items())
 
 
+class SelectorScores:
+    """A selector's per-frame scores as an encoder output ``(T, 1)``, so they are cached like features.
+
+    The cache key is the selector's settings: its class, its plain attributes (numbers, strings,
+    flags, tuples of them) and a hash of its weights, as :attr:`model_name_or_path`; the decode
+    settings key the rest, as for every output.
+
+    Args:
+        selector: A :class:`models.selectors.FrameSelector` (``scores(frames, timestamps)``).
+    """
+
+    def __init__(self, selector: Any) -> None:
+        self.selector = selector
+        cls = type(selector)
+        plain = {k: v for k, v in sorted(vars(selector).items())
+                 if not k.startswith("_") and k != "training" and isinstance(v, (bool, int, float, str, tuple))}  # fmt: skip
+        weights = hashlib.sha1()
+        for key, value in sorted(selector.state_dict().items()):
+            weights.update(key.encode() + value.detach().cpu().contiguous().numpy().tobytes())
+        settings = json.dumps(plain, sort_keys=True, default=str)
+        self.model_name_or_path = f"selector:{cls.__module__}.{cls.__qualname__}:{settings}:{weights.hexdigest()[:12]}"
+
+    def encode(self, frames: Tensor, outputs: tuple[str, ...], timestamps: Tensor | None = None) -> dict[str, Tensor]:
+        with torch.no_grad():
+            scores = self.selector.scores(frames, timestamps).float().reshape(-1, 1).cpu()
+        return dict.fromkeys(outputs, scores)
+
+    def parameters(self):  # what data.cache_export fingerprints
+        return self.selector.parameters()
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return self.selector.state_dict()
+
+
 class FrameEncodings:
     """Attaches encoder outputs to collated batches, computing each frame's at most once.
 
@@ -246,6 +282,9 @@ class FrameEncodings:
             a video on its first visit (right when every step samples new subsets). ``False``
             computes only the frames a step shows, as without a cache (right for a captioner
             that shows the same K frames; cached entries are still read).
+        scores: Per-frame scores a step reads that come from pixels (a teacher selector's), by
+            output name: each a :class:`SelectorScores`, cached like the encoders' outputs, so a
+            step that reads them needs no frames once they are stored.
 
     Attributes:
         store: The :class:`EncodingStore`, or ``None`` without a cache.
@@ -259,12 +298,14 @@ class FrameEncodings:
         cache_root: str | Path | None = None,
         decode_id: str = "",
         embed_all_frames: bool = True,
+        scores: dict[str, SelectorScores] | None = None,
     ) -> None:
         if features is None and image_embeds is None:
             raise ValueError("FrameEncodings needs a features or an image_embeds encoder")
         if image_embeds is not None and not getattr(image_embeds, "gives_image_embeds", False):
             raise ValueError(f"{image_embeds.model_name_or_path} gives no image embeddings (not a SmolVLM checkpoint)")
         self.encoders = {name: enc for name, enc in zip(OUTPUTS, (features, image_embeds)) if enc is not None}
+        self.encoders.update(scores or {})
         self.embed_all_frames = embed_all_frames
         self.store = None
         if cache_root is not None:
@@ -280,8 +321,11 @@ class FrameEncodings:
         #: video read from the caches alone (set by the data module).
         self.frames_of: Callable[[Any], Tensor] | None = None
 
-    def _run(self, encoder: Any, frames: Tensor, names: tuple[str, ...]) -> dict[str, Tensor]:
-        out = encoder.encode(frames, outputs=names)
+    def _run(self, encoder: Any, frames: Tensor, names: tuple[str, ...], stamps: Tensor) -> dict[str, Tensor]:
+        if isinstance(encoder, SelectorScores):
+            out = encoder.encode(frames, outputs=names, timestamps=stamps)
+        else:
+            out = encoder.encode(frames, outputs=names)
         for name in names:
             self.passes[name] += len(frames)
         return out
@@ -322,7 +366,8 @@ class FrameEncodings:
                     else:
                         rows[name].append(FrameRows(frames=frames, compute=compute, length=len(stamps), on_new=store))
                 else:
-                    names = tuple(missing) if shared else (name,)  # the key of this video's pass
+                    # the key of this video's pass: one pass of the shared encoder gives features and embeddings
+                    names = tuple(m for m in missing if m in OUTPUTS) if shared and name in OUTPUTS else (name,)
                     if names not in passes:
                         passes[names] = self._whole_pass(self.encoders[name], names, video, frames, stamps)
                     rows[name].append(FrameRows(frames=frames, whole=partial(passes[names], name)))
@@ -336,7 +381,8 @@ class FrameEncodings:
 
         def get(name: str) -> Tensor:
             if not done:
-                done.update(self._run(encoder, frames, names))
+                pixels = frames() if callable(frames) else frames  # a video read from the caches: decoded now
+                done.update(self._run(encoder, pixels, names, stamps))
                 if self.store is not None:
                     for key, value in done.items():
                         self.store.write(video, key, value, stamps)
@@ -354,7 +400,7 @@ class FrameEncodings:
 
     def _per_row(self, encoder: Any) -> Callable[[Tensor], Tensor]:
         def compute(frames: Tensor) -> Tensor:
-            return self._run(encoder, frames, ("image_embeds",))["image_embeds"]
+            return self._run(encoder, frames, ("image_embeds",), None)["image_embeds"]
 
         return compute
 

@@ -69,9 +69,9 @@ def test_require_cache_refuses_a_miss_and_a_run_that_reads_pixels(tmp_path, tiny
     _fit(tmp_path, tiny_model_dir, synthetic, "warm", "--data.require_cache", "true")
     assert decodes == []
     with pytest.raises(CacheMissError, match=r"data.require_cache: this run's training step reads the videos' pixels "
-                                         r"\(distillation from the teacher's scores"):  # fmt: skip
-        _fit(tmp_path, tiny_model_dir, synthetic, "teacher", "--data.require_cache", "true",
-             "--model.init_args.objective.teacher_weight", "1.0")  # fmt: skip
+                                             r"\(the VLM reads pixels"):  # fmt: skip
+        _fit(tmp_path, tiny_model_dir, synthetic, "pixels", "--data.require_cache", "true",
+             "--model.init_args.vlm.init_args.reuse_image_embeds", "false")  # fmt: skip
 
 
 def test_an_exported_cache_trains_without_the_videos_to_the_same_validation_numbers(
@@ -106,9 +106,12 @@ def test_an_exported_cache_trains_without_the_videos_to_the_same_validation_numb
     with pytest.raises(ExportError, match=r"features come from another encoder than this run's \(weights_sha256, dtype"):
         _fit(tmp_path, tiny_model_dir, synthetic, "dtype", "--data.from_cache", str(out),
              "--model.init_args.encoder.init_args.dtype", "bfloat16")  # fmt: skip
-    with pytest.raises(CacheMissError, match="data.from_cache: this run's training step reads the videos' pixels"):
+    with pytest.raises(ExportError, match=r"holds no teacher_scores \(it has \['features', 'image_embeds'\]\)"):
         _fit(tmp_path, tiny_model_dir, synthetic, "teacher", "--data.from_cache", str(out),
              "--model.init_args.objective.teacher_weight", "1.0")  # fmt: skip
+    with pytest.raises(CacheMissError, match="data.from_cache: this run's training step reads the videos' pixels"):
+        _fit(tmp_path, tiny_model_dir, synthetic, "pixels", "--data.from_cache", str(out),
+             "--model.init_args.vlm.init_args.reuse_image_embeds", "false")  # fmt: skip
 
 
 def test_from_cache_takes_a_hub_id_and_refuses_a_folder_that_is_no_export(tmp_path, monkeypatch):
@@ -167,3 +170,23 @@ def test_bench_epoch_times_the_three_modes_on_the_same_batches(tmp_path, tiny_mo
     assert by["decoding"]["same_weights_as_decoding"] is True  # decode-free and floor trained the same weights
     assert by["decoding"]["train_loss"] == by["decode_free"]["train_loss"] == by["floor"]["train_loss"]
     assert all(row["seconds_per_epoch"] > 0 for row in rows)
+
+
+def test_the_teachers_scores_are_cached_like_the_features(tmp_path, tiny_model_dir, synthetic, decodes, monkeypatch):
+    """Distillation from the cross-correlation teacher, and its scores as the policy's cue: both read the
+    teacher's scores, which the caches hold after the first epoch."""
+    teacher = ("--model.init_args.objective.teacher_weight", "1.0", "--model.init_args.policy.init_args.score_inputs", "1")
+    _, paths, _ = synthetic
+    train = {s.video for s in load_annotations(paths["train"])}
+    cold, cold_weights = _fit(tmp_path, tiny_model_dir, synthetic, "cold", *teacher)
+    assert cold.datamodule.datasets["train"].decode_free == ("features", "image_embeds", "teacher_scores")
+    assert set(decodes) == train and len(decodes) == 1 + len(train)
+    decodes.clear()
+    warm, warm_weights = _fit(tmp_path, tiny_model_dir, synthetic, "warm", *teacher)
+    assert decodes == []
+    monkeypatch.setattr(DenseCaptionDataModule, "set_decode_free", lambda self, outputs, splits=("train",): None)
+    control, control_weights = _fit(tmp_path, tiny_model_dir, synthetic, "control", *teacher)
+    for name, value in control_weights.items():
+        assert torch.equal(value, warm_weights[name]) and torch.equal(value, cold_weights[name]), name
+    assert "train/teacher_loss" in control.trainer.callback_metrics
+    assert control.trainer.callback_metrics["train/loss"] == warm.trainer.callback_metrics["train/loss"]

@@ -43,5 +43,5 @@ def test_plan_counts_frames_and_cache_sizes():
     # Warm epochs of the uniform captioner decode nothing: compute (100 x 3 x 219 GFLOP at 50 TFLOP/s,
     # 1.3 s) bounds it, ahead of reading its 800 shown rows (800 x 72 KiB at 2 GB/s, 0.03 s).
     assert "| smolvlm2-256m | uniform_lora | 0.00037 | 0 | 8.2e-06 | 0.00037 (compute) | 1 |" in text
-    # The teacher family still decodes every epoch (its teacher reads pixels).
-    assert "| smolvlm2-256m | teacher_joint | 0.0013 | 0.026 | 0.00026 | 0.026 (decode) | 1 |" in text
+    # The teacher family too: its teacher's scores are cached with the features.
+    assert "| smolvlm2-256m | teacher_joint | 0.0013 | 0 | 0.00026 | 0.0013 (compute) | 1 |" in text

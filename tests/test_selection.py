@@ -263,9 +263,13 @@ def test_selector_configs_train_cache_features_and_resume(config, tmp_path, tiny
     encodings = cli.datamodule.encodings
     seen = len(cli.datamodule.datasets["train"]) + len(cli.datamodule.datasets["val"])
     stats = encodings.store.stats()
-    assert set(stats) == ({"features", "image_embeds"} if module.vlm is not None else {"features"})
-    for output in stats.values():
-        assert output["entries"] == seen and output["hits"] > 0
+    expected = {"features", "image_embeds"} if module.vlm is not None else {"features"}
+    teacher = module.objective.teacher_weight > 0 or module.policy.score_inputs > 0
+    assert set(stats) == expected | ({"teacher_scores"} if teacher else set())
+    for name in expected:
+        assert stats[name]["entries"] == seen and stats[name]["hits"] > 0
+    if teacher:  # the teacher's scores, cached for the training videos a step distilled from
+        assert 0 < stats["teacher_scores"]["entries"] <= len(cli.datamodule.datasets["train"])
     frames = sum(len(item["timestamps"]) for split in ("train", "val") for item in cli.datamodule.datasets[split])
     assert encodings.passes["features"] == frames  # each candidate frame went through the tower once
     # The checkpoint holds only what trains; a fresh module restores the same policy.

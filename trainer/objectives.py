@@ -282,6 +282,10 @@ def ranking_loss(
     return -(target * torch.log_softmax(subset_scores, dim=1)).sum(1).mean()
 
 
+#: The batch key (and cache output name) of the teacher's per-frame scores.
+TEACHER_SCORES = "teacher_scores"
+
+
 class TeacherScores:
     """A teacher selector's per-frame scores of each video, kept for the most recent videos.
 
@@ -303,7 +307,14 @@ class TeacherScores:
         self.cache: LRUCache[str, torch.Tensor] = LRUCache(cache_videos)
 
     def __call__(self, batch: dict[str, list]) -> list[torch.Tensor]:
-        """Scores ``(T_i,)`` (float, CPU) of each video in the batch."""
+        """Scores ``(T_i,)`` (float, CPU) of each video in the batch.
+
+        A batch from the data module carries them (``batch[TEACHER_SCORES]``: read from the
+        feature cache, or computed from the frames once and stored there); a batch built by hand
+        is scored here, keeping the last videos' scores in memory.
+        """
+        if TEACHER_SCORES in batch:
+            return [rows.all().reshape(-1).float().cpu() for rows in batch[TEACHER_SCORES]]
         return [
             self.cache.get(vid, lambda: self.teacher.scores(frames, stamps).float())
             for vid, frames, stamps in zip(batch["video_id"], batch["frames"], batch["timestamps"])

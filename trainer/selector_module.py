@@ -46,6 +46,7 @@ from trainer.evaluation.metrics import event_recall
 from trainer.objectives import (
     CaptionScorer,
     ObjectiveSettings,
+    TEACHER_SCORES,
     TeacherScores,
     distillation_loss,
     policy_gradient_loss,
@@ -218,7 +219,10 @@ class SelectorModule(pl.LightningModule):
             datamodule.set_frame_budget(max([self.num_frames, *self.eval_budgets]))
         if not hasattr(datamodule, "set_frame_encoders"):
             return None
-        encodings = datamodule.set_frame_encoders(features=self.encoder, image_embeds=self.embeds_encoder())
+        # The teacher's scores read pixels: cached like the features, so warm epochs need no frames.
+        uses_teacher = self.objective.teacher_weight > 0 or self.policy.score_inputs > 0
+        scores = {TEACHER_SCORES: self.teacher} if uses_teacher else None
+        encodings = datamodule.set_frame_encoders(features=self.encoder, image_embeds=self.embeds_encoder(), scores=scores)
         if hasattr(datamodule, "set_decode_free"):
             reason = self.pixels_read_in_training()
             if reason is None:
@@ -230,14 +234,10 @@ class SelectorModule(pl.LightningModule):
     def pixels_read_in_training(self) -> str | None:
         """Why a training step reads pixels (so training videos must be decoded), or ``None``.
 
-        Without a teacher term, a cue channel or a VLM on pixels, a training step reads only the
-        features and image embeddings (:meth:`video_features`,
-        :func:`~trainer.objectives.shown_frames`), which a warm cache holds.
+        A training step reads the features, the image embeddings (:meth:`video_features`,
+        :func:`~trainer.objectives.shown_frames`) and the teacher's scores (distillation, cue),
+        which a warm cache holds; only a VLM that runs its own vision tower reads pixels.
         """
-        if self.objective.teacher_weight > 0:
-            return "distillation from the teacher's scores (objective.teacher_weight > 0)"
-        if self.policy.score_inputs > 0:
-            return "the policy reads the teacher's scores (policy.score_inputs > 0)"
         if self.vlm is not None and self.embeds_encoder() is None:
             return f"the VLM reads pixels ({self.vlm.embeds_blocker()})"
         return None

@@ -50,9 +50,9 @@ FAMILY_PASSES = {
 
 
 #: Families whose training step reads pixels, so every epoch decodes every video (data/README.md,
-#: "Decode-free epochs"): the teacher's distillation term (its scores are not cached yet). The
-#: others decode once, when ``python -m trainer cache`` fills the caches.
-DECODES_EVERY_EPOCH = {"teacher_joint": "the cross-correlation teacher reads pixels"}
+#: "Decode-free epochs"). None of the recipes' families: the teacher's scores are cached like the
+#: features, so every family decodes once, when ``python -m trainer cache`` fills the caches.
+DECODES_EVERY_EPOCH: dict[str, str] = {}
 
 
 @dataclass
@@ -213,10 +213,10 @@ def plan(args: Namespace, rates: Rates | None) -> str:
     out += ["", f"Decoding (PyAV, one process, measured): {rates.decode_seconds_per_video_second:.3f} s per second of "
             f"1280x720 30 fps H.264 at {args.fps:g} fps / {args.frame_size} px, so **{_round(decode_h)} core-hours per pass** "
             f"over the videos: {_round(decode_h / gpus)} h per pass with {gpus} cores per GPU. It is paid **once**, when "
-            f"`python -m trainer cache` fills the caches: with warm caches the uniform captioner's and the selector "
-            f"families' epochs open no video (decode-free epochs), except "
-            + "; ".join(f"{f} ({why})" for f, why in DECODES_EVERY_EPOCH.items()) + ", which still decodes every "
-            "epoch.", "",
+            f"`python -m trainer cache` fills the caches (features, image embeddings, the teacher's scores): with warm "
+            f"caches the uniform captioner's and the selector families' epochs open no video (decode-free epochs)"
+            + ("".join(f"; except {f} ({why}), which still decodes every epoch" for f, why in DECODES_EVERY_EPOCH.items()))
+            + ".", "",
             f"Filling the caches, once per size (decoding on {gpus} cores per GPU, the vision tower at the low assumed "
             "GPU rate; the slower of the two bounds a machine), and the machines that fill them in a day:", "",
             "| size | decode h (one GPU's cores) | vision h (one GPU) | fill h on one GPU (bound by) | GPUs to fill in a day |",
