@@ -73,9 +73,10 @@ class ResourceReport(pl.Callback):
         self.seconds.append(now - self._start)
         if previous is not None:
             self.wall.append(now - previous)
-        frames = batch.get("frames", []) if isinstance(batch, dict) else []
-        self.videos += len(frames)
-        self.candidate_frames += sum(len(f) for f in frames)
+        stamps = batch.get("timestamps", []) if isinstance(batch, dict) else []
+        self.videos += len(stamps)
+        # Timestamps, not frames: a video read from the caches alone has frames=None.
+        self.candidate_frames += sum(len(t) for t in stamps)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         params = list(pl_module.parameters())
