@@ -36,6 +36,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from data.atomic import write_atomic
+from data.features import weights_fingerprint
 from data.schema import VideoSample
 
 INFO_FILE = "frame_selectors.json"
@@ -45,17 +46,6 @@ VIDEOS_PER_SHARD = 256  # ~1.5 GB of SmolVLM2-256M image embeddings per shard at
 
 class ExportError(ValueError):
     """A cache export that cannot be written, read, or used by this run (the message says which)."""
-
-
-def weights_fingerprint(module: torch.nn.Module) -> str:
-    """sha256 of a module's parameters and buffers (names, dtypes, shapes, bytes): the same weights on
-    any machine, wherever their files live."""
-    digest = hashlib.sha256()
-    for name, value in sorted(module.state_dict().items()):
-        value = value.detach().cpu().contiguous()
-        digest.update(f"{name}|{value.dtype}|{tuple(value.shape)}|".encode())
-        digest.update((value.view(torch.int16) if value.dtype == torch.bfloat16 else value).numpy().tobytes())
-    return digest.hexdigest()
 
 
 def portable_encoder(encoder: Any) -> dict[str, str]:

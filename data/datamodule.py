@@ -57,6 +57,17 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")).expanduser() / "frame-selectors"
 
 
+def decode_at(
+    video: str, fps: float, frame_size: int, max_frames: int | None, frame_cache: FrameCache | None
+) -> DecodedVideo:
+    """``video`` decoded at these settings, through ``frame_cache`` when there is one."""
+
+    def run() -> DecodedVideo:
+        return decode_video(video, fps=fps, size=frame_size, max_frames=max_frames)
+
+    return run() if frame_cache is None else frame_cache.get_or_decode(video, run)
+
+
 class VideoCaptionDataset(Dataset):
     """Decodes each sample's video at ``fps`` and ``frame_size``.
 
@@ -112,11 +123,8 @@ class VideoCaptionDataset(Dataset):
     def decode(self, video: str) -> DecodedVideo:
         """``video`` decoded at this dataset's settings, through the frame cache when there is one."""
 
-        def run() -> DecodedVideo:
-            return decode_video(video, fps=self.fps, size=self.frame_size, max_frames=self.max_frames)
-
         self.decodes += 1
-        return run() if self.frame_cache is None else self.frame_cache.get_or_decode(video, run)
+        return decode_at(video, self.fps, self.frame_size, self.max_frames, self.frame_cache)
 
     def __getitem__(self, index: int) -> dict[str, Any] | None:
         item = self.load_or_skip(index)
@@ -494,10 +502,7 @@ class DenseCaptionDataModule(pl.LightningDataModule):
         """``video``'s candidate frames at this module's settings (through the frame cache when on):
         for rows a step asks of a video its worker read from the caches alone."""
 
-        def run() -> DecodedVideo:
-            return decode_video(video, fps=self.fps, size=self.frame_size, max_frames=self.max_frames)
-
-        return (run() if self.frame_cache is None else self.frame_cache.get_or_decode(video, run)).frames
+        return decode_at(video, self.fps, self.frame_size, self.max_frames, self.frame_cache).frames
 
     def needs_pixels(self, reason: str) -> None:
         """Said by a LightningModule whose training step reads pixels (so it decodes every video).

@@ -26,7 +26,6 @@ The encoders are objects with ``encode(frames, outputs) -> {name: tensor}`` and
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -37,7 +36,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from data.features import FeatureCache, output_id
+from data.features import FeatureCache, output_id, weights_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -251,11 +250,9 @@ class SelectorScores:
         cls = type(selector)
         plain = {k: v for k, v in sorted(vars(selector).items())
                  if not k.startswith("_") and k != "training" and isinstance(v, (bool, int, float, str, tuple))}  # fmt: skip
-        weights = hashlib.sha1()
-        for key, value in sorted(selector.state_dict().items()):
-            weights.update(key.encode() + value.detach().cpu().contiguous().numpy().tobytes())
         settings = json.dumps(plain, sort_keys=True, default=str)
-        self.model_name_or_path = f"selector:{cls.__module__}.{cls.__qualname__}:{settings}:{weights.hexdigest()[:12]}"
+        weights = weights_fingerprint(selector)[:12]
+        self.model_name_or_path = f"selector:{cls.__module__}.{cls.__qualname__}:{settings}:{weights}"
 
     def encode(self, frames: Tensor, outputs: tuple[str, ...], timestamps: Tensor | None = None) -> dict[str, Tensor]:
         with torch.no_grad():

@@ -96,6 +96,17 @@ def encoder_id(encoder: Any) -> str:
     return "|".join(parts)
 
 
+def weights_fingerprint(module: Any) -> str:
+    """sha256 of a module's parameters and buffers (names, dtypes, shapes, bytes): the same weights on
+    any machine, wherever their files live (bfloat16 hashed by its bits)."""
+    digest = hashlib.sha256()
+    for name, value in sorted(module.state_dict().items()):
+        value = value.detach().cpu().contiguous()
+        digest.update(f"{name}|{value.dtype}|{tuple(value.shape)}|".encode())
+        digest.update((value.view(torch.int16) if value.dtype == torch.bfloat16 else value).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def output_id(encoder: Any, output: str = "features") -> str:
     """Identity of one output of an encoder: :func:`encoder_id`, plus the output's name unless ``features``."""
     return encoder_id(encoder) if output == "features" else f"{encoder_id(encoder)}|{output}"
