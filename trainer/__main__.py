@@ -113,19 +113,20 @@ class FrameSelectCLI(LightningCLI):
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if ckpt_path and os.path.isfile(ckpt_path):  # what LightningCLI._parse_ckpt_path reads next
-            read_checkpoint(ckpt_path, trusted=named_classes(self.config[subcommand]))
+        self._ckpt_hparams = None
+        if ckpt_path and os.path.isfile(ckpt_path):  # what _parse_ckpt_path merges next
+            checkpoint = read_checkpoint(ckpt_path, trusted=named_classes(self.config[subcommand]))
+            self._ckpt_hparams = dict(checkpoint.get("hyper_parameters") or {})
 
     def _parse_ckpt_path(self) -> None:
         """LightningCLI's merge of a ``--ckpt_path`` checkpoint's hyperparameters into the config,
         with a module class renamed since the checkpoint was written read under its current name
-        (:data:`trainer.loading.RENAMED_CLASSES`). The checkpoint passed :func:`read_checkpoint` in
-        :meth:`parse_arguments` already."""
-        subcommand = self.config.get("subcommand")
-        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if not (ckpt_path and os.path.isfile(ckpt_path)):
+        (:data:`trainer.loading.RENAMED_CLASSES`). The hyperparameters are the ones
+        :meth:`parse_arguments` read and checked (the file is not loaded twice)."""
+        hparams = getattr(self, "_ckpt_hparams", None)
+        if not hparams:
             return
-        hparams = dict(torch.load(ckpt_path, weights_only=True, map_location="cpu").get("hyper_parameters") or {})
+        subcommand = self.config.get("subcommand")
         hparams.pop("_instantiator", None)
         if not hparams:
             return

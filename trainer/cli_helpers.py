@@ -21,9 +21,8 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -89,7 +88,7 @@ def command_parser(command: str, description: str) -> ArgumentParser:
     """The parser of a command that reads no training config: ``fit``'s syntax and files.
 
     Options are written as ``fit`` writes them (``--max_videos 3``, ``--budgets 4 8``; the older
-    ``--max_videos`` spelling is kept as an alias); ``--config FILE`` reads them from YAML
+    ``--max-videos`` spelling is kept as an alias); ``--config FILE`` reads them from YAML
     (repeatable, composed like ``fit``'s configs, see :func:`trainer.__main__.config_files`) and
     ``--print_config`` prints the parsed options as such a file. Parse with :func:`parse_command`.
     """

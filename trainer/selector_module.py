@@ -222,25 +222,17 @@ class SelectorModule(pl.LightningModule):
         # The teacher's scores read pixels: cached like the features, so warm epochs need no frames.
         uses_teacher = self.objective.teacher_weight > 0 or self.policy.score_inputs > 0
         scores = {TEACHER_SCORES: self.teacher} if uses_teacher else None
-        encodings = datamodule.set_frame_encoders(features=self.encoder, image_embeds=self.embeds_encoder(), scores=scores)
+        embeds = self.embeds_encoder()
+        encodings = datamodule.set_frame_encoders(features=self.encoder, image_embeds=embeds, scores=scores)
         if hasattr(datamodule, "set_decode_free"):
-            reason = self.pixels_read_in_training()
-            if reason is None:
-                datamodule.set_decode_free(tuple(encodings.encoders))
+            # A training step reads the features, the image embeddings (video_features, shown_frames)
+            # and the teacher's scores, which a warm cache holds; only a VLM that runs its own vision
+            # tower reads pixels.
+            if self.vlm is not None and embeds is None:
+                datamodule.needs_pixels(f"the VLM reads pixels ({self.vlm.embeds_blocker()})")
             else:
-                datamodule.needs_pixels(reason)
+                datamodule.set_decode_free(tuple(encodings.encoders))
         return encodings
-
-    def pixels_read_in_training(self) -> str | None:
-        """Why a training step reads pixels (so training videos must be decoded), or ``None``.
-
-        A training step reads the features, the image embeddings (:meth:`video_features`,
-        :func:`~trainer.objectives.shown_frames`) and the teacher's scores (distillation, cue),
-        which a warm cache holds; only a VLM that runs its own vision tower reads pixels.
-        """
-        if self.vlm is not None and self.embeds_encoder() is None:
-            return f"the VLM reads pixels ({self.vlm.embeds_blocker()})"
-        return None
 
     def embeds_encoder(self) -> FrameEncoder | None:
         """The encoder whose image embeddings the VLM reads, or ``None`` (pixel path, said in the log).

@@ -44,11 +44,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from jsonargparse import ArgumentParser
 
 from data.atomic import write_atomic
 from models.prompting import parse_dense_caption
 from trainer.cli_helpers import command_parser, parse_command, resolve_device
-from jsonargparse import ArgumentParser
 from trainer.loading import LoadError, frame_budget, load_trained, load_vlm
 from trainer.predictions import write_predictions
 from trainer.tools.video_files import (

@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from jsonargparse import ArgumentParser
 
 from data.atomic import write_atomic
 from data.decode import decode_video
@@ -64,7 +65,6 @@ from models.baselines import BASELINES
 from models.decoders import check_budget
 from models.selectors import FrameSelector
 from trainer.cli_helpers import build_selector, command_parser, parse_command, resolve_device
-from jsonargparse import ArgumentParser
 from trainer.loading import LoadError, TrainedSelector, load_trained
 from trainer.plots import plot_selection
 from trainer.tools.video_files import (
