@@ -1,6 +1,6 @@
 """Encoder outputs attached to batches: each candidate frame goes through the frozen vision tower once.
 
-A selector-training step looks at every candidate frame (the importance mask scores all ``T``)
+A selector-training step looks at every candidate frame (the importance model scores all ``T``)
 and then shows the VLM many K-frame subsets of them (RL rollouts, ranking candidates, the caption
 loss). The vision tower and connector are frozen, so a frame's outputs never change during a run:
 :class:`FrameEncodings` computes them once per video and hands every consumer the same rows.

@@ -4,7 +4,7 @@ By default the encoder is SmolVLM's own vision tower (SigLIP), so the selector s
 VLM sees; any Hugging Face vision model (ViT, CLIP, SigLIP, DINOv2, ...) works by name.
 
 For a SmolVLM checkpoint one pass over a frame gives both outputs a training step needs: the
-pooled features the importance mask reads and the connector output the VLM reads in place of
+pooled features the importance model reads and the connector output the VLM reads in place of
 pixels (``image_embeds``, ``image_seq_len`` x hidden per frame; see :meth:`FrameEncoder.encode`).
 The frames go through the checkpoint's own video processor, so those embeddings are exactly the
 ones the VLM computes from pixels.

@@ -484,8 +484,8 @@ class ImportanceSelector(FrameSelector):
         decoder: Scores-to-indices decoder.
         budget: The frame budget K that :meth:`scores` assumes when not told (only matters for a
             budget-aware model; :meth:`select` always scores for the K it is asked for).
-        cue: The selector whose per-frame scores the model reads (a model built with
-            ``score_inputs=1``; the one it was trained with, e.g. its cross-correlation teacher).
+        teacher: The selector whose per-frame scores the model reads (a model built with
+            ``score_inputs=1``): the teacher it was trained with, e.g. cross-correlation.
             Needed by :meth:`scores`; :meth:`scores_from_features` takes the scores directly.
     """
 
@@ -496,7 +496,7 @@ class ImportanceSelector(FrameSelector):
         pretrained: str | None = None,
         decoder: Decoder | None = None,
         budget: int | None = None,
-        cue: FrameSelector | None = None,
+        teacher: FrameSelector | None = None,
     ) -> None:
         super().__init__(decoder)
         if (model is None) == (pretrained is None):
@@ -508,8 +508,8 @@ class ImportanceSelector(FrameSelector):
         self.model = model
         self.encoder = encoder
         self.budget = budget
-        self.cue = cue
-        self._last_cue: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self.teacher = teacher
+        self._last_teacher: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def scores_from_features(
         self,
@@ -522,19 +522,19 @@ class ImportanceSelector(FrameSelector):
         """Logits ``(T,)`` of one video from its features ``(T, D)``, timestamps ``(T,)`` and optional query ``(L,)``.
 
         ``budget`` is the frame budget K the logits are for (a budget-aware model needs it; the
-        default is :attr:`budget`); ``frame_scores`` ``(T,)`` or ``(T, C)`` are the cue's scores a
+        default is :attr:`budget`); ``frame_scores`` ``(T,)`` or ``(T, C)`` are the teacher's scores a
         model built with ``score_inputs`` reads. The result is on the model's device; gradients
         flow only while the selector is training.
         """
         device = next(self.model.parameters()).device
         query = None if query_ids is None else query_ids[None].to(device)
         budget = self.budget if budget is None else budget
-        cues = None if frame_scores is None else frame_scores[None].to(device)
+        scores = None if frame_scores is None else frame_scores[None].to(device)
         # Outside training no graph is needed, and eval mode already turned dropout off.
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.training):
             return self.model(
                 features[None].to(device), timestamps[None].float().to(device), query_ids=query, budget=budget,
-                frame_scores=cues,
+                frame_scores=scores,
             )[0]  # fmt: skip
 
     def scores(self, frames: torch.Tensor, timestamps: torch.Tensor, k: int | None = None) -> torch.Tensor:
@@ -548,21 +548,21 @@ class ImportanceSelector(FrameSelector):
                 "pass one, or call scores_from_features with cached features"
             )
         return self.scores_from_features(
-            self.encoder(frames), timestamps, budget=k, frame_scores=self.cue_scores(frames, timestamps)
+            self.encoder(frames), timestamps, budget=k, frame_scores=self.teacher_scores(frames, timestamps)
         ).cpu()
 
-    def cue_scores(self, frames: torch.Tensor, timestamps: torch.Tensor) -> torch.Tensor | None:
-        """The cue selector's scores ``(T,)`` the model reads (``None`` for a model that reads none).
+    def teacher_scores(self, frames: torch.Tensor, timestamps: torch.Tensor) -> torch.Tensor | None:
+        """The teacher's scores ``(T,)`` the model reads (``None`` for a model that reads none).
 
         The last video's scores are kept: every budget :meth:`scores` is asked for on the same
-        frames reads the same cue, which costs more than the model itself.
+        frames reads the same teacher scores, which costs more than the model itself.
         """
         if self.model.score_inputs == 0:
             return None
-        if self.cue is None:
-            raise ValueError("this ImportanceSelector's model reads a cue selector's scores (score_inputs): pass `cue`")
-        last = self._last_cue
+        if self.teacher is None:
+            raise ValueError("this ImportanceSelector's model reads its teacher's scores (score_inputs): pass `teacher`")
+        last = self._last_teacher
         if last is None or last[0] is not frames or last[1] is not timestamps:
             # The tensors themselves are kept (not their ids), so a new video can never match.
-            self._last_cue = (frames, timestamps, self.cue.scores(frames, timestamps).float())
-        return self._last_cue[2]
+            self._last_teacher = (frames, timestamps, self.teacher.scores(frames, timestamps).float())
+        return self._last_teacher[2]

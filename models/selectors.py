@@ -3,7 +3,7 @@
 Every selector is a plain ``nn.Module`` with three calls (and :meth:`FrameSelector.choose`):
 
 * ``scores(frames, timestamps, k=None) -> (T,)``: how much each frame is worth showing the VLM
-  when ``k`` frames will be shown (only budget-aware selectors, the learned mask, use ``k``);
+  when ``k`` frames will be shown (only budget-aware selectors, the importance model, use ``k``);
 * ``pairwise(frames, timestamps) -> (T, T) | None``: optional dissimilarity of any two frames,
   used by decoders that reward novelty between consecutive chosen frames;
 * ``select(frames, timestamps, k) -> (K,)``: the chosen frame indices, ascending in time. By

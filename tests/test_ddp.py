@@ -73,11 +73,11 @@ def test_ddp_selector_trainer_keeps_the_replicas_identical(tmp_path, tiny_model_
                     "--data.batch_size", "1", "--trainer.max_steps", "3", "--trainer.check_val_every_n_epoch", "1")  # fmt: skip
     ranks = _fit_on_two_ranks(args, tmp_path / "ranks")
     w0, w1 = ranks[0]["weights"], ranks[1]["weights"]
-    assert w0.keys() == w1.keys() and any(k.startswith("policy.") for k in w0)
+    assert w0.keys() == w1.keys() and any(k.startswith("importance.") for k in w0)
     assert any("lora_" in k for k in w0) == (config == "smoke_joint.yaml")
     assert all(torch.equal(w0[k], w1[k]) for k in w0)  # gradients all-reduced for every optimizer
     initial = ranks[0]["initial"]
-    assert any(not torch.equal(w0[k], initial[k]) for k in w0 if k.startswith("policy."))  # the mask trained
+    assert any(not torch.equal(w0[k], initial[k]) for k in w0 if k.startswith("importance."))  # the mask trained
     if config == "smoke_joint.yaml":
         assert any(w0[k].abs().sum() > 0 for k in w0 if "lora_B" in k)  # so did LoRA (B starts at zero)
     m0, m1 = ranks[0]["metrics"], ranks[1]["metrics"]

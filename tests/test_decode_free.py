@@ -173,9 +173,9 @@ def test_bench_epoch_times_the_three_modes_on_the_same_batches(tmp_path, tiny_mo
 
 
 def test_the_teachers_scores_are_cached_like_the_features(tmp_path, tiny_model_dir, synthetic, decodes, monkeypatch):
-    """Distillation from the cross-correlation teacher, and its scores as the policy's cue: both read the
+    """Distillation from the cross-correlation teacher, and its scores as the importance model's input: both read the
     teacher's scores, which the caches hold after the first epoch."""
-    teacher = ("--model.init_args.objective.teacher_weight", "1.0", "--model.init_args.policy.init_args.score_inputs", "1")
+    teacher = ("--model.init_args.objective.teacher_weight", "1.0", "--model.init_args.importance.init_args.score_inputs", "1")
     _, paths, _ = synthetic
     train = {s.video for s in load_annotations(paths["train"])}
     cold, cold_weights = _fit(tmp_path, tiny_model_dir, synthetic, "cold", *teacher)

@@ -94,7 +94,7 @@ def _resume_and_compare(unbroken, tiny_model_dir, synthetic, name, ckpt: Path) -
     resumed = _fit(root, tiny_model_dir, synthetic, name, "--trainer.max_epochs", "2", ckpt=ckpt)
     assert resumed and resumed == {step: batches[step] for step in resumed}  # same data, same order
     whole, split = _weights(root / "whole" / "last.ckpt"), _weights(root / name / "last.ckpt")
-    assert whole.keys() == split.keys() and any(k.startswith("policy.") for k in whole)
+    assert whole.keys() == split.keys() and any(k.startswith("importance.") for k in whole)
     losses, expected = _losses(root / "logs" / name), _losses(root / "logs" / "whole")
     assert sorted(expected) == [0, 1, 2, 3] and {2, 3} <= losses.keys()
     return all(torch.equal(whole[k], split[k]) for k in whole) and all(losses[s] == expected[s] for s in losses)

@@ -17,7 +17,7 @@ from trainer.tools.export import main as export_main
 CONFIGS = Path(__file__).parents[1] / "configs"
 TOKEN = "hf_test_secret_123"
 BASE_ID = "HuggingFaceTB/SmolVLM2-256M-Video-Instruct"
-EVALUATION = "| event recall | learned mask | uniform |\n|---|---|---|\n| @K=4 | 0.711 | 0.358 |\n"
+EVALUATION = "| event recall | importance model | uniform |\n|---|---|---|\n| @K=4 | 0.711 | 0.358 |\n"
 
 
 def _args(tmp_path, tiny_model_dir, synthetic, *extra):
@@ -307,17 +307,17 @@ def test_selector_round_trip(tmp_path, tiny_model_dir, synthetic):
 
     loaded = FrameImportanceModel.from_pretrained(out / "selector").eval()
     g = torch.Generator().manual_seed(0)
-    features = torch.randn(2, 12, module.policy.feature_dim, generator=g)
+    features = torch.randn(2, 12, module.importance.feature_dim, generator=g)
     stamps = torch.arange(12, dtype=torch.float32).expand(2, 12) * 0.5
     mask = torch.ones(2, 12, dtype=torch.bool)
     mask[1, 9:] = False
     with torch.no_grad():
-        assert torch.equal(loaded(features, stamps, mask), module.policy(features, stamps, mask))
+        assert torch.equal(loaded(features, stamps, mask), module.importance(features, stamps, mask))
 
     # The whole selector (encoder + mask + decoder) picks the frames the trained module would.
     frames = torch.randint(0, 256, (12, 3, 64, 64), dtype=torch.uint8, generator=g)
     times = torch.arange(12, dtype=torch.float64) * 0.5
-    trained = ImportanceSelector(model=module.policy, encoder=module.encoder, decoder=module.decoder).eval()
+    trained = ImportanceSelector(model=module.importance, encoder=module.encoder, decoder=module.decoder).eval()
     selector = load_selector(out)
     assert type(selector.decoder) is type(module.decoder)
     assert torch.equal(selector.select(frames, times, 4), trained.select(frames, times, 4))

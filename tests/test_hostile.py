@@ -1,7 +1,7 @@
 """A checkpoint is data, never code: a hostile-input corpus through every entry point that loads a trained result.
 
 The corpus is built here from one real checkpoint and its export: a class reference at every level
-of what they record (optimizer, LR scheduler, selector, decoder, policy, encoder, data, inside
+of what they record (optimizer, LR scheduler, selector, decoder, importance model, encoder, data, inside
 init args and lists), spelled every way the loaders could read one (``class_path``,
 ``_class_path``, ``classPath``, ``_instantiator``, a bare dotted string where a type or callable is
 expected), aimed at two targets: a module on ``sys.path`` whose import leaves a marker file, and
@@ -87,7 +87,7 @@ CHECKPOINT_CASES = [
      "hyper_parameters.selector_optimizer.class_path"),
     ("lr_scheduler", ("hyper_parameters", "selector_lr_scheduler"),
      lambda m: {"class_path": _mod(), "init_args": {"warmup_steps": 1}}, "hyper_parameters.selector_lr_scheduler.class_path"),
-    ("policy", ("hyper_parameters", "policy", "class_path"), lambda m: _mod(), "hyper_parameters.policy.class_path"),
+    ("importance", ("hyper_parameters", "importance", "class_path"), lambda m: _mod(), "hyper_parameters.importance.class_path"),
     ("decoder_system", ("hyper_parameters", "decoder"), _system, "hyper_parameters.decoder.class_path"),
     ("selector_as_string", ("hyper_parameters", "teacher"), lambda m: _mod(), "hyper_parameters.teacher"),
     ("encoder_init_arg", ("hyper_parameters", "encoder", "init_args", "pooling"), lambda m: {"class_path": _mod()},
@@ -99,8 +99,8 @@ CHECKPOINT_CASES = [
      "hyper_parameters.data.init_args.cache._class_path"),
     ("spelled_classPath", ("hyper_parameters", "decoder"), lambda m: {"classPath": _mod()},
      "hyper_parameters.decoder.classPath"),
-    ("hydra_target", ("hyper_parameters", "policy", "init_args", "head"), lambda m: {"_target_": "os.system"},
-     "hyper_parameters.policy.init_args.head._target_"),
+    ("hydra_target", ("hyper_parameters", "importance", "init_args", "head"), lambda m: {"_target_": "os.system"},
+     "hyper_parameters.importance.init_args.head._target_"),
     ("datamodule_hparams", ("datamodule_hyper_parameters",), lambda m: {"_class_path": _mod()},
      "datamodule_hyper_parameters._class_path"),
     ("remote_code", ("hyper_parameters", "encoder", "init_args", "trust_remote_code"), lambda m: True,
@@ -115,8 +115,8 @@ EXPORT_CASES = [
     ("decoder_spec", "selector/frame_selection.json", ("decoder", "class_path"), lambda m: _mod(), "decoder.class_path"),
     ("encoder_init_arg", "selector/frame_selection.json", ("encoder", "init_args", "pooling"),
      lambda m: {"class_path": _mod()}, "encoder.init_args.pooling.class_path"),
-    ("cue", "selector/frame_selection.json", ("cue",), lambda m: {"class_path": _mod(), "init_args": {}},
-     "cue.class_path"),
+    ("teacher", "selector/frame_selection.json", ("teacher",), lambda m: {"class_path": _mod(), "init_args": {}},
+     "teacher.class_path"),
     ("in_a_list", "selector/frame_selection.json", ("decoder", "init_args", "extra"), lambda m: [1, [_mod("make")]],
      "decoder.init_args.extra[1][0]"),
     ("weights_outside", "selector/frame_selection.json", ("weights",), lambda m: "../../model.safetensors", "weights"),
@@ -130,7 +130,7 @@ EXPORT_CASES = [
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory, tiny_model_dir, synthetic):
-    """A 1-step smoke_rl run (learned mask): its checkpoint and export, and the fit arguments that made them."""
+    """A 1-step smoke_rl run (importance model): its checkpoint and export, and the fit arguments that made them."""
     tmp = tmp_path_factory.mktemp("hostile-base")
     args = fit_args("smoke_rl.yaml", tmp, tiny_model_dir, synthetic, "--trainer.max_steps", "1",
                     "--trainer.limit_val_batches", "0")  # fmt: skip

@@ -319,7 +319,7 @@ def test_score_inputs_are_standardised_per_video_and_optional():
     feats, stamps, scores = torch.randn(1, 6, 8), torch.arange(6.0)[None], torch.rand(1, 6)
     with torch.no_grad():
         logits = model(feats, stamps, frame_scores=scores)
-        # Any scale and offset of the cue's scores: the same logits (each channel is standardised).
+        # Any scale and offset of the teacher's scores: the same logits (each channel is standardised).
         assert torch.allclose(model(feats, stamps, frame_scores=3.0 * scores[..., None] + 7.0), logits, atol=1e-4)
         assert not torch.allclose(model(feats, stamps, frame_scores=scores.flip(1)), logits)  # they are read
         padded = model(
@@ -341,7 +341,7 @@ def test_score_inputs_are_standardised_per_video_and_optional():
     assert not any(name.startswith("scores_in") for name in plain.state_dict())
 
 
-def test_selector_reads_its_cue_scores_and_round_trips(tiny_model_dir, tmp_path):
+def test_selector_reads_its_teacher_scores_and_round_trips(tiny_model_dir, tmp_path):
     from models.xcorr import CrossCorrelationSelector
 
     encoder, cue = FrameEncoder(str(tiny_model_dir)), CrossCorrelationSelector(size=32, grayscale=False)
@@ -350,14 +350,14 @@ def test_selector_reads_its_cue_scores_and_round_trips(tiny_model_dir, tmp_path)
     torch.manual_seed(0)
     model = FrameImportanceModel(feature_dim=32, d_model=16, layers=1, heads=2, max_budget=8, score_inputs=1).eval()
     torch.nn.init.normal_(model.head.weight)
-    selector = ImportanceSelector(model=model, encoder=encoder, budget=4, cue=cue).eval()
+    selector = ImportanceSelector(model=model, encoder=encoder, budget=4, teacher=cue).eval()
     expected = model(encoder(frames)[None], stamps[None], budget=4, frame_scores=cue.scores(frames, stamps)[None])[0]
     assert torch.allclose(selector.scores(frames, stamps), expected, atol=1e-6)
     assert selector.select(frames, stamps, 4).tolist() == sorted(
         model(encoder(frames)[None], stamps[None], budget=4, frame_scores=cue.scores(frames, stamps)[None])[0]
         .topk(4).indices.tolist()
     )
-    with pytest.raises(ValueError, match="pass `cue`"):
+    with pytest.raises(ValueError, match="pass `teacher`"):
         ImportanceSelector(model=model, encoder=encoder, budget=4).scores(frames, stamps)
     model.save_pretrained(tmp_path)
     assert FrameImportanceModel.from_pretrained(tmp_path).score_inputs == 1

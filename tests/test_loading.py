@@ -44,7 +44,7 @@ def test_checkpoint_export_and_hub_id_give_the_same_selector(trained_mask, monke
     assert from_ckpt.hparams["_class_path"] == "trainer.selector_module.SelectorModule"
     from_export = load_trained(export)
     assert from_export.kind == "export" and from_export.module is None
-    assert from_export.hparams["policy"] == from_ckpt.hparams["policy"]  # training.json's record
+    assert from_export.hparams["importance"] == from_ckpt.hparams["importance"]  # training.json's record
 
     # A Hub id is fetched with snapshot_download (here: answered from the export folder).
     asked = []
@@ -74,19 +74,47 @@ def test_sources_that_are_none_of_the_three_say_what_is_accepted(tmp_path, monke
         resolve_source("nobody/nothing")
 
 
-def test_old_checkpoints_that_call_the_policy_selector_still_load(trained_mask, tmp_path):
+@pytest.mark.parametrize("old_name", ["selector", "policy"])
+def test_old_checkpoints_that_name_the_importance_model_otherwise_still_load_and_resume(
+    old_name, trained_mask, tmp_path, tiny_model_dir, synthetic
+):
     ckpt, _ = trained_mask
     checkpoint = torch.load(ckpt, weights_only=True)
     hparams = dict(checkpoint["hyper_parameters"])
-    hparams["selector"] = hparams.pop("policy")
+    hparams[old_name] = hparams.pop("importance")
     old = {**checkpoint, "hyper_parameters": hparams,
-           "state_dict": {k.replace("policy.", "selector.", 1): v for k, v in checkpoint["state_dict"].items()}}  # fmt: skip
-    assert any(k.startswith("selector.") for k in old["state_dict"])
+           "state_dict": {k.replace("importance.", f"{old_name}.", 1): v for k, v in checkpoint["state_dict"].items()}}  # fmt: skip
+    assert any(k.startswith(f"{old_name}.") for k in old["state_dict"])
     torch.save(old, tmp_path / "old.ckpt")
     module, _ = module_from_checkpoint(tmp_path / "old.ckpt")
     new, _ = module_from_checkpoint(ckpt)
-    for (name, a), b in zip(new.policy.state_dict().items(), module.policy.state_dict().values()):
+    for (name, a), b in zip(new.importance.state_dict().items(), module.importance.state_dict().values()):
         assert torch.equal(a, b), name
+    if old_name == "policy":  # fit --ckpt_path merges the old hyperparameters under the new name
+        cli = cli_main(["fit", *fit_args("smoke_rl.yaml", tmp_path, tiny_model_dir, synthetic, "--trainer.max_steps", "3",
+                                         "--trainer.limit_val_batches", "0"), "--ckpt_path", str(tmp_path / "old.ckpt")])  # fmt: skip
+        assert cli.trainer.global_step == 3
+
+
+def test_an_old_init_arg_in_a_config_or_on_the_command_line_names_the_new_one(tmp_path):
+    from trainer.__main__ import ConfigError, check_flags, config_files
+
+    config = tmp_path / "mine.yaml"
+    config.write_text("model:\n  init_args:\n    policy:\n      init_args: {max_budget: 8}\n")
+    with pytest.raises(ConfigError, match=r"model.init_args.policy was renamed model.init_args.importance"):
+        config_files(str(config))
+    config.write_text("model:\n  class_path: trainer.selector_module.SelectorModule\n  init_args:\n    selector: {}\n")
+    with pytest.raises(ConfigError, match=r"model.init_args.selector was renamed model.init_args.importance"):
+        config_files(str(config))
+    # ``selector`` is still the captioner's own argument.
+    config.write_text("model:\n  class_path: trainer.module.DenseCaptioner\n  init_args:\n    selector: {}\n")
+    assert config_files(str(config)) == [str(config)]
+    with pytest.raises(ConfigError, match=r"--model.init_args.policy.init_args.score_inputs was renamed "
+                                          r"--model.init_args.importance.init_args.score_inputs"):  # fmt: skip
+        check_flags(["--model.init_args.policy.init_args.score_inputs", "1"])
+    with pytest.raises(ConfigError, match=r"--model.init_args.policy was renamed --model.init_args.importance;"):
+        check_flags(["--model.init_args.policy=x"])
+    check_flags(["--model.init_args.importance.init_args.score_inputs", "1", "--trainer.strategy.init_args.auto_wrap_policy", "x"])
 
 
 def test_one_allow_list_for_checkpoints_exports_and_selector_names(tmp_path):
@@ -129,29 +157,35 @@ def test_trained_selector_in_a_captioner_config_is_frozen_and_picks_the_trained_
     assert torch.equal(selector.select(frames, times, 4), load_selector(ckpt).select(frames, times, 4))
 
 
-def test_a_mask_that_reads_its_teachers_scores_exports_its_cue(tmp_path, tiny_model_dir, synthetic):
-    """wide_budget's mask reads cross-correlation scores: its export rebuilds that cue and picks the same frames."""
+def test_a_model_that_reads_its_teachers_scores_exports_its_teacher(tmp_path, tiny_model_dir, synthetic):
+    """wide_budget's importance model reads cross-correlation scores: its export rebuilds that teacher and
+    picks the same frames, and so does an export written when the teacher was called the ``cue``."""
     cli_main(["fit", *fit_args("smoke_rl.yaml", tmp_path, tiny_model_dir, synthetic, "--trainer.max_steps", "2",
-                               "--trainer.limit_val_batches", "0", "--model.init_args.policy.init_args.score_inputs", "1",
+                               "--trainer.limit_val_batches", "0", "--model.init_args.importance.init_args.score_inputs", "1",
                                "--model.init_args.teacher", '{"class_path": "models.xcorr.CrossCorrelationSelector", '
                                '"init_args": {"size": 32, "grayscale": false}}')])  # fmt: skip
     ckpt = tmp_path / "ckpt" / "last.ckpt"
     export_main(["--ckpt", str(ckpt), "--output", str(tmp_path / "export")])
     info = json.loads((tmp_path / "export" / "selector" / "frame_selection.json").read_text())
-    assert info["cue"]["class_path"] == "models.xcorr.CrossCorrelationSelector"
-    assert info["cue"]["init_args"]["size"] == 32
+    assert info["teacher"]["class_path"] == "models.xcorr.CrossCorrelationSelector"
+    assert info["teacher"]["init_args"]["size"] == 32
     from_ckpt, from_export = load_selector(ckpt), load_selector(tmp_path / "export")
-    assert from_export.cue.size == 32 and from_export.cue.grayscale is False
+    assert from_export.teacher.size == 32 and from_export.teacher.grayscale is False
     frames, times = _video(2)
     for k in (2, 4):
         assert torch.equal(from_export.select(frames, times, k), from_ckpt.select(frames, times, k))
+    info["cue"] = info.pop("teacher")  # as exports wrote it before
+    (tmp_path / "export" / "selector" / "frame_selection.json").write_text(json.dumps(info))
+    old = load_selector(tmp_path / "export")
+    assert old.teacher.size == 32
+    assert torch.equal(old.select(frames, times, 4), from_ckpt.select(frames, times, 4))
 
 
 def test_a_checkpoint_that_records_a_renamed_class_still_loads_and_an_old_config_names_the_new(
     trained_mask, tmp_path, tiny_model_dir, synthetic
 ):
     from trainer.__main__ import ConfigError, config_files
-    from trainer.loading import RENAMED_CLASSES
+    from trainer.renames import RENAMED_CLASSES
 
     ckpt, _ = trained_mask
     old = tmp_path / "old.ckpt"

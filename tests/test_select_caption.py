@@ -40,7 +40,7 @@ def videos(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained_mask(tmp_path_factory, tiny_model_dir, synthetic):
-    """A 2-step smoke_rl run (learned mask, no VLM): its last checkpoint and export folder."""
+    """A 2-step smoke_rl run (importance model, no VLM): its last checkpoint and export folder."""
     tmp = tmp_path_factory.mktemp("mask")
     cli_main(["fit", *fit_args("smoke_rl.yaml", tmp, tiny_model_dir, synthetic, "--trainer.max_steps", "2",
                                "--trainer.limit_val_batches", "0")])  # fmt: skip

@@ -55,7 +55,7 @@ def trainer_module(tiny_model_dir):
 
 def _subset_prob(module, batch, subset):
     with torch.no_grad():
-        logits, _, _ = module.policy_logits(batch)
+        logits, _, _ = module.importance_logits(batch)
     return subset_log_prob(logits[0], torch.tensor(subset)).exp().item()
 
 
@@ -69,10 +69,10 @@ def test_policy_gradient_moves_probability_to_the_rewarded_subset(trainer_module
     before = _subset_prob(trainer_module, batch, good)
     # A small step size: a too-large one overshoots into a deterministic policy that never
     # samples the good subset again (zero advantage everywhere), which is not what is tested here.
-    opt = torch.optim.Adam(trainer_module.policy.parameters(), lr=0.01)
+    opt = torch.optim.Adam(trainer_module.importance.parameters(), lr=0.01)
     torch.manual_seed(1)
     for _ in range(30):
-        logits, _, mask = trainer_module.policy_logits(batch)
+        logits, _, mask = trainer_module.importance_logits(batch)
         loss, info = policy_gradient_loss(logits, mask, 2, reward, group_size=16, temperature=1.0)
         opt.zero_grad()
         loss.backward()
@@ -96,16 +96,16 @@ def test_coverage_reward_is_event_recall(trainer_module):
 def test_teacher_loss_pulls_scores_toward_the_teacher(trainer_module):
     batch = _batch()
     teacher = torch.linspace(-1, 1, 10).float()
-    opt = torch.optim.Adam(trainer_module.policy.parameters(), lr=0.02)
+    opt = torch.optim.Adam(trainer_module.importance.parameters(), lr=0.02)
 
     def agreement():
         with torch.no_grad():
-            logits, _, _ = trainer_module.policy_logits(batch)
+            logits, _, _ = trainer_module.importance_logits(batch)
         return torch.corrcoef(torch.stack([logits[0], teacher]))[0, 1].item()
 
     losses = []
     for _ in range(40):
-        logits, _, mask = trainer_module.policy_logits(batch)
+        logits, _, mask = trainer_module.importance_logits(batch)
         loss = distillation_loss(logits, mask, [teacher, teacher], temperature=0.5)
         opt.zero_grad()
         loss.backward()
@@ -118,11 +118,11 @@ def test_teacher_loss_pulls_scores_toward_the_teacher(trainer_module):
 def test_teacher_loss_is_finite_on_a_one_frame_video(trainer_module):
     batch = _batch(t=1, n=2)
     batch["timestamps"] = [torch.zeros(1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)]
-    logits, _, mask = trainer_module.policy_logits(batch)
+    logits, _, mask = trainer_module.importance_logits(batch)
     loss = distillation_loss(logits, mask, trainer_module.teacher_scores(batch), temperature=0.5)
     loss.backward()
     assert torch.isfinite(loss)
-    grads = [p.grad for p in trainer_module.policy.parameters() if p.grad is not None]
+    grads = [p.grad for p in trainer_module.importance.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
 
 
@@ -225,15 +225,15 @@ def test_ranking_loss_prefers_the_subset_the_vlm_likes(tiny_model_dir):
     def caption_nll(subsets):  # a VLM whose caption loss is low exactly when frame 5 is shown
         return 3.0 - 2.0 * (subsets == 5).any(-1).float()
 
-    opt = torch.optim.Adam(module.policy.parameters(), lr=0.05)
+    opt = torch.optim.Adam(module.importance.parameters(), lr=0.05)
     for _ in range(25):
-        logits, _, _ = module.policy_logits(batch)
+        logits, _, _ = module.importance_logits(batch)
         loss = ranking_loss(logits, 2, caption_nll, candidates=8, temperature=1.0, rank_temperature=0.1)
         opt.zero_grad()
         loss.backward()
         opt.step()
     with torch.no_grad():
-        logits, _, _ = module.policy_logits(batch)
+        logits, _, _ = module.importance_logits(batch)
     assert logits[0].argmax().item() == 5
 
 
@@ -264,7 +264,7 @@ def test_selector_configs_train_cache_features_and_resume(config, tmp_path, tiny
     seen = len(cli.datamodule.datasets["train"]) + len(cli.datamodule.datasets["val"])
     stats = encodings.store.stats()
     expected = {"features", "image_embeds"} if module.vlm is not None else {"features"}
-    teacher = module.objective.teacher_weight > 0 or module.policy.score_inputs > 0
+    teacher = module.objective.teacher_weight > 0 or module.importance.score_inputs > 0
     assert set(stats) == expected | ({"teacher_scores"} if teacher else set())
     for name in expected:
         assert stats[name]["entries"] == seen and stats[name]["hits"] > 0
@@ -272,7 +272,7 @@ def test_selector_configs_train_cache_features_and_resume(config, tmp_path, tiny
         assert 0 < stats["teacher_scores"]["entries"] <= len(cli.datamodule.datasets["train"])
     frames = sum(len(item["timestamps"]) for split in ("train", "val") for item in cli.datamodule.datasets[split])
     assert encodings.passes["features"] == frames  # each candidate frame went through the tower once
-    # The checkpoint holds only what trains; a fresh module restores the same policy.
+    # The checkpoint holds only what trains; a fresh module restores the same importance model.
     ckpt = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)
     # last.ckpt is the final state even though training stopped on max_steps after the last
     # top-k save (trainer.checkpointing.FinalCheckpoint).
@@ -280,18 +280,18 @@ def test_selector_configs_train_cache_features_and_resume(config, tmp_path, tiny
     # global_step counts batches, also when the selector and LoRA both train; the schedules'
     # clock is checkpointed for resume.
     assert ckpt[BATCHES_KEY] == module.batches_done == 2
-    assert ckpt["state_dict"] and all(k.startswith("policy.") or "lora_" in k for k in ckpt["state_dict"])
+    assert ckpt["state_dict"] and all(k.startswith("importance.") or "lora_" in k for k in ckpt["state_dict"])
     batch = next(iter(cli.datamodule.val_dataloader()))
     module.eval()
     with torch.no_grad():
-        expected, _, _ = module.policy_logits(batch)
+        expected, _, _ = module.importance_logits(batch)
     fresh = main(_tiny_args(tmp_path, tiny_model_dir, synthetic, config), run=False)
     restore_trainable_state(fresh.model, ckpt)
     fresh.model.on_load_checkpoint(ckpt)
     assert fresh.model.batches_done == module.batches_done
     fresh.model.eval()
     with torch.no_grad():
-        got, _, _ = fresh.model.policy_logits(batch)
+        got, _, _ = fresh.model.importance_logits(batch)
     assert torch.allclose(got, expected, atol=1e-6)
     rows = list(csv.DictReader(open(Path(cli.trainer.logger.log_dir) / "metrics.csv")))
     assert any(r.get("train/loss") for r in rows)
@@ -338,16 +338,16 @@ def test_text_queries_reach_the_policy(tiny_model_dir):
     batch = _batch(n=2)
     batch["query"] = ["a red circle moves left", "a blue square moves up"]
     with torch.no_grad():
-        with_queries, _, _ = module.policy_logits(batch)
+        with_queries, _, _ = module.importance_logits(batch)
         batch["query"] = [None, None]
-        without, _, _ = module.policy_logits(batch)
+        without, _, _ = module.importance_logits(batch)
     # Same frames in both rows' place would give the same logits; the queries change them.
     assert not torch.allclose(with_queries, without)
     small = SelectorModule(FrameImportanceModel(feature_dim=32, query_vocab_size=10),
                             FrameEncoder(str(tiny_model_dir)), num_frames=2)  # fmt: skip
     batch["query"] = ["a red circle", None]
     with pytest.raises(ValueError, match="query_vocab_size=10"):
-        small.policy_logits(batch)
+        small.importance_logits(batch)
 
 
 def test_synthetic_joint_and_uniform_configs_differ_only_in_the_selector():
@@ -407,11 +407,11 @@ def test_one_budget_aware_mask_learns_different_frames_for_different_budgets(tin
         hits = torch.isin(subsets, torch.tensor(best.get(k, []))).float().sum(-1)
         return hits / k
 
-    opt = torch.optim.Adam(module.policy.parameters(), lr=0.01)
+    opt = torch.optim.Adam(module.importance.parameters(), lr=0.01)
     torch.manual_seed(1)
     for step in range(300):
         k = (2, 4)[step % 2]
-        logits, _, mask = module.policy_logits(batch, k)
+        logits, _, mask = module.importance_logits(batch, k)
         loss, _ = policy_gradient_loss(logits, mask, k, lambda s: reward(batch, s), group_size=16, temperature=1.0)
         opt.zero_grad()
         loss.backward()
@@ -419,7 +419,7 @@ def test_one_budget_aware_mask_learns_different_frames_for_different_budgets(tin
     module.eval()
     with torch.no_grad():
         for k, frames in best.items():
-            logits, _, _ = module.policy_logits(batch, k)
+            logits, _, _ = module.importance_logits(batch, k)
             assert sorted(logits[0].topk(k).indices.tolist()) == frames, k
 
 
@@ -429,10 +429,10 @@ def test_a_selector_with_score_inputs_reads_the_teachers_scores(tiny_model_dir):
     torch.nn.init.normal_(model.head.weight)
     module = SelectorModule(model, FrameEncoder(str(tiny_model_dir)), num_frames=2).eval()
     batch = _batch(t=10)
-    batch["frames"][1] = batch["frames"][1][:7]  # a shorter video: padded cue scores
+    batch["frames"][1] = batch["frames"][1][:7]  # a shorter video: padded teacher scores
     batch["timestamps"][1] = batch["timestamps"][1][:7]
     with torch.no_grad():
-        logits, _, _ = module.policy_logits(batch)
+        logits, _, _ = module.importance_logits(batch)
         for i, frames in enumerate(batch["frames"]):
             stamps = batch["timestamps"][i]
             alone = model(module.encoder(frames)[None], stamps[None].float(),
@@ -440,7 +440,7 @@ def test_a_selector_with_score_inputs_reads_the_teachers_scores(tiny_model_dir):
             assert torch.allclose(logits[i, : len(stamps)], alone[0], atol=1e-5)
     cache = module.teacher_scores.cache  # computed once per video, shared with the teacher loss
     assert len(cache) == 2 and "v0" in cache and "v1" in cache
-    selector = module.inference_selector()  # what `evaluate --selectors learned` and exports score with: the same cue
-    assert selector.cue is module.teacher
+    selector = module.inference_selector()  # what `evaluate --selectors learned` and exports score with: the same teacher scores
+    assert selector.teacher is module.teacher
     frames, stamps = batch["frames"][0], batch["timestamps"][0]
     assert torch.allclose(selector.scores(frames, stamps, 2), logits[0], atol=1e-5)

@@ -92,7 +92,7 @@ def test_joint_training_evaluate_and_export_on_the_256m_standin(standin_256m, tm
     args = fit_args(
         "smoke_joint.yaml", tmp_path, standin_256m, synthetic,
         "--model.init_args.num_frames", "4", "--model.init_args.eval_budgets", "[4]",
-        "--model.init_args.policy.init_args.feature_dim", "1536",  # mean_max of the 768-wide SigLIP tower
+        "--model.init_args.importance.init_args.feature_dim", "1536",  # mean_max of the 768-wide SigLIP tower
         "--model.init_args.objective.group_size", "2", "--model.init_args.decoder.init_args.min_gap", "1",
         "--data.fps", "0.5", "--data.max_frames", "5",
         "--data.batch_size", "1", "--trainer.max_steps", "2", "--trainer.limit_train_batches", "2",
@@ -132,7 +132,7 @@ def test_joint_training_evaluate_and_export_on_the_256m_standin(standin_256m, tm
         "--plot_videos", "0", *as_overrides([f"data.test_file={paths['test']}", f"data.train_file={paths['train']}",
         f"data.val_file={paths['val']}", f"data.cache_dir={tmp_path / 'cache'}", "data.fps=0.5", "data.max_frames=5",
         f"model.init_args.vlm.init_args.model_name_or_path={model}", "model.init_args.num_frames=4",
-        f"model.init_args.encoder.init_args.model_name_or_path={model}", "model.init_args.policy.init_args.feature_dim=1536",
+        f"model.init_args.encoder.init_args.model_name_or_path={model}", "model.init_args.importance.init_args.feature_dim=1536",
         "model.init_args.objective.group_size=2", "model.init_args.decoder.init_args.min_gap=1",
     ])])  # fmt: skip
     summary = json.loads((out / "results.json").read_text())["summary"]

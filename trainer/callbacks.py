@@ -1,6 +1,6 @@
 """Validation baselines for :class:`trainer.selector_module.SelectorModule`, as a Lightning callback.
 
-The learned policy's ``{stage}/recall@K`` means little alone: :class:`ValidationBaselines` logs
+The importance model's ``{stage}/recall@K`` means little alone: :class:`ValidationBaselines` logs
 what fixed selectors reach on the same videos, at the same budgets and with the same decoder.
 ``SelectorModule.configure_callbacks`` adds it to every run (``validation_baselines: false``
 leaves it out).
@@ -27,15 +27,15 @@ class ValidationBaselines(pl.Callback):
     """Logs ``{stage}_baseline/{name}_recall@{k}`` for fixed selectors, and the VLM's uniform-frame loss.
 
     ``name`` is ``uniform``, ``pixel_l1`` or ``xcorr``; the score-based ones (pixel difference,
-    cross-correlation) turn scores into frames with the policy's decoder, so recall compares scores,
+    cross-correlation) turn scores into frames with the importance model's decoder, so recall compares scores,
     not decoders. With a VLM it also logs ``{stage}_baseline/uniform_caption_loss``: the caption loss
-    given ``num_frames`` uniform frames (compare ``{stage}/caption_loss``, the policy's frames).
+    given ``num_frames`` uniform frames (compare ``{stage}/caption_loss``, the importance model's frames).
     Each value is logged per video (``batch_size=1``), so the epoch value is the mean over videos.
 
     Args:
         budgets: The budgets K to report (the module's ``eval_budgets``); a video with fewer
             frames than K is left out at that K.
-        decoder: The policy's decoder.
+        decoder: The importance model's decoder.
         num_frames: Frames the VLM is shown for the uniform caption loss.
         captions: The module's VLM scorer, or ``None`` (no caption-loss baseline).
         cache_videos: Videos whose recalls are kept between validations. The baselines are fixed,

@@ -14,7 +14,7 @@ From any of them :func:`load_selector` gives the inference :class:`~models.selec
 and :func:`load_vlm` the captioning :class:`~models.vlm.SmolVLM` (LoRA adapter merged or applied):
 each LightningModule says what that is through ``inference_selector()``, so ``selector`` means a
 ``FrameSelector`` everywhere. :class:`TrainedSelector` wraps one, frozen, for configs (e.g. a
-captioner that shows the frames a trained scene-boundary model or importance mask picks).
+captioner that shows the frames a trained scene-boundary model or importance model picks).
 
 The trust rule: what a checkpoint or a download records is data, never code. Checkpoints are read
 with ``torch.load(weights_only=True)`` (no unpickling of objects) and the weights of exports come
@@ -73,6 +73,7 @@ from torch import nn
 from models.decoders import Decoder
 from models.selectors import FrameSelector
 from trainer.checkpointing import plain_hparams, restore_trainable_state
+from trainer.renames import current_args, current_class_path
 
 log = logging.getLogger(__name__)
 
@@ -95,37 +96,6 @@ IMPORT_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 #: ``class_path``, Lightning's ``_instantiator``, ``__class__``, Hydra's ``_target_``, a ``type``,
 #: transformers' ``auto_map``.
 TYPE_KEYS = ("classpath", "instantiator", "class", "target", "type", "automap")
-
-
-#: Classes renamed since checkpoints and exports recorded them: old class path -> new. A recorded
-#: old path is read as the new one (:func:`current_class_path`); a user's config that names an old
-#: one is refused with the new name (:func:`check_renamed`), so each idea keeps one name.
-RENAMED_CLASSES = {
-    "trainer.selection.SelectorTrainer": "trainer.selector_module.SelectorModule",
-    "trainer.scene.SceneBoundaryTrainer": "trainer.scene.SceneBoundaryModule",
-}
-
-
-def current_class_path(path: str) -> str:
-    """``path`` under its current name (:data:`RENAMED_CLASSES`), else ``path``."""
-    return RENAMED_CLASSES.get(path, path)
-
-
-def check_renamed(config: Any, where: str, _path: str = "") -> None:
-    """Refuses a config (the user's own YAML) that names a renamed class, naming the new one.
-
-    Raises:
-        ValueError: Naming ``where``, the key path, the old and the new class path.
-    """
-    if isinstance(config, dict):
-        for key, value in config.items():
-            check_renamed(value, where, f"{_path}.{key}" if _path else str(key))
-    elif isinstance(config, list):
-        for i, value in enumerate(config):
-            check_renamed(value, where, f"{_path}[{i}]")
-    elif isinstance(config, str) and config in RENAMED_CLASSES:
-        raise ValueError(f"{where}: {_path or 'value'}: {config} was renamed {RENAMED_CLASSES[config]}; "
-                         "write the new name (checkpoints that recorded the old one still load)")
 
 
 class LoadError(RuntimeError):
@@ -300,6 +270,7 @@ def build_from_spec(spec: dict[str, Any], base: type = nn.Module) -> Any:
     from jsonargparse import ArgumentParser
 
     check_recorded(spec, "the recorded selector spec")
+    spec = current_args(spec)
     cls = import_class(spec["class_path"], base)
     parser = ArgumentParser(exit_on_error=False)
     parser.add_class_arguments(cls, "obj", fail_untyped=False)
@@ -409,8 +380,8 @@ def module_from_checkpoint(
     The module is instantiated from the checkpoint's ``hyper_parameters`` (``_class_path`` + init
     args) with :func:`lightning.pytorch.cli.instantiate_module`; the frozen base comes from
     ``model_name_or_path`` and the trainable-only state dict is loaded after the module's own
-    ``on_load_checkpoint`` key check. Init args a module has renamed since (its
-    ``renamed_hparams``, old name to new) are read under their new name.
+    ``on_load_checkpoint`` key check. Init args renamed since the checkpoint was written
+    (:data:`trainer.renames.RENAMED_ARGS`) are read under their new name.
 
     Returns:
         The module (eval mode, on the CPU) and the checkpoint dict.
@@ -428,11 +399,9 @@ def module_from_checkpoint(
             f"{path}: the checkpoint's hyper_parameters have no _class_path; it was not written by "
             "`python -m trainer fit` (the LightningCLI records the module's class and init args)"
         )
-    class_path = hparams["_class_path"] = current_class_path(class_path)  # a checkpoint written before a rename
+    hparams = current_args(hparams)  # a checkpoint written before a rename
+    class_path = hparams["_class_path"]
     cls = import_class(class_path, pl.LightningModule)
-    for old, new in getattr(cls, "renamed_hparams", {}).items():
-        if old in hparams and new not in hparams:
-            hparams[new] = hparams.pop(old)
     log.info("loading %s (%s, step %s)", path, class_path, checkpoint.get("global_step"))
     with warnings.catch_warnings():
         # Built outside the CLI, save_hyperparameters sees the injected modules (and drops them).
@@ -482,9 +451,9 @@ def check_export(folder: str | Path) -> None:
 def selector_from_export(folder: str | Path) -> FrameSelector:
     """The frame selector of an export folder (or of its ``selector/`` subfolder), in eval mode.
 
-    The learned mask is an :class:`models.importance.ImportanceSelector` around
+    The importance model is an :class:`models.importance.ImportanceSelector` around
     ``FrameImportanceModel.from_pretrained(folder / "selector")`` with the recorded frame encoder,
-    decoder and, for a mask that reads another selector's scores, that cue selector; other selectors are rebuilt from their class path and init args (and weights).
+    decoder and, for a model that reads its teacher's scores, that teacher; other selectors are rebuilt from their class path and init args (and weights).
     """
     target = selector_folder(folder)
     info = read_selection(target)
@@ -496,9 +465,11 @@ def selector_from_export(folder: str | Path) -> FrameSelector:
 
         model = FrameImportanceModel.from_pretrained(target, strict=True)
         encoder = build_from_spec(info["encoder"]) if info.get("encoder") else None
-        cue = build_from_spec(info["cue"], FrameSelector) if info.get("cue") else None
+        # ``cue``: exports written before the teacher kept one name.
+        recorded_teacher = info.get("teacher") or info.get("cue")
+        teacher = build_from_spec(recorded_teacher, FrameSelector) if recorded_teacher else None
         selector = ImportanceSelector(
-            model=model, encoder=encoder, decoder=decoder, budget=info.get("num_frames"), cue=cue
+            model=model, encoder=encoder, decoder=decoder, budget=info.get("num_frames"), teacher=teacher
         )
     else:
         selector = build_from_spec(info["selector"], FrameSelector)

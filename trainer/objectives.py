@@ -1,6 +1,6 @@
 """The objectives :class:`trainer.selector_module.SelectorModule` mixes, each a unit of its own.
 
-Each unit takes what it needs explicitly (the policy's logits and validity mask, the batch, the
+Each unit takes what it needs explicitly (the importance model's logits and validity mask, the batch, the
 budget K, a scorer), so it can be tested without a trainer; the LightningModule computes the
 logits once and adds up the terms :class:`ObjectiveSettings` switches on (a weight of 0: off):
 
@@ -12,13 +12,13 @@ logits once and adds up the terms :class:`ObjectiveSettings` switches on (a weig
   ``temperature_end`` keep early exploration broad.
 * **Ranking** (:func:`ranking_loss`, Frame-Voyager style): sample ``rank_candidates`` subsets,
   rank them by the VLM's caption loss (the same :meth:`CaptionScorer.nll` the likelihood reward
-  uses), and fit the policy's subset scores (sum of frame logits) to that ranking with a listwise
-  softmax cross-entropy. With a text query the policy sees the query tokens, so it learns
+  uses), and fit the importance model's subset scores (sum of frame logits) to that ranking with a listwise
+  softmax cross-entropy. With a text query the importance model sees the query tokens, so it learns
   query-frame matching from the same signal.
 * **Teacher** (:func:`distillation_loss`): distil a teacher selector's scores (default: the
   cross-correlation selector's diff scores, from :class:`TeacherScores`) as a softmax target over
   frames; the weight anneals linearly to 0 over ``teacher_anneal_steps``.
-* **Caption** (:meth:`CaptionScorer.loss`): the VLM's caption loss on the frames the policy
+* **Caption** (:meth:`CaptionScorer.loss`): the VLM's caption loss on the frames the importance model
   chooses, which trains the LoRA adapter in the same run.
 """
 
@@ -48,7 +48,7 @@ class ObjectiveSettings:
         group_size: Subsets sampled per video for the group-relative advantage.
         coverage_reward: Reward weight of annotated-event coverage (fraction of events hit).
         likelihood_reward: Reward weight of the caption log-likelihood under the VLM (needs ``vlm``).
-        entropy_weight: Bonus on the entropy of the policy's first-draw distribution.
+        entropy_weight: Bonus on the entropy of the importance model's first-draw distribution.
         temperature_start: Sampling temperature at step 0.
         temperature_end: Sampling temperature after ``temperature_steps`` (cosine schedule).
         temperature_steps: Length of the temperature schedule in training batches.
@@ -231,7 +231,7 @@ def policy_gradient_loss(
     """Group-relative policy gradient of ``k``-frame draws from ``logits``, minus the entropy bonus.
 
     Args:
-        logits: The policy's logits ``(B, T)`` (``-inf`` on padding).
+        logits: The importance model's logits ``(B, T)`` (``-inf`` on padding).
         mask: Validity mask ``(B, T)``.
         k: Frames per draw.
         reward: Subsets ``(B, G, k)`` of frame indices to rewards ``(B, G)`` (e.g. :func:`subset_rewards`).
@@ -262,14 +262,14 @@ def ranking_loss(
     temperature: float,
     rank_temperature: float,
 ) -> torch.Tensor:
-    """Listwise cross-entropy between the policy's subset scores and the VLM's ranking of the subsets.
+    """Listwise cross-entropy between the importance model's subset scores and the VLM's ranking of the subsets.
 
     Args:
-        logits: The policy's logits ``(B, T)``.
+        logits: The importance model's logits ``(B, T)``.
         k: Frames per candidate subset.
         caption_nll: Subsets ``(B, C, k)`` to the caption loss given each ``(B, C)`` (e.g.
             :meth:`CaptionScorer.nll` of the batch).
-        candidates: Subsets ``C`` drawn per video from the policy.
+        candidates: Subsets ``C`` drawn per video from the importance model.
         temperature: Sampling temperature of the draws.
         rank_temperature: Softness of the target ranking ``softmax(-nll / rank_temperature)``.
     """
@@ -324,10 +324,10 @@ class TeacherScores:
 def distillation_loss(
     logits: torch.Tensor, mask: torch.Tensor, teacher_scores: list[torch.Tensor], temperature: float
 ) -> torch.Tensor:
-    """Cross-entropy of the policy's frame distribution against the teacher's softmax target.
+    """Cross-entropy of the importance model's frame distribution against the teacher's softmax target.
 
     Args:
-        logits: The policy's logits ``(B, T)``.
+        logits: The importance model's logits ``(B, T)``.
         mask: Validity mask ``(B, T)``.
         teacher_scores: Per video, the teacher's scores ``(T_i,)``, standardised here so the
             temperature means the same for any teacher.

@@ -41,7 +41,7 @@ def plot_video(item: dict[str, Any], selectors: dict[str, FrameSelector], k: int
     rows = []
     for name, selector in selectors.items():
         with torch.no_grad():
-            # A budget-aware mask ranks frames differently per K: show the curve it decodes at this K.
+            # A budget-aware importance model ranks frames differently per K: show the curve it decodes at this K.
             scores = selector.scores(item["frames"], item["timestamps"], k).float().cpu()
             idx, shown, _ = selector.choose(item["frames"], item["timestamps"], k)
         rows.append((name, scores, idx, shown))

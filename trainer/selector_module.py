@@ -1,7 +1,7 @@
-"""Training the learned frame-importance mask, alone or jointly with the VLM's LoRA adapter.
+"""Training the learned frame-importance model, alone or jointly with the VLM's LoRA adapter.
 
 One LightningModule with a configurable loss mix (:class:`~trainer.objectives.ObjectiveSettings`),
-because the objectives share everything expensive: cached frame features, the policy's logits,
+because the objectives share everything expensive: cached frame features, the importance model's logits,
 and VLM forward passes. The objectives themselves (RL, ranking, teacher distillation, caption
 loss) are units in :mod:`trainer.objectives`; this module computes the logits once per batch,
 adds up the terms that are on and steps the optimizers. The fixed selectors validation compares
@@ -37,6 +37,7 @@ from models.selectors import FrameSelector
 from models.vlm import SmolVLM
 from models.xcorr import CrossCorrelationSelector
 from trainer.callbacks import ValidationBaselines
+from trainer.renames import current_state_dict
 from trainer.checkpointing import (
     check_trainable_state,
     keep_trainable_state,
@@ -64,19 +65,19 @@ class SelectorModule(pl.LightningModule):
     """Trains :class:`FrameImportanceModel` (and optionally the VLM's LoRA) on cached frame features.
 
     Args:
-        policy: The importance model being trained (its ``feature_dim`` must match the encoder). The
+        importance: The importance model being trained (its ``feature_dim`` must match the encoder). The
             selector it makes at inference is :meth:`inference_selector`.
-        encoder: Frozen vision encoder whose pooled features the policy reads.
+        encoder: Frozen vision encoder whose pooled features the importance model reads.
         vlm: SmolVLM for likelihood rewards, ranking and joint caption training (optional).
         teacher: Distillation teacher (default: per-channel cross-correlation).
-        decoder: Turns the policy's scores into K frames at validation/inference; the
+        decoder: Turns the importance model's scores into K frames at validation/inference; the
             score-based baselines (pixel difference, cross-correlation) are evaluated with the
             same decoder so recall compares scores, not decoders (default: top-k).
         num_frames: Frame budget K the VLM is shown (rewards, ranking, caption loss), and the
-            budget the policy trains at unless ``budget_range`` is set.
-        budget_range: ``[low, high]``: train the policy at a budget K drawn per batch from this
+            budget the importance model trains at unless ``budget_range`` is set.
+        budget_range: ``[low, high]``: train the importance model at a budget K drawn per batch from this
             range (log-uniformly, so small budgets are drawn as often per octave as large ones;
-            capped by the batch's shortest video). Needs a budget-aware policy
+            capped by the batch's shortest video). Needs a budget-aware importance model
             (``max_budget >= high``), which is told each batch's K: one mask for every budget.
             Rewards from the VLM (likelihood reward) are computed at the drawn K, so the VLM must
             accept ``high`` frames.
@@ -95,24 +96,21 @@ class SelectorModule(pl.LightningModule):
             will take in this run.
         reward_batch_size: Videos per VLM forward pass when scoring sampled subsets.
         validation_baselines: Log the fixed selectors' recall (and, with a VLM, the caption loss
-            on uniform frames) next to the policy's at validation and test
+            on uniform frames) next to the importance model's at validation and test
             (:class:`~trainer.callbacks.ValidationBaselines`); ``false`` saves their time.
 
     Each candidate frame goes through a vision tower once per run: at setup the module registers
     its encoders with the data module (:meth:`DenseCaptionDataModule.set_frame_encoders`), whose
-    batches then carry the policy's ``features`` and the VLM's ``image_embeds`` (cached on disk
+    batches then carry the importance model's ``features`` and the VLM's ``image_embeds`` (cached on disk
     with ``data.feature_cache``). When the encoder is the VLM's own checkpoint, one pass gives
     both; every VLM forward (rewards, ranking, caption loss) gathers the shown frames' embedding
     rows instead of re-running the tower on pixels, unless :meth:`SmolVLM.embeds_blocker` says why
     it cannot (then the pixel path runs and one log line says why).
     """
 
-    #: Init args renamed since older checkpoints were written (old name: new name).
-    renamed_hparams = {"selector": "policy"}
-
     def __init__(
         self,
-        policy: FrameImportanceModel,
+        importance: FrameImportanceModel,
         encoder: FrameEncoder,
         vlm: SmolVLM | None = None,
         teacher: FrameSelector | None = None,
@@ -138,12 +136,12 @@ class SelectorModule(pl.LightningModule):
         if objective.train_lora and (vlm is None or not vlm.lora_settings.enabled):
             raise ValueError("objective.train_lora needs a vlm with lora.enabled: true")
         self.eval_budgets = sorted(set(eval_budgets or [4, 8]))
-        self.budget_range = self._check_budgets(policy, num_frames, budget_range, self.eval_budgets)
+        self.budget_range = self._check_budgets(importance, num_frames, budget_range, self.eval_budgets)
         if vlm is not None:
             # The VLM sees num_frames frames, or the drawn budget when its likelihood is a reward.
             top = self.budget_range[1] if self.budget_range and objective.likelihood_reward > 0 else num_frames
             vlm.check_frame_budget(max(num_frames, top))
-        self.policy = policy
+        self.importance = importance
         self.encoder = encoder
         self.vlm = vlm
         self.teacher = teacher if teacher is not None else CrossCorrelationSelector(size=64, grayscale=False)
@@ -168,33 +166,33 @@ class SelectorModule(pl.LightningModule):
         if vlm is not None and not objective.train_lora:
             vlm.requires_grad_(False)
         if not objective.train_selector:
-            policy.requires_grad_(False)
+            importance.requires_grad_(False)
         self.strict_loading = False
 
     @staticmethod
     def _check_budgets(
-        policy: FrameImportanceModel, num_frames: int, budget_range: list[int] | None, eval_budgets: list[int]
+        importance: FrameImportanceModel, num_frames: int, budget_range: list[int] | None, eval_budgets: list[int]
     ) -> tuple[int, int] | None:
-        """Validated ``budget_range`` as ``(low, high)``, or ``None``; every budget fits a budget-aware policy."""
+        """Validated ``budget_range`` as ``(low, high)``, or ``None``; every budget fits a budget-aware importance model."""
         if budget_range is not None:
             if len(budget_range) != 2 or not 1 <= budget_range[0] <= budget_range[1]:
                 raise ValueError(f"model.init_args.budget_range must be [low, high] with 1 <= low <= high, got {budget_range}")
-            if not policy.budget_aware:
+            if not importance.budget_aware:
                 raise ValueError(
-                    "model.init_args.budget_range trains one mask for many budgets: the policy must be "
-                    f"budget-aware (policy.init_args.max_budget >= {budget_range[1]})"
+                    "model.init_args.budget_range trains one importance model for many budgets: the importance model must be "
+                    f"budget-aware (importance.init_args.max_budget >= {budget_range[1]})"
                 )
-        if policy.budget_aware:
+        if importance.budget_aware:
             wanted = max([num_frames, *eval_budgets, *(budget_range or [])])
-            if wanted > policy.max_budget:
+            if wanted > importance.max_budget:
                 raise ValueError(
-                    f"budget K={wanted} (num_frames, eval_budgets or budget_range) exceeds the policy's "
-                    f"max_budget={policy.max_budget}"
+                    f"budget K={wanted} (num_frames, eval_budgets or budget_range) exceeds the importance model's "
+                    f"max_budget={importance.max_budget}"
                 )
         return None if budget_range is None else (int(budget_range[0]), int(budget_range[1]))
 
     def training_budget(self, batch: dict[str, list]) -> int:
-        """The budget K the policy trains at on this batch: ``num_frames``, or one drawn from ``budget_range``."""
+        """The budget K the importance model trains at on this batch: ``num_frames``, or one drawn from ``budget_range``."""
         if self.budget_range is None:
             return self.num_frames
         low, high = self.budget_range
@@ -220,7 +218,7 @@ class SelectorModule(pl.LightningModule):
         if not hasattr(datamodule, "set_frame_encoders"):
             return None
         # The teacher's scores read pixels: cached like the features, so warm epochs need no frames.
-        uses_teacher = self.objective.teacher_weight > 0 or self.policy.score_inputs > 0
+        uses_teacher = self.objective.teacher_weight > 0 or self.importance.score_inputs > 0
         scores = {TEACHER_SCORES: self.teacher} if uses_teacher else None
         embeds = self.embeds_encoder()
         encodings = datamodule.set_frame_encoders(features=self.encoder, image_embeds=embeds, scores=scores)
@@ -274,11 +272,11 @@ class SelectorModule(pl.LightningModule):
     def query_tokens(self, batch: dict[str, list]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Token ids ``(B, L)`` and mask of the videos' text queries, or ``(None, None)``.
 
-        Only for a policy built with ``query_vocab_size > 0`` and a batch with at least one
+        Only for an importance model built with ``query_vocab_size > 0`` and a batch with at least one
         query; the VLM's tokenizer (or the encoder checkpoint's) turns text into ids, so the
         policy's query vocabulary must cover it. Videos without a query get no query tokens.
         """
-        if self.policy.query_vocab_size == 0 or not any(batch["query"]):
+        if self.importance.query_vocab_size == 0 or not any(batch["query"]):
             return None, None
         if self._tokenizer is None:
             if self.vlm is not None:
@@ -287,30 +285,30 @@ class SelectorModule(pl.LightningModule):
                 from transformers import AutoTokenizer
 
                 self._tokenizer = AutoTokenizer.from_pretrained(self.encoder.model_name_or_path)
-            if len(self._tokenizer) > self.policy.query_vocab_size:
+            if len(self._tokenizer) > self.importance.query_vocab_size:
                 raise ValueError(
-                    f"policy.query_vocab_size={self.policy.query_vocab_size} is smaller than the query "
+                    f"importance.query_vocab_size={self.importance.query_vocab_size} is smaller than the query "
                     f"tokenizer's {len(self._tokenizer)} tokens"
                 )
         encoded = self._tokenizer(
             [q or "" for q in batch["query"]], add_special_tokens=False, truncation=True,
-            max_length=self.policy.max_query_len, padding="max_length", return_tensors="pt",
+            max_length=self.importance.max_query_len, padding="max_length", return_tensors="pt",
         )  # fmt: skip
         return encoded["input_ids"].to(self.device), encoded["attention_mask"].bool().to(self.device)
 
-    def policy_logits(
+    def importance_logits(
         self, batch: dict[str, list], budget: int | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Importance logits ``(B, T)`` for budget K (default ``num_frames``; ``-inf`` on padding), timestamps and mask."""
         features, stamps, mask = self.video_features(batch)
         query_ids, query_mask = self.query_tokens(batch)
         budget = self.num_frames if budget is None else budget
-        cues = None
-        if self.policy.score_inputs > 0:  # the policy reads the teacher's scores (its cue)
-            cues = torch.zeros_like(stamps)
+        teacher_scores = None
+        if self.importance.score_inputs > 0:  # the importance model reads the teacher's scores
+            teacher_scores = torch.zeros_like(stamps)
             for i, s in enumerate(self.teacher_scores(batch)):
-                cues[i, : len(s)] = s.to(self.device)
-        logits = self.policy(features, stamps, mask, query_ids, query_mask, budget=budget, frame_scores=cues)
+                teacher_scores[i, : len(s)] = s.to(self.device)
+        logits = self.importance(features, stamps, mask, query_ids, query_mask, budget=budget, frame_scores=teacher_scores)
         return logits, stamps, mask
 
     # ----------------------------------------------------------------------------- steps
@@ -325,11 +323,11 @@ class SelectorModule(pl.LightningModule):
         train_sel, train_lora = o.sides(self.batches_done)
         temperature = o.temperature(self.batches_done)
         k = self.training_budget(batch)
-        logits, _, mask = self.policy_logits(batch, k)
+        logits, _, mask = self.importance_logits(batch, k)
         # What the VLM is shown (ranking, caption loss) is num_frames frames, scored for that budget.
-        vlm_logits = logits if k == self.num_frames or not self.policy.budget_aware else None
+        vlm_logits = logits if k == self.num_frames or not self.importance.budget_aware else None
         if vlm_logits is None and ((train_sel and o.rank_weight > 0) or (train_lora and o.caption_weight > 0)):
-            vlm_logits = self.policy_logits(batch, self.num_frames)[0]
+            vlm_logits = self.importance_logits(batch, self.num_frames)[0]
         total = logits.new_zeros(())
         logs: dict[str, float] = {"train/temperature": temperature, "train/budget": float(k)}
         nll = self.captions.nll if self.captions is not None else None
@@ -395,16 +393,16 @@ class SelectorModule(pl.LightningModule):
         self.evaluate(batch, "test")
 
     def evaluate(self, batch: dict[str, list], stage: str) -> None:
-        """Logs ``{stage}/recall@K`` and ``{stage}/recall_mean`` of the decoded policy, and with a VLM
+        """Logs ``{stage}/recall@K`` and ``{stage}/recall_mean`` of the decoded importance model, and with a VLM
         ``{stage}/caption_loss`` (the baselines' are :class:`~trainer.callbacks.ValidationBaselines`')."""
         if not batch["frames"]:
             return
         n = len(batch["frames"])
-        logits, _, _ = self.policy_logits(batch)
+        logits, _, _ = self.importance_logits(batch)
         per_video: list[list[float]] = [[] for _ in range(n)]
         for k in self.eval_budgets:
             recalls = []
-            at_k = self.policy_logits(batch, k)[0] if self.policy.budget_aware and k != self.num_frames else logits
+            at_k = self.importance_logits(batch, k)[0] if self.importance.budget_aware and k != self.num_frames else logits
             for i, events in enumerate(batch["events"]):
                 t = batch["timestamps"][i]
                 if k > len(t):
@@ -433,7 +431,7 @@ class SelectorModule(pl.LightningModule):
     def configure_optimizers(self) -> list[torch.optim.Optimizer] | tuple[list[torch.optim.Optimizer], list[dict]]:
         optimizers, factories, self._optimizer_sides = [], [], []
         if self.objective.train_selector:
-            optimizers.append(self.selector_optimizer(self.policy.parameters()))
+            optimizers.append(self.selector_optimizer(self.importance.parameters()))
             factories.append(self.selector_lr_scheduler)
             self._optimizer_sides.append("selector")
         if self.objective.train_lora:
@@ -460,13 +458,14 @@ class SelectorModule(pl.LightningModule):
 
     # ----------------------------------------------------------------------------- inference
     def inference_selector(self) -> ImportanceSelector:
-        """The trained policy as a :class:`FrameSelector`: its encoder, decoder, default budget ``num_frames``
-        and, for a policy that reads its teacher's scores (``score_inputs``), the teacher as its cue.
+        """The trained importance model as a :class:`FrameSelector`: its encoder, decoder, default budget ``num_frames``
+        and, for an importance model that reads its teacher's scores (``score_inputs``), the teacher.
 
-        It shares the policy's weights (no copy) and is in eval mode.
+        It shares the importance model's weights (no copy) and is in eval mode.
         """
-        cue = self.teacher if self.policy.score_inputs > 0 else None  # the scores the policy reads
-        return ImportanceSelector(self.policy, self.encoder, decoder=self.decoder, budget=self.num_frames, cue=cue).eval()
+        teacher = self.teacher if self.importance.score_inputs > 0 else None  # the scores the importance model reads
+        return ImportanceSelector(self.importance, self.encoder, decoder=self.decoder, budget=self.num_frames,
+                                  teacher=teacher).eval()  # fmt: skip
 
     # ----------------------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -474,12 +473,9 @@ class SelectorModule(pl.LightningModule):
         checkpoint[BATCHES_KEY] = self.batches_done
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # Checkpoints written before the importance model was called ``policy`` name it ``selector``.
-        checkpoint["state_dict"] = {
-            ("policy." + k[len("selector.") :] if k.startswith("selector.") else k): v
-            for k, v in checkpoint["state_dict"].items()
-        }
-        check_trainable_state(self, checkpoint, "; check the policy, LoRA and objective settings in the config")
+        # Checkpoints written before the importance model had its one name call it ``selector`` or ``policy``.
+        checkpoint["state_dict"] = current_state_dict("trainer.selector_module.SelectorModule", checkpoint["state_dict"])
+        check_trainable_state(self, checkpoint, "; check the importance model, LoRA and objective settings in the config")
         self.batches_done = int(checkpoint.get(BATCHES_KEY, 0))
 
 

@@ -249,7 +249,7 @@ TABLES: dict[str, TableSpec | CommandTable] = {
     for spec in (
         TableSpec(
             name="smoke_rl",
-            description="learned importance mask (RL, smoke_rl.yaml) vs baselines on the 24 test videos, K=4/8/16",
+            description="importance model (RL, smoke_rl.yaml) vs baselines on the 24 test videos, K=4/8/16",
             config="configs/smoke_rl.yaml",
             selectors=("learned", "uniform", "random", "pixel_l1", "flow", "xcorr"),
             budgets=(4, 8, 16),
@@ -275,7 +275,7 @@ TABLES: dict[str, TableSpec | CommandTable] = {
         ),
         TableSpec(
             name="smoke_budget",
-            description="one budget-aware mask (RL, smoke_budget.yaml, K drawn from 2-16) vs baselines on the 24 test "
+            description="one budget-aware importance model (RL, smoke_budget.yaml, K drawn from 2-16) vs baselines on the 24 test "
                         "videos, K=2/4/8/16",
             config="configs/smoke_budget.yaml",
             selectors=("learned", "xcorr", "pixel_l1", "flow", "uniform", "random"),
@@ -285,7 +285,7 @@ TABLES: dict[str, TableSpec | CommandTable] = {
         ),
         TableSpec(
             name="wide_budget",
-            description="one budget-aware mask for K=2-32 trained on the wide synthetic family (wide_budget.yaml) vs "
+            description="one budget-aware importance model for K=2-32 trained on the wide synthetic family (wide_budget.yaml) vs "
                         "baselines on its 24 test videos, K=4/8/16/32",
             config="configs/wide_budget.yaml",
             selectors=("learned", "xcorr", "pixel_l1", "flow", "uniform", "random"),
@@ -316,7 +316,7 @@ TABLES: dict[str, TableSpec | CommandTable] = {
         ),
         CommandTable(
             name="synthetic_joint",
-            description="importance mask and LoRA trained jointly on the tiny reader (synthetic_joint.yaml) vs the "
+            description="importance model and LoRA trained jointly on the tiny reader (synthetic_joint.yaml) vs the "
                         "same LoRA run on uniform frames (synthetic_uniform.yaml): validation caption loss",
             steps=(_fit_step("joint", "configs/synthetic_joint.yaml"),
                    _fit_step("uniform", "configs/synthetic_uniform.yaml")),

@@ -25,7 +25,7 @@ base, which is reloaded from ``model_name_or_path``. The export folder then hold
                                    the processor (the model's tokenizer + image/video processors)
     selector/config.json, selector/model.safetensors
                                    the frame selector: ``FrameImportanceModel.save_pretrained`` for the
-                                   learned mask; ``{class_path, init_args}`` (+ weights if it has any)
+                                   importance model; ``{class_path, init_args}`` (+ weights if it has any)
                                    for the other selectors
     selector/frame_selection.json  how frames are chosen: selector, encoder, decoder, budget K
                                    (:func:`trainer.loading.load_selector` rebuilds a ready selector from it)
@@ -217,12 +217,12 @@ def _recorded_parts(hparams: dict[str, Any]) -> dict[str, Any]:
     """The recorded specs of the inference selector and its parts (``selector``, ``model``, ``encoder``, ``decoder``).
 
     A captioner records its selector's spec; a selector module records the parts its inference
-    selector is made of (``policy``, ``encoder``, ``decoder``).
+    selector is made of (``importance``, ``encoder``, ``decoder``).
     """
     spec = hparams.get("selector")
     if isinstance(spec, dict):
         return {"selector": spec, **(spec.get("init_args") or {})}
-    return {"model": hparams.get("policy"), "encoder": hparams.get("encoder"), "decoder": hparams.get("decoder"),
+    return {"model": hparams.get("importance"), "encoder": hparams.get("encoder"), "decoder": hparams.get("decoder"),
             "teacher": hparams.get("teacher")}  # fmt: skip
 
 
@@ -248,12 +248,12 @@ def _selector_info(selector: FrameSelector, hparams: dict[str, Any]) -> dict[str
         return info
     parts = _recorded_parts(hparams)
     decoder = spec_of(selector.decoder, parts.get("decoder"))
-    if isinstance(selector, ImportanceSelector):  # the learned mask: saved with save_pretrained, plus its encoder
+    if isinstance(selector, ImportanceSelector):  # the importance model: saved with save_pretrained, plus its encoder
         spec = spec_of(selector.model, parts.get("model"))
         encoder = spec_of(selector.encoder, parts.get("encoder")) if selector.encoder is not None else None
         info = {"selector": spec, "importance_model": True, "encoder": encoder, "decoder": decoder}
-        if selector.cue is not None:  # the selector whose scores the mask reads (its teacher)
-            info["cue"] = spec_of(selector.cue, parts.get("cue") or parts.get("teacher"))
+        if selector.teacher is not None:  # the selector whose scores the importance model reads
+            info["teacher"] = spec_of(selector.teacher, parts.get("teacher"))
         return info
     return {"selector": spec_of(selector, parts.get("selector")), "importance_model": False, "encoder": None,
             "decoder": decoder}  # fmt: skip
@@ -496,7 +496,7 @@ def model_card(info: dict[str, Any]) -> ModelCard:
     if selection["importance_model"]:
         lines += [
             (
-                "The learned importance mask is a `models.importance.FrameImportanceModel` (Hub mixin): load it with "
+                "The importance model is a `models.importance.FrameImportanceModel` (Hub mixin): load it with "
                 '`FrameImportanceModel.from_pretrained(folder / "selector")`; it scores the encoder\'s per-frame features '
                 "and the decoder picks K frames. `trainer.loading.load_selector(folder)` builds the whole selector "
                 "(encoder + mask + decoder)."

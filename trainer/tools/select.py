@@ -92,7 +92,7 @@ def choose_with_scores(
     """``(indices, shown frames, their times, every candidate's score)`` of one selection.
 
     Equal to ``selector.choose`` plus ``selector.scores(..., k)`` (tested for every baseline and a
-    learned mask), but where the selector picks frames by decoding its own scores, as most do,
+    importance model), but where the selector picks frames by decoding its own scores, as most do,
     the scores are computed once instead of twice: scoring is the expensive part.
 
     Raises:
