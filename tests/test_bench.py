@@ -9,16 +9,9 @@ from helpers import footage_installed, tiny_footage_config
 
 from data.footage import INSTALL_HINT, MissingFootageError
 from data.schema import Event, VideoSample
-from trainer.benchmarks.bench import (
-    boundary_f1,
-    boundary_report,
-    count_matches,
-    main,
-    match_pairs,
-    peak_indices,
-    real_footage_report,
-    true_boundaries,
-)
+from models.change import peak_indices
+from trainer.benchmarks.bench import boundary_report, main, real_footage_report, true_boundaries
+from trainer.benchmarks.boundary_methods import SHOT_BOUNDARY_ROW, boundary_f1, count_matches, match_pairs
 
 OUR_METHODS = (
     "pixel-L1",
@@ -193,7 +186,7 @@ def test_real_footage_table_has_a_row_per_method(tmp_path, capsys):
     assert "1 real-footage videos" in out and "3 transitions: 1 cut, 1 cross-fade, 1 fade-to-black" in out
     table = out[out.index("precision") : out.index("recall per transition")]
     rows = {m.group(1): [float(x) for x in m.groups()[1:]] for m in REAL_ROW.finditer(table)}
-    expected = {*OUR_METHODS, "cross-correlation 64, colour"}
+    expected = {*OUR_METHODS, "cross-correlation 64, colour", SHOT_BOUNDARY_ROW}
     try:
         import scenedetect  # noqa: F401
 

@@ -22,7 +22,8 @@ from models.change import (
 from models.decoders import ThresholdDecoder
 from models.selectors import FrameSelector, PixelDiffSelector
 from models.xcorr import CrossCorrelationSelector, consecutive_diffs, normalize_frames, offset_diffs, xcorr_fft
-from trainer.benchmarks.bench import PEAK_THRESHOLD, peak_indices
+from models.change import peak_indices
+from trainer.benchmarks.boundary_methods import PEAK_THRESHOLD
 
 SIDE = 64
 FPS = 25.0

@@ -179,7 +179,7 @@ def test_builds_from_a_class_path_and_round_trips_as_a_spec():
         FrameSelector,
     )
     assert (built.batch_windows, built.device) == (3, "cpu")
-    # What an export records for a mask whose cue is TransNetV2, and rebuilds from.
+    # What an export records for an importance model whose teacher is TransNetV2, and rebuilds from.
     spec = spec_of(built, None)
     assert spec["class_path"] == "models.transnet.TransNetV2Selector"
     rebuilt = build_from_spec(spec, FrameSelector)
@@ -196,9 +196,9 @@ def test_the_learned_mask_reads_transnet_as_its_cue(selector, tiny_model_dir):
     model = FrameImportanceModel(feature_dim=32, d_model=16, layers=1, heads=2, score_inputs=1).eval()
     torch.nn.init.normal_(model.head.weight)
     encoder = FrameEncoder(str(tiny_model_dir))
-    mask = ImportanceSelector(model=model, encoder=encoder, budget=4, cue=selector).eval()
+    mask = ImportanceSelector(model=model, encoder=encoder, budget=4, teacher=selector).eval()
     scores = mask.scores(frames, stamps)
-    cue = mask.cue_scores(frames, stamps)
+    cue = mask.teacher_scores(frames, stamps)
     assert scores.shape == (12,) and cue.shape == (12,) and int(cue.argmax()) in (5, 6)
     with torch.no_grad():
         expected = model(encoder(frames)[None], stamps[None], frame_scores=cue[None])[0]
@@ -213,7 +213,7 @@ def _mask_with_transnet_teacher(tmp_path, tiny_model_dir, synthetic, *extra: str
     from helpers import fit_args
 
     return fit_args("smoke_rl.yaml", tmp_path, tiny_model_dir, synthetic,
-                    "--model.init_args.policy.init_args.score_inputs", "1",
+                    "--model.init_args.importance.init_args.score_inputs", "1",
                     "--model.init_args.teacher", TEACHER, *extra)  # fmt: skip
 
 
@@ -231,7 +231,7 @@ def test_the_teacher_option_takes_transnet(tmp_path, tiny_model_dir, synthetic):
     assert info.value.code in (0, None)
     teacher = yaml.safe_load(out.getvalue())["model"]["init_args"]["teacher"]
     assert teacher == {"class_path": "models.transnet.TransNetV2Selector",
-                       "init_args": {"batch_windows": 2, "device": "cpu", "decoder": None}}  # fmt: skip
+                       "init_args": {"batch_windows": 2, "device": "cpu", "threshold": 0.5, "decoder": None}}  # fmt: skip
 
 
 @pytest.mark.slow
@@ -248,7 +248,7 @@ def test_a_mask_trained_with_the_transnet_teacher_exports_and_reloads_it(tmp_pat
     assert saved and not any(k.startswith("teacher") for k in saved)  # the package's weights stay in the package
     export_main(["--ckpt", str(ckpt), "--output", str(tmp_path / "export")])
     from_ckpt, from_export = load_selector(ckpt), load_selector(tmp_path / "export")
-    assert isinstance(from_export.cue, TransNetV2Selector) and from_export.cue.batch_windows == 2
+    assert isinstance(from_export.teacher, TransNetV2Selector) and from_export.teacher.batch_windows == 2
     frames = torch.cat([_shot(8, 10, 48, 64), _shot(9, 10, 48, 64)])
     stamps = torch.arange(20, dtype=torch.float64) * 0.5
     assert torch.equal(from_export.select(frames, stamps, 4), from_ckpt.select(frames, stamps, 4))

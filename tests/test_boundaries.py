@@ -1,0 +1,105 @@
+"""The whole-clip boundary benchmark's threshold choice and leave-one-source-out (trainer.benchmarks.boundaries)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from data.clips import CLIP_SOURCES, CLIPS, INSTALL_HELD_OUT
+from data.footage import MissingFootageError
+from models.change import BOUNDARY_THRESHOLD, ShotBoundarySelector
+from trainer.benchmarks.boundaries import (
+    ScoredVideo,
+    choose_threshold,
+    clip_duration,
+    clip_truths,
+    leave_one_source_out,
+    pooled,
+)
+
+
+def video(name: str, source: str, peaks: dict[int, float], truths: list[float], frames: int = 100) -> ScoredVideo:
+    """A 10 fps video whose scores are 0 but at ``peaks`` (frame -> score)."""
+    scores = torch.zeros(frames)
+    for frame, value in peaks.items():
+        scores[frame] = value
+    stamps = torch.arange(frames) / 10.0
+    return ScoredVideo(name, frozenset([source]), "tuning", truths, frames / 10.0, scores, stamps)
+
+
+def test_pooled_counts_matches_and_false_positives_per_minute_of_single_shots():
+    cut = video("cut", "a", {30: 0.6, 70: 0.1}, [3.0])
+    single = video("single", "b", {50: 0.3}, [], frames=600)  # one minute
+    counts = pooled([cut, single], threshold=0.2, tolerance=0.5)
+    assert (counts.matches, counts.predicted, counts.true) == (1, 2, 1)
+    assert counts.single_fp == 1 and counts.fp_per_minute == pytest.approx(1.0)
+    assert counts.prf == pytest.approx((0.5, 1.0, 2 / 3))
+    assert pooled([cut, single], threshold=0.4, tolerance=0.5).prf == (1.0, 1.0, 1.0)
+
+
+def test_the_threshold_is_the_middle_of_the_best_run_and_a_single_shot_moves_it():
+    # True cuts score 0.5 and 0.6; the highest non-boundary peak is 0.1: F1 is 1 for every
+    # threshold in [0.10, 0.49], and the middle of that run is chosen.
+    videos = [video("a", "a", {20: 0.5, 60: 0.1}, [2.0]), video("b", "a", {40: 0.6}, [4.0])]
+    assert choose_threshold(videos, 0.5) == pytest.approx(0.3)  # (0.10 + 0.49) // 2 on the grid
+    # A single-shot clip with a 0.45 peak leaves [0.45, 0.49] as the best run.
+    assert choose_threshold([*videos, video("s", "b", {10: 0.45}, [])], 0.5) == pytest.approx(0.47)
+    with pytest.raises(ValueError, match="true boundaries"):
+        choose_threshold([video("s", "b", {10: 0.45}, [])], 0.5)
+
+
+def test_leave_one_source_out_never_tunes_on_the_source_it_scores():
+    videos = [
+        video("a1", "a", {20: 0.7, 60: 0.3}, [2.0]),  # source a: its non-boundary peak is 0.3
+        video("b1", "b", {20: 0.9, 50: 0.05}, [2.0]),  # source b: clean
+        video("c1", "c", {30: 0.12}, []),  # source c: a single shot
+    ]
+    folds = {fold.source: fold for fold in leave_one_source_out(videos, 0.5, ["a", "b", "c", "none"])}
+    assert set(folds) == {"a", "b", "c"}  # no video holds "none"
+    # Without a, the threshold is tuned on b and c alone: the middle of [0.12, 0.89].
+    assert folds["a"].threshold == pytest.approx(0.5)
+    assert folds["a"].counts.prf == (1.0, 1.0, 1.0)  # a's 0.7 cut found, its 0.3 peak not
+    # Without b, a's 0.3 false peak sets the bottom of the tuned range: [0.3, 0.69].
+    assert 0.3 <= folds["b"].threshold < 0.7 and folds["b"].counts.prf == (1.0, 1.0, 1.0)
+    assert folds["c"].counts.single_fp == 0 and folds["c"].videos == 1
+
+
+def test_clip_truths_and_duration_come_from_the_decoded_times():
+    clip = next(c for c in CLIPS if c.name == "bikes")
+    stamps = torch.arange(250) / 25.0
+    assert clip_truths(clip, stamps) == pytest.approx([1.2, 3.04, 5.48, 7.48, 9.68])
+    assert clip_duration(stamps) == pytest.approx(10.0)
+    with pytest.raises(ValueError, match="decodes to 100 frames"):
+        clip_truths(clip, stamps[:100])
+
+
+def test_the_clip_list_names_its_sources_and_roles_and_says_how_to_install_them(monkeypatch):
+    assert {c.role for c in CLIPS} == {"tuning", "held-out"}
+    held_out = {c.source for c in CLIPS if c.role == "held-out"}
+    tuning = {c.source for c in CLIPS if c.role == "tuning"}
+    assert len(held_out) >= 5 and not held_out & tuning
+    assert set(CLIP_SOURCES) >= held_out | tuning
+    assert sum(not c.cuts for c in CLIPS if c.role == "held-out") >= 6  # single shots
+    missing = next(c for c in CLIPS if c.distribution.startswith("debian:"))
+    monkeypatch.setattr("data.footage.Path.is_file", lambda self: False)
+    with pytest.raises(MissingFootageError, match="apt-get install opencv-doc"):
+        missing.path()
+    assert "--no-deps" in INSTALL_HELD_OUT
+
+
+def test_the_default_threshold_finds_a_cut_and_stays_silent_in_a_moving_single_shot():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randint(0, 256, (1, 3, 48, 64), generator=g, dtype=torch.uint8).repeat(20, 1, 1, 1)
+    b = torch.randint(0, 256, (1, 3, 48, 64), generator=g, dtype=torch.uint8).repeat(20, 1, 1, 1)
+    stamps = torch.arange(40) / 25.0
+    detector = ShotBoundarySelector()
+    assert detector.threshold == BOUNDARY_THRESHOLD
+    assert detector.boundaries(torch.cat([a, b]), stamps) == [20]
+    # A single shot: a smooth picture panning one pixel a frame, with sensor noise.
+    x = torch.linspace(0, 6.28, 120)
+    picture = (torch.sin(x)[None, :] * torch.cos(x[:48, None]) * 100 + 128)
+    frames = torch.stack([picture[:, i : i + 64] for i in range(40)])
+    noise = torch.randn(frames.shape, generator=g) * 2
+    frames = (frames + noise).clamp(0, 255).to(torch.uint8)[:, None].repeat(1, 3, 1, 1)
+    assert detector.boundaries(frames, stamps) == []
+    assert ShotBoundarySelector(threshold=1e-6).boundaries(frames, stamps) != []  # the rule, not the score, decides
