@@ -15,6 +15,7 @@ from trainer.benchmarks.boundaries import (
     clip_truths,
     leave_one_source_out,
     pooled,
+    score_gap,
 )
 
 
@@ -35,6 +36,11 @@ def test_pooled_counts_matches_and_false_positives_per_minute_of_single_shots():
     assert counts.single_fp == 1 and counts.fp_per_minute == pytest.approx(1.0)
     assert counts.prf == pytest.approx((0.5, 1.0, 2 / 3))
     assert pooled([cut, single], threshold=0.4, tolerance=0.5).prf == (1.0, 1.0, 1.0)
+
+
+def test_score_gap_is_the_lowest_true_peak_and_the_highest_other_score():
+    videos = [video("a", "a", {20: 0.5, 60: 0.1}, [2.0]), video("b", "a", {40: 0.6, 80: 0.2}, [(3.8, 4.2)])]
+    assert score_gap(videos, 0.5) == pytest.approx((0.5, 0.2))
 
 
 def test_the_threshold_is_the_middle_of_the_best_run_and_a_single_shot_moves_it():

@@ -1,5 +1,5 @@
 """``strategy: ddp`` on CPU: 2 gloo processes train the same weights and agree on metrics, for the
-captioner and for the selector module (the mask alone, and jointly with LoRA)."""
+captioner and for the selector module (the importance model alone, and jointly with LoRA)."""
 
 import json
 import os
@@ -61,10 +61,10 @@ def test_ddp_two_processes_train_identical_weights(tmp_path, tiny_model_dir, syn
     assert set(written) == set(json.loads(Path(paths["train"]).read_text()))  # 4 videos, 2 per rank
 
 
-# smoke_joint (mask + LoRA, two optimizers) runs by default; the mask alone is a subset of it (~25 s: slow).
+# smoke_joint (importance model + LoRA, two optimizers) runs by default; the importance model alone is a subset of it (~25 s: slow).
 @pytest.mark.parametrize("config", [pytest.param("smoke_rl.yaml", marks=pytest.mark.slow), "smoke_joint.yaml"])
 def test_ddp_selector_trainer_keeps_the_replicas_identical(tmp_path, tiny_model_dir, synthetic, config):
-    """The selector trainer under ``strategy: ddp`` on 2 CPU processes: the mask alone (RL) and the
+    """The selector trainer under ``strategy: ddp`` on 2 CPU processes: the importance model alone (RL) and the
     mask jointly with LoRA (two optimizers, manual optimization) train, their replicas stay
     identical, and validation metrics and the score baselines agree across ranks."""
     _, paths, _ = synthetic
@@ -77,7 +77,7 @@ def test_ddp_selector_trainer_keeps_the_replicas_identical(tmp_path, tiny_model_
     assert any("lora_" in k for k in w0) == (config == "smoke_joint.yaml")
     assert all(torch.equal(w0[k], w1[k]) for k in w0)  # gradients all-reduced for every optimizer
     initial = ranks[0]["initial"]
-    assert any(not torch.equal(w0[k], initial[k]) for k in w0 if k.startswith("importance."))  # the mask trained
+    assert any(not torch.equal(w0[k], initial[k]) for k in w0 if k.startswith("importance."))  # the importance model trained
     if config == "smoke_joint.yaml":
         assert any(w0[k].abs().sum() > 0 for k in w0 if "lora_B" in k)  # so did LoRA (B starts at zero)
     m0, m1 = ranks[0]["metrics"], ranks[1]["metrics"]

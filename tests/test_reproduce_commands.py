@@ -281,7 +281,7 @@ def test_objectives_body_gives_each_runs_recall_per_validation_and_checks_the_ba
             {"epoch": 5, "step": 251, "val/recall@4": 0.55 + i / 10, "val/recall@8": 0.8049, **baselines},
         ])  # fmt: skip
     rows = _rows(reproduce_tables.objectives_body(tmp_path))
-    assert rows[0] == ["mask trained by", "judge VLM", "recall@4 (epoch 3 / 6)", "recall@8 (epoch 3 / 6)"]
+    assert rows[0] == ["importance model trained by", "judge VLM", "recall@4 (epoch 3 / 6)", "recall@8 (epoch 3 / 6)"]
     assert rows[1:] == [
         ["ranking by caption loss", "tiny reader", "0.500 / 0.550", "0.800 / 0.805"],
         ["ranking by caption loss", "random tiny SmolVLM", "0.600 / 0.650", "0.800 / 0.805"],

@@ -20,6 +20,7 @@ sub-packages:
   selector's frames and a trained VLM's dense captions for your own video files),
   ``python -m trainer scenes`` (their shots: scene lists as PySceneDetect writes them, contact sheets);
 * ``trainer.benchmarks``: ``python -m trainer bench`` (selector speed and boundary quality),
+  ``python -m trainer bench_boundaries`` (shot boundaries on whole clips, sources left out),
   ``python -m trainer bench_step``, ``python -m trainer realshape`` (real-shape stand-ins) and
   ``python -m trainer scale_plan``.
 """

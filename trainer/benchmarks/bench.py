@@ -51,6 +51,8 @@ from models.xcorr import direct_similarity, normalize_frames, xcorr_fft
 from trainer.benchmarks.boundary_methods import (
     PEAK_THRESHOLD,
     SHOT_BOUNDARY_ROW,
+    add_threads_argument,
+    apply_threads,
     boundary_selectors,
     count_matches,
     match_pairs,
@@ -347,9 +349,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--real_videos", "--real-videos", type=int, default=REAL_VIDEOS,
                         help="real-footage videos for the boundary comparison (0 skips it)")  # fmt: skip
     parser.add_argument("--real_segments", "--real-segments", type=int, default=REAL_SEGMENTS, help="shots per real-footage video")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch intra-op threads (default: torch's own choice). On a machine busy with other "
-                             "jobs, 1 keeps torch's threads from waiting on each other at every small op")  # fmt: skip
+    add_threads_argument(parser)
     args = parse_command(parser, argv)
     if args.f1_videos < 1:
         parser.error(f"--f1_videos must be >= 1, got {args.f1_videos}")
@@ -359,10 +359,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--real_videos must be >= 0, got {args.real_videos}")
     if args.real_segments < 2:
         parser.error(f"--real_segments must be >= 2, got {args.real_segments}")
-    if args.threads is not None:
-        if args.threads < 1:
-            parser.error(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
+    apply_threads(parser, args.threads)
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = benchmark_config(args.frames, args.size, num_videos=1, seed=0)

@@ -8,7 +8,7 @@ decoded at 1 fps and 384 px (the SmolVLM2 recipes' settings), with the SmolVLM2-
 
 * ``captioner``: :class:`trainer.module.DenseCaptioner`, uniform selector, K=8, LoRA;
 * ``rl_likelihood``: :class:`trainer.selector_module.SelectorModule`, RL with the caption
-  likelihood as the reward (G=8), the caption loss on the mask's frames, LoRA (the recipe's family).
+  likelihood as the reward (G=8), the caption loss on the importance model's frames, LoRA (the recipe's family).
 
 For each: one epoch fills the caches (not compared), then, in this order and in one process,
 (a) ``decoding``: an epoch that decodes every video (as before decode-free epochs), reading the

@@ -271,3 +271,19 @@ def detector_boundaries(detector: FrameSelector, frames: torch.Tensor, stamps: t
     return [float(stamps[i]) for i in detector.boundaries(frames, stamps)]
 
 
+
+
+def add_threads_argument(parser) -> None:
+    """``--threads``: torch's intra-op threads for a benchmark run (applied by :func:`apply_threads`)."""
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads (default: torch's own choice). On a machine busy with other "
+                             "jobs, 1 keeps torch's threads from waiting on each other at every small op")  # fmt: skip
+
+
+def apply_threads(parser, threads: int | None) -> None:
+    """Sets torch's intra-op threads to ``threads`` (``None``: leaves torch's choice); < 1 is a parser error."""
+    if threads is None:
+        return
+    if threads < 1:
+        parser.error(f"--threads must be >= 1, got {threads}")
+    torch.set_num_threads(threads)

@@ -192,7 +192,7 @@ def test_split_body(run: Path) -> str:
     return summary_body(summary, paired, ("recall", "coverage", "nll", "meteor", "cider", "soda_c"), ("recall", "nll"))
 
 
-# The runs of the vlm_objectives table: (step, how the mask was trained, the judge VLM).
+# The runs of the vlm_objectives table: (step, how the importance model was trained, the judge VLM).
 _OBJECTIVE_RUNS = (("ranking", "ranking by caption loss", "tiny reader"),
                    ("ranking_random", "ranking by caption loss", "random tiny SmolVLM"),
                    ("likelihood_rl", "RL, caption log-likelihood reward", "tiny reader"))  # fmt: skip
@@ -224,7 +224,7 @@ def objectives_body(run: Path) -> str:
                  *(", ".join(_fmt(next(iter(baselines[(name, k)]))) for name, _ in _OBJECTIVE_BASELINES)
                    for k in budgets)])  # fmt: skip
     on = " / ".join(str(e) for e in epochs)
-    lines = _md_table(["mask trained by", "judge VLM", *(f"recall@{k} (epoch {on})" for k in budgets)], rows)
+    lines = _md_table(["importance model trained by", "judge VLM", *(f"recall@{k} (epoch {on})" for k in budgets)], rows)
     lines += ["", "Validation event recall on the configs' validation split (the same videos in every run); the masks "
                   "see no annotation of event times."]  # fmt: skip
     return "\n".join(lines) + "\n"

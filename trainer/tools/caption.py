@@ -36,7 +36,6 @@ too. A run in which no video could be captioned exits with status 1 and the firs
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import sys
 import time
@@ -58,7 +57,6 @@ from trainer.tools.video_files import (
     add_input_arguments,
     check_input_arguments,
     rate,
-    report_skipped,
     selector_record,
     start_output,
 )
@@ -234,11 +232,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             totals["frames"] += len(item["timestamps"])
             totals["decode_seconds"] += item["decode_seconds"]
             totals["caption_seconds"] += seconds
-    totals["wall_seconds"] = time.perf_counter() - wall
-    totals["videos_per_second"] = rate(totals["videos"], totals["wall_seconds"])
-    write_atomic(output / RUN_FILE, json.dumps({**settings, "totals": totals}, indent=1) + "\n")
-    report_skipped(run.skipped)
-    run.check_done()
+    totals["videos_per_second"] = rate(totals["videos"], time.perf_counter() - wall)
+    run.finish(settings, totals, wall)
     resumed = f" ({len(finished)} finished before)" if finished else ""
     print(f"captioned {totals['videos']} of {len(run.todo)} videos{resumed} with K={k} frames -> "
           f"{output}/{CAPTIONS_FILE}, NAME.srt, NAME.vtt ({device})")  # fmt: skip

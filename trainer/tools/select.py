@@ -73,8 +73,6 @@ from trainer.tools.video_files import (
     VideoRun,
     add_input_arguments,
     check_input_arguments,
-    rate,
-    report_skipped,
     selector_record,
     start_output,
 )
@@ -294,13 +292,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             totals["frames"] += len(item["timestamps"])
             for stage, value in seconds.items():
                 totals[f"{stage}_seconds"] += value
-    totals["wall_seconds"] = time.perf_counter() - wall
+    run.finish(settings, totals, wall, stages=("decode", "select", "write"))
     frames = totals["frames"]
-    totals["frames_per_second"] = {stage: rate(frames, totals[f"{stage}_seconds"])
-                                   for stage in ("decode", "select", "write", "wall")}  # fmt: skip
-    write_atomic(output / RUN_FILE, json.dumps({**settings, "totals": totals}, indent=1) + "\n")
-    report_skipped(run.skipped)
-    run.check_done()
     fps = totals["frames_per_second"]
     resumed = f" ({len(finished)} finished before)" if finished else ""
     print(f"selected {args.k} frames in {totals['videos']} of {len(run.todo)} videos{resumed} -> {output}")

@@ -284,6 +284,19 @@ class VideoRun:
         self.parser.exit(1, f"{self.parser.prog}: error: none of the {len(self.finished) + len(self.todo)} videos "
                             f"could be used ({len(reasons)} skipped); first: {first}\n")  # fmt: skip
 
+    def finish(self, settings: dict[str, Any], totals: dict[str, Any], started: float,
+               stages: Sequence[str] = ()) -> None:  # fmt: skip
+        """Ends the run: ``run.json`` with ``settings`` and ``totals`` (its wall time and the frames/s
+        of each of ``stages``, from ``totals[STAGE_seconds]`` and ``totals["frames"]``), the skipped
+        videos listed, and :meth:`check_done`'s exit when no video was done."""
+        totals["wall_seconds"] = time.perf_counter() - started
+        if stages:
+            totals["frames_per_second"] = {stage: rate(totals["frames"], totals[f"{stage}_seconds"])
+                                           for stage in (*stages, "wall")}  # fmt: skip
+        write_atomic(self.output / RUN_FILE, json.dumps({**settings, "totals": totals}, indent=1) + "\n")
+        report_skipped(self.skipped)
+        self.check_done()
+
     @contextlib.contextmanager
     def running(self) -> Iterator[VideoRun]:
         """Closes the summary whatever happens; turns ``--fail_fast``'s stop into the command's error exit."""
