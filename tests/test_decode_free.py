@@ -11,7 +11,7 @@ from data.schema import load_annotations
 from trainer.__main__ import main as cli_main
 from trainer.tools.cache import main as cache_main
 
-#: Train only (validation reads pixels: its baselines score frames), 2 epochs of the smoke joint run.
+#: Train only, 2 epochs of the smoke joint run (validation has its own test).
 EXTRA = ("--trainer.max_epochs", "2", "--trainer.limit_val_batches", "0", "--trainer.num_sanity_val_steps", "0",
          "--data.num_workers", "0", "--data.feature_cache", "true")  # fmt: skip
 
@@ -55,6 +55,28 @@ def test_a_warm_cache_trains_the_same_weights_without_opening_a_video(tmp_path, 
         assert torch.equal(value, warm_weights[name]), name  # same batches, losses and gradients, step by step
         assert torch.equal(value, cold_weights[name]), name
     assert control.trainer.callback_metrics["train/loss"] == warm.trainer.callback_metrics["train/loss"]
+
+
+def test_validation_reads_the_caches_and_its_baselines_decode_each_video_once(tmp_path, tiny_model_dir, synthetic,
+                                                                             decodes, monkeypatch):  # fmt: skip
+    """Two validations per run: the module's step reads the caches; the pixel baselines decode a
+    validation video once (their first validation), and every logged number equals a decoding run's."""
+    _, paths, _ = synthetic
+    train, val = ({s.video for s in load_annotations(paths[split])} for split in ("train", "val"))
+    with_val = ("--trainer.limit_val_batches", "1.0", "--trainer.check_val_every_n_epoch", "1")
+    _fit(tmp_path, tiny_model_dir, synthetic, "cold", *with_val)  # fills the caches
+    decodes.clear()
+    warm, _ = _fit(tmp_path, tiny_model_dir, synthetic, "warm", *with_val)
+    assert warm.datamodule.datasets["val"].decode_free == ("features", "image_embeds")
+    assert not set(decodes) & train  # no training video opened
+    assert sorted(decodes) == sorted(val)  # each validation video once, for the baselines' first validation
+
+    monkeypatch.setattr(DenseCaptionDataModule, "set_decode_free", lambda self, outputs, splits=("train",): None)
+    control, _ = _fit(tmp_path, tiny_model_dir, synthetic, "control", *with_val)
+    keys = [k for k in control.trainer.callback_metrics if k.startswith(("val/", "val_baseline/"))]
+    assert {"val/recall@4", "val_baseline/xcorr_recall@4", "val_baseline/pixel_l1_recall@4"} <= set(keys)
+    for key in keys:
+        assert warm.trainer.callback_metrics[key] == control.trainer.callback_metrics[key], key
 
 
 def test_require_cache_refuses_a_miss_and_a_run_that_reads_pixels(tmp_path, tiny_model_dir, synthetic, decodes):

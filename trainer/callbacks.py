@@ -81,21 +81,42 @@ class ValidationBaselines(pl.Callback):
         """Logs every baseline's metrics on ``batch`` through ``pl_module``."""
         if not batch["frames"]:
             return
+        frames_of = None
         if any(frames is None for frames in batch["frames"]):
-            # Videos read from the caches alone (data.from_cache): no pixels to score, only the VLM's rows.
+            # Videos read from the caches alone: the pixel baselines decode a video only when its
+            # recalls are not kept yet (its first validation of the run), which needs the videos.
+            datamodule = getattr(pl_module.trainer, "datamodule", None)
+            cut_off = getattr(datamodule, "from_cache", None) is not None or getattr(datamodule, "require_cache", False)
+            frames_of = None if cut_off else getattr(datamodule, "decode_frames", None)
+        if frames_of is None and any(frames is None for frames in batch["frames"]):
             if not self._warned:
-                log.warning("%s baselines: the batches hold no frames (data.from_cache), so only the uniform caption "
-                            "loss is logged", stage)  # fmt: skip
+                log.warning("%s baselines: the batches hold no frames and the videos are not at hand (data.from_cache "
+                            "or data.require_cache), so only the uniform caption loss is logged", stage)  # fmt: skip
                 self._warned = True
         else:
-            self.log_recall_baselines(pl_module, batch, stage)
+            self.log_recall_baselines(pl_module, batch, stage, frames_of)
         if self.captions is not None:
             uniform = [uniform_indices(len(t), self.num_frames) for t in batch["timestamps"]]
             loss = self.captions.loss(batch, uniform)
             pl_module.log(f"{stage}_baseline/uniform_caption_loss", loss, batch_size=len(batch["frames"]), sync_dist=True)
 
-    def log_recall_baselines(self, pl_module: pl.LightningModule, batch: dict[str, list], stage: str) -> None:
-        """Logs every pixel baseline's event recall at each budget (each video's selections computed once)."""
+    def log_recall_baselines(
+        self, pl_module: pl.LightningModule, batch: dict[str, list], stage: str, frames_of: Any = None
+    ) -> None:
+        """Logs every pixel baseline's event recall at each budget (each video's selections computed once).
+
+        A video the batch holds without frames (read from the caches) is decoded with ``frames_of``
+        (its path -> frames) only if some of its recalls are not kept yet.
+        """
+        decoded: dict[int, Any] = {}
+
+        def frames(i: int) -> Any:
+            if batch["frames"][i] is not None:
+                return batch["frames"][i]
+            if i not in decoded:
+                decoded[i] = frames_of(batch["video"][i])
+            return decoded[i]
+
         for k in self.budgets:
             for i, events in enumerate(batch["events"]):
                 t = batch["timestamps"][i]
@@ -104,6 +125,6 @@ class ValidationBaselines(pl.Callback):
                 recalls = self.recalls.get(batch["video_id"][i], dict)
                 for name, selector in self.selectors.items():
                     if (name, k) not in recalls:
-                        chosen = selector.select(batch["frames"][i], t, k).cpu()
+                        chosen = selector.select(frames(i), t, k).cpu()
                         recalls[name, k] = event_recall(t[chosen], events).item()
                     pl_module.log(f"{stage}_baseline/{name}_recall@{k}", recalls[name, k], batch_size=1, sync_dist=True)

@@ -229,7 +229,9 @@ class SelectorModule(pl.LightningModule):
             if self.vlm is not None and embeds is None:
                 datamodule.needs_pixels(f"the VLM reads pixels ({self.vlm.embeds_blocker()})")
             else:
-                datamodule.set_decode_free(tuple(encodings.encoders))
+                # Validation and test read the same outputs; the pixel baselines of
+                # ValidationBaselines decode a video once per run, for its first validation.
+                datamodule.set_decode_free(tuple(encodings.encoders), splits=("train", "val", "test"))
         return encodings
 
     def embeds_encoder(self) -> FrameEncoder | None:
