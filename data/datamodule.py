@@ -451,7 +451,8 @@ class DenseCaptionDataModule(pl.LightningDataModule):
         scores: dict[str, Any] | None = None,
     ) -> FrameEncodings:
         """Makes every batch carry these encoders' outputs (``features``, ``image_embeds``) and
-        these selectors' per-frame ``scores`` (e.g. ``{"teacher_scores": teacher}``, ``(T, 1)``).
+        these selectors' per-frame ``scores`` (e.g. ``{"teacher_scores": teacher}``, ``(T, 1)``; a
+        :class:`~data.encodings.SelectorScores` to give the budget they are for).
 
         Called by a LightningModule's ``setup`` with its frozen encoders (see
         :class:`~data.encodings.FrameEncodings` for the arguments): cached outputs are read by the
@@ -459,7 +460,8 @@ class DenseCaptionDataModule(pl.LightningDataModule):
         encoders' device and stored when ``feature_cache`` is on.
         """
         root = self.cache_dir / "features" if self.feature_cache and self.from_cache is None else None
-        scorers = {name: SelectorScores(selector) for name, selector in (scores or {}).items()}
+        scorers = {name: selector if isinstance(selector, SelectorScores) else SelectorScores(selector)
+                   for name, selector in (scores or {}).items()}  # fmt: skip
         self.encodings = FrameEncodings(features, image_embeds, root, self.decode_id, embed_all_frames, scorers)
         if self.from_cache is not None:  # every output a step reads must be the export's, from the same encoder
             folder, info = self.export()

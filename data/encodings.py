@@ -242,21 +242,25 @@ class SelectorScores:
     settings key the rest, as for every output.
 
     Args:
-        selector: A :class:`models.selectors.FrameSelector` (``scores(frames, timestamps)``).
+        selector: A :class:`models.selectors.FrameSelector` (``scores(frames, timestamps, k)``).
+        k: The frame budget the scores are for (a budget-aware selector's depend on it); ``None``:
+            the selector's default. Part of the key.
     """
 
-    def __init__(self, selector: Any) -> None:
+    def __init__(self, selector: Any, k: int | None = None) -> None:
         self.selector = selector
+        self.k = k
         cls = type(selector)
         plain = {k: v for k, v in sorted(vars(selector).items())
                  if not k.startswith("_") and k != "training" and isinstance(v, (bool, int, float, str, tuple))}  # fmt: skip
         settings = json.dumps(plain, sort_keys=True, default=str)
         weights = weights_fingerprint(selector)[:12]
-        self.model_name_or_path = f"selector:{cls.__module__}.{cls.__qualname__}:{settings}:{weights}"
+        budget = "" if k is None else f":k{k}"
+        self.model_name_or_path = f"selector:{cls.__module__}.{cls.__qualname__}:{settings}:{weights}{budget}"
 
     def encode(self, frames: Tensor, outputs: tuple[str, ...], timestamps: Tensor | None = None) -> dict[str, Tensor]:
         with torch.no_grad():
-            scores = self.selector.scores(frames, timestamps).float().reshape(-1, 1).cpu()
+            scores = self.selector.scores(frames, timestamps, self.k).float().reshape(-1, 1).cpu()
         return dict.fromkeys(outputs, scores)
 
     def parameters(self):  # what data.cache_export fingerprints

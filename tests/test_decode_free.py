@@ -152,10 +152,18 @@ def test_from_cache_takes_a_hub_id_and_refuses_a_folder_that_is_no_export(tmp_pa
         DenseCaptionDataModule(from_cache=str(tmp_path / "plain")).export()
 
 
-def test_the_captioner_caches_its_shown_rows_and_then_opens_no_video(tmp_path, tiny_model_dir, synthetic, decodes,
-                                                                     monkeypatch):  # fmt: skip
+XCORR = '{"class_path": "models.xcorr.CrossCorrelationSelector", "init_args": {"size": 32}}'
+
+
+@pytest.mark.parametrize("selector", [None, XCORR], ids=["uniform", "xcorr"])
+def test_the_captioner_caches_its_shown_rows_and_then_opens_no_video(selector, tmp_path, tiny_model_dir, synthetic,
+                                                                     decodes, monkeypatch):  # fmt: skip
+    """Uniform frames need only the times; a selector that reads pixels (cross-correlation) has its
+    per-frame scores cached too, and its decoder picks the same K frames from them."""
+    chosen = ("--model.init_args.selector", selector) if selector else ()
+
     def fit(name, *extra):
-        cli = cli_main(["fit", *fit_args("smoke.yaml", tmp_path, tiny_model_dir, synthetic, *EXTRA, *extra),
+        cli = cli_main(["fit", *fit_args("smoke.yaml", tmp_path, tiny_model_dir, synthetic, *EXTRA, *chosen, *extra),
                         "--trainer.check_val_every_n_epoch", "1", "--trainer.limit_val_batches", "1.0",
                         "--checkpoint.dirpath", str(tmp_path / name)])  # fmt: skip
         return cli, {k: v.detach().clone() for k, v in cli.model.named_parameters() if v.requires_grad}
@@ -163,7 +171,8 @@ def test_the_captioner_caches_its_shown_rows_and_then_opens_no_video(tmp_path, t
     _, paths, _ = synthetic
     videos = {split: {s.video for s in load_annotations(paths[split])} for split in ("train", "val")}
     cold, cold_weights = fit("cold")
-    assert cold.datamodule.datasets["train"].decode_free == ("image_embeds",)
+    expected = {"image_embeds", "selector_scores"} if selector else {"image_embeds"}
+    assert set(cold.datamodule.datasets["train"].decode_free) == expected
     assert set(decodes) == videos["train"] | videos["val"]  # epoch 1 (and its validation) decoded each video once
     assert len(decodes) == 1 + len(videos["train"]) + 1 + len(videos["val"])  # + each split's usability check
 
