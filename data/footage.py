@@ -226,14 +226,14 @@ SOURCES: tuple[SourceClip, ...] = (
 )
 
 
-def source_path(clip: SourceClip, verify: bool = True) -> Path:
+def source_path(clip: SourceClip, verify: bool = True, install: str = INSTALL_HINT) -> Path:
     """The installed file of ``clip``, found without importing its package.
 
     Raises:
         MissingFootageError: If the package or the file is not installed.
         FootageMismatchError: If ``verify`` and the file's sha256 is not the recorded one.
     """
-    return installed_file(clip.name, clip.distribution, clip.file, clip.sha256 if verify else None, INSTALL_HINT)
+    return installed_file(clip.name, clip.distribution, clip.file, clip.sha256 if verify else None, install)
 
 
 def installed_file(name: str, distribution: str, file: str, sha256: str | None, install: str) -> Path:
@@ -372,9 +372,11 @@ class FootageConfig:
         if self.margin < 0:
             raise ValueError(f"margin must be >= 0, got {self.margin}")
 
-    def fingerprint(self) -> str:
-        """Short hash of the settings, the generator version and the sources (sha256 and shot lists)."""
-        payload = {"version": FOOTAGE_VERSION, "config": asdict(self), "sources": [asdict(s) for s in SOURCES]}
+    def fingerprint(self, sources: tuple[SourceClip, ...] | None = None) -> str:
+        """Short hash of the settings, the generator version and the sources (sha256 and shot lists;
+        default :data:`SOURCES`)."""
+        sources = SOURCES if sources is None else sources
+        payload = {"version": FOOTAGE_VERSION, "config": asdict(self), "sources": [asdict(s) for s in sources]}
         return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
 
 
@@ -438,8 +440,10 @@ def _join_cycle(cfg: FootageConfig) -> list[tuple[str, int]]:
     )
 
 
-def plan_videos(cfg: FootageConfig) -> list[VideoPlan]:
+def plan_videos(cfg: FootageConfig, sources: tuple[SourceClip, ...] | None = None) -> list[VideoPlan]:
     """Plans every video: which shot each segment shows, from where, and how each pair is joined.
+
+    The shots are those of ``sources`` (default :data:`SOURCES`).
 
     A segment needs its two transitions plus ``min_pure`` frames. It takes, among the shots long
     enough for that (less ``margin`` at each end) and other than the shot before it, the one used
@@ -451,7 +455,7 @@ def plan_videos(cfg: FootageConfig) -> list[VideoPlan]:
     num_joins = cfg.num_videos * (cfg.segments_per_video - 1)
     joins = (cycle * math.ceil(num_joins / len(cycle)))[:num_joins]
     joins = [joins[i] for i in rng.permutation(num_joins)]
-    shots = [(clip, i) for clip in SOURCES for i in range(len(clip.shots))]
+    shots = [(clip, i) for clip in (SOURCES if sources is None else sources) for i in range(len(clip.shots))]
     order = {(clip.name, i): rank for rank, (clip, i) in enumerate(shots[j] for j in rng.permutation(len(shots)))}
     uses = dict.fromkeys(order, 0)
     min_pure = int(math.ceil(cfg.min_pure * cfg.fps))
@@ -495,9 +499,10 @@ def plan_videos(cfg: FootageConfig) -> list[VideoPlan]:
     return plans
 
 
-def source_frames_needed(plans: list[VideoPlan], fps: float) -> dict[str, set[int]]:
+def source_frames_needed(plans: list[VideoPlan], fps: float,
+                         sources: tuple[SourceClip, ...] | None = None) -> dict[str, set[int]]:  # fmt: skip
     """Source name to the frame indices the plans show."""
-    by_name = {clip.name: clip for clip in SOURCES}
+    by_name = {clip.name: clip for clip in (SOURCES if sources is None else sources)}
     needed: dict[str, set[int]] = {}
     for plan in plans:
         for seg in plan.segments:
@@ -506,9 +511,10 @@ def source_frames_needed(plans: list[VideoPlan], fps: float) -> dict[str, set[in
     return needed
 
 
-def render(plan: VideoPlan, frames: dict[str, dict[int, np.ndarray]], fps: float) -> list[np.ndarray]:
+def render(plan: VideoPlan, frames: dict[str, dict[int, np.ndarray]], fps: float,
+           sources: tuple[SourceClip, ...] | None = None) -> list[np.ndarray]:  # fmt: skip
     """The output frames of ``plan`` from fitted source frames (``frames[source][index]``)."""
-    by_name = {clip.name: clip for clip in SOURCES}
+    by_name = {clip.name: clip for clip in (SOURCES if sources is None else sources)}
 
     def shown(seg: Segment, k: int) -> np.ndarray:
         return frames[seg.source][seg.source_frame(k, by_name[seg.source].fps / fps)].astype(np.float32)
@@ -529,10 +535,10 @@ def render(plan: VideoPlan, frames: dict[str, dict[int, np.ndarray]], fps: float
     return out
 
 
-def ground_truth(plan: VideoPlan, cfg: FootageConfig) -> dict:
+def ground_truth(plan: VideoPlan, cfg: FootageConfig, sources: tuple[SourceClip, ...] | None = None) -> dict:
     """The JSON record of one video: its transitions (kind, nominal length, start/end time and
     frame) and its segments (source, shot, source frames, output frames)."""
-    by_name = {clip.name: clip for clip in SOURCES}
+    by_name = {clip.name: clip for clip in (SOURCES if sources is None else sources)}
     transitions = [
         {
             "kind": t.kind,
@@ -599,14 +605,18 @@ def load_footage(folder: str | Path) -> list[FootageVideo]:
     return videos
 
 
-def generate_footage(cfg: FootageConfig, root: str | Path | None = None, progress: bool = True) -> list[FootageVideo]:
+def generate_footage(cfg: FootageConfig, root: str | Path | None = None, progress: bool = True,
+                     sources: tuple[SourceClip, ...] | None = None, install: str = INSTALL_HINT) -> list[FootageVideo]:  # fmt: skip
     """Writes the benchmark videos of ``cfg`` (or reads them if they are already there).
 
     Args:
         cfg: Generator settings.
         root: Parent folder of the footage folders (default ``<cache>/footage``); the videos go
-            to ``root/<cfg.fingerprint()>/``.
+            to ``root/<cfg.fingerprint(sources)>/``.
         progress: Show a progress bar.
+        sources: The clips whose shots are cut together (default :data:`SOURCES`; the held-out
+            ones: :data:`data.clips.HELD_OUT_SOURCES`).
+        install: How to install their packages, for the error when one is missing.
 
     Returns:
         The videos, in order.
@@ -619,13 +629,14 @@ def generate_footage(cfg: FootageConfig, root: str | Path | None = None, progres
         from data.datamodule import default_cache_dir  # deferred: it imports Lightning
 
         root = default_cache_dir() / "footage"
-    folder = Path(root) / cfg.fingerprint()
+    sources = SOURCES if sources is None else sources
+    folder = Path(root) / cfg.fingerprint(sources)
     if (folder / MANIFEST).is_file():
         return load_footage(folder)
-    paths = {clip.name: source_path(clip) for clip in SOURCES}  # checks every file before any work
-    by_name = {clip.name: clip for clip in SOURCES}
-    plans = plan_videos(cfg)
-    needed = source_frames_needed(plans, cfg.fps)
+    paths = {clip.name: source_path(clip, install=install) for clip in sources}  # checks every file before any work
+    by_name = {clip.name: clip for clip in sources}
+    plans = plan_videos(cfg, sources)
+    needed = source_frames_needed(plans, cfg.fps, sources)
     steps = [("decode", name) for name in needed] + [("write", plan) for plan in plans]
     if progress:
         from tqdm.auto import tqdm
@@ -641,8 +652,8 @@ def generate_footage(cfg: FootageConfig, root: str | Path | None = None, progres
             fitted[item] = dict(zip(order, resized))
         else:
             name = f"footage_{item.index:03d}"
-            write_video(folder / f"{name}.mp4", render(item, fitted, cfg.fps), cfg.fps)
-            write_atomic(folder / f"{name}.json", json.dumps(ground_truth(item, cfg), indent=1))
+            write_video(folder / f"{name}.mp4", render(item, fitted, cfg.fps, sources), cfg.fps)
+            write_atomic(folder / f"{name}.json", json.dumps(ground_truth(item, cfg, sources), indent=1))
             names.append(name)
     # Written last: a folder without it is unfinished and is rebuilt.
     write_atomic(folder / MANIFEST, json.dumps({"config": asdict(cfg), "videos": names}, indent=1))

