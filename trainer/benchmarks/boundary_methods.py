@@ -366,9 +366,9 @@ def real_footage_report(cfg: FootageConfig, size: int, tolerance: float, root: P
         f"{total_frames / cfg.fps:.0f} s at {cfg.width}x{cfg.height}, {cfg.fps:g} fps; data.footage, seed {cfg.seed}), "
         f"{num_true} transitions: " + ", ".join(f"{kind_counts[k]} {k}" for k in KINDS)
     )
-    print("  segments of verified shots from clips that PyPI packages ship: "
-          + "; ".join(f"{clip.name} ({clip.distribution}, {clip.license}): {used[clip.name]} segments"
-                      for clip in SOURCES))  # fmt: skip
+    print("  segments of verified shots from clips that packages ship: "
+          + "; ".join(f"{clip.name} ({clip.distribution.removeprefix('debian:')}, {clip.license}): "
+                      f"{used[clip.name]} segments" for clip in sources if used[clip.name]))  # fmt: skip
     print("  truth: each transition's interval [first frame not of the old shot, first frame wholly of the new one]; "
           "a cut is the time of the new shot's first frame")  # fmt: skip
     print(f"  match: greedy one-to-one, a prediction within {tolerance:g} s of an interval; "
