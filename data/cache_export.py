@@ -58,7 +58,8 @@ def portable_encoder(encoder: Any) -> dict[str, str]:
         "name": local.name if local.exists() else name,
         "weights_sha256": weights_fingerprint(encoder),
         "pooling": str(getattr(encoder, "pooling", "mean")),
-        "dtype": str(param.dtype).removeprefix("torch.") if param is not None else "none",
+        # A parameterless encoder (a selector's scores) says what it gives itself.
+        "dtype": str(param.dtype if param is not None else getattr(encoder, "dtype", "none")).removeprefix("torch."),
         "preprocessing_sha1": hashlib.sha1((getattr(encoder, "preprocessing", "") or "").encode()).hexdigest(),
     }
 

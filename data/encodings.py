@@ -247,6 +247,9 @@ class SelectorScores:
             the selector's default. Part of the key.
     """
 
+    #: What :meth:`encode` gives (float32 scores), recorded like an encoder's weights dtype.
+    dtype = torch.float32
+
     def __init__(self, selector: Any, k: int | None = None) -> None:
         self.selector = selector
         self.k = k
@@ -371,7 +374,7 @@ class FrameEncodings:
                     names = tuple(m for m in missing if m in OUTPUTS) if shared and name in OUTPUTS else (name,)
                     if names not in passes:
                         passes[names] = self._whole_pass(self.encoders[name], names, video, frames, stamps)
-                    rows[name].append(FrameRows(frames=frames, whole=partial(passes[names], name)))
+                    rows[name].append(FrameRows(frames=frames, whole=partial(passes[names], name), length=len(stamps)))
         batch.update(rows)
         batch.pop("encoded", None)
         return batch

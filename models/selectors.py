@@ -71,6 +71,21 @@ class FrameSelector(nn.Module):
         pairwise = self.pairwise(frames, timestamps) if getattr(self.decoder, "needs_pairwise", False) else None
         return self.decoder.decode(scores, k, pairwise=pairwise)
 
+    @property
+    def picks_from_scores(self) -> bool:
+        """Whether this selector's K frames are its decoder's pick from its per-frame scores alone
+        (``select`` and ``choose`` as here, a decoder that needs no pairwise matrix): then stored
+        scores choose exactly what the frames would (:meth:`select_from_scores`)."""
+        cls = type(self)
+        return (cls.select is FrameSelector.select and cls.choose is FrameSelector.choose
+                and not getattr(self.decoder, "needs_pairwise", False))  # fmt: skip
+
+    def select_from_scores(self, scores: torch.Tensor, k: int) -> torch.Tensor:
+        """:meth:`select` from this selector's scores ``(T,)`` computed before (for a selector that
+        :attr:`picks_from_scores`): the decoder's K indices, sorted in time order."""
+        check_budget(k, scores.shape[0])
+        return self.decoder.decode(scores, k)
+
     def choose(
         self, frames: torch.Tensor, timestamps: torch.Tensor, k: int
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

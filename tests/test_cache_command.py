@@ -53,7 +53,7 @@ def test_writes_that_fail_are_counted_and_exit_1_naming_the_videos(tmp_path, syn
     assert failed.value.code == 1
     assert f"{len(videos)} videos" in out and "encoded now: 2; stored: 1; not stored: 1" in out
     assert f"1 of {len(videos)} videos could not be stored" in err
-    assert "no frames, features, image_embeds entry" in err
+    assert "no frames, features, image_embeds, baseline_scores_pixel_l1, baseline_scores_xcorr entry" in err
 
     full.update(videos)  # nothing can be written at all
     with pytest.raises(SystemExit) as failed:
@@ -119,6 +119,7 @@ def test_torchrun_with_two_processes_encodes_every_video_exactly_once(tmp_path, 
     videos = _videos(synthetic)
     assert sum(int(n) for _, n, _ in lines) == len(videos)  # the shards split the videos
     assert sum(int(e) for _, _, e in lines) == len(videos)  # and each was encoded by one process only
-    assert len(list(cache_dir.rglob("dataset_info.json"))) == 3 * len(videos)  # frames, features, embeddings
+    # frames, features, embeddings and the two pixel baselines' scores (read by validation)
+    assert len(list(cache_dir.rglob("dataset_info.json"))) == 5 * len(videos)
     again = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and sum(int(e) for *_, e in re.findall(r"encoded now: (\d+)", again.stdout)) == 0

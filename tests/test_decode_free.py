@@ -59,17 +59,17 @@ def test_a_warm_cache_trains_the_same_weights_without_opening_a_video(tmp_path, 
 
 def test_validation_reads_the_caches_and_its_baselines_decode_each_video_once(tmp_path, tiny_model_dir, synthetic,
                                                                              decodes, monkeypatch):  # fmt: skip
-    """Two validations per run: the module's step reads the caches; the pixel baselines decode a
-    validation video once (their first validation), and every logged number equals a decoding run's."""
-    _, paths, _ = synthetic
-    train, val = ({s.video for s in load_annotations(paths[split])} for split in ("train", "val"))
+    """Two validations per run: the module's step and the pixel baselines read the caches (the
+    baselines' per-frame scores are cached like the features), and every logged number equals a
+    decoding run's."""
     with_val = ("--trainer.limit_val_batches", "1.0", "--trainer.check_val_every_n_epoch", "1")
     _fit(tmp_path, tiny_model_dir, synthetic, "cold", *with_val)  # fills the caches
     decodes.clear()
     warm, _ = _fit(tmp_path, tiny_model_dir, synthetic, "warm", *with_val)
-    assert warm.datamodule.datasets["val"].decode_free == ("features", "image_embeds")
-    assert not set(decodes) & train  # no training video opened
-    assert sorted(decodes) == sorted(val)  # each validation video once, for the baselines' first validation
+    assert warm.datamodule.datasets["train"].decode_free == ("features", "image_embeds")
+    assert set(warm.datamodule.datasets["val"].decode_free) == {"features", "image_embeds", "baseline_scores_pixel_l1",
+                                                                "baseline_scores_xcorr"}  # fmt: skip
+    assert decodes == []  # neither a training nor a validation video was opened: the baselines' scores are cached
 
     monkeypatch.setattr(DenseCaptionDataModule, "set_decode_free", lambda self, outputs, splits=("train",): None)
     control, _ = _fit(tmp_path, tiny_model_dir, synthetic, "control", *with_val)
@@ -110,7 +110,8 @@ def test_an_exported_cache_trains_without_the_videos_to_the_same_validation_numb
     _, paths, _ = synthetic
     assert filled["exported"] == {s: len(load_annotations(paths[s])) for s in ("train", "val")}
     info = json.loads((out / INFO_FILE).read_text())
-    assert set(info["outputs"]) == {"features", "image_embeds"} and info["decode_id"] == "fps2_size64_max128"
+    baselines = {"baseline_scores_pixel_l1", "baseline_scores_xcorr"}  # the validation baselines' scores
+    assert set(info["outputs"]) == {"features", "image_embeds", *baselines} and info["decode_id"] == "fps2_size64_max128"
     card = (out / "README.md").read_text()
     assert "data_files" in card and str(tiny_model_dir) not in card and str(tmp_path) not in card  # no local path
 
@@ -119,16 +120,17 @@ def test_an_exported_cache_trains_without_the_videos_to_the_same_validation_numb
     cached, _ = _fit(tmp_path / "elsewhere", tiny_model_dir, synthetic, "cached", *one_epoch,
                      "--data.from_cache", str(out))  # fmt: skip
     assert decodes == []  # neither a training nor a validation video was opened
-    for key in ("val/recall@4", "val/recall_mean", "val/caption_loss", "train/loss"):
+    for key in ("val/recall@4", "val/recall_mean", "val/caption_loss", "train/loss", "val_baseline/xcorr_recall@4",
+                "val_baseline/pixel_l1_recall@4", "val_baseline/uniform_caption_loss"):
         assert cached.trainer.callback_metrics[key] == videos.trainer.callback_metrics[key], key
-    assert "val_baseline/uniform_caption_loss" in cached.trainer.callback_metrics  # the pixel baselines are not
 
     with pytest.raises(ExportError, match="decoded at fps2_size64_max128, this run decodes at fps1_size64_max128"):
         _fit(tmp_path, tiny_model_dir, synthetic, "fps", "--data.from_cache", str(out), "--data.fps", "1")
     with pytest.raises(ExportError, match=r"features come from another encoder than this run's \(weights_sha256, dtype"):
         _fit(tmp_path, tiny_model_dir, synthetic, "dtype", "--data.from_cache", str(out),
              "--model.init_args.encoder.init_args.dtype", "bfloat16")  # fmt: skip
-    with pytest.raises(ExportError, match=r"holds no teacher_scores \(it has \['features', 'image_embeds'\]\)"):
+    with pytest.raises(ExportError, match=r"holds no teacher_scores \(it has \['baseline_scores_pixel_l1', "
+                                          r"'baseline_scores_xcorr', 'features', 'image_embeds'\]\)"):  # fmt: skip
         _fit(tmp_path, tiny_model_dir, synthetic, "teacher", "--data.from_cache", str(out),
              "--model.init_args.objective.teacher_weight", "1.0")  # fmt: skip
     with pytest.raises(CacheMissError, match="data.from_cache: this run's training step reads the videos' pixels"):

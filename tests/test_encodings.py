@@ -170,7 +170,8 @@ def test_a_warm_cache_means_the_vision_tower_never_runs(tmp_path, tiny_model_dir
     calls.clear()
     shutil.rmtree(tmp_path / "ckpt")
     warm = main(["fit", *args])
-    assert calls == [] and warm.datamodule.encodings.passes == {"features": 0, "image_embeds": 0}
+    assert calls == [] and set(warm.datamodule.encodings.passes.values()) == {0}  # nothing computed again
+    assert {"features", "image_embeds"} <= set(warm.datamodule.encodings.passes)
     # The same run as the cold one: same data, same features, so the same losses.
     assert warm.trainer.callback_metrics["train/loss"].item() == pytest.approx(
         cold.trainer.callback_metrics["train/loss"].item(), abs=1e-5

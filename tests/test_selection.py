@@ -265,9 +265,12 @@ def test_selector_configs_train_cache_features_and_resume(config, tmp_path, tiny
     stats = encodings.store.stats()
     expected = {"features", "image_embeds"} if module.vlm is not None else {"features"}
     teacher = module.objective.teacher_weight > 0 or module.importance.score_inputs > 0
-    assert set(stats) == expected | ({"teacher_scores"} if teacher else set())
+    baselines = {"baseline_scores_pixel_l1", "baseline_scores_xcorr"}  # scored on validation videos only
+    assert set(stats) == expected | baselines | ({"teacher_scores"} if teacher else set())
     for name in expected:
         assert stats[name]["entries"] == seen and stats[name]["hits"] > 0
+    for name in baselines:
+        assert stats[name]["entries"] == len(cli.datamodule.datasets["val"])
     if teacher:  # the teacher's scores, cached for the training videos a step distilled from
         assert 0 < stats["teacher_scores"]["entries"] <= len(cli.datamodule.datasets["train"])
     frames = sum(len(item["timestamps"]) for split in ("train", "val") for item in cli.datamodule.datasets[split])
@@ -281,7 +284,8 @@ def test_selector_configs_train_cache_features_and_resume(config, tmp_path, tiny
     # clock is checkpointed for resume.
     assert ckpt[BATCHES_KEY] == module.batches_done == 2
     assert ckpt["state_dict"] and all(k.startswith("importance.") or "lora_" in k for k in ckpt["state_dict"])
-    batch = next(iter(cli.datamodule.val_dataloader()))
+    # A validation batch as a step gets it (read from the caches, its encoder outputs attached).
+    batch = cli.datamodule.on_after_batch_transfer(next(iter(cli.datamodule.val_dataloader())), 0)
     module.eval()
     with torch.no_grad():
         expected, _, _ = module.importance_logits(batch)

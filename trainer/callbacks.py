@@ -23,6 +23,27 @@ from trainer.objectives import CaptionScorer
 log = logging.getLogger(__name__)
 
 
+def baseline_selectors(decoder: Decoder) -> dict[str, FrameSelector]:
+    """The fixed selectors :class:`ValidationBaselines` reports, by name (the score-based ones with ``decoder``)."""
+    return {
+        "uniform": UniformSelector(),
+        "pixel_l1": PixelDiffSelector(p=1, decoder=decoder),
+        "xcorr": CrossCorrelationSelector(size=64, grayscale=False, decoder=decoder),
+    }
+
+
+def baseline_scores(decoder: Decoder) -> dict[str, FrameSelector]:
+    """Batch key -> selector, for the baselines whose per-frame scores read pixels and pick their
+    frames from those scores alone: registered with the data module (cached like features), so a
+    validation over the caches opens no video. Keys: ``baseline_scores_NAME``."""
+    return {f"{BASELINE_SCORES}_{name}": selector for name, selector in baseline_selectors(decoder).items()
+            if selector.reads_pixels and selector.picks_from_scores}  # fmt: skip
+
+
+#: Prefix of the batch keys (and cache outputs) of the baselines' per-frame scores.
+BASELINE_SCORES = "baseline_scores"
+
+
 class ValidationBaselines(pl.Callback):
     """Logs ``{stage}_baseline/{name}_recall@{k}`` for fixed selectors, and the VLM's uniform-frame loss.
 
@@ -57,11 +78,7 @@ class ValidationBaselines(pl.Callback):
         self.budgets = sorted(set(budgets))
         self.num_frames = num_frames
         self.captions = captions
-        self.selectors: dict[str, FrameSelector] = {
-            "uniform": UniformSelector(),
-            "pixel_l1": PixelDiffSelector(p=1, decoder=decoder),
-            "xcorr": CrossCorrelationSelector(size=64, grayscale=False, decoder=decoder),
-        }
+        self.selectors = baseline_selectors(decoder)
         self.recalls: LRUCache[str, dict[tuple[str, int], float]] = LRUCache(cache_videos)
         self._warned = False
 
@@ -83,12 +100,14 @@ class ValidationBaselines(pl.Callback):
             return
         frames_of = None
         if any(frames is None for frames in batch["frames"]):
-            # Videos read from the caches alone: the pixel baselines decode a video only when its
-            # recalls are not kept yet (its first validation of the run), which needs the videos.
+            # Videos read from the caches alone: the pixel baselines read their cached scores
+            # (baseline_scores_NAME); without those they decode a video when its recalls are not
+            # kept yet (its first validation of the run), which needs the videos.
             datamodule = getattr(pl_module.trainer, "datamodule", None)
             cut_off = getattr(datamodule, "from_cache", None) is not None or getattr(datamodule, "require_cache", False)
             frames_of = None if cut_off else getattr(datamodule, "decode_frames", None)
-        if frames_of is None and any(frames is None for frames in batch["frames"]):
+        scored = all(f"{BASELINE_SCORES}_{name}" in batch for name, sel in self.selectors.items() if sel.reads_pixels)
+        if frames_of is None and not scored and any(frames is None for frames in batch["frames"]):
             if not self._warned:
                 log.warning("%s baselines: the batches hold no frames and the videos are not at hand (data.from_cache "
                             "or data.require_cache), so only the uniform caption loss is logged", stage)  # fmt: skip
@@ -125,6 +144,11 @@ class ValidationBaselines(pl.Callback):
                 recalls = self.recalls.get(batch["video_id"][i], dict)
                 for name, selector in self.selectors.items():
                     if (name, k) not in recalls:
-                        chosen = selector.select(frames(i), t, k).cpu()
+                        key = f"{BASELINE_SCORES}_{name}"
+                        if key in batch:  # cached (or computed once and stored): the decoder picks from them
+                            scores = batch[key][i].all().reshape(-1).float().cpu()
+                            chosen = selector.select_from_scores(scores, k)
+                        else:  # uniform needs the times alone
+                            chosen = selector.select(frames(i) if selector.reads_pixels else batch["frames"][i], t, k).cpu()
                         recalls[name, k] = event_recall(t[chosen], events).item()
                     pl_module.log(f"{stage}_baseline/{name}_recall@{k}", recalls[name, k], batch_size=1, sync_dist=True)

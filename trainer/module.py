@@ -10,7 +10,6 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from data.encodings import FrameEncodings, SelectorScores
-from models.decoders import check_budget
 from models.prompting import format_dense_caption, parse_dense_caption
 from models.selectors import FrameSelector, UniformSelector
 from models.vlm import SmolVLM
@@ -25,15 +24,6 @@ log = logging.getLogger(__name__)
 
 #: The batch key (and cache output name) of the captioner's selector's per-frame scores.
 SELECTOR_SCORES = "selector_scores"
-
-
-def picks_from_scores(selector: FrameSelector) -> bool:
-    """Whether ``selector``'s K frames are its decoder's pick from its per-frame scores alone:
-    :meth:`FrameSelector.select` and ``choose`` as the base class has them and a decoder that needs
-    no pairwise matrix. Then cached scores choose exactly what the frames would."""
-    cls = type(selector)
-    return (cls.select is FrameSelector.select and cls.choose is FrameSelector.choose
-            and not getattr(selector.decoder, "needs_pairwise", False))  # fmt: skip
 
 
 class DenseCaptioner(pl.LightningModule):
@@ -98,7 +88,7 @@ class DenseCaptioner(pl.LightningModule):
             # The same K frames of a video come back every epoch: encode just those (lazily, once
             # per batch), rather than all candidates; entries a selector run cached are read.
             # A selector that reads pixels but picks from its scores alone has them cached like features.
-            cached_scores = self.selector.reads_pixels and picks_from_scores(self.selector)
+            cached_scores = self.selector.reads_pixels and self.selector.picks_from_scores
             scores = {SELECTOR_SCORES: SelectorScores(self.selector, k=self.num_frames)} if cached_scores else None
             encodings = datamodule.set_frame_encoders(image_embeds=self.vlm.frame_encoder(), embed_all_frames=False,
                                                       scores=scores)  # fmt: skip
@@ -122,9 +112,8 @@ class DenseCaptioner(pl.LightningModule):
         with torch.no_grad():
             for i, (f, t) in enumerate(zip(batch["frames"], batch["timestamps"])):
                 if SELECTOR_SCORES in batch:  # cached or just computed: the decoder picks from them, as select() does
-                    check_budget(self.num_frames, len(t))
                     scores = batch[SELECTOR_SCORES][i].all().reshape(-1).float().cpu()
-                    idx = self.selector.decoder.decode(scores, self.num_frames)
+                    idx = self.selector.select_from_scores(scores, self.num_frames)
                     shown, times = (None if f is None else f[idx]), t[idx]
                 else:
                     idx, shown, times = self.selector.choose(f, t, self.num_frames)

@@ -36,7 +36,7 @@ from models.importance import FrameImportanceModel, ImportanceSelector
 from models.selectors import FrameSelector
 from models.vlm import SmolVLM
 from models.xcorr import CrossCorrelationSelector
-from trainer.callbacks import ValidationBaselines
+from trainer.callbacks import BASELINE_SCORES, ValidationBaselines, baseline_scores
 from trainer.renames import current_state_dict
 from trainer.checkpointing import (
     check_trainable_state,
@@ -219,9 +219,17 @@ class SelectorModule(pl.LightningModule):
             return None
         # The teacher's scores read pixels: cached like the features, so warm epochs need no frames.
         uses_teacher = self.objective.teacher_weight > 0 or self.importance.score_inputs > 0
-        scores = {TEACHER_SCORES: self.teacher} if uses_teacher else None
+        scores = {TEACHER_SCORES: self.teacher} if uses_teacher else {}
+        # The validation baselines' scores read pixels too: cached the same way. An exported cache
+        # written before they were cached lacks them: then only the uniform baseline is logged.
+        if self.validation_baselines:
+            baselines = baseline_scores(self.decoder)
+            if getattr(datamodule, "from_cache", None) is not None:
+                held = datamodule.export()[1].get("outputs", {})
+                baselines = {key: selector for key, selector in baselines.items() if key in held}
+            scores.update(baselines)
         embeds = self.embeds_encoder()
-        encodings = datamodule.set_frame_encoders(features=self.encoder, image_embeds=embeds, scores=scores)
+        encodings = datamodule.set_frame_encoders(features=self.encoder, image_embeds=embeds, scores=scores or None)
         if hasattr(datamodule, "set_decode_free"):
             # A training step reads the features, the image embeddings (video_features, shown_frames)
             # and the teacher's scores, which a warm cache holds; only a VLM that runs its own vision
@@ -229,9 +237,10 @@ class SelectorModule(pl.LightningModule):
             if self.vlm is not None and embeds is None:
                 datamodule.needs_pixels(f"the VLM reads pixels ({self.vlm.embeds_blocker()})")
             else:
-                # Validation and test read the same outputs; the pixel baselines of
-                # ValidationBaselines decode a video once per run, for its first validation.
-                datamodule.set_decode_free(tuple(encodings.encoders), splits=("train", "val", "test"))
+                # Validation and test read the same outputs and the baselines' scores.
+                outputs = tuple(encodings.encoders)
+                datamodule.set_decode_free(tuple(o for o in outputs if not o.startswith(BASELINE_SCORES)))
+                datamodule.set_decode_free(outputs, splits=("val", "test"))
         return encodings
 
     def embeds_encoder(self) -> FrameEncoder | None:
