@@ -406,19 +406,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             run.done(path, folder, {"frames": payload["frames"], "scenes": len(payload["scenes"]),
                                     "boundaries": [b["time"] for b in payload["boundaries"]],
                                     "seconds": {k: round(v, 4) for k, v in seconds.items()}})  # fmt: skip
-            totals["videos"] += 1
-            totals["frames"] += payload["frames"]
+            run.count(totals, payload["frames"], seconds)
             totals["scenes"] += len(payload["scenes"])
-            for stage, value in seconds.items():
-                totals[f"{stage}_seconds"] += value
     run.finish(settings, totals, wall, stages=("decode", "detect", "write"))
-    frames = totals["frames"]
-    fps = totals["frames_per_second"]
     resumed = f" ({len(finished)} finished before)" if finished else ""
     print(f"found {totals['scenes']} scenes in {totals['videos']} of {len(run.todo)} videos{resumed} -> {output}")
-    print(f"timing: {frames} frames; frames/s: decode {fps['decode']} "
-          f"({f'{args.workers} worker process(es)' if args.workers else 'main process'}), detect {fps['detect']}, "
-          f"write {fps['write']}, end to end {fps['wall']}")  # fmt: skip
+    print(run.timing(totals, "frames", args.workers))
     return {"output": str(output), "done": totals["videos"], "skipped": run.skipped, "resumed": len(finished),
             "totals": totals}  # fmt: skip
 

@@ -288,18 +288,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             run.done(path, folder, {"frames": len(item["timestamps"]),
                       "timestamps": [round(float(t), 6) for t in chosen[2]],
                       "seconds": {k: round(v, 4) for k, v in seconds.items()}})  # fmt: skip
-            totals["videos"] += 1
-            totals["frames"] += len(item["timestamps"])
-            for stage, value in seconds.items():
-                totals[f"{stage}_seconds"] += value
+            run.count(totals, len(item["timestamps"]), seconds)
     run.finish(settings, totals, wall, stages=("decode", "select", "write"))
-    frames = totals["frames"]
-    fps = totals["frames_per_second"]
     resumed = f" ({len(finished)} finished before)" if finished else ""
     print(f"selected {args.k} frames in {totals['videos']} of {len(run.todo)} videos{resumed} -> {output}")
-    print(f"timing: {frames} candidate frames; frames/s: decode {fps['decode']} "
-          f"({f'{args.workers} worker process(es)' if args.workers else 'main process'}), select {fps['select']}, "
-          f"write {fps['write']}, end to end {fps['wall']}")  # fmt: skip
+    print(run.timing(totals, "candidate frames", args.workers))
     return {"output": str(output), "selected": totals["videos"], "skipped": run.skipped, "resumed": len(finished),
             "totals": totals}  # fmt: skip
 

@@ -284,6 +284,22 @@ class VideoRun:
         self.parser.exit(1, f"{self.parser.prog}: error: none of the {len(self.finished) + len(self.todo)} videos "
                             f"could be used ({len(reasons)} skipped); first: {first}\n")  # fmt: skip
 
+    @staticmethod
+    def count(totals: dict[str, Any], frames: int, seconds: dict[str, float]) -> None:
+        """Adds one finished video to ``totals``: a video, its ``frames`` and each stage's ``seconds``."""
+        totals["videos"] += 1
+        totals["frames"] += frames
+        for stage, value in seconds.items():
+            totals[f"{stage}_seconds"] += value
+
+    def timing(self, totals: dict[str, Any], what: str, workers: int) -> str:
+        """The closing line: ``what`` frames and the frames/s of each stage :meth:`finish` computed."""
+        fps = totals["frames_per_second"]
+        stages = ", ".join(f"{stage} {value}" for stage, value in fps.items() if stage not in ("decode", "wall"))
+        where = f"{workers} worker process(es)" if workers else "main process"
+        return (f"timing: {totals['frames']} {what}; frames/s: decode {fps['decode']} ({where}), {stages}, "
+                f"end to end {fps['wall']}")
+
     def finish(self, settings: dict[str, Any], totals: dict[str, Any], started: float,
                stages: Sequence[str] = ()) -> None:  # fmt: skip
         """Ends the run: ``run.json`` with ``settings`` and ``totals`` (its wall time and the frames/s
