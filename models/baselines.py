@@ -40,7 +40,8 @@ BASELINES: dict[str, Callable[[], FrameSelector]] = {
 }
 
 #: The shot-boundary detectors: selectors whose score has one scale in every video, so that
-#: ``boundaries(frames, timestamps)`` can cut at one absolute threshold (``threshold``). The other
+#: ``boundaries(frames, timestamps)`` (or ``boundaries_from_scores(scores)``) can cut at one
+#: absolute threshold (``threshold``). The other
 #: change scores (pixel difference, flow, cross-correlation, ``xcorr_adaptive``) rise with camera and
 #: foreground motion as much as at a cut and have no such scale: they rank frames for K, they do not
 #: find boundaries (trainer/benchmarks/README.md, "Shot boundaries on real footage").

@@ -531,7 +531,11 @@ class ShotBoundarySelector(FrameSelector):
         A cut's index is its first new frame, a dissolve's its middle frame; a video with no
         transition gets none (no per-video cut-off that must fire somewhere).
         """
-        return peak_indices(self.scores(frames, timestamps), self.threshold)
+        return self.boundaries_from_scores(self.scores(frames, timestamps))
+
+    def boundaries_from_scores(self, scores: torch.Tensor) -> list[int]:
+        """:meth:`boundaries` from this selector's :meth:`scores` computed before."""
+        return peak_indices(scores, self.threshold)
 
     def pairwise(self, frames: torch.Tensor, timestamps: torch.Tensor) -> torch.Tensor:
         return self.xcorr.pairwise(frames, timestamps)

@@ -249,7 +249,11 @@ class TransNetV2Selector(FrameSelector):
     def boundaries(self, frames: torch.Tensor, timestamps: torch.Tensor) -> list[int]:
         """Shot boundaries by the package's rule (:func:`shot_boundaries` at :attr:`threshold`):
         the first frame of every shot after the first."""
-        return shot_boundaries(self.scores(frames, timestamps), self.threshold).tolist()
+        return self.boundaries_from_scores(self.scores(frames, timestamps))
+
+    def boundaries_from_scores(self, scores: torch.Tensor) -> list[int]:
+        """:meth:`boundaries` from this selector's :meth:`scores` computed before."""
+        return shot_boundaries(scores, self.threshold).tolist()
 
     def extra_repr(self) -> str:
         return f"batch_windows={self.batch_windows}, device={self.device!r}, threshold={self.threshold:g}"

@@ -63,14 +63,12 @@ detector, threshold and decode settings (``run.json``'s ``selector`` and ``decod
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
 import logging
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -134,27 +132,15 @@ def make_detector(
     return detector, record
 
 
-@contextlib.contextmanager
-def _scored(detector: FrameSelector, scores: torch.Tensor) -> Iterator[None]:
-    """``detector.scores`` answers ``scores`` while inside (an instance attribute shadows the method)."""
-    detector.__dict__["scores"] = lambda *args, **kwargs: scores
-    try:
-        yield
-    finally:
-        del detector.__dict__["scores"]
-
-
 def detect(detector: FrameSelector, frames: torch.Tensor, timestamps: torch.Tensor) -> tuple[list[int], torch.Tensor]:
     """``(boundaries, every frame's score)``: ``detector.boundaries(frames, timestamps)`` and ``detector.scores``.
 
-    Scoring is the expensive part and ``boundaries`` scores the frames itself, so the scores are
-    computed once and ``boundaries`` reads them (equal to calling both, tested): the detector's
-    own rule turns its scores into cuts, none is copied here.
+    Scoring is the expensive part, so the frames are scored once and the detector's own rule
+    (``boundaries_from_scores``) turns those scores into cuts (equal to ``boundaries``, tested).
     """
     with torch.no_grad():
         scores = detector.scores(frames, timestamps)
-        with _scored(detector, scores):
-            cuts = [int(i) for i in detector.boundaries(frames, timestamps)]
+        cuts = [int(i) for i in detector.boundaries_from_scores(scores)]
     # Both rules give ascending indices after frame 0; one at 0 would start an empty first scene.
     cuts = sorted({i for i in cuts if 0 < i < len(timestamps)})
     return cuts, scores.detach().double().cpu()
