@@ -26,7 +26,6 @@ A prediction matches a true boundary within ``--tolerance`` seconds
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -45,6 +44,7 @@ from trainer.benchmarks.boundary_methods import (
     precision_recall_f1,
     real_footage_methods,
     real_footage_report,
+    run_methods,
 )
 from trainer.cli_helpers import command_parser, parse_command
 
@@ -231,39 +231,27 @@ def _row(name: str, counts: Counts, extra: str = "") -> str:
             f"{counts.fp_per_minute:10.2f} {counts.single_minutes:7.2f}{extra}")  # fmt: skip
 
 
-def clips_report(clips: Sequence[Clip], methods: dict[str, BoundaryMethod], tolerance: float) -> None:
-    """Prints every method's counts on the whole clips: all of them, and the held-out ones alone."""
+def clips_report(clips: Sequence[Clip], scored: Sequence[ScoredVideo], methods: dict[str, BoundaryMethod],
+                 tolerance: float) -> None:  # fmt: skip
+    """Prints every method's counts on the whole clips: all of them, and the held-out ones alone.
+
+    ``scored`` are the clips' :func:`score_clip` results, in the same order: their truth, length
+    and frame times (from our decoder) are the ones every method is matched against.
+    """
     totals = {name: {"all": Counts(), "held-out": Counts(), "seconds": 0.0, "frames": 0} for name in methods}
     per_clip: dict[str, dict[str, int]] = {name: {} for name in methods}
-    for clip in clips:
-        path = clip.path(verify=False)  # verified by available_clips
-        # The truth and the clip's length come from our decoder's times (untimed: not a method's cost).
-        stamps = decode_video(path, size=CHANGE_DECODE_SIZE).timestamps
-        truths, duration = clip_truths(clip, stamps), clip_duration(stamps)
-        decoded: dict[int | None, tuple[float, object]] = {}
-        for name, method in methods.items():
-            if method.reads_file:
-                start = time.perf_counter()
-                # PySceneDetect counts time from the first frame; our truth is in presentation
-                # times, which start later in some files (cityCC0: 0.54 s).
-                predicted = [t + float(stamps[0]) for t in method.boundaries(str(path))]
-                seconds = time.perf_counter() - start
-            else:
-                if method.decode_size not in decoded:
-                    start = time.perf_counter()
-                    video = decode_video(path, size=method.decode_size)
-                    decoded[method.decode_size] = (time.perf_counter() - start, video)
-                decode_s, video = decoded[method.decode_size]
-                start = time.perf_counter()
-                predicted = method.boundaries(video.frames, video.timestamps)
-                seconds = decode_s + time.perf_counter() - start  # each method pays for decoding
+    for clip, video in zip(clips, scored, strict=True):
+        # PySceneDetect counts time from the first frame; the truth is in presentation times,
+        # which start later in some files (cityCC0: 0.54 s).
+        found = run_methods(clip.path(verify=False), methods, start_time=float(video.stamps[0]))  # verified before
+        for name, (predicted, seconds) in found.items():
             row = totals[name]
-            row["all"].add(predicted, truths, duration, tolerance)
+            row["all"].add(predicted, video.truths, video.duration, tolerance)
             if clip.role == "held-out":
-                row["held-out"].add(predicted, truths, duration, tolerance)
+                row["held-out"].add(predicted, video.truths, video.duration, tolerance)
             row["seconds"] += seconds
-            row["frames"] += len(stamps)
-            per_clip[name][clip.name] = len(predicted) - len(match_pairs(predicted, truths, tolerance))
+            row["frames"] += len(video.stamps)
+            per_clip[name][clip.name] = len(predicted) - len(match_pairs(predicted, video.truths, tolerance))
     cut_clips = [c for c in clips if c.cuts]
     single = [c for c in clips if not c.cuts]
     print(f"whole clips as packages ship them ({len(clips)} clips, {len({c.source for c in clips})} sources): "
@@ -367,13 +355,13 @@ def main(argv: list[str] | None = None) -> None:
     methods, skipped = real_footage_methods(args.size)
     for note in skipped:
         print(note)
-    clips_report(clips, methods, args.tolerance)
     detector = ShotBoundarySelector()
+    scored_clips = [score_clip(clip, detector) for clip in clips]
+    clips_report(clips, scored_clips, methods, args.tolerance)
     montages = {seed: [score_montage(v, "tuning" if seed in TUNING_SEEDS else "held-out", detector)
                        for v in generate_footage(FootageConfig(num_videos=args.montages, segments_per_video=args.segments,
                                                                   seed=seed), progress=False)]
                 for seed in (0, *TUNING_SEEDS)}  # fmt: skip
-    scored_clips = [score_clip(clip, detector) for clip in clips]
     held_out_montages = []
     held_out_cfg = FootageConfig(num_videos=args.montages, segments_per_video=args.segments, seed=0)
     print()

@@ -13,6 +13,7 @@ import inspect
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -214,6 +215,33 @@ class BoundaryMethod:
     settings: str = ""
 
 
+def run_methods(path: str | Path, methods: dict[str, BoundaryMethod], start_time: float = 0.0,
+                ) -> dict[str, tuple[list[float], float]]:  # fmt: skip
+    """Every method's boundary times on one video file, and the seconds each took end to end.
+
+    Decoding is timed once per decode size and charged to every method at that size; a method
+    that reads the file itself is timed alone. Its times count from the first frame, so
+    ``start_time`` (the first frame's presentation time) puts them in presentation times.
+
+    Returns:
+        Method name -> ``(boundary times in seconds, seconds)``.
+    """
+    decoded: dict[int | None, tuple[float, Any]] = {}
+    out = {}
+    for name, method in methods.items():
+        if method.reads_file:
+            seconds, predicted = timed(lambda: method.boundaries(str(path)))
+            predicted = [t + start_time for t in predicted]
+        else:
+            if method.decode_size not in decoded:
+                decoded[method.decode_size] = timed(lambda: decode_video(path, size=method.decode_size))
+            decode_s, frames = decoded[method.decode_size]
+            seconds, predicted = timed(lambda: method.boundaries(frames.frames, frames.timestamps))
+            seconds += decode_s  # each method pays for decoding its frames
+        out[name] = (predicted, seconds)
+    return out
+
+
 def transnet_method() -> tuple[BoundaryMethod | None, str]:
     """TransNetV2 at the package's threshold (``models.transnet``), or ``None`` and why it is skipped."""
     try:
@@ -338,18 +366,8 @@ def real_footage_report(cfg: FootageConfig, size: int, tolerance: float, root: P
         iterator = tqdm(videos, desc="real-footage boundaries", leave=False)
     for video in iterator:
         truths = video.intervals
-        decoded = {}
-        for method in methods.values():
-            if not method.reads_file and method.decode_size not in decoded:
-                decoded[method.decode_size] = timed(lambda: decode_video(video.path, size=method.decode_size))
         total_frames += video.num_frames
-        for name, method in methods.items():
-            if method.reads_file:
-                seconds, predicted = timed(lambda: method.boundaries(str(video.path)))
-            else:
-                decode_s, frames = decoded[method.decode_size]
-                seconds, predicted = timed(lambda: method.boundaries(frames.frames, frames.timestamps))
-                seconds += decode_s  # each method pays for decoding its frames
+        for name, (predicted, seconds) in run_methods(video.path, methods).items():
             row = totals[name]
             pairs = match_pairs(predicted, truths, tolerance)
             row["matches"] += len(pairs)
