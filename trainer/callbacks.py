@@ -98,44 +98,23 @@ class ValidationBaselines(pl.Callback):
         """Logs every baseline's metrics on ``batch`` through ``pl_module``."""
         if not batch["frames"]:
             return
-        frames_of = None
-        if any(frames is None for frames in batch["frames"]):
-            # Videos read from the caches alone: the pixel baselines read their cached scores
-            # (baseline_scores_NAME); without those they decode a video when its recalls are not
-            # kept yet (its first validation of the run), which needs the videos.
-            datamodule = getattr(pl_module.trainer, "datamodule", None)
-            cut_off = getattr(datamodule, "from_cache", None) is not None or getattr(datamodule, "require_cache", False)
-            frames_of = None if cut_off else getattr(datamodule, "decode_frames", None)
+        # A video read from the caches alone has no frames: the pixel baselines then read their cached
+        # scores (baseline_scores_NAME), which an export written before they were cached lacks.
         scored = all(f"{BASELINE_SCORES}_{name}" in batch for name, sel in self.selectors.items() if sel.reads_pixels)
-        if frames_of is None and not scored and any(frames is None for frames in batch["frames"]):
+        if not scored and any(frames is None for frames in batch["frames"]):
             if not self._warned:
-                log.warning("%s baselines: the batches hold no frames and the videos are not at hand (data.from_cache "
-                            "or data.require_cache), so only the uniform caption loss is logged", stage)  # fmt: skip
+                log.warning("%s baselines: the batches hold no frames and no cached baseline scores (data.from_cache "
+                            "of an export without them), so only the uniform caption loss is logged", stage)  # fmt: skip
                 self._warned = True
         else:
-            self.log_recall_baselines(pl_module, batch, stage, frames_of)
+            self.log_recall_baselines(pl_module, batch, stage)
         if self.captions is not None:
             uniform = [uniform_indices(len(t), self.num_frames) for t in batch["timestamps"]]
             loss = self.captions.loss(batch, uniform)
             pl_module.log(f"{stage}_baseline/uniform_caption_loss", loss, batch_size=len(batch["frames"]), sync_dist=True)
 
-    def log_recall_baselines(
-        self, pl_module: pl.LightningModule, batch: dict[str, list], stage: str, frames_of: Any = None
-    ) -> None:
-        """Logs every pixel baseline's event recall at each budget (each video's selections computed once).
-
-        A video the batch holds without frames (read from the caches) is decoded with ``frames_of``
-        (its path -> frames) only if some of its recalls are not kept yet.
-        """
-        decoded: dict[int, Any] = {}
-
-        def frames(i: int) -> Any:
-            if batch["frames"][i] is not None:
-                return batch["frames"][i]
-            if i not in decoded:
-                decoded[i] = frames_of(batch["video"][i])
-            return decoded[i]
-
+    def log_recall_baselines(self, pl_module: pl.LightningModule, batch: dict[str, list], stage: str) -> None:
+        """Logs every pixel baseline's event recall at each budget (each video's selections computed once)."""
         for k in self.budgets:
             for i, events in enumerate(batch["events"]):
                 t = batch["timestamps"][i]
@@ -146,9 +125,8 @@ class ValidationBaselines(pl.Callback):
                     if (name, k) not in recalls:
                         key = f"{BASELINE_SCORES}_{name}"
                         if key in batch:  # cached (or computed once and stored): the decoder picks from them
-                            scores = batch[key][i].all().reshape(-1).float().cpu()
-                            chosen = selector.select_from_scores(scores, k)
-                        else:  # uniform needs the times alone
-                            chosen = selector.select(frames(i) if selector.reads_pixels else batch["frames"][i], t, k).cpu()
+                            chosen = selector.select_from_scores(batch[key][i].per_frame(), k)
+                        else:  # from the frames (uniform: the times alone)
+                            chosen = selector.select(batch["frames"][i], t, k).cpu()
                         recalls[name, k] = event_recall(t[chosen], events).item()
                     pl_module.log(f"{stage}_baseline/{name}_recall@{k}", recalls[name, k], batch_size=1, sync_dist=True)
