@@ -100,6 +100,10 @@ class FrameRows:
         """Every row, ``(T, ...)``."""
         return self.rows(torch.arange(len(self)))
 
+    def per_frame(self) -> Tensor:
+        """One value per frame, float ``(T,)`` on the CPU: a score output (:class:`SelectorScores`, ``(T, 1)``)."""
+        return self.all().reshape(-1).float().cpu()
+
     def rows(self, idx: Tensor | list[int]) -> Tensor:
         """Rows ``idx`` (in that order), computing the ones not seen yet in one call."""
         idx = torch.as_tensor(idx, dtype=torch.long).cpu()

@@ -112,8 +112,7 @@ class DenseCaptioner(pl.LightningModule):
         with torch.no_grad():
             for i, (f, t) in enumerate(zip(batch["frames"], batch["timestamps"])):
                 if SELECTOR_SCORES in batch:  # cached or just computed: the decoder picks from them, as select() does
-                    scores = batch[SELECTOR_SCORES][i].all().reshape(-1).float().cpu()
-                    idx = self.selector.select_from_scores(scores, self.num_frames)
+                    idx = self.selector.select_from_scores(batch[SELECTOR_SCORES][i].per_frame(), self.num_frames)
                     shown, times = (None if f is None else f[idx]), t[idx]
                 else:
                     idx, shown, times = self.selector.choose(f, t, self.num_frames)

@@ -314,7 +314,7 @@ class TeacherScores:
         is scored here, keeping the last videos' scores in memory.
         """
         if TEACHER_SCORES in batch:
-            return [rows.all().reshape(-1).float().cpu() for rows in batch[TEACHER_SCORES]]
+            return [rows.per_frame() for rows in batch[TEACHER_SCORES]]
         return [
             self.cache.get(vid, lambda: self.teacher.scores(frames, stamps).float())
             for vid, frames, stamps in zip(batch["video_id"], batch["frames"], batch["timestamps"])
