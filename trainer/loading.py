@@ -73,7 +73,7 @@ from torch import nn
 from models.decoders import Decoder
 from models.selectors import FrameSelector
 from trainer.checkpointing import plain_hparams, restore_trainable_state
-from trainer.renames import current_args, current_class_path
+from trainer.renames import current_args, current_class_path, current_selection
 
 log = logging.getLogger(__name__)
 
@@ -432,7 +432,7 @@ def read_selection(folder: str | Path) -> dict[str, Any]:
     plain = isinstance(weights, str) and weights not in ("", "..") and "\\" not in weights
     if weights is not None and not (plain and Path(weights).name == weights):
         raise LoadError(f"{path}: refusing weights = {weights!r}: it must name a file in {path.parent}")
-    return info
+    return current_selection(info)  # an export written before a rename
 
 
 def check_export(folder: str | Path) -> None:
@@ -465,9 +465,7 @@ def selector_from_export(folder: str | Path) -> FrameSelector:
 
         model = FrameImportanceModel.from_pretrained(target, strict=True)
         encoder = build_from_spec(info["encoder"]) if info.get("encoder") else None
-        # ``cue``: exports written before the teacher kept one name.
-        recorded_teacher = info.get("teacher") or info.get("cue")
-        teacher = build_from_spec(recorded_teacher, FrameSelector) if recorded_teacher else None
+        teacher = build_from_spec(info["teacher"], FrameSelector) if info.get("teacher") else None
         selector = ImportanceSelector(
             model=model, encoder=encoder, decoder=decoder, budget=info.get("num_frames"), teacher=teacher
         )

@@ -41,8 +41,24 @@ _RETIRED_ARGS = {"policy": "importance", "cue": "teacher"}
 #: State-dict prefixes renamed with :data:`RENAMED_ARGS` (old -> new), per module class path.
 RENAMED_PREFIXES: dict[str, dict[str, str]] = {
     "trainer.selector_module.SelectorModule": {"selector.": "importance.", "policy.": "importance."},
-    "models.importance.ImportanceSelector": {"cue.": "teacher."},
 }
+#: Keys of an export's ``selector/frame_selection.json`` renamed since exports wrote them (old -> new).
+RENAMED_SELECTION_KEYS = {"cue": "teacher"}
+
+
+def _renamed(values: dict[str, Any], renames: dict[str, str]) -> None:
+    """Moves each old key of ``values`` to its new name, in place; a new name already there wins."""
+    for old, new in renames.items():
+        if old in values:
+            value = values.pop(old)
+            values.setdefault(new, value)
+
+
+def current_selection(info: dict[str, Any]) -> dict[str, Any]:
+    """An export's ``frame_selection.json`` with its keys under their current names (:data:`RENAMED_SELECTION_KEYS`)."""
+    out = dict(info)
+    _renamed(out, RENAMED_SELECTION_KEYS)
+    return out
 
 
 def current_args(recorded: Any) -> Any:
@@ -61,13 +77,9 @@ def current_args(recorded: Any) -> Any:
     for key, args_key in (("class_path", "init_args"), ("_class_path", None)):
         if isinstance(out.get(key), str):
             out[key] = current_class_path(out[key])
-            renames = RENAMED_ARGS.get(out[key], {})
             args = out if args_key is None else out.get(args_key)
             if isinstance(args, dict):
-                for old, new in renames.items():
-                    if old in args:
-                        value = args.pop(old)
-                        args.setdefault(new, value)
+                _renamed(args, RENAMED_ARGS.get(out[key], {}))
     return out
 
 
