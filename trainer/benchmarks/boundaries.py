@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 
@@ -76,8 +77,15 @@ class ScoredVideo:
     scores: torch.Tensor
     stamps: torch.Tensor
 
+    @cached_property
+    def peaks(self) -> list[tuple[float, float]]:
+        """``(score, time)`` of every local maximum: which of them a threshold keeps is all it decides."""
+        return [(float(self.scores[i]), float(self.stamps[i])) for i in peak_indices(self.scores, float("-inf"))]
+
     def predictions(self, threshold: float) -> list[float]:
-        return [float(self.stamps[i]) for i in peak_indices(self.scores, threshold)]
+        """The boundary times at ``threshold``: ``peak_indices(scores, threshold)``'s, from :attr:`peaks`
+        (the threshold sweeps of :func:`choose_threshold` ask for many)."""
+        return [time for score, time in self.peaks if score > threshold]
 
 
 @dataclass
