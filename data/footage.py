@@ -372,10 +372,9 @@ class FootageConfig:
         if self.margin < 0:
             raise ValueError(f"margin must be >= 0, got {self.margin}")
 
-    def fingerprint(self, sources: tuple[SourceClip, ...] | None = None) -> str:
+    def fingerprint(self, sources: tuple[SourceClip, ...] = SOURCES) -> str:
         """Short hash of the settings, the generator version and the sources (sha256 and shot lists;
         default :data:`SOURCES`)."""
-        sources = SOURCES if sources is None else sources
         payload = {"version": FOOTAGE_VERSION, "config": asdict(self), "sources": [asdict(s) for s in sources]}
         return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
 
@@ -440,7 +439,7 @@ def _join_cycle(cfg: FootageConfig) -> list[tuple[str, int]]:
     )
 
 
-def plan_videos(cfg: FootageConfig, sources: tuple[SourceClip, ...] | None = None) -> list[VideoPlan]:
+def plan_videos(cfg: FootageConfig, sources: tuple[SourceClip, ...] = SOURCES) -> list[VideoPlan]:
     """Plans every video: which shot each segment shows, from where, and how each pair is joined.
 
     The shots are those of ``sources`` (default :data:`SOURCES`).
@@ -455,7 +454,7 @@ def plan_videos(cfg: FootageConfig, sources: tuple[SourceClip, ...] | None = Non
     num_joins = cfg.num_videos * (cfg.segments_per_video - 1)
     joins = (cycle * math.ceil(num_joins / len(cycle)))[:num_joins]
     joins = [joins[i] for i in rng.permutation(num_joins)]
-    shots = [(clip, i) for clip in (SOURCES if sources is None else sources) for i in range(len(clip.shots))]
+    shots = [(clip, i) for clip in sources for i in range(len(clip.shots))]
     order = {(clip.name, i): rank for rank, (clip, i) in enumerate(shots[j] for j in rng.permutation(len(shots)))}
     uses = dict.fromkeys(order, 0)
     min_pure = int(math.ceil(cfg.min_pure * cfg.fps))
@@ -500,9 +499,9 @@ def plan_videos(cfg: FootageConfig, sources: tuple[SourceClip, ...] | None = Non
 
 
 def source_frames_needed(plans: list[VideoPlan], fps: float,
-                         sources: tuple[SourceClip, ...] | None = None) -> dict[str, set[int]]:  # fmt: skip
+                         sources: tuple[SourceClip, ...] = SOURCES) -> dict[str, set[int]]:  # fmt: skip
     """Source name to the frame indices the plans show."""
-    by_name = {clip.name: clip for clip in (SOURCES if sources is None else sources)}
+    by_name = {clip.name: clip for clip in sources}
     needed: dict[str, set[int]] = {}
     for plan in plans:
         for seg in plan.segments:
@@ -512,9 +511,9 @@ def source_frames_needed(plans: list[VideoPlan], fps: float,
 
 
 def render(plan: VideoPlan, frames: dict[str, dict[int, np.ndarray]], fps: float,
-           sources: tuple[SourceClip, ...] | None = None) -> list[np.ndarray]:  # fmt: skip
+           sources: tuple[SourceClip, ...] = SOURCES) -> list[np.ndarray]:  # fmt: skip
     """The output frames of ``plan`` from fitted source frames (``frames[source][index]``)."""
-    by_name = {clip.name: clip for clip in (SOURCES if sources is None else sources)}
+    by_name = {clip.name: clip for clip in sources}
 
     def shown(seg: Segment, k: int) -> np.ndarray:
         return frames[seg.source][seg.source_frame(k, by_name[seg.source].fps / fps)].astype(np.float32)
@@ -535,10 +534,10 @@ def render(plan: VideoPlan, frames: dict[str, dict[int, np.ndarray]], fps: float
     return out
 
 
-def ground_truth(plan: VideoPlan, cfg: FootageConfig, sources: tuple[SourceClip, ...] | None = None) -> dict:
+def ground_truth(plan: VideoPlan, cfg: FootageConfig, sources: tuple[SourceClip, ...] = SOURCES) -> dict:
     """The JSON record of one video: its transitions (kind, nominal length, start/end time and
     frame) and its segments (source, shot, source frames, output frames)."""
-    by_name = {clip.name: clip for clip in (SOURCES if sources is None else sources)}
+    by_name = {clip.name: clip for clip in sources}
     transitions = [
         {
             "kind": t.kind,
@@ -606,7 +605,7 @@ def load_footage(folder: str | Path) -> list[FootageVideo]:
 
 
 def generate_footage(cfg: FootageConfig, root: str | Path | None = None, progress: bool = True,
-                     sources: tuple[SourceClip, ...] | None = None, install: str = INSTALL_HINT) -> list[FootageVideo]:  # fmt: skip
+                     sources: tuple[SourceClip, ...] = SOURCES, install: str = INSTALL_HINT) -> list[FootageVideo]:  # fmt: skip
     """Writes the benchmark videos of ``cfg`` (or reads them if they are already there).
 
     Args:
@@ -629,7 +628,6 @@ def generate_footage(cfg: FootageConfig, root: str | Path | None = None, progres
         from data.datamodule import default_cache_dir  # deferred: it imports Lightning
 
         root = default_cache_dir() / "footage"
-    sources = SOURCES if sources is None else sources
     folder = Path(root) / cfg.fingerprint(sources)
     if (folder / MANIFEST).is_file():
         return load_footage(folder)

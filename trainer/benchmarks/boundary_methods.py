@@ -341,7 +341,7 @@ def _length_label(kind: str, length: float) -> str:
 
 
 def real_footage_report(cfg: FootageConfig, size: int, tolerance: float, root: Path | None = None,
-                        progress: bool = True, sources: tuple[SourceClip, ...] | None = None,
+                        progress: bool = True, sources: tuple[SourceClip, ...] = SOURCES,
                         install: str = INSTALL_HINT) -> None:  # fmt: skip
     """Prints boundary precision/recall/F1, recall per transition kind and length, and end-to-end
     frames/s of every method of :func:`real_footage_methods` on the real-footage videos of ``cfg``.
@@ -349,7 +349,6 @@ def real_footage_report(cfg: FootageConfig, size: int, tolerance: float, root: P
     Raises:
         MissingFootageError: If the packages that ship the source clips are not installed.
     """
-    sources = SOURCES if sources is None else sources
     videos = generate_footage(cfg, root=root, progress=progress, sources=sources, install=install)
     methods, skipped = real_footage_methods(size)
     kind_counts = Counter(t["kind"] for v in videos for t in v.transitions)
