@@ -36,7 +36,7 @@ from models.importance import FrameImportanceModel, ImportanceSelector
 from models.selectors import FrameSelector
 from models.vlm import SmolVLM
 from models.xcorr import CrossCorrelationSelector
-from trainer.callbacks import BASELINE_SCORES, ValidationBaselines, baseline_scores
+from trainer.callbacks import ValidationBaselines, baseline_scores
 from trainer.renames import current_state_dict
 from trainer.checkpointing import (
     check_trainable_state,
@@ -222,12 +222,11 @@ class SelectorModule(pl.LightningModule):
         scores = {TEACHER_SCORES: self.teacher} if uses_teacher else {}
         # The validation baselines' scores read pixels too: cached the same way. An exported cache
         # written before they were cached lacks them: then only the uniform baseline is logged.
-        if self.validation_baselines:
-            baselines = baseline_scores(self.decoder)
-            if getattr(datamodule, "from_cache", None) is not None:
-                held = datamodule.export()[1].get("outputs", {})
-                baselines = {key: selector for key, selector in baselines.items() if key in held}
-            scores.update(baselines)
+        baselines = baseline_scores(self.decoder) if self.validation_baselines else {}
+        if getattr(datamodule, "from_cache", None) is not None:
+            held = datamodule.export()[1].get("outputs", {})
+            baselines = {key: selector for key, selector in baselines.items() if key in held}
+        scores.update(baselines)
         embeds = self.embeds_encoder()
         encodings = datamodule.set_frame_encoders(features=self.encoder, image_embeds=embeds, scores=scores or None)
         if hasattr(datamodule, "set_decode_free"):
@@ -239,7 +238,7 @@ class SelectorModule(pl.LightningModule):
             else:
                 # Validation and test read the same outputs and the baselines' scores.
                 outputs = tuple(encodings.encoders)
-                datamodule.set_decode_free(tuple(o for o in outputs if not o.startswith(BASELINE_SCORES)))
+                datamodule.set_decode_free(tuple(o for o in outputs if o not in baselines))
                 datamodule.set_decode_free(outputs, splits=("val", "test"))
         return encodings
 
