@@ -9,7 +9,9 @@ video with its annotation, as Parquet shards in the Hub's dataset layout::
     DIR/data/<split>-00000-of-0000N.parquet  one row per video: video_id, duration, events, query,
                                            extra (JSON), timestamps, and one column per output
                                            (the per-frame tensor flattened; dtype and per-frame
-                                           shape in frame_selectors.json)
+                                           shape in frame_selectors.json); an output cached row
+                                           by row (the captioner's shown frames) holds those rows
+                                           only, their frame indices in ``<output>_index``
 
 ``datasets.load_dataset(DIR)`` (or the Hub id it was pushed to) reads it like any dataset. A
 data module with ``data.from_cache: DIR`` (a folder or a Hub id; ``HF_HUB_OFFLINE`` honoured)
@@ -36,6 +38,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from data.atomic import write_atomic
+from data.encodings import SelectorScores
 from data.features import weights_fingerprint
 from data.schema import VideoSample
 
@@ -48,14 +51,21 @@ class ExportError(ValueError):
     """A cache export that cannot be written, read, or used by this run (the message says which)."""
 
 
+#: What :func:`check_export` compares: an output's source is the run's when all of these agree.
+IDENTITY = ("weights_sha256", "pooling", "dtype", "preprocessing_sha1", "settings")
+
+
 def portable_encoder(encoder: Any) -> dict[str, str]:
     """What makes an encoder's outputs the same on another machine: its weights, pooling, dtype and
-    preprocessing, and its name (a Hub id, or a local folder's name; never a local path)."""
+    preprocessing, and its name (a Hub id, or a local folder's name; never a local path). A
+    selector's scores or picks (:class:`~data.encodings.SelectorScores`) add its settings: its
+    class, options, decoder and budget, which its weights alone do not tell (cross-correlation has none)."""
     name = str(encoder.model_name_or_path)
     local = Path(name).expanduser()
     param = next(encoder.parameters(), None)
     return {
         "name": local.name if local.exists() else name,
+        "settings": name if isinstance(encoder, SelectorScores) else "",
         "weights_sha256": weights_fingerprint(encoder),
         "pooling": str(getattr(encoder, "pooling", "mean")),
         # A parameterless encoder (a selector's scores) says what it gives itself.
@@ -111,11 +121,15 @@ def write_export(
                    "query": sample.query, "extra": json.dumps(sample.extra or {}),
                    "timestamps": stamps.to(torch.float64).numpy()}  # fmt: skip
             for name in encoders:
-                flat, dtype, shape = _flat(values[name])
-                seen = layouts.setdefault(name, {"dtype": dtype, "shape": shape})
-                if seen != {"dtype": dtype, "shape": shape}:
-                    raise ExportError(f"{sample.video_id}: {name} is {dtype} {shape}, other videos' {seen}")
+                index, value = values[name] if isinstance(values[name], tuple) else (None, values[name])
+                flat, dtype, shape = _flat(value)
+                layout = {"dtype": dtype, "shape": shape, "partial": index is not None}
+                seen = layouts.setdefault(name, layout)
+                if seen != layout:
+                    raise ExportError(f"{sample.video_id}: {name} is {layout}, other videos' {seen}")
                 row[name] = flat
+                if index is not None:  # some rows only (those a step showed): which frames they are
+                    row[f"{name}_index"] = index.to(torch.int32).numpy()
             batch.append(row)
             if len(batch) == VIDEOS_PER_SHARD:
                 shards.append(_write_shard(output, split, len(shards), batch, list(encoders)))
@@ -145,6 +159,8 @@ def _write_shard(output: Path, split: str, index: int, rows: list[dict[str, Any]
         # One list of frames per video, each frame a fixed-size list of its flattened values.
         lists = [pa.FixedSizeListArray.from_arrays(pa.array(r[name].reshape(-1)), r[name].shape[1]) for r in rows]
         columns[name] = _list_of(lists) if rows else pa.array([], pa.list_(pa.list_(pa.float32())))
+        if rows and f"{name}_index" in rows[0]:
+            columns[f"{name}_index"] = pa.array([r[f"{name}_index"] for r in rows], pa.list_(pa.int32()))
     path = output / "data" / f".{split}-{index:05d}.parquet.tmp"
     pq.write_table(pa.table(columns), path)
     return path
@@ -209,7 +225,7 @@ def check_export(info: dict[str, Any], where: str, encoders: dict[str, Any], dec
         if recorded is None:
             raise ExportError(f"{where}: holds no {name} (it has {sorted(info['outputs'])}); this run reads it")
         mine = portable_encoder(encoder)
-        differs = [k for k in ("weights_sha256", "pooling", "dtype", "preprocessing_sha1") if recorded.get(k) != mine[k]]
+        differs = [k for k in IDENTITY if recorded.get(k, "") != mine[k]]
         if differs:
             raise ExportError(f"{where}: its {name} come from another encoder than this run's ({', '.join(differs)} "
                               f"differ: {recorded['name']} there, {mine['name']} here)")  # fmt: skip
@@ -250,12 +266,17 @@ class CachedSplit(Dataset):
         if len(stamps) < self.min_frames:
             return {"video_id": vid, "skipped": f"{vid}: {len(stamps)} cached frames, fewer than the frame budget "
                                                 f"K={self.min_frames}"}  # fmt: skip
-        encoded = {}
+        encoded: dict[str, Any] = {}
         for name, layout in self.info["outputs"].items():
             frames = row.column(name)[0].values  # FixedSizeList of this video's frames
             rows = np.asarray(frames.flatten(), dtype=np.dtype("int16" if layout["dtype"] == "bfloat16" else
                                                                 layout["dtype"]))  # fmt: skip
-            encoded[name] = _unflat(rows.reshape(len(stamps), -1), layout["dtype"], layout["shape"])
+            values = _unflat(rows.reshape(len(frames), -1), layout["dtype"], layout["shape"])
+            if layout.get("partial"):  # the rows a step showed, and which frames they are (as the caches give them)
+                index = torch.from_numpy(np.asarray(row.column(f"{name}_index")[0].values, dtype=np.int64).copy())
+                encoded[name] = (index, values)
+            else:
+                encoded[name] = values
         return {
             "video_id": vid,
             "video": f"{self.folder.name}/{self.split}/{vid}",  # no file: a name for logs and cache keys

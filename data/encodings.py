@@ -249,26 +249,45 @@ class SelectorScores:
         selector: A :class:`models.selectors.FrameSelector` (``scores(frames, timestamps, k)``).
         k: The frame budget the scores are for (a budget-aware selector's depend on it); ``None``:
             the selector's default. Part of the key.
+        picks: Give the selector's choice of ``k`` frames instead of its scores: 1.0 at each of
+            the ``k`` frames ``choose`` returns, 0.0 elsewhere, for any selector that shows
+            candidate frames (a pairwise decoder, a trained selector: whatever ``choose`` does
+            with the pixels), so a run that shows them needs only the cached column.
     """
 
     #: What :meth:`encode` gives (float32 scores), recorded like an encoder's weights dtype.
     dtype = torch.float32
 
-    def __init__(self, selector: Any, k: int | None = None) -> None:
+    def __init__(self, selector: Any, k: int | None = None, picks: bool = False) -> None:
+        if picks and k is None:
+            raise ValueError("SelectorScores(picks=True) needs the frame budget k")
         self.selector = selector
         self.k = k
+        self.picks = picks
         cls = type(selector)
         plain = {k: v for k, v in sorted(vars(selector).items())
                  if not k.startswith("_") and k != "training" and isinstance(v, (bool, int, float, str, tuple))}  # fmt: skip
         settings = json.dumps(plain, sort_keys=True, default=str)
+        # The decoder turns scores into picks: its settings key the picks too.
+        decoder = getattr(selector, "decoder", None)
+        if picks and decoder is not None:
+            settings += f":{type(decoder).__qualname__}" + json.dumps(
+                {k: v for k, v in sorted(vars(decoder).items()) if isinstance(v, (bool, int, float, str, tuple))},
+                sort_keys=True)  # fmt: skip
         weights = weights_fingerprint(selector)[:12]
         budget = "" if k is None else f":k{k}"
-        self.model_name_or_path = f"selector:{cls.__module__}.{cls.__qualname__}:{settings}:{weights}{budget}"
+        kind = "picks" if picks else "selector"
+        self.model_name_or_path = f"{kind}:{cls.__module__}.{cls.__qualname__}:{settings}:{weights}{budget}"
 
     def encode(self, frames: Tensor, outputs: tuple[str, ...], timestamps: Tensor | None = None) -> dict[str, Tensor]:
         with torch.no_grad():
-            scores = self.selector.scores(frames, timestamps, self.k).float().reshape(-1, 1).cpu()
-        return dict.fromkeys(outputs, scores)
+            if self.picks:
+                idx = self.selector.choose(frames, timestamps, self.k)[0]
+                values = torch.zeros(len(frames), 1)
+                values[idx.cpu()] = 1.0
+            else:
+                values = self.selector.scores(frames, timestamps, self.k).float().reshape(-1, 1).cpu()
+        return dict.fromkeys(outputs, values)
 
     def parameters(self):  # what data.cache_export fingerprints
         return self.selector.parameters()

@@ -6,6 +6,7 @@ import torch
 from helpers import fit_args
 
 import data.datamodule
+from data.cache_export import ExportError
 from data.datamodule import CacheMissError, DenseCaptionDataModule
 from data.schema import load_annotations
 from trainer.__main__ import main as cli_main
@@ -101,7 +102,7 @@ def test_an_exported_cache_trains_without_the_videos_to_the_same_validation_numb
 ):
     import json
 
-    from data.cache_export import INFO_FILE, ExportError
+    from data.cache_export import INFO_FILE
 
     one_epoch = ("--trainer.max_epochs", "1", "--trainer.limit_val_batches", "1.0", "--trainer.check_val_every_n_epoch", "1")
     out = tmp_path / "export"
@@ -139,7 +140,7 @@ def test_an_exported_cache_trains_without_the_videos_to_the_same_validation_numb
 
 
 def test_from_cache_takes_a_hub_id_and_refuses_a_folder_that_is_no_export(tmp_path, monkeypatch):
-    from data.cache_export import INFO_FILE, ExportError
+    from data.cache_export import INFO_FILE
 
     export = tmp_path / "export"
     (export / "data").mkdir(parents=True)
@@ -154,14 +155,17 @@ def test_from_cache_takes_a_hub_id_and_refuses_a_folder_that_is_no_export(tmp_pa
         DenseCaptionDataModule(from_cache=str(tmp_path / "plain")).export()
 
 
-XCORR = '{"class_path": "models.xcorr.CrossCorrelationSelector", "init_args": {"size": 32}}'
+#: Cross-correlation scores decoded by the exact "N best of T" program, which reads the pairwise matrix too.
+XCORR_DP = ('{"class_path": "models.xcorr.CrossCorrelationSelector", "init_args": {"size": 32, "decoder": '
+            '{"class_path": "models.decoders.NoveltyDPDecoder", "init_args": {"min_gap": 2}}}}')
 
 
-@pytest.mark.parametrize("selector", [None, XCORR], ids=["uniform", "xcorr"])
+@pytest.mark.parametrize("selector", [None, XCORR_DP], ids=["uniform", "xcorr_pairwise_dp"])
 def test_the_captioner_caches_its_shown_rows_and_then_opens_no_video(selector, tmp_path, tiny_model_dir, synthetic,
                                                                      decodes, monkeypatch):  # fmt: skip
-    """Uniform frames need only the times; a selector that reads pixels (cross-correlation) has its
-    per-frame scores cached too, and its decoder picks the same K frames from them."""
+    """Uniform frames need only the times; a selector that reads pixels (cross-correlation scores and
+    pairwise matrix, decoded by a dynamic program) has its K picks cached too, so later epochs show
+    the same K frames without its pixels."""
     chosen = ("--model.init_args.selector", selector) if selector else ()
 
     def fit(name, *extra):
@@ -173,7 +177,7 @@ def test_the_captioner_caches_its_shown_rows_and_then_opens_no_video(selector, t
     _, paths, _ = synthetic
     videos = {split: {s.video for s in load_annotations(paths[split])} for split in ("train", "val")}
     cold, cold_weights = fit("cold")
-    expected = {"image_embeds", "selector_scores"} if selector else {"image_embeds"}
+    expected = {"image_embeds", "selector_picks"} if selector else {"image_embeds"}
     assert set(cold.datamodule.datasets["train"].decode_free) == expected
     assert set(decodes) == videos["train"] | videos["val"]  # epoch 1 (and its validation) decoded each video once
     assert len(decodes) == 1 + len(videos["train"]) + 1 + len(videos["val"])  # + each split's usability check
@@ -189,6 +193,35 @@ def test_the_captioner_caches_its_shown_rows_and_then_opens_no_video(selector, t
         assert torch.equal(value, warm_weights[name]) and torch.equal(value, cold_weights[name]), name
     for key in ("train/loss", "val/loss"):
         assert control.trainer.callback_metrics[key] == warm.trainer.callback_metrics[key], key
+
+
+def test_the_cache_command_fills_the_captioners_shown_rows_and_exports_them(tmp_path, tiny_model_dir, synthetic,
+                                                                           decodes):  # fmt: skip
+    """``cache`` under a captioner config stores its picks, the K rows it shows and each video's
+    frame times: the first epoch then opens no video, and the export trains with no video at all."""
+    common = fit_args("smoke.yaml", tmp_path, tiny_model_dir, synthetic, *EXTRA, "--model.init_args.selector", XCORR_DP)
+    report = cache_main([*common, "--splits", "train", "val", "--workers", "0", "--export", str(tmp_path / "export")])
+    _, paths, _ = synthetic
+    videos = {s.video for split in ("train", "val") for s in load_annotations(paths[split])}
+    assert report["encoded"] == report["stored"] == len(videos) and set(decodes) == videos
+    assert report["stats"]["image_embeds"]["entries"] == report["stats"]["selector_picks"]["entries"] == len(videos)
+    assert report["exported"] == {split: len(load_annotations(paths[split])) for split in ("train", "val")}
+
+    decodes.clear()
+    fit = ["--trainer.check_val_every_n_epoch", "1", "--trainer.limit_val_batches", "1.0"]
+    warm = cli_main(["fit", *common, *fit, "--checkpoint.dirpath", str(tmp_path / "warm")])
+    assert decodes == [] and warm.trainer.global_step > 0  # the first epoch too
+    exported = cli_main(["fit", *fit_args("smoke.yaml", tmp_path / "elsewhere", tiny_model_dir, synthetic, *EXTRA,
+                                          "--model.init_args.selector", XCORR_DP, "--data.from_cache",
+                                          str(tmp_path / "export"), *fit)])  # fmt: skip
+    assert decodes == []
+    for key in ("train/loss", "val/loss"):
+        assert exported.trainer.callback_metrics[key] == warm.trainer.callback_metrics[key], key
+    # Picks of another decoder setting are not this run's, although the selector has no weights to tell.
+    other = XCORR_DP.replace('"min_gap": 2', '"min_gap": 3')
+    with pytest.raises(ExportError, match=r"its selector_picks come from another encoder than this run's \(settings "):
+        cli_main(["fit", *fit_args("smoke.yaml", tmp_path / "other", tiny_model_dir, synthetic, *EXTRA,
+                                   "--model.init_args.selector", other, "--data.from_cache", str(tmp_path / "export"))])
 
 
 def test_bench_epoch_times_the_three_modes_on_the_same_batches(tmp_path, tiny_model_dir):

@@ -176,3 +176,32 @@ def test_a_warm_cache_means_the_vision_tower_never_runs(tmp_path, tiny_model_dir
     assert warm.trainer.callback_metrics["train/loss"].item() == pytest.approx(
         cold.trainer.callback_metrics["train/loss"].item(), abs=1e-5
     )
+
+
+def test_selector_picks_are_what_choose_picks_and_keyed_by_decoder_and_budget():
+    """The captioner's cached picks: 1.0 at the K frames ``choose`` returns (a pairwise dynamic
+    program here, which no per-frame score reproduces), keyed apart by decoder settings and K."""
+    from data.encodings import SelectorScores
+    from models.decoders import NoveltyDPDecoder
+    from models.selectors import PixelDiffSelector
+
+    gen = torch.Generator().manual_seed(0)
+    frames = torch.randint(0, 256, (12, 3, 16, 16), dtype=torch.uint8, generator=gen)
+    frames[4:8] = frames[4]  # a still stretch: the DP spreads its picks away from it
+    stamps = torch.arange(12, dtype=torch.float64)
+    selector = PixelDiffSelector(size=8, decoder=NoveltyDPDecoder(min_gap=2))
+    picks = SelectorScores(selector, k=4, picks=True)
+    column = picks.encode(frames, ("selector_picks",), stamps)["selector_picks"]
+    assert column.shape == (12, 1) and set(column.flatten().tolist()) == {0.0, 1.0}
+    chosen = selector.choose(frames, stamps, 4)[0]
+    assert torch.equal(torch.nonzero(column.flatten()).flatten(), chosen)
+    assert not torch.equal(chosen, selector.decoder.decode(selector.scores(frames, stamps, 4), 4))  # not top-k alone
+
+    keys = {SelectorScores(selector, k=4, picks=True).model_name_or_path,
+            SelectorScores(selector, k=5, picks=True).model_name_or_path,
+            SelectorScores(PixelDiffSelector(size=8, decoder=NoveltyDPDecoder(min_gap=3)), k=4,
+                           picks=True).model_name_or_path,
+            SelectorScores(selector, k=4).model_name_or_path}  # fmt: skip
+    assert len(keys) == 4 and picks.model_name_or_path in keys
+    with pytest.raises(ValueError, match="needs the frame budget k"):
+        SelectorScores(selector, picks=True)

@@ -22,8 +22,8 @@ from trainer.schedules import with_schedule
 
 log = logging.getLogger(__name__)
 
-#: The batch key (and cache output name) of the captioner's selector's per-frame scores.
-SELECTOR_SCORES = "selector_scores"
+#: The batch key (and cache output name) of the captioner's selector's K picks: a 0/1 column per video.
+SELECTOR_PICKS = "selector_picks"
 
 
 class DenseCaptioner(pl.LightningModule):
@@ -87,16 +87,14 @@ class DenseCaptioner(pl.LightningModule):
         elif hasattr(datamodule, "set_frame_encoders"):
             # The same K frames of a video come back every epoch: encode just those (lazily, once
             # per batch), rather than all candidates; entries a selector run cached are read.
-            # A selector that reads pixels but picks from its scores alone has them cached like features.
-            cached_scores = self.selector.reads_pixels and self.selector.picks_from_scores
-            scores = {SELECTOR_SCORES: SelectorScores(self.selector, k=self.num_frames)} if cached_scores else None
+            # A selector that reads pixels has its K picks cached like features (a 0/1 column per
+            # video, keyed by its settings, weights, decoder and K): later epochs need no pixels.
+            picks = {SELECTOR_PICKS: SelectorScores(self.selector, k=self.num_frames, picks=True)}
             encodings = datamodule.set_frame_encoders(image_embeds=self.vlm.frame_encoder(), embed_all_frames=False,
-                                                      scores=scores)  # fmt: skip
+                                                      scores=picks if self.selector.reads_pixels else None)  # fmt: skip
             if hasattr(datamodule, "set_decode_free"):
-                if self.selector.reads_pixels and not cached_scores:
-                    datamodule.needs_pixels(f"its selector {type(self.selector).__name__} reads pixels")
-                else:  # the shown rows are cached row by row (and the scores whole): later epochs open no video
-                    datamodule.set_decode_free(tuple(encodings.encoders), splits=("train", "val", "test", "predict"))
+                # the shown rows are cached row by row (and the picks whole): later epochs open no video
+                datamodule.set_decode_free(tuple(encodings.encoders), splits=("train", "val", "test", "predict"))
             return encodings
         if hasattr(datamodule, "needs_pixels"):
             datamodule.needs_pixels(f"the VLM reads pixels: {blocker}")
@@ -111,8 +109,8 @@ class DenseCaptioner(pl.LightningModule):
         frames, stamps, embeds = [], [], []
         with torch.no_grad():
             for i, (f, t) in enumerate(zip(batch["frames"], batch["timestamps"])):
-                if SELECTOR_SCORES in batch:  # cached or just computed: the decoder picks from them, as select() does
-                    idx = self.selector.select_from_scores(batch[SELECTOR_SCORES][i].per_frame(), self.num_frames)
+                if SELECTOR_PICKS in batch:  # cached or just computed: the frames choose() picked
+                    idx = torch.nonzero(batch[SELECTOR_PICKS][i].per_frame() > 0.5).flatten()
                     shown, times = (None if f is None else f[idx]), t[idx]
                 else:
                     idx, shown, times = self.selector.choose(f, t, self.num_frames)

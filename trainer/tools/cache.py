@@ -30,6 +30,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -91,6 +92,15 @@ def fill(
                         fresh = True
                         if store is not None and name in store.caches:
                             caches[name] = store.caches[name]
+                if store is not None and store.partial and hasattr(module, "select_frames"):
+                    # Rows cached one by one (the captioner's shown frames): the rows its step
+                    # shows, computed and stored now, with the candidate times that key them.
+                    before = sum(encodings.passes.values())
+                    with torch.no_grad():
+                        module.select_frames(batch)
+                    store.write_times(item["video"], item["timestamps"])
+                    caches.update({name: store.caches[name] for name in store.partial} | {"times": store.times})
+                    fresh = fresh or sum(encodings.passes.values()) > before
                 encoded += fresh
             # The stores log a failed write and carry on (the cache only saves time): what is
             # on disk now is what a later run will read.
