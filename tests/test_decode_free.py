@@ -225,17 +225,23 @@ def test_the_cache_command_fills_the_captioners_shown_rows_and_exports_them(tmp_
 
 
 def test_bench_epoch_times_the_three_modes_on_the_same_batches(tmp_path, tiny_model_dir):
+    from trainer.benchmarks.bench_epoch import MODES, table
     from trainer.benchmarks.bench_epoch import main as bench_epoch
 
     rows = bench_epoch(["--model", str(tiny_model_dir), "--videos", "2", "--seconds", "8", "10", "--height", "96",
                         "--fps", "2", "--frame_size", "64", "--families", "captioner", "--workdir", str(tmp_path),
-                        "--output", str(tmp_path / "rows.json")])  # fmt: skip
-    by = {row["mode"]: row for row in rows}
-    assert set(by) == {"fill", "decoding", "decode_free", "floor"}
-    assert by["decoding"]["videos_decoded"] == 3 and by["decode_free"]["videos_decoded"] == by["floor"]["videos_decoded"] == 0
-    assert by["decoding"]["same_weights_as_decoding"] is True  # decode-free and floor trained the same weights
-    assert by["decoding"]["train_loss"] == by["decode_free"]["train_loss"] == by["floor"]["train_loss"]
-    assert all(row["seconds_per_epoch"] > 0 for row in rows)
+                        "--rounds", "2", "--output", str(tmp_path / "rows.json")])  # fmt: skip
+    assert [(r["round"], r["mode"]) for r in rows] == [(0, "fill"), (1, "decoding"), (1, "decode_free"), (1, "floor"),
+                                                       (2, "decode_free"), (2, "floor"), (2, "decoding")]  # rotated
+    for row in rows[1:]:
+        assert row["videos_decoded"] == (3 if row["mode"] == "decoding" else 0)  # 2 clips + the usability check
+        assert row["same_weights"] is True  # every mode and round trained the same weights
+        assert row["train_loss"] == rows[1]["train_loss"]
+        assert 0 < row["step_seconds"] < row["seconds_per_epoch"]
+        assert row["loader_seconds"] == pytest.approx(row["seconds_per_epoch"] - row["step_seconds"])
+    assert rows[0]["videos_decoded"] == 3 and all(m in MODES for m in {r["mode"] for r in rows[1:]})
+    line = table(rows).splitlines()[2]
+    assert line.startswith("| captioner | 2 | ") and line.endswith("| 3, 0, 0 | True |")
 
 
 def test_the_teachers_scores_are_cached_like_the_features(tmp_path, tiny_model_dir, synthetic, decodes, monkeypatch):

@@ -10,17 +10,22 @@ decoded at 1 fps and 384 px (the SmolVLM2 recipes' settings), with the SmolVLM2-
 * ``rl_likelihood``: :class:`trainer.selector_module.SelectorModule`, RL with the caption
   likelihood as the reward (G=8), the caption loss on the importance model's frames, LoRA (the recipe's family).
 
-For each: one epoch fills the caches (not compared), then, in this order and in one process,
-(a) ``decoding``: an epoch that decodes every video (as before decode-free epochs), reading the
-encoder outputs from the warm cache; (b) ``decode_free``: the same epoch from the caches alone;
-(c) ``floor``: the same items held in memory (no decode, no cache read): the model step alone.
-Each epoch trains from the same weights and seed, so the three see the same batches. Timings
-are from the start to the end of the training epoch; compare them as ratios within one run.
+For each: one epoch fills the caches (not compared), then ``--rounds`` rounds of three epochs in
+one process: (a) ``decoding``: an epoch that decodes every video (as before decode-free epochs),
+reading the encoder outputs from the warm cache; (b) ``decode_free``: the same epoch from the
+caches alone; (c) ``floor``: the same items held in memory (no decode, no cache read): the model
+step alone. Each round runs the modes in another order (a rotation), so no mode always pays for
+coming first or last. Every epoch trains from the same weights and seed, so all see the same
+batches. An epoch's seconds are split into the model step (``on_train_batch_start`` to ``_end``)
+and the rest, the loader's share (fetching and collating items, decoding in (a)); compare them as
+ratios within one run.
 """
 
 from __future__ import annotations
 
+import gc
 import json
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -49,8 +54,8 @@ def _module(family: str, model: str, dim: int) -> Any:
                           objective=objective, reward_batch_size=8, validation_baselines=False)  # fmt: skip
 
 
-def _epoch(family: str, mode: str, args: Any, workdir: Path, initial: dict[str, Any] | None) -> dict[str, Any]:
-    """Trains one epoch of ``family`` in ``mode`` from ``initial`` weights; returns its figures."""
+def _epoch(family: str, mode: str, args: Any, workdir: Path) -> dict[str, Any]:
+    """Trains one epoch of ``family`` in ``mode`` from seeded fresh weights; returns its figures."""
     import lightning.pytorch as pl
     from torch.utils.data import DataLoader
 
@@ -59,8 +64,6 @@ def _epoch(family: str, mode: str, args: Any, workdir: Path, initial: dict[str, 
 
     pl.seed_everything(0, verbose=False)
     module = _module(family, args.model, args.feature_dim)
-    if initial is not None:
-        module.load_state_dict(initial, strict=False)
     data = DenseCaptionDataModule(
         train_file=str(workdir / "videos" / "train.json"), cache_dir=str(workdir / f"cache-{family}"),
         fps=args.fps, frame_size=args.frame_size, max_frames=None, batch_size=args.batch, feature_cache=True,
@@ -81,15 +84,24 @@ def _epoch(family: str, mode: str, args: Any, workdir: Path, initial: dict[str, 
         data.train_dataloader = from_memory  # type: ignore[method-assign]
 
     class Timer(pl.Callback):
-        start = end = 0.0
+        start = end = step = 0.0
+        steps: list[float] = []
 
         def on_train_epoch_start(self, trainer, pl_module):
             self.start = time.perf_counter()
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            self.step = time.perf_counter()
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            self.steps.append(time.perf_counter() - self.step)
 
         def on_train_epoch_end(self, trainer, pl_module):
             self.end = time.perf_counter()
 
     timer = Timer()
+    timer.steps = []
+    gc.collect()  # the previous epoch's module and trainer are garbage: not collected inside this one's clock
     trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=1, limit_val_batches=0, logger=False,
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                          callbacks=[timer], num_sanity_val_steps=0)  # fmt: skip
@@ -98,8 +110,9 @@ def _epoch(family: str, mode: str, args: Any, workdir: Path, initial: dict[str, 
     finally:
         dm.decode_video = real
     loss = trainer.callback_metrics.get("train/loss")
-    return {"family": family, "mode": mode, "seconds_per_epoch": timer.end - timer.start, "videos": args.videos,
-            "videos_decoded": len(decodes), "train_loss": None if loss is None else float(loss),
+    seconds = timer.end - timer.start
+    return {"family": family, "mode": mode, "seconds_per_epoch": seconds, "step_seconds": sum(timer.steps),
+            "loader_seconds": seconds - sum(timer.steps), "videos": args.videos, "videos_decoded": len(decodes), "train_loss": None if loss is None else float(loss),
             "weights": {k: v.detach().clone() for k, v in module.state_dict().items()}}  # fmt: skip
 
 
@@ -114,11 +127,12 @@ def _prepare(args: Any, workdir: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
-    """Entry point; returns one row per family and mode (the cold fill included, as ``fill``)."""
+    """Entry point; returns one row per family, round and mode (the cold fill included, as ``fill``)."""
     parser = command_parser("bench_epoch", __doc__.split("\n")[0])
     parser.add_argument("--model", default=None, help="SmolVLM checkpoint folder (default: the 256M stand-in)")
     parser.add_argument("--videos", type=int, default=4, help="generated 720p clips of 60-120 s")
     parser.add_argument("--batch", type=int, default=1, help="videos per batch")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the three epochs, each in another order")
     parser.add_argument("--seconds", type=float, nargs=2, default=[60.0, 120.0], help="clip lengths, min max")
     parser.add_argument("--height", type=int, default=720, help="clip height (16:9, 30 fps)")
     parser.add_argument("--fps", type=float, default=1.0, help="candidate frames per second (data.fps)")
@@ -146,40 +160,59 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     _prepare(args, workdir)
     rows = []
     for family in args.families:
-        fill = _epoch(family, "fill", args, workdir, None)
-        initial = None  # every compared epoch starts from the same fresh weights (seeded)
-        weights = {}
-        for mode in MODES:
-            row = _epoch(family, mode, args, workdir, initial)
-            weights[mode] = row.pop("weights")
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+        fill = _epoch(family, "fill", args, workdir)
         fill.pop("weights")
-        rows.append({**fill, "mode": "fill"})
-        same = all(torch.equal(weights["decoding"][k], weights[m][k]) for m in MODES[1:] for k in weights["decoding"])
+        rows.append({**fill, "mode": "fill", "round": 0})
+        reference = None  # every epoch starts from the same seeded weights: all must end with the same
+        same = True
+        for round_ in range(args.rounds):
+            shift = round_ % len(MODES)
+            for mode in MODES[shift:] + MODES[:shift]:
+                row = _epoch(family, mode, args, workdir)
+                weights = row.pop("weights")
+                reference = reference if reference is not None else weights
+                same = same and all(torch.equal(reference[k], weights[k]) for k in reference)
+                rows.append({**row, "round": round_ + 1})
+                print(json.dumps(rows[-1]), flush=True)
         for row in rows:
             if row["family"] == family and row["mode"] in MODES:
-                row["same_weights_as_decoding"] = same
+                row["same_weights"] = same
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(rows, indent=1))
     print(table(rows))
     return rows
 
 
-def table(rows: list[dict[str, Any]]) -> str:
-    """Markdown: seconds per epoch per family and mode, with (b)/(c) and (a)/(b)."""
-    lines = ["| family | (a) decoding | (b) decode-free | (c) floor | (b)/(c) | (a)/(b) | videos decoded (a, b) | "
-             "same weights |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    for family in dict.fromkeys(r["family"] for r in rows):
-        by = {r["mode"]: r for r in rows if r["family"] == family}
-        if not all(m in by for m in MODES):
-            continue
-        a, b, c = (by[m]["seconds_per_epoch"] for m in MODES)
-        lines.append(f"| {family} | {a:.1f} s | {b:.1f} s | {c:.1f} s | {b / c:.2f} | {a / b:.2f} | "
-                     f"{by['decoding']['videos_decoded']}, {by['decode_free']['videos_decoded']} | "
-                     f"{by['decoding'].get('same_weights_as_decoding')} |")  # fmt: skip
-    return "\n".join(lines)
+def _spread(values: list[float], digits: int = 1) -> str:
+    """``median (min-max)``, or the one value."""
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
 
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """Markdown: seconds per epoch per family and mode (median and range over rounds), the loader's
+    share of (b) and (c), and the per-round ratios (b)/(c) and (a)/(b)."""
+    lines = ["| family | rounds | (a) decoding, s | (b) decode-free, s | (c) floor, s | loader in (b), s | "
+             "loader in (c), s | (b)/(c) | (a)/(b) | videos decoded (a, b, c) | same weights |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for family in dict.fromkeys(r["family"] for r in rows):
+        rounds: dict[int, dict[str, dict[str, Any]]] = {}
+        for r in rows:
+            if r["family"] == family and r["mode"] in MODES:
+                rounds.setdefault(r["round"], {})[r["mode"]] = r
+        complete = [by for by in rounds.values() if all(m in by for m in MODES)]
+        if not complete:
+            continue
+        secs = {m: [by[m]["seconds_per_epoch"] for by in complete] for m in MODES}
+        loader = {m: [by[m]["loader_seconds"] for by in complete] for m in MODES}
+        bc = [b / c for b, c in zip(secs["decode_free"], secs["floor"])]
+        ab = [a / b for a, b in zip(secs["decoding"], secs["decode_free"])]
+        decoded = ", ".join(str(complete[0][m]["videos_decoded"]) for m in MODES)
+        lines.append(f"| {family} | {len(complete)} | {_spread(secs['decoding'])} | {_spread(secs['decode_free'])} | "
+                     f"{_spread(secs['floor'])} | {_spread(loader['decode_free'], 2)} | {_spread(loader['floor'], 2)} | "
+                     f"{_spread(bc, 2)} | {_spread(ab, 2)} | {decoded} | {complete[0]['decoding'].get('same_weights')} |")  # fmt: skip
+    return "\n".join(lines)
 
 if __name__ == "__main__":
     main()
