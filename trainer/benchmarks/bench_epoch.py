@@ -210,7 +210,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         ab = [a / b for a, b in zip(secs["decoding"], secs["decode_free"])]
         decoded = ", ".join(str(complete[0][m]["videos_decoded"]) for m in MODES)
         lines.append(f"| {family} | {len(complete)} | {_spread(secs['decoding'])} | {_spread(secs['decode_free'])} | "
-                     f"{_spread(secs['floor'])} | {_spread(loader['decode_free'], 2)} | {_spread(loader['floor'], 2)} | "
+                     f"{_spread(secs['floor'])} | {_spread(loader['decode_free'], 3)} | {_spread(loader['floor'], 3)} | "
                      f"{_spread(bc, 2)} | {_spread(ab, 2)} | {decoded} | {complete[0]['decoding'].get('same_weights')} |")  # fmt: skip
     return "\n".join(lines)
 
