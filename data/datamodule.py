@@ -27,7 +27,7 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 
 from data.cache_export import CachedSplit, check_export, read_info, resolve_export
 from data.decode import DecodedVideo, VideoDecodeError, decode_video
-from data.encodings import EncodingStore, FrameEncodings, SelectorScores
+from data.encodings import EncodingStore, FrameEncodings, MadeFrames, SelectorScores
 from data.features import FrameCache, decode_id
 from data.schema import AnnotationError, VideoSample
 from data.sources import (
@@ -460,7 +460,7 @@ class DenseCaptionDataModule(pl.LightningDataModule):
         encoders' device and stored when ``feature_cache`` is on.
         """
         root = self.cache_dir / "features" if self.feature_cache and self.from_cache is None else None
-        scorers = {name: selector if isinstance(selector, SelectorScores) else SelectorScores(selector)
+        scorers = {name: selector if isinstance(selector, (SelectorScores, MadeFrames)) else SelectorScores(selector)
                    for name, selector in (scores or {}).items()}  # fmt: skip
         self.encodings = FrameEncodings(features, image_embeds, root, self.decode_id, embed_all_frames, scorers)
         if self.from_cache is not None:  # every output a step reads must be the export's, from the same encoder

@@ -296,6 +296,51 @@ class SelectorScores:
         return self.selector.state_dict()
 
 
+class MadeFrames:
+    """The VLM's image embeddings of the frames a selector makes (frame averaging's bin averages),
+    as an output cached row by row, like the captioner's shown frames.
+
+    Row ``i`` of the output is the embedding of the made frame whose index ``select`` gives (bin
+    ``i``'s centre frame): stored at that frame's time, so the caches and exports hold it like any
+    row. The key is the VLM encoder's, with the selector's settings and ``k`` (its
+    :attr:`preprocessing`): other bins are other frames.
+
+    Args:
+        selector: Makes frames (``shows_candidates`` false): ``choose(frames, timestamps, k)``
+            returns them; ``select`` and ``shown_times`` need only the frame times.
+        k: The frame budget.
+        encoder: The VLM's frame encoder (``image_embeds``).
+    """
+
+    def __init__(self, selector: Any, k: int, encoder: Any) -> None:
+        self.selector = selector
+        self.k = k
+        self.encoder = encoder
+        self.model_name_or_path = encoder.model_name_or_path
+        self.pooling = getattr(encoder, "pooling", "mean")
+        param = next(encoder.parameters(), None)
+        self.dtype = param.dtype if param is not None else torch.float32
+        made = SelectorScores(selector, k).model_name_or_path
+        self.preprocessing = f"{getattr(encoder, 'preprocessing', '') or ''}|dtype={self.dtype}|made by {made}"
+
+    def made_frames(self, frames: Tensor, timestamps: Tensor) -> Tensor:
+        """``frames`` with each made frame in place of the frame ``select`` names for it."""
+        idx, made, _ = self.selector.choose(frames, timestamps, self.k)
+        out = frames.clone()
+        out[idx] = made.to(frames.dtype)
+        return out
+
+    def encode(self, frames: Tensor, outputs: tuple[str, ...]) -> dict[str, Tensor]:
+        return dict.fromkeys(outputs, self.encoder.encode(frames, ("image_embeds",))["image_embeds"])
+
+    def parameters(self):  # what data.cache_export fingerprints: the encoder's weights and the selector's
+        yield from self.encoder.parameters()
+        yield from self.selector.parameters()
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {**self.encoder.state_dict(), **{f"selector.{k}": v for k, v in self.selector.state_dict().items()}}
+
+
 class FrameEncodings:
     """Attaches encoder outputs to collated batches, computing each frame's at most once.
 
@@ -309,9 +354,10 @@ class FrameEncodings:
             a video on its first visit (right when every step samples new subsets). ``False``
             computes only the frames a step shows, as without a cache (right for a captioner
             that shows the same K frames; cached entries are still read).
-        scores: Per-frame scores a step reads that come from pixels (a teacher selector's), by
-            output name: each a :class:`SelectorScores`, cached like the encoders' outputs, so a
-            step that reads them needs no frames once they are stored.
+        scores: Per-frame outputs a step reads that come from pixels, by output name: a
+            :class:`SelectorScores` (a teacher's scores, a selector's picks), cached whole like
+            the encoders' outputs, or a :class:`MadeFrames` (embeddings of the frames a selector
+            makes), cached row by row; a step that reads them needs no frames once they are stored.
 
     Attributes:
         store: The :class:`EncodingStore`, or ``None`` without a cache.
@@ -327,8 +373,8 @@ class FrameEncodings:
         embed_all_frames: bool = True,
         scores: dict[str, SelectorScores] | None = None,
     ) -> None:
-        if features is None and image_embeds is None:
-            raise ValueError("FrameEncodings needs a features or an image_embeds encoder")
+        if features is None and image_embeds is None and not scores:
+            raise ValueError("FrameEncodings needs a features or an image_embeds encoder, or scores")
         if image_embeds is not None and not getattr(image_embeds, "gives_image_embeds", False):
             raise ValueError(f"{image_embeds.model_name_or_path} gives no image embeddings (not a SmolVLM checkpoint)")
         self.encoders = {name: enc for name, enc in zip(OUTPUTS, (features, image_embeds)) if enc is not None}
@@ -338,6 +384,7 @@ class FrameEncodings:
         if cache_root is not None:
             # Image embeddings of the frames a step shows, when not of all frames: cached row by row.
             partial = ("image_embeds",) if "image_embeds" in self.encoders and not embed_all_frames else ()
+            partial += tuple(name for name, enc in self.encoders.items() if isinstance(enc, MadeFrames))
             self.store = EncodingStore(
                 {name: FeatureCache(cache_root, output_id(enc, name), decode_id) for name, enc in self.encoders.items()},
                 times=FeatureCache(cache_root, TIMES_ID, decode_id),
@@ -379,19 +426,23 @@ class FrameEncodings:
             # encoder; otherwise the embeddings are computed whole only to be cached, else per row.
             shared = "features" in missing and self.encoders.get("image_embeds") is self.encoders.get("features")
             passes = {}
-            for name in self.encoders:
-                per_row = name == "image_embeds" and not shared and not (self.store is not None and self.embed_all_frames)
+            for name, encoder in self.encoders.items():
+                made = isinstance(encoder, MadeFrames)
+                per_row = made or (name == "image_embeds" and not shared
+                                   and not (self.store is not None and self.embed_all_frames))  # fmt: skip
                 if name in have and not isinstance(have[name], tuple):
                     rows[name].append(FrameRows(values=have[name]))
                 elif per_row:
                     store = self._store_rows(video, name, stamps) if self.store is not None else None
-                    compute = self._per_row(self.encoders[name]) if frames is not None else None
+                    compute = self._per_row(encoder, name) if frames is not None else None
+                    # made frames: the video's frames with them in place, made when a row is first missing
+                    source = partial(_made, encoder, frames, stamps) if made and frames is not None else frames
                     if name in have:  # some rows cached: the others computed (and stored) when shown
                         index, values = have[name]
-                        rows[name].append(FrameRows(values=values, known=index, length=len(stamps), frames=frames,
+                        rows[name].append(FrameRows(values=values, known=index, length=len(stamps), frames=source,
                                                     compute=compute, on_new=store))  # fmt: skip
                     else:
-                        rows[name].append(FrameRows(frames=frames, compute=compute, length=len(stamps), on_new=store))
+                        rows[name].append(FrameRows(frames=source, compute=compute, length=len(stamps), on_new=store))
                 else:
                     # the key of this video's pass: one pass of the shared encoder gives features and embeddings
                     names = tuple(m for m in missing if m in OUTPUTS) if shared and name in OUTPUTS else (name,)
@@ -425,9 +476,9 @@ class FrameEncodings:
 
         return store
 
-    def _per_row(self, encoder: Any) -> Callable[[Tensor], Tensor]:
+    def _per_row(self, encoder: Any, name: str) -> Callable[[Tensor], Tensor]:
         def compute(frames: Tensor) -> Tensor:
-            return self._run(encoder, frames, ("image_embeds",), None)["image_embeds"]
+            return self._run(encoder, frames, (name,), None)[name]
 
         return compute
 
@@ -436,3 +487,8 @@ class FrameEncodings:
         done = ", ".join(f"{name} {count} frames" for name, count in self.passes.items())
         cache = self.store.summary() if self.store is not None else "no cache"
         return f"encoded here: {done}; {cache}"
+
+
+def _made(encoder: MadeFrames, frames: Tensor | Callable[[], Tensor], stamps: Tensor) -> Tensor:
+    """The frames with ``encoder``'s made frames in place (``frames`` decoded first if it is a callable)."""
+    return encoder.made_frames(frames() if callable(frames) else frames, stamps)

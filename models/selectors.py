@@ -248,24 +248,30 @@ class FrameAveragingSelector(FrameSelector):
 
     Unlike the other selectors this makes new frames: :meth:`choose` (and :meth:`gather`) return
     the bin averages with the bins' mean timestamps. :meth:`select` returns each bin's centre
-    frame, so index-based metrics still apply.
+    frame, so index-based metrics still apply; it and :meth:`shown_times` need only the frame
+    times, so a run whose bin averages' image embeddings are cached needs no pixels.
     """
 
     shows_candidates = False
 
     def scores(self, frames: torch.Tensor, timestamps: torch.Tensor, k: int | None = None) -> torch.Tensor:
-        return torch.zeros(frames.shape[0])
+        return torch.zeros(len(timestamps))
 
-    def select(self, frames: torch.Tensor, timestamps: torch.Tensor, k: int) -> torch.Tensor:
-        return uniform_indices(frames.shape[0], k)
+    def select(self, frames: torch.Tensor | None, timestamps: torch.Tensor, k: int) -> torch.Tensor:
+        return uniform_indices(len(timestamps), k)
+
+    @staticmethod
+    def _bins(count: int, k: int) -> list[tuple[int, int]]:
+        check_budget(k, count)
+        edges = (torch.arange(k + 1, dtype=torch.float64) * count / k).floor().long().tolist()
+        return list(zip(edges[:-1], edges[1:]))
+
+    def shown_times(self, timestamps: torch.Tensor, k: int) -> torch.Tensor:
+        """The times of the K frames :meth:`choose` makes: each bin's mean timestamp."""
+        return torch.stack([timestamps[a:b].mean() for a, b in self._bins(len(timestamps), k)])
 
     def choose(
         self, frames: torch.Tensor, timestamps: torch.Tensor, k: int
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        check_budget(k, frames.shape[0])
-        edges = (torch.arange(k + 1, dtype=torch.float64) * frames.shape[0] / k).floor().long()
-        pooled, stamps = [], []
-        for a, b in zip(edges[:-1].tolist(), edges[1:].tolist()):
-            pooled.append(frames[a:b].float().mean(0).round().to(torch.uint8))
-            stamps.append(timestamps[a:b].mean())
-        return uniform_indices(frames.shape[0], k), torch.stack(pooled), torch.stack(stamps)
+        pooled = [frames[a:b].float().mean(0).round().to(torch.uint8) for a, b in self._bins(frames.shape[0], k)]
+        return uniform_indices(frames.shape[0], k), torch.stack(pooled), self.shown_times(timestamps, k)

@@ -160,12 +160,16 @@ XCORR_DP = ('{"class_path": "models.xcorr.CrossCorrelationSelector", "init_args"
             '{"class_path": "models.decoders.NoveltyDPDecoder", "init_args": {"min_gap": 2}}}}')
 
 
-@pytest.mark.parametrize("selector", [None, XCORR_DP], ids=["uniform", "xcorr_pairwise_dp"])
+AVERAGING = '{"class_path": "models.selectors.FrameAveragingSelector"}'
+
+
+@pytest.mark.parametrize("selector", [None, XCORR_DP, AVERAGING], ids=["uniform", "xcorr_pairwise_dp", "averaging"])
 def test_the_captioner_caches_its_shown_rows_and_then_opens_no_video(selector, tmp_path, tiny_model_dir, synthetic,
                                                                      decodes, monkeypatch):  # fmt: skip
     """Uniform frames need only the times; a selector that reads pixels (cross-correlation scores and
     pairwise matrix, decoded by a dynamic program) has its K picks cached too, so later epochs show
-    the same K frames without its pixels."""
+    the same K frames without its pixels; frame averaging has the embeddings of the bin averages it
+    makes cached instead of any candidate's."""
     chosen = ("--model.init_args.selector", selector) if selector else ()
 
     def fit(name, *extra):
@@ -177,7 +181,7 @@ def test_the_captioner_caches_its_shown_rows_and_then_opens_no_video(selector, t
     _, paths, _ = synthetic
     videos = {split: {s.video for s in load_annotations(paths[split])} for split in ("train", "val")}
     cold, cold_weights = fit("cold")
-    expected = {"image_embeds", "selector_picks"} if selector else {"image_embeds"}
+    expected = {None: {"image_embeds"}, XCORR_DP: {"image_embeds", "selector_picks"}, AVERAGING: {"made_frames"}}[selector]
     assert set(cold.datamodule.datasets["train"].decode_free) == expected
     assert set(decodes) == videos["train"] | videos["val"]  # epoch 1 (and its validation) decoded each video once
     assert len(decodes) == 1 + len(videos["train"]) + 1 + len(videos["val"])  # + each split's usability check

@@ -205,3 +205,40 @@ def test_selector_picks_are_what_choose_picks_and_keyed_by_decoder_and_budget():
     assert len(keys) == 4 and picks.model_name_or_path in keys
     with pytest.raises(ValueError, match="needs the frame budget k"):
         SelectorScores(selector, picks=True)
+
+
+def test_made_frames_embeddings_are_the_bin_averages_and_cached_by_row(tiny_model_dir, tmp_path):
+    """Frame averaging's output: row ``select()[i]`` holds the embedding of bin ``i``'s average (what
+    the VLM would compute from the pixels ``choose`` makes), stored at that frame's time, keyed by the
+    selector and K apart from the plain image embeddings; a warm run reads it without a pass."""
+    from data.encodings import MadeFrames
+    from data.features import output_id
+    from models.selectors import FrameAveragingSelector
+
+    encoder = FrameEncoder(str(tiny_model_dir))
+    selector = FrameAveragingSelector()
+    g = torch.Generator().manual_seed(1)
+    frames = torch.randint(0, 256, (9, 3, 48, 64), dtype=torch.uint8, generator=g)
+    stamps = torch.arange(9, dtype=torch.float64) * 0.5
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"stand-in video file")
+    idx, made, times = selector.choose(frames, stamps, 3)
+    assert torch.equal(selector.select(None, stamps, 3), idx) and torch.equal(selector.shown_times(stamps, 3), times)
+    expected = encoder.encode(made, ("image_embeds",))["image_embeds"]
+
+    stage = FrameEncodings(cache_root=tmp_path / "cache", decode_id=DECODE, embed_all_frames=False,
+                           scores={"made_frames": MadeFrames(selector, 3, encoder)})  # fmt: skip
+    rows = stage.attach(_batch([video], [frames], [stamps]))["made_frames"][0]
+    assert torch.allclose(rows.rows(idx), expected, atol=1e-5) and stage.passes == {"made_frames": 3}
+    warm = FrameEncodings(cache_root=tmp_path / "cache", decode_id=DECODE, embed_all_frames=False,
+                          scores={"made_frames": MadeFrames(selector, 3, encoder)})  # fmt: skip
+    cached = warm.store.read_whole(video, ("made_frames",))
+    assert cached is None  # rows alone do not tell the candidate frames: the data module records them
+    warm.store.write_times(video, stamps)
+    stamps_back, outputs = warm.store.read_whole(video, ("made_frames",))
+    index, values = outputs["made_frames"]
+    assert torch.equal(stamps_back, stamps) and torch.equal(index, idx) and torch.allclose(values, expected, atol=1e-5)
+    assert warm.passes == {"made_frames": 0}
+
+    keys = {output_id(MadeFrames(selector, k, encoder), "made_frames") for k in (3, 4)} | {output_id(encoder, "image_embeds")}
+    assert len(keys) == 3

@@ -9,7 +9,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
-from data.encodings import FrameEncodings, SelectorScores
+from data.encodings import FrameEncodings, MadeFrames, SelectorScores
 from models.prompting import format_dense_caption, parse_dense_caption
 from models.selectors import FrameSelector, UniformSelector
 from models.vlm import SmolVLM
@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 #: The batch key (and cache output name) of the captioner's selector's K picks: a 0/1 column per video.
 SELECTOR_PICKS = "selector_picks"
+#: The batch key (and cache output name) of the image embeddings of the frames the captioner's selector makes.
+MADE_FRAMES = "made_frames"
 
 
 class DenseCaptioner(pl.LightningModule):
@@ -79,19 +81,27 @@ class DenseCaptioner(pl.LightningModule):
         """
         if hasattr(datamodule, "set_frame_budget"):
             datamodule.set_frame_budget(self.num_frames)
+        # A selector that makes frames (frame averaging) has their embeddings cached when it can
+        # tell which they are from the frame times alone (``shown_times``).
+        makes = not self.selector.shows_candidates
         blocker = self.vlm.embeds_blocker() or (
-            None if self.selector.shows_candidates else f"{type(self.selector).__name__} shows frames it makes"
-        )
+            f"{type(self.selector).__name__} shows frames it makes" if makes and not hasattr(self.selector, "shown_times")
+            else None
+        )  # fmt: skip
         if blocker is not None:
             log.info("the VLM runs its vision tower on pixels: %s", blocker)
         elif hasattr(datamodule, "set_frame_encoders"):
-            # The same K frames of a video come back every epoch: encode just those (lazily, once
-            # per batch), rather than all candidates; entries a selector run cached are read.
-            # A selector that reads pixels has its K picks cached like features (a 0/1 column per
-            # video, keyed by its settings, weights, decoder and K): later epochs need no pixels.
-            picks = {SELECTOR_PICKS: SelectorScores(self.selector, k=self.num_frames, picks=True)}
-            encodings = datamodule.set_frame_encoders(image_embeds=self.vlm.frame_encoder(), embed_all_frames=False,
-                                                      scores=picks if self.selector.reads_pixels else None)  # fmt: skip
+            if makes:  # the embeddings of the K frames it makes, cached row by row; no candidate's
+                made = {MADE_FRAMES: MadeFrames(self.selector, self.num_frames, self.vlm.frame_encoder())}
+                encodings = datamodule.set_frame_encoders(embed_all_frames=False, scores=made)
+            else:
+                # The same K frames of a video come back every epoch: encode just those (lazily, once
+                # per batch), rather than all candidates; entries a selector run cached are read.
+                # A selector that reads pixels has its K picks cached like features (a 0/1 column per
+                # video, keyed by its settings, weights, decoder and K): later epochs need no pixels.
+                picks = {SELECTOR_PICKS: SelectorScores(self.selector, k=self.num_frames, picks=True)}
+                encodings = datamodule.set_frame_encoders(image_embeds=self.vlm.frame_encoder(), embed_all_frames=False,
+                                                          scores=picks if self.selector.reads_pixels else None)  # fmt: skip
             if hasattr(datamodule, "set_decode_free"):
                 # the shown rows are cached row by row (and the picks whole): later epochs open no video
                 datamodule.set_decode_free(tuple(encodings.encoders), splits=("train", "val", "test", "predict"))
@@ -108,17 +118,21 @@ class DenseCaptioner(pl.LightningModule):
         """
         frames, stamps, embeds = [], [], []
         with torch.no_grad():
+            rows = MADE_FRAMES if MADE_FRAMES in batch else "image_embeds"  # the embeddings shown, by frame
             for i, (f, t) in enumerate(zip(batch["frames"], batch["timestamps"])):
                 if SELECTOR_PICKS in batch:  # cached or just computed: the frames choose() picked
                     idx = torch.nonzero(batch[SELECTOR_PICKS][i].per_frame() > 0.5).flatten()
                     shown, times = (None if f is None else f[idx]), t[idx]
+                elif rows == MADE_FRAMES:  # made frames, each cached at the row select() names for it
+                    idx, shown = self.selector.select(f, t, self.num_frames), None
+                    times = self.selector.shown_times(t, self.num_frames)
                 else:
                     idx, shown, times = self.selector.choose(f, t, self.num_frames)
                 frames.append(shown)
                 stamps.append(times)
-                if "image_embeds" in batch:
-                    embeds.append(batch["image_embeds"][i].rows(idx))
-        if "image_embeds" in batch:
+                if rows in batch:
+                    embeds.append(batch[rows][i].rows(idx))
+        if rows in batch:
             return {"frames": None, "timestamps": stamps, "image_embeds": embeds}
         return {"frames": frames, "timestamps": stamps}
 
