@@ -228,7 +228,7 @@ def test_the_cache_command_fills_the_captioners_shown_rows_and_exports_them(tmp_
                                    "--model.init_args.selector", other, "--data.from_cache", str(tmp_path / "export"))])
 
 
-def test_bench_epoch_times_the_three_modes_on_the_same_batches(tmp_path, tiny_model_dir):
+def test_bench_epoch_times_the_three_modes_on_the_same_batches(tmp_path, tiny_model_dir, capsys):
     from trainer.benchmarks.bench_epoch import MODES, table
     from trainer.benchmarks.bench_epoch import main as bench_epoch
 
@@ -246,6 +246,10 @@ def test_bench_epoch_times_the_three_modes_on_the_same_batches(tmp_path, tiny_mo
     assert rows[0]["videos_decoded"] == 3 and all(m in MODES for m in {r["mode"] for r in rows[1:]})
     line = table(rows).splitlines()[2]
     assert line.startswith("| captioner | 2 | ") and line.endswith("| 3, 0, 0 | True |")
+    with pytest.raises(SystemExit) as refused:  # no round would time nothing and still exit 0
+        bench_epoch(["--rounds", "0", "--workdir", str(tmp_path / "none")])
+    assert refused.value.code == 2 and "--rounds must be >= 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()
 
 
 def test_the_teachers_scores_are_cached_like_the_features(tmp_path, tiny_model_dir, synthetic, decodes, monkeypatch):

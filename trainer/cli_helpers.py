@@ -244,6 +244,15 @@ def add_run_arguments(parser: Any, workers: int | None = None, shards: bool = Fa
                                  "SLURM, else 0)")  # fmt: skip
 
 
+def check_minimums(parser: Any, args: Namespace, **minimums: float) -> None:
+    """Refuses (a parser error, exit 2) the first option below its minimum: ``--NAME must be >= LOW,
+    got VALUE`` (``-k`` for a one-letter option). An option left at ``None`` is not checked."""
+    for name, low in minimums.items():
+        value = getattr(args, name)
+        if value is not None and value < low:
+            parser.error(f"{'-' if len(name) == 1 else '--'}{name} must be >= {low}, got {value}")
+
+
 def check_shard(parser: Any, args: Namespace) -> None:
     """Fills ``--num_shards``/``--shard`` left out from the launcher (:func:`launcher_shard`; else
     one shard), and refuses a ``--shard`` outside ``[0, --num_shards)``."""
@@ -257,8 +266,7 @@ def check_shard(parser: Any, args: Namespace) -> None:
         parser.error("--shard needs --num_shards")
     args.num_shards = 1 if args.num_shards is None else args.num_shards
     args.shard = 0 if args.shard is None else args.shard
-    if args.num_shards < 1:
-        parser.error(f"--num_shards must be >= 1, got {args.num_shards}")
+    check_minimums(parser, args, num_shards=1)
     if not 0 <= args.shard < args.num_shards:
         parser.error(f"--shard must be in [0, --num_shards={args.num_shards}), got {args.shard}")
 

@@ -58,7 +58,7 @@ from trainer.benchmarks.boundary_methods import (
     scenedetect_method,
     selector_boundaries,
 )
-from trainer.cli_helpers import command_parser, parse_command
+from trainer.cli_helpers import check_minimums, command_parser, parse_command
 
 # The boundary videos use a different root seed from the speed video (seed 0), so they are
 # different videos made with the same settings.
@@ -246,14 +246,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--real_segments", "--real-segments", type=int, default=REAL_SEGMENTS, help="shots per real-footage video")
     add_threads_argument(parser)
     args = parse_command(parser, argv)
-    if args.f1_videos < 1:
-        parser.error(f"--f1_videos must be >= 1, got {args.f1_videos}")
-    if args.tolerance < 0:
-        parser.error(f"--tolerance must be >= 0, got {args.tolerance}")
-    if args.real_videos < 0:
-        parser.error(f"--real_videos must be >= 0, got {args.real_videos}")
-    if args.real_segments < 2:
-        parser.error(f"--real_segments must be >= 2, got {args.real_segments}")
+    check_minimums(parser, args, f1_videos=1, tolerance=0, real_videos=0, real_segments=2)
     apply_threads(parser, args.threads)
 
     with tempfile.TemporaryDirectory() as tmp:

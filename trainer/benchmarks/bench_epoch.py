@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from trainer.cli_helpers import command_parser, parse_command
+from trainer.cli_helpers import check_minimums, command_parser, parse_command
 
 FAMILIES = ("captioner", "rl_likelihood")
 MODES = ("decoding", "decode_free", "floor")
@@ -141,6 +141,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--output", default="outputs/bench_epoch.json")
     parser.add_argument("--workdir", default="outputs/bench_epoch", help="videos, caches and the stand-in (kept)")
     args = parse_command(parser, argv)
+    check_minimums(parser, args, videos=1, batch=1, rounds=1)
     workdir = Path(args.workdir)
     if args.model is None:  # the stand-in bench_step builds, shared
         from data.datamodule import default_cache_dir

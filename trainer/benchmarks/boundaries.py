@@ -47,7 +47,7 @@ from trainer.benchmarks.boundary_methods import (
     real_footage_report,
     run_methods,
 )
-from trainer.cli_helpers import command_parser, parse_command
+from trainer.cli_helpers import check_minimums, command_parser, parse_command
 
 #: Thresholds :func:`choose_threshold` tries: 0.02 to 1.00 in steps of 0.01.
 GRID = tuple(round(0.01 * i, 2) for i in range(2, 101))
@@ -348,12 +348,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=128, help="decode size of the other selectors' rows (as bench)")
     add_threads_argument(parser)
     args = parse_command(parser, argv)
-    if args.tolerance < 0:
-        parser.error(f"--tolerance must be >= 0, got {args.tolerance}")
-    if args.montages < 1:
-        parser.error(f"--montages must be >= 1, got {args.montages}")
-    if args.segments < 2:
-        parser.error(f"--segments must be >= 2, got {args.segments}")
+    check_minimums(parser, args, tolerance=0, montages=1, segments=2)
     apply_threads(parser, args.threads)
     clips, missing = available_clips()
     for note in missing:

@@ -47,7 +47,7 @@ from jsonargparse import ArgumentParser
 
 from data.atomic import write_atomic
 from models.prompting import parse_dense_caption
-from trainer.cli_helpers import command_parser, parse_command, resolve_device
+from trainer.cli_helpers import check_minimums, command_parser, parse_command, resolve_device
 from trainer.loading import LoadError, frame_budget, load_trained, load_vlm
 from trainer.predictions import write_predictions
 from trainer.tools.video_files import (
@@ -171,8 +171,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = build_parser()
     args = parse_command(parser, argv)
     paths = check_input_arguments(parser, args)
-    if args.max_new_tokens is not None and args.max_new_tokens < 1:
-        parser.error(f"--max_new_tokens must be >= 1, got {args.max_new_tokens}")
+    check_minimums(parser, args, max_new_tokens=1)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
@@ -224,18 +223,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 # All videos so far, replaced in one rename: a crash leaves the previous complete file.
                 write_predictions(predictions, output / CAPTIONS_FILE, details)
                 last_write = time.perf_counter()
-            run.done(path, name, {"video_id": name, "events": len(events), "text": text,
-                                  "duration": item["duration"], "frame_times": predictions[-1]["frame_times"],
-                                  "seconds": {"decode": round(item["decode_seconds"], 4),
-                                              "caption": round(seconds, 4)}})  # fmt: skip
-            totals["videos"] += 1
-            totals["frames"] += len(item["timestamps"])
-            totals["decode_seconds"] += item["decode_seconds"]
-            totals["caption_seconds"] += seconds
+            run.done(path, name, {"video_id": name, "events": len(events), "text": text, "duration": item["duration"],
+                                  "frame_times": predictions[-1]["frame_times"]}, totals, len(item["timestamps"]),
+                     {"decode": item["decode_seconds"], "caption": seconds})  # fmt: skip
     totals["videos_per_second"] = rate(totals["videos"], time.perf_counter() - wall)
     run.finish(settings, totals, wall)
-    resumed = f" ({len(finished)} finished before)" if finished else ""
-    print(f"captioned {totals['videos']} of {len(run.todo)} videos{resumed} with K={k} frames -> "
+    print(f"captioned {totals['videos']} of {len(run.todo)} videos{run.resumed} with K={k} frames -> "
           f"{output}/{CAPTIONS_FILE}, NAME.srt, NAME.vtt ({device})")  # fmt: skip
     return {"output": str(output), "captioned": totals["videos"], "skipped": run.skipped, "resumed": len(finished),
             "totals": totals, "predictions": predictions}  # fmt: skip

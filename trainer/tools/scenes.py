@@ -81,7 +81,7 @@ from models.baselines import BOUNDARY_DETECTORS
 from models.change import BOUNDARY_THRESHOLD
 from models.selectors import FrameSelector
 from models.transnet import THRESHOLD as TRANSNET_THRESHOLD
-from trainer.cli_helpers import command_parser, parse_command, resolve_device
+from trainer.cli_helpers import check_minimums, command_parser, parse_command, resolve_device
 from trainer.tools.video_files import (
     RUN_FILE,
     SUMMARY_FILE,
@@ -354,8 +354,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = build_parser()
     args = parse_command(parser, argv)
     paths = check_input_arguments(parser, args)
-    if args.sheet_size < 2:
-        parser.error(f"--sheet_size must be >= 2, got {args.sheet_size}")
+    check_minimums(parser, args, sheet_size=2)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     device = resolve_device(args.device)
@@ -390,13 +389,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             written = time.perf_counter()
             seconds = {"decode": item["decode_seconds"], "detect": detected - start, "write": written - detected}
             run.done(path, folder, {"frames": payload["frames"], "scenes": len(payload["scenes"]),
-                                    "boundaries": [b["time"] for b in payload["boundaries"]],
-                                    "seconds": {k: round(v, 4) for k, v in seconds.items()}})  # fmt: skip
-            run.count(totals, payload["frames"], seconds)
+                                    "boundaries": [b["time"] for b in payload["boundaries"]]},
+                     totals, payload["frames"], seconds)  # fmt: skip
             totals["scenes"] += len(payload["scenes"])
     run.finish(settings, totals, wall, stages=("decode", "detect", "write"))
-    resumed = f" ({len(finished)} finished before)" if finished else ""
-    print(f"found {totals['scenes']} scenes in {totals['videos']} of {len(run.todo)} videos{resumed} -> {output}")
+    print(f"found {totals['scenes']} scenes in {totals['videos']} of {len(run.todo)} videos{run.resumed} -> {output}")
     print(run.timing(totals, "frames", args.workers))
     return {"output": str(output), "done": totals["videos"], "skipped": run.skipped, "resumed": len(finished),
             "totals": totals}  # fmt: skip

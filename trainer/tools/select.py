@@ -286,12 +286,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             written = time.perf_counter()
             seconds = {"decode": item["decode_seconds"], "select": selected - start, "write": written - selected}
             run.done(path, folder, {"frames": len(item["timestamps"]),
-                      "timestamps": [round(float(t), 6) for t in chosen[2]],
-                      "seconds": {k: round(v, 4) for k, v in seconds.items()}})  # fmt: skip
-            run.count(totals, len(item["timestamps"]), seconds)
+                                    "timestamps": [round(float(t), 6) for t in chosen[2]]},
+                     totals, len(item["timestamps"]), seconds)  # fmt: skip
     run.finish(settings, totals, wall, stages=("decode", "select", "write"))
-    resumed = f" ({len(finished)} finished before)" if finished else ""
-    print(f"selected {args.k} frames in {totals['videos']} of {len(run.todo)} videos{resumed} -> {output}")
+    print(f"selected {args.k} frames in {totals['videos']} of {len(run.todo)} videos{run.resumed} -> {output}")
     print(run.timing(totals, "candidate frames", args.workers))
     return {"output": str(output), "selected": totals["videos"], "skipped": run.skipped, "resumed": len(finished),
             "totals": totals}  # fmt: skip

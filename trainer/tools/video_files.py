@@ -31,7 +31,7 @@ from data.outputs import check_writable, safe_names
 from models.selectors import FrameSelector
 from jsonargparse import ArgumentParser, Namespace
 
-from trainer.cli_helpers import RowsWriter, add_run_arguments, read_records, repair_rows
+from trainer.cli_helpers import RowsWriter, add_run_arguments, check_minimums, read_records, repair_rows
 from trainer.loading import TrainedSelector, spec_of
 
 log = logging.getLogger(__name__)
@@ -213,7 +213,7 @@ def report_skipped(skipped: list[tuple[Path, str]]) -> None:
 
 
 class VideoRun:
-    """The loop ``select`` and ``caption`` share over decoded videos, and its bookkeeping.
+    """The loop ``select``, ``caption`` and ``scenes`` share over decoded videos, and its bookkeeping.
 
     Iterating yields ``(path, name, item)`` for each video still to do that can be used, decoded
     ahead by worker processes; one that cannot (unreadable, no frames, fewer than K candidates)
@@ -268,11 +268,23 @@ class VideoRun:
                 raise FailFast(f"{path}: {reason}")
             log.warning("skipping %s: %s", path, reason)
 
-    def done(self, path: Path, name: str, record: dict[str, Any]) -> None:
+    def done(self, path: Path, name: str, record: dict[str, Any], totals: dict[str, Any], frames: int,
+             seconds: dict[str, float]) -> None:  # fmt: skip
         """Appends a finished video's line to ``summary.jsonl`` (written through at once): its path
-        as given (``video``), its output name (``output``) and ``record``."""
-        self.writer.append({"video": str(path), "output": name, "status": "ok", **record})
+        as given (``video``), its output name (``output``), ``record`` and each stage's ``seconds``;
+        and adds the video to ``totals``: a video, its ``frames`` and each stage's seconds."""
+        self.writer.append({"video": str(path), "output": name, "status": "ok", **record,
+                            "seconds": {stage: round(value, 4) for stage, value in seconds.items()}})  # fmt: skip
         self.ok += 1
+        totals["videos"] += 1
+        totals["frames"] += frames
+        for stage, value in seconds.items():
+            totals[f"{stage}_seconds"] += value
+
+    @property
+    def resumed(self) -> str:
+        """`` (N finished before)`` for the closing line of a resumed run, else empty."""
+        return f" ({len(self.finished)} finished before)" if self.finished else ""
 
     def check_done(self) -> None:
         """Exits with status 1, naming the first reasons, when no video of the run (resumed ones
@@ -283,14 +295,6 @@ class VideoRun:
         first = "; ".join(f"{path}: {reason}" for path, reason in reasons[:3])
         self.parser.exit(1, f"{self.parser.prog}: error: none of the {len(self.finished) + len(self.todo)} videos "
                             f"could be used ({len(reasons)} skipped); first: {first}\n")  # fmt: skip
-
-    @staticmethod
-    def count(totals: dict[str, Any], frames: int, seconds: dict[str, float]) -> None:
-        """Adds one finished video to ``totals``: a video, its ``frames`` and each stage's ``seconds``."""
-        totals["videos"] += 1
-        totals["frames"] += frames
-        for stage, value in seconds.items():
-            totals[f"{stage}_seconds"] += value
 
     def timing(self, totals: dict[str, Any], what: str, workers: int) -> str:
         """The closing line: ``what`` frames and the frames/s of each stage :meth:`finish` computed."""
@@ -372,14 +376,7 @@ def _fps(text: str) -> float | None:
 
 def check_input_arguments(parser: ArgumentParser, args: Namespace) -> list[Path]:
     """Validates the shared arguments; returns the videos to run on."""
-    if args.frame_size is not None and args.frame_size < 2:
-        parser.error(f"--frame_size must be >= 2, got {args.frame_size}")
-    if args.max_frames is not None and args.max_frames < 1:
-        parser.error(f"--max_frames must be >= 1, got {args.max_frames}")
-    if args.workers < 0:
-        parser.error(f"--workers must be >= 0, got {args.workers}")
-    if getattr(args, "k", None) is not None and args.k < 1:
-        parser.error(f"-k must be >= 1, got {args.k}")
+    check_minimums(parser, args, frame_size=2, max_frames=1, workers=0, **({"k": 1} if hasattr(args, "k") else {}))
     try:
         paths = find_videos(args.video, args.folder, args.recursive)
         check_output(Path(args.output), args.overwrite, args.resume)  # before any model loads
