@@ -265,15 +265,10 @@ class SelectorScores:
         self.k = k
         self.picks = picks
         cls = type(selector)
-        plain = {k: v for k, v in sorted(vars(selector).items())
-                 if not k.startswith("_") and k != "training" and isinstance(v, (bool, int, float, str, tuple))}  # fmt: skip
-        settings = json.dumps(plain, sort_keys=True, default=str)
-        # The decoder turns scores into picks: its settings key the picks too.
+        settings = _settings(selector)
         decoder = getattr(selector, "decoder", None)
-        if picks and decoder is not None:
-            settings += f":{type(decoder).__qualname__}" + json.dumps(
-                {k: v for k, v in sorted(vars(decoder).items()) if isinstance(v, (bool, int, float, str, tuple))},
-                sort_keys=True)  # fmt: skip
+        if picks and decoder is not None:  # the decoder turns scores into picks: its settings key the picks too
+            settings += f":{type(decoder).__qualname__}{_settings(decoder)}"
         weights = weights_fingerprint(selector)[:12]
         budget = "" if k is None else f":k{k}"
         kind = "picks" if picks else "selector"
@@ -339,6 +334,13 @@ class MadeFrames:
 
     def state_dict(self) -> dict[str, Tensor]:
         return {**self.encoder.state_dict(), **{f"selector.{k}": v for k, v in self.selector.state_dict().items()}}
+
+
+def _settings(obj: Any) -> str:
+    """``obj``'s public plain attributes (numbers, strings, flags, tuples of them) as sorted JSON."""
+    plain = {k: v for k, v in sorted(vars(obj).items())
+             if not k.startswith("_") and k != "training" and isinstance(v, (bool, int, float, str, tuple))}  # fmt: skip
+    return json.dumps(plain, sort_keys=True, default=str)
 
 
 class FrameEncodings:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -96,8 +95,7 @@ def fill(
                     # Rows cached one by one (the captioner's shown frames): the rows its step
                     # shows, computed and stored now, with the candidate times that key them.
                     before = sum(encodings.passes.values())
-                    with torch.no_grad():
-                        module.select_frames(batch)
+                    module.select_frames(batch)  # (under no_grad itself)
                     store.write_times(item["video"], item["timestamps"])
                     caches.update({name: store.caches[name] for name in store.partial} | {"times": store.times})
                     fresh = fresh or sum(encodings.passes.values()) > before
