@@ -13,7 +13,8 @@ from data.decode import decode_video
 from data.synthetic import write_video
 from models.change import BOUNDARY_THRESHOLD
 from trainer.__main__ import COMMANDS, run
-from trainer.tools.scenes import CSV_COLUMNS, SHEET_COLUMNS, detect, make_detector, timecode
+from trainer.tools.scenes import CSV_COLUMNS, SHEET_COLUMNS, detect, make_detector
+from trainer.tools.video_files import clock
 from trainer.tools.scenes import main as scenes_main
 
 FPS = 25
@@ -101,7 +102,7 @@ def test_a_hard_cut_gives_two_scenes_in_json_csv_and_contact_sheet_that_agree(vi
         assert float(record["Start Time (seconds)"]) == pytest.approx(scene["start_time"], abs=5e-4)
         assert float(record["End Time (seconds)"]) == pytest.approx(scene["end_time"], abs=5e-4)
         assert float(record["Length (seconds)"]) == pytest.approx(scene["length_seconds"], abs=1e-3)
-        assert record["Start Timecode"] == timecode(scene["start_time"]) == scene["start_timecode"]
+        assert record["Start Timecode"] == clock(scene["start_time"]) == scene["start_timecode"]
         assert record["End Timecode"] == scene["end_timecode"]
     assert rows[2][5] == "00:00:04.000"
 
@@ -231,7 +232,7 @@ def test_resume_skips_finished_videos_and_refuses_other_settings(videos, tmp_pat
 
 
 def test_timecodes_are_pyscenedetects():
-    assert timecode(0) == "00:00:00.000" and timecode(3723.4567) == "01:02:03.457" and timecode(59.9996) == "00:01:00.000"
+    assert clock(0) == "00:00:00.000" and clock(3723.4567) == "01:02:03.457" and clock(59.9996) == "00:01:00.000"
     assert SHEET_COLUMNS >= 2
 
 

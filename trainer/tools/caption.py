@@ -56,6 +56,7 @@ from trainer.tools.video_files import (
     VideoRun,
     add_input_arguments,
     check_input_arguments,
+    clock,
     rate,
     selector_record,
     start_output,
@@ -87,15 +88,6 @@ def caption_events(text: str, duration: float) -> list[dict[str, Any]]:
     return events
 
 
-def _clock(seconds: float, separator: str) -> str:
-    """``HH:MM:SS<separator>mmm`` of a time in seconds (to the nearest millisecond)."""
-    ms = int(round(seconds * 1000))
-    hours, ms = divmod(ms, 3_600_000)
-    minutes, ms = divmod(ms, 60_000)
-    secs, ms = divmod(ms, 1000)
-    return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{ms:03d}"
-
-
 def _cue_text(sentence: str) -> str:
     # A blank line ends a cue in both formats and "-->" starts a timing line in WebVTT: neither
     # may appear inside a caption.
@@ -107,7 +99,7 @@ def srt_text(events: list[dict[str, Any]]) -> str:
     """SubRip subtitles: numbered cues ``HH:MM:SS,mmm --> HH:MM:SS,mmm`` in start order."""
     cues = sorted(events, key=lambda e: tuple(e["timestamp"]))
     blocks = [
-        f"{n}\n{_clock(e['timestamp'][0], ',')} --> {_clock(e['timestamp'][1], ',')}\n{_cue_text(e['sentence'])}\n"
+        f"{n}\n{clock(e['timestamp'][0], ',')} --> {clock(e['timestamp'][1], ',')}\n{_cue_text(e['sentence'])}\n"
         for n, e in enumerate(cues, start=1)
     ]
     return "\n".join(blocks)
@@ -117,7 +109,7 @@ def webvtt_text(events: list[dict[str, Any]]) -> str:
     """WebVTT subtitles: the ``WEBVTT`` header, then cues ``HH:MM:SS.mmm --> HH:MM:SS.mmm`` in start order."""
     cues = sorted(events, key=lambda e: tuple(e["timestamp"]))
     blocks = [
-        f"{_clock(e['timestamp'][0], '.')} --> {_clock(e['timestamp'][1], '.')}\n{_cue_text(e['sentence'])}\n"
+        f"{clock(e['timestamp'][0], '.')} --> {clock(e['timestamp'][1], '.')}\n{_cue_text(e['sentence'])}\n"
         for e in cues
     ]
     return "\n".join(["WEBVTT\n", *blocks])

@@ -88,6 +88,7 @@ from trainer.tools.video_files import (
     VideoRun,
     add_input_arguments,
     check_input_arguments,
+    clock,
     selector_record,
     start_output,
 )
@@ -173,23 +174,14 @@ def scene_list(boundaries: list[int], timestamps: torch.Tensor, end: float) -> l
             "end_frame": stop,  # exclusive
             "start_time": round(start_time, 6),
             "end_time": round(end_time, 6),
-            "start_timecode": timecode(start_time),
-            "end_timecode": timecode(end_time),
+            "start_timecode": clock(start_time),
+            "end_timecode": clock(end_time),
             "length_frames": stop - first,
             "length_seconds": round(end_time - start_time, 6),
             "middle_frame": middle,
             "middle_time": round(float(timestamps[middle]), 6),
         })  # fmt: skip
     return scenes
-
-
-def timecode(seconds: float) -> str:
-    """``HH:MM:SS.mmm``, as PySceneDetect writes timecodes (rounded to the millisecond)."""
-    ms = max(0, int(round(seconds * 1000)))
-    hours, ms = divmod(ms, 3_600_000)
-    minutes, ms = divmod(ms, 60_000)
-    secs, ms = divmod(ms, 1000)
-    return f"{hours:02d}:{minutes:02d}:{secs:02d}.{ms:03d}"
 
 
 def csv_text(scenes: list[dict[str, Any]]) -> str:
@@ -201,7 +193,7 @@ def csv_text(scenes: list[dict[str, Any]]) -> str:
         length = s["end_time"] - s["start_time"]
         writer.writerow([s["scene"], s["start_frame"] + 1, s["start_timecode"], f"{s['start_time']:.3f}",
                          s["end_frame"], s["end_timecode"], f"{s['end_time']:.3f}", s["length_frames"],
-                         timecode(length), f"{length:.3f}"])  # fmt: skip
+                         clock(length), f"{length:.3f}"])  # fmt: skip
     return out.getvalue()
 
 
@@ -307,7 +299,7 @@ def write_scenes(folder: Path, video: Path, item: dict[str, Any], found: tuple[l
         (tmp / SCENES_FILE).write_text(json.dumps(payload, indent=1) + "\n")
         (tmp / CSV_FILE).write_text(csv_text(scenes))
         if tiles is not None:
-            title = (f"{video.name}  ·  {len(scenes)} scene{'s' * (len(scenes) != 1)}  ·  {timecode(end)}  ·  "
+            title = (f"{video.name}  ·  {len(scenes)} scene{'s' * (len(scenes) != 1)}  ·  {clock(end)}  ·  "
                      f"{detector['name']} > {detector['init_args']['threshold']:g}")  # fmt: skip
             contact_sheet(tiles, scenes, title).save(tmp / SHEET_FILE, format="PNG", optimize=True)
 

@@ -330,6 +330,16 @@ class VideoRun:
             self.writer.close()
 
 
+def clock(seconds: float, separator: str = ".") -> str:
+    """``HH:MM:SS<separator>mmm`` of a time in seconds, to the nearest millisecond (a negative time
+    is 0): SRT's clock with ``","``, WebVTT's and PySceneDetect's timecodes with ``"."``."""
+    ms = max(0, int(round(seconds * 1000)))
+    hours, ms = divmod(ms, 3_600_000)
+    minutes, ms = divmod(ms, 60_000)
+    secs, ms = divmod(ms, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{ms:03d}"
+
+
 def rate(frames: int, seconds: float) -> float | None:
     return round(frames / seconds, 1) if seconds > 0 else None
 
